@@ -1,0 +1,68 @@
+from privaudit.v1 import report_pb2 as _report_pb2
+from privaudit.v1 import results_pb2 as _results_pb2
+from privaudit.v1 import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitAuditRequest(_message.Message):
+    __slots__ = ("task_yaml", "task", "report_format", "seed")
+    TASK_YAML_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    task_yaml: str
+    task: _task_pb2.Task
+    report_format: _report_pb2.ReportFormat
+    seed: int
+    def __init__(self, task_yaml: _Optional[str] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., report_format: _Optional[_Union[_report_pb2.ReportFormat, str]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SubmitAuditResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: AuditEvent
+    def __init__(self, event: _Optional[_Union[AuditEvent, _Mapping]] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("sequence", "task_id", "accepted", "progress", "attack_result", "report_summary", "report_chunk", "done")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_RESULT_FIELD_NUMBER: _ClassVar[int]
+    REPORT_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REPORT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    task_id: str
+    accepted: AuditAccepted
+    progress: _results_pb2.JobProgress
+    attack_result: _results_pb2.AttackResult
+    report_summary: _report_pb2.ReportSummary
+    report_chunk: _report_pb2.ReportChunk
+    done: AuditDone
+    def __init__(self, sequence: _Optional[int] = ..., task_id: _Optional[str] = ..., accepted: _Optional[_Union[AuditAccepted, _Mapping]] = ..., progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., attack_result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., report_summary: _Optional[_Union[_report_pb2.ReportSummary, _Mapping]] = ..., report_chunk: _Optional[_Union[_report_pb2.ReportChunk, _Mapping]] = ..., done: _Optional[_Union[AuditDone, _Mapping]] = ...) -> None: ...
+
+class AuditAccepted(_message.Message):
+    __slots__ = ("attack_names", "seed")
+    ATTACK_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    attack_names: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    def __init__(self, attack_names: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class AuditDone(_message.Message):
+    __slots__ = ("succeeded_attacks", "failed_attacks", "overall_risk", "error")
+    SUCCEEDED_ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    OVERALL_RISK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    succeeded_attacks: int
+    failed_attacks: int
+    overall_risk: _report_pb2.RiskLevel
+    error: str
+    def __init__(self, succeeded_attacks: _Optional[int] = ..., failed_attacks: _Optional[int] = ..., overall_risk: _Optional[_Union[_report_pb2.RiskLevel, str]] = ..., error: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,144 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AttackStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTACK_STATUS_UNSPECIFIED: _ClassVar[AttackStatus]
+    ATTACK_STATUS_SUCCEEDED: _ClassVar[AttackStatus]
+    ATTACK_STATUS_FAILED: _ClassVar[AttackStatus]
+
+class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAGE_UNSPECIFIED: _ClassVar[Stage]
+    STAGE_QUEUED: _ClassVar[Stage]
+    STAGE_LOAD: _ClassVar[Stage]
+    STAGE_PREDICT: _ClassVar[Stage]
+    STAGE_TRAIN_SHADOW: _ClassVar[Stage]
+    STAGE_FIT_ATTACK: _ClassVar[Stage]
+    STAGE_SCORE: _ClassVar[Stage]
+ATTACK_STATUS_UNSPECIFIED: AttackStatus
+ATTACK_STATUS_SUCCEEDED: AttackStatus
+ATTACK_STATUS_FAILED: AttackStatus
+STAGE_UNSPECIFIED: Stage
+STAGE_QUEUED: Stage
+STAGE_LOAD: Stage
+STAGE_PREDICT: Stage
+STAGE_TRAIN_SHADOW: Stage
+STAGE_FIT_ATTACK: Stage
+STAGE_SCORE: Stage
+
+class AttackResult(_message.Message):
+    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings")
+    ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ROC_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    attack_index: int
+    attack_name: str
+    status: AttackStatus
+    error: AttackError
+    target_model: ModelSummary
+    datasets: _containers.RepeatedCompositeFieldContainer[DatasetSummary]
+    metrics: Metrics
+    roc: _containers.RepeatedCompositeFieldContainer[RocPoint]
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+
+class AttackError(_message.Message):
+    __slots__ = ("code", "field", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    field: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ModelSummary(_message.Message):
+    __slots__ = ("name", "path", "train_acc", "test_acc")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_ACC_FIELD_NUMBER: _ClassVar[int]
+    TEST_ACC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    train_acc: float
+    test_acc: float
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., train_acc: _Optional[float] = ..., test_acc: _Optional[float] = ...) -> None: ...
+
+class DatasetSummary(_message.Message):
+    __slots__ = ("name", "path", "is_member_dataset", "length", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    IS_MEMBER_DATASET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    is_member_dataset: bool
+    length: int
+    role: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., is_member_dataset: _Optional[bool] = ..., length: _Optional[int] = ..., role: _Optional[str] = ...) -> None: ...
+
+class Metrics(_message.Message):
+    __slots__ = ("num_members", "num_non_members", "accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "decision_threshold")
+    NUM_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_NON_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    ADVANTAGE_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_1PCT_FPR_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_0_1PCT_FPR_FIELD_NUMBER: _ClassVar[int]
+    DECISION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    num_members: int
+    num_non_members: int
+    accuracy: float
+    precision: float
+    recall: float
+    auc: float
+    advantage: float
+    tpr_at_1pct_fpr: float
+    tpr_at_0_1pct_fpr: float
+    decision_threshold: float
+    def __init__(self, num_members: _Optional[int] = ..., num_non_members: _Optional[int] = ..., accuracy: _Optional[float] = ..., precision: _Optional[float] = ..., recall: _Optional[float] = ..., auc: _Optional[float] = ..., advantage: _Optional[float] = ..., tpr_at_1pct_fpr: _Optional[float] = ..., tpr_at_0_1pct_fpr: _Optional[float] = ..., decision_threshold: _Optional[float] = ...) -> None: ...
+
+class RocPoint(_message.Message):
+    __slots__ = ("fpr", "tpr")
+    FPR_FIELD_NUMBER: _ClassVar[int]
+    TPR_FIELD_NUMBER: _ClassVar[int]
+    fpr: float
+    tpr: float
+    def __init__(self, fpr: _Optional[float] = ..., tpr: _Optional[float] = ...) -> None: ...
+
+class StageTiming(_message.Message):
+    __slots__ = ("stage", "seconds")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    stage: Stage
+    seconds: float
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class JobProgress(_message.Message):
+    __slots__ = ("attack_index", "stage", "fraction", "message")
+    ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    attack_index: int
+    stage: Stage
+    fraction: float
+    message: str
+    def __init__(self, attack_index: _Optional[int] = ..., stage: _Optional[_Union[Stage, str]] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...

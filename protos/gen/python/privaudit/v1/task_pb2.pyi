@@ -1,0 +1,112 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AttackType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTACK_TYPE_UNSPECIFIED: _ClassVar[AttackType]
+    ATTACK_TYPE_MEMBERSHIP_INFERENCE: _ClassVar[AttackType]
+
+class Augmentation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUGMENTATION_UNSPECIFIED: _ClassVar[Augmentation]
+    AUGMENTATION_ROTATION: _ClassVar[Augmentation]
+    AUGMENTATION_TRANSLATION: _ClassVar[Augmentation]
+ATTACK_TYPE_UNSPECIFIED: AttackType
+ATTACK_TYPE_MEMBERSHIP_INFERENCE: AttackType
+AUGMENTATION_UNSPECIFIED: Augmentation
+AUGMENTATION_ROTATION: Augmentation
+AUGMENTATION_TRANSLATION: Augmentation
+
+class Task(_message.Message):
+    __slots__ = ("attacks", "seed")
+    ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    attacks: _containers.RepeatedCompositeFieldContainer[AttackSpec]
+    seed: int
+    def __init__(self, attacks: _Optional[_Iterable[_Union[AttackSpec, _Mapping]]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class AttackSpec(_message.Message):
+    __slots__ = ("type", "baseline", "ml_leak", "label_only")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    ML_LEAK_FIELD_NUMBER: _ClassVar[int]
+    LABEL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    type: AttackType
+    baseline: BaselineArgs
+    ml_leak: MlLeakArgs
+    label_only: LabelOnlyArgs
+    def __init__(self, type: _Optional[_Union[AttackType, str]] = ..., baseline: _Optional[_Union[BaselineArgs, _Mapping]] = ..., ml_leak: _Optional[_Union[MlLeakArgs, _Mapping]] = ..., label_only: _Optional[_Union[LabelOnlyArgs, _Mapping]] = ...) -> None: ...
+
+class DatasetPair(_message.Message):
+    __slots__ = ("members", "non_members")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NON_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: str
+    non_members: str
+    def __init__(self, members: _Optional[str] = ..., non_members: _Optional[str] = ...) -> None: ...
+
+class BaselineArgs(_message.Message):
+    __slots__ = ("test_datasets", "target_model")
+    TEST_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    test_datasets: DatasetPair
+    target_model: str
+    def __init__(self, test_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ...) -> None: ...
+
+class MlLeakArgs(_message.Message):
+    __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "topk")
+    TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_LR_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_LR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOPK_FIELD_NUMBER: _ClassVar[int]
+    target_datasets: DatasetPair
+    target_model: str
+    shadow_model: str
+    shadow_datasets: DatasetPair
+    shadow_epoch: int
+    shadow_lr: float
+    classifier_epoch: int
+    classifier_lr: float
+    batch_size: int
+    topk: int
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., topk: _Optional[int] = ...) -> None: ...
+
+class LabelOnlyArgs(_message.Message):
+    __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "attack_type", "r", "d")
+    TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_LR_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_LR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    R_FIELD_NUMBER: _ClassVar[int]
+    D_FIELD_NUMBER: _ClassVar[int]
+    target_datasets: DatasetPair
+    target_model: str
+    shadow_model: str
+    shadow_datasets: DatasetPair
+    shadow_epoch: int
+    shadow_lr: float
+    classifier_epoch: int
+    classifier_lr: float
+    batch_size: int
+    attack_type: Augmentation
+    r: int
+    d: int
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., attack_type: _Optional[_Union[Augmentation, str]] = ..., r: _Optional[int] = ..., d: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,77 @@
+"""The seam between attack algorithms and the models they attack.
+
+An attack is a function `run(args, runtime) -> Scores`. It asks the runtime
+for models, datasets and model outputs (the only place Paddle is touched) and
+does its own maths on numpy arrays. The worker's runtime is Paddle-backed;
+tests pass a numpy fake, so every attack is testable in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+# A batch transform for augmented queries: images (batch, *sample_shape) -> same shape.
+Augment = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """A model's outputs on every record of a dataset, in dataset order."""
+
+    logits: np.ndarray  # (n, num_classes) float32, before softmax
+    labels: np.ndarray  # (n,) int64, the dataset's true labels
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Membership scores (higher = more likely a member) of the target's member and
+    non-member records, and the attack's decision rule: member when score >= threshold."""
+
+    members: np.ndarray
+    non_members: np.ndarray
+    threshold: float
+
+
+class Runtime(Protocol):
+    """What an attack may ask of its job. Models and datasets are opaque handles;
+    `field` is the task field that named the path, used in error messages."""
+
+    seed: int
+
+    def load_model(self, field: str, path: str, trained: bool = True) -> Any:
+        """The model in folder `path`; with trained=False, its architecture with fresh
+        weights initialised from the job's seed (a shadow model to train)."""
+
+    def load_dataset(self, field: str, path: str) -> Any:
+        """The dataset in folder `path`."""
+
+    def num_classes(self, model: Any, dataset: Any) -> int:
+        """Width of the model's output layer."""
+
+    def predict(self, model: Any, dataset: Any, batch_size: int) -> Outputs:
+        """Logits of `model` on every record of `dataset` (computed once, then cached)."""
+
+    def train(self, model: Any, dataset: Any, epochs: int, lr: float, batch_size: int) -> None:
+        """Trains `model` in place on `dataset` with Adam and cross-entropy, seeded."""
+
+    def predict_augmented(self, model: Any, dataset: Any, augments: Sequence[Augment],
+                          batch_size: int) -> np.ndarray:
+        """(n, len(augments)) bool: whether `model` labels augmented copy j of record i
+        correctly. Streams batches: never holds all augmented copies at once."""
+
+    def stage(self, stage: int) -> AbstractContextManager[None]:
+        """Times a stage (a `privaudit.v1.Stage` value) and reports entering it."""
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Reports progress within the current stage, fraction from 0 to 1."""
+
+
+def batches(n: int, batch_size: int) -> Iterator[slice]:
+    """Slices covering range(n) in order, each at most batch_size long."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))

@@ -1,0 +1,283 @@
+"""The audit task: parsing the YAML file or the typed message, and validating it.
+
+One set of pydantic models is the single definition of every attack's
+arguments, their types, bounds and defaults. YAML text and `privaudit.v1.Task`
+messages are both turned into plain dicts and validated by these models, so a
+task gets the same errors, naming the same fields (`attacks[1].args.topk`),
+whichever way it arrives. `to_proto` writes a validated task back as a message
+with every default filled in; that is what the orchestrator sends to workers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from google.protobuf.message import Message
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from privaudit.v1 import task_pb2
+from services.common.errors import Problem, TaskError
+
+YAML_ATTACK_TYPE = "MEMBERSHIP_INFERENCE_ATTACK"
+DEFAULT_SEED = 20190224
+MAX_ATTACKS = 64
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+
+
+def _storage_path(value: str) -> str:
+    """A path relative to the storage root that does not leave it (checked lexically here;
+    the worker also checks symlinks against the real files)."""
+    if not value.strip():
+        raise ValueError("must be a folder path relative to the storage root, got an empty string")
+    if posixpath.isabs(value) or value.startswith("\\") or (len(value) > 1 and value[1] == ":"):
+        raise ValueError(f"'{value}' is absolute; paths are relative to the storage root")
+    normal = posixpath.normpath(value)
+    if normal == ".." or normal.startswith("../"):
+        raise ValueError(f"'{value}' leaves the storage root")
+    return value
+
+
+StoragePath = Annotated[str, AfterValidator(_storage_path)]
+
+
+def _pair_from_list(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ValueError(f"must be a list of two dataset folders [members, non_members], got {len(value)}")
+        return {"members": value[0], "non_members": value[1]}
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class DatasetPair(_Strict):
+    """`[members, non_members]`: two dataset folders."""
+
+    members: StoragePath
+    non_members: StoragePath
+
+
+DatasetPairField = Annotated[DatasetPair, BeforeValidator(_pair_from_list)]
+
+
+class AttackArgs(_Strict):
+    """Base of the per-attack argument models. `name` is the YAML name; `proto_field` the
+    `AttackSpec.args` case; `target_pair` names the field holding the audited datasets."""
+
+    name: ClassVar[str]
+    proto_field: ClassVar[str]
+    proto_type: ClassVar[type[Message]]
+    target_pair: ClassVar[str] = "target_datasets"
+
+    def datasets(self) -> DatasetPair:
+        """The target model's member and non-member datasets."""
+        return getattr(self, self.target_pair)
+
+
+class BaselineArgs(AttackArgs):
+    name: ClassVar[str] = "BASELINE"
+    proto_field: ClassVar[str] = "baseline"
+    proto_type: ClassVar[type[Message]] = task_pb2.BaselineArgs
+    target_pair: ClassVar[str] = "test_datasets"
+
+    test_datasets: DatasetPairField
+    target_model: StoragePath
+
+
+class ShadowAttackArgs(AttackArgs):
+    """Arguments of the attacks that train a shadow model and an attack classifier."""
+
+    target_datasets: DatasetPairField
+    target_model: StoragePath
+    shadow_model: StoragePath
+    shadow_datasets: DatasetPairField
+    shadow_epoch: int = Field(10, ge=1, le=MAX_EPOCHS)
+    shadow_lr: float = Field(0.001, gt=0, le=10)
+    classifier_epoch: int = Field(50, ge=1, le=MAX_EPOCHS)
+    classifier_lr: float = Field(0.001, gt=0, le=10)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH_SIZE)
+
+
+class MlLeakArgs(ShadowAttackArgs):
+    name: ClassVar[str] = "ML-LEAK"
+    proto_field: ClassVar[str] = "ml_leak"
+    proto_type: ClassVar[type[Message]] = task_pb2.MlLeakArgs
+
+    topk: int = Field(3, ge=1, le=100_000)
+
+
+class LabelOnlyArgs(ShadowAttackArgs):
+    name: ClassVar[str] = "LABEL-ONLY"
+    proto_field: ClassVar[str] = "label_only"
+    proto_type: ClassVar[type[Message]] = task_pb2.LabelOnlyArgs
+
+    attack_type: Literal["r", "d"] = "r"
+    r: int = Field(6, ge=0, le=180)
+    d: int = Field(1, ge=0, le=64)
+
+
+ATTACKS: dict[str, type[AttackArgs]] = {cls.name: cls for cls in (BaselineArgs, MlLeakArgs, LabelOnlyArgs)}
+_BY_PROTO_FIELD = {cls.proto_field: cls for cls in ATTACKS.values()}
+_AUGMENTATIONS = {"r": task_pb2.AUGMENTATION_ROTATION, "d": task_pb2.AUGMENTATION_TRANSLATION}
+
+
+class TaskSpec(BaseModel):
+    """A validated task: the attacks in order and the seed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attacks: tuple[AttackArgs, ...]
+    seed: int = DEFAULT_SEED
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_yaml(text: str, seed: int | None = None) -> TaskSpec:
+    """Parses the task file's text (a YAML list of attacks, as the seed writes it)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise TaskError.at("", f"the task file is not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if isinstance(document, dict):
+        raise TaskError.at(
+            "", "the task file must be a YAML list of attacks ('- type: ...'), not a mapping; "
+            "start each attack with '- '"
+        )
+    if not isinstance(document, list):
+        raise TaskError.at("", f"the task file must be a YAML list of attacks, got {_kind(document)}")
+    return _validate_entries(document, seed)
+
+
+def from_proto(task: task_pb2.Task, seed: int | None = None) -> TaskSpec:
+    """Validates a typed task message with the same rules as the YAML file."""
+    entries = []
+    for spec in task.attacks:
+        case = spec.WhichOneof("args")
+        entries.append(
+            {
+                "type": YAML_ATTACK_TYPE if spec.type == task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE
+                else task_pb2.AttackType.Name(spec.type),
+                "name": _BY_PROTO_FIELD[case].name if case else None,
+                "args": _message_to_dict(getattr(spec, case)) if case else {},
+            }
+        )
+    return _validate_entries(entries, seed if seed is not None else (task.seed if task.HasField("seed") else None))
+
+
+def attack_from_proto(spec: task_pb2.AttackSpec, field: str = "attack") -> AttackArgs:
+    """Validates one attack of a job (what a worker receives)."""
+    case = spec.WhichOneof("args")
+    if spec.type != task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE or case is None:
+        raise TaskError.at(field, "must be a membership-inference attack with its args set")
+    return _validate_args(_BY_PROTO_FIELD[case], _message_to_dict(getattr(spec, case)), f"{field}.args")
+
+
+def to_proto(spec: TaskSpec) -> task_pb2.Task:
+    """The validated task as a message, every default filled in."""
+    return task_pb2.Task(attacks=[attack_to_proto(a) for a in spec.attacks], seed=spec.seed)
+
+
+def attack_to_proto(args: AttackArgs) -> task_pb2.AttackSpec:
+    fields: dict[str, Any] = {}
+    for key, value in args.model_dump().items():
+        if isinstance(value, dict):
+            value = task_pb2.DatasetPair(**value)
+        elif key == "attack_type":
+            value = _AUGMENTATIONS[value]
+        fields[key] = value
+    return task_pb2.AttackSpec(
+        type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, **{args.proto_field: args.proto_type(**fields)}
+    )
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _validate_entries(entries: list[Any], seed: int | None) -> TaskSpec:
+    if not entries:
+        raise TaskError.at("attacks", "the task has no attacks; list at least one")
+    if len(entries) > MAX_ATTACKS:
+        raise TaskError.at("attacks", f"the task has {len(entries)} attacks; at most {MAX_ATTACKS} are allowed")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise TaskError.at("seed", f"must be between 0 and 2^63 - 1, got {seed}")
+    attacks, problems = [], []
+    for index, entry in enumerate(entries):
+        try:
+            attacks.append(_validate_entry(entry, f"attacks[{index}]"))
+        except TaskError as exc:
+            problems += exc.problems
+    if problems:
+        raise TaskError(problems)
+    return TaskSpec(attacks=tuple(attacks), seed=DEFAULT_SEED if seed is None else seed)
+
+
+def _validate_entry(entry: Any, field: str) -> AttackArgs:
+    if not isinstance(entry, dict):
+        raise TaskError.at(field, f"each attack must be a mapping with type, name and args, got {_kind(entry)}")
+    unknown = sorted(set(map(str, entry)) - {"type", "name", "args"})
+    if unknown:
+        raise TaskError.at(f"{field}.{unknown[0]}", "unknown key; an attack has only type, name and args")
+    if entry.get("type") != YAML_ATTACK_TYPE:
+        raise TaskError.at(f"{field}.type", f"must be {YAML_ATTACK_TYPE}, got {entry.get('type')!r}")
+    name = entry.get("name")
+    if name not in ATTACKS:
+        raise TaskError.at(f"{field}.name", f"unknown attack {name!r}{_suggest(name, ATTACKS)}; "
+                           f"known attacks: {', '.join(ATTACKS)}")
+    args = entry.get("args")
+    if not isinstance(args, dict):
+        raise TaskError.at(f"{field}.args", f"must be a mapping of the attack's arguments, got {_kind(args)}")
+    return _validate_args(ATTACKS[name], args, f"{field}.args")
+
+
+def _validate_args(model: type[AttackArgs], args: dict[str, Any], field: str) -> AttackArgs:
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        raise TaskError([_problem(model, error, field) for error in exc.errors()]) from None
+
+
+def _problem(model: type[AttackArgs], error: Any, field: str) -> Problem:
+    loc = [str(part) for part in error["loc"]]
+    path = ".".join([field, *loc])
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        message = f"unknown argument{_suggest(loc[-1], model.model_fields)}; {model.name} takes: " + ", ".join(
+            model.model_fields
+        )
+    elif kind == "missing":
+        message = f"required by {model.name} and missing"
+    elif kind.startswith("value_error"):
+        message = message.removeprefix("Value error, ")
+    elif "input" in error and kind != "missing":
+        message = f"{message} (got {error['input']!r})"
+    return Problem(path, message)
+
+
+def _suggest(word: Any, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"a {type(value).__name__}"
+
+
+def _message_to_dict(message: Message) -> dict[str, Any]:
+    """The set fields of an args message, in the shapes the YAML file uses."""
+    out: dict[str, Any] = {}
+    for descriptor, value in message.ListFields():
+        if isinstance(value, task_pb2.DatasetPair):
+            value = [value.members, value.non_members]
+        elif descriptor.name == "attack_type":
+            value = {v: k for k, v in _AUGMENTATIONS.items()}.get(value, task_pb2.Augmentation.Name(value))
+        out[descriptor.name] = value
+    return out
