@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 
 # Reports and results stay well below this; the limit just refuses runaway messages.
@@ -18,6 +20,33 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def open_channel(address: str) -> grpc.Channel:
-    """A channel to `address` (host:port)."""
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def retry_policy(service: str, attempts: int = 4) -> str:
+    """A gRPC service config that retries calls to `service` refused with UNAVAILABLE
+    (the peer restarting), with exponential backoff. Streaming calls are retried only
+    until their first response arrives, so nothing is received twice."""
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": service}],
+                    "retryPolicy": {
+                        "maxAttempts": attempts,
+                        "initialBackoff": "0.5s",
+                        "maxBackoff": "5s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def open_channel(address: str, retry_service: str | None = None) -> grpc.Channel:
+    """A channel to `address` (host:port); calls to `retry_service` retry on UNAVAILABLE."""
+    options = list(CHANNEL_OPTIONS)
+    if retry_service:
+        options += [("grpc.enable_retries", 1), ("grpc.service_config", retry_policy(retry_service))]
+    return grpc.insecure_channel(address, options=options)
