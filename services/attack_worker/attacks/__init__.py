@@ -1,0 +1,37 @@
+"""The attacks this worker can run, by their YAML names.
+
+An attack is a module with `run(args, runtime) -> Scores` (see `base.py`).
+Register it here to make the worker run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.attack_worker.attacks import baseline, label_only, ml_leak
+from services.attack_worker.attacks.base import Runtime, Scores
+from services.common.task_spec import BaselineArgs, LabelOnlyArgs, MlLeakArgs
+
+AttackRunner = Callable[[Any, Runtime], Scores]
+
+RUNNERS: dict[str, AttackRunner] = {
+    BaselineArgs.name: baseline.run,
+    MlLeakArgs.name: ml_leak.run,
+    LabelOnlyArgs.name: label_only.run,
+}
+
+
+class AttackUnavailable(LookupError):
+    """The task names an attack that this worker version does not implement."""
+
+
+def runner_for(name: str) -> AttackRunner:
+    """The `run` function of attack `name`; AttackUnavailable when it is not registered."""
+    try:
+        return RUNNERS[name]
+    except KeyError:
+        raise AttackUnavailable(
+            f"attack {name} is not available in this version of the attack worker "
+            f"(available: {', '.join(RUNNERS)})"
+        ) from None

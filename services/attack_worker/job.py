@@ -1,0 +1,129 @@
+"""One attack job, from its request to its result.
+
+Validates the attack's arguments, runs the attack on a Paddle runtime, measures
+its scores, and summarises the target model and the datasets read. Faults end in
+a FAILED result rather than an exception: INVALID_ARGUMENT naming the task field
+for a fault in the task or its files, UNIMPLEMENTED for an attack this worker
+lacks, INTERNAL (details in the log only) for anything else. Only cancellation
+escapes, as `JobCancelled`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from os import PathLike
+
+from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
+from services.attack_worker import attacks, metrics
+from services.attack_worker.attacks import AttackUnavailable, baseline
+from services.attack_worker.paddle_runtime import JobCancelled, LoadedDataset, PaddleRuntime
+from services.attack_worker.storage import one_line
+from services.common import task_spec
+from services.common.errors import TaskError
+
+log = logging.getLogger(__name__)
+
+_NAMES_BY_PROTO_FIELD = {cls.proto_field: cls.name for cls in task_spec.ATTACKS.values()}
+
+
+def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | PathLike[str],
+            emit: Callable[[results_pb2.JobProgress], None],
+            cancelled: threading.Event | None = None) -> results_pb2.AttackResult:
+    """Runs the job; `emit` receives its progress. Raises JobCancelled once `cancelled` is set."""
+    index = request.attack_index
+    result = results_pb2.AttackResult(attack_index=index, attack_name=attack_name(request.attack))
+    try:
+        args = task_spec.attack_from_proto(request.attack, f"attacks[{index}]")
+        run = attacks.runner_for(args.name)
+    except TaskError as exc:
+        return _failed(result, "INVALID_ARGUMENT", *_field_and_message(exc, prefix=""))
+    except AttackUnavailable as exc:
+        return _failed(result, "UNIMPLEMENTED", f"attacks[{index}].name", str(exc))
+
+    def report(stage: int, fraction: float, message: str) -> None:
+        emit(results_pb2.JobProgress(attack_index=index, stage=stage, fraction=fraction, message=message))
+
+    runtime = PaddleRuntime(storage_root, request.seed, report, cancelled)
+    try:
+        scores = run(args, runtime)
+        with runtime.stage(results_pb2.STAGE_SCORE):
+            evaluation = metrics.evaluate(scores, request.seed)
+            target = _target_summary(args, runtime)
+    except TaskError as exc:
+        # Runtimes and attacks name fields relative to the attack's args.
+        field, message = _field_and_message(exc, prefix=f"attacks[{index}].args.")
+        return _failed(result, "INVALID_ARGUMENT", field, message, runtime.timings)
+    except JobCancelled:
+        raise
+    except Exception as exc:
+        log.exception("task %s attack %d (%s) failed inside the worker", request.task_id, index, args.name)
+        message = f"the attack worker failed ({one_line(exc)}); its log has the details"
+        return _failed(result, "INTERNAL", "", message, runtime.timings)
+
+    result.status = results_pb2.ATTACK_STATUS_SUCCEEDED
+    result.target_model.CopyFrom(target)
+    result.datasets.extend(_dataset_summaries(args, runtime.datasets_read))
+    result_metrics, roc = metrics.to_proto(evaluation)
+    result.metrics.CopyFrom(result_metrics)
+    result.roc.extend(roc)
+    result.timings.extend(runtime.timings)
+    return result
+
+
+def attack_name(spec: task_pb2.AttackSpec) -> str:
+    """The YAML name of the attack a spec holds, or "" when it holds none."""
+    case = spec.WhichOneof("args")
+    return _NAMES_BY_PROTO_FIELD[case] if case else ""
+
+
+def _target_summary(args: task_spec.AttackArgs, runtime: PaddleRuntime) -> results_pb2.ModelSummary:
+    """The target model and its accuracy on the whole member and non-member datasets, from the
+    outputs the attack already computed (the runtime caches them)."""
+    model = runtime.load_model("target_model", args.target_model)
+    pair = args.datasets()
+    batch_size = getattr(args, "batch_size", baseline.BATCH_SIZE)
+
+    def accuracy(side: str, path: str) -> float:
+        dataset = runtime.load_dataset(f"{args.target_pair}.{side}", path)
+        return float(baseline.correctness(runtime.predict(model, dataset, batch_size)).mean())
+
+    return results_pb2.ModelSummary(name=model.name, path=args.target_model,
+                                    train_acc=accuracy("members", pair.members),
+                                    test_acc=accuracy("non_members", pair.non_members))
+
+
+def _dataset_summaries(args: task_spec.AttackArgs,
+                       datasets_read: dict[str, LoadedDataset]) -> list[results_pb2.DatasetSummary]:
+    """The target's members, its non-members, then every other dataset read (a shadow
+    model's, role `shadow`), in the order the attack asked for them."""
+    target = {f"{args.target_pair}.members": True, f"{args.target_pair}.non_members": False}
+    fields = [*(f for f in target if f in datasets_read), *(f for f in datasets_read if f not in target)]
+    return [
+        results_pb2.DatasetSummary(
+            name=datasets_read[field].name, path=datasets_read[field].path, length=datasets_read[field].length,
+            is_member_dataset=target.get(field, False), role="target" if field in target else "shadow",
+        )
+        for field in fields
+    ]
+
+
+def _field_and_message(error: TaskError, prefix: str) -> tuple[str, str]:
+    """The error's first field, prefixed, and its message: one problem's own message, or
+    every problem as `field: message`."""
+    fields = [f"{prefix}{p.field}" if p.field else "" for p in error.problems]
+    if len(error.problems) == 1:
+        return fields[0], error.problems[0].message
+    described = (f"{field}: {p.message}" if field else p.message
+                 for field, p in zip(fields, error.problems, strict=True))
+    return fields[0], "; ".join(described)
+
+
+def _failed(result: results_pb2.AttackResult, code: str, field: str, message: str,
+            timings: Sequence[results_pb2.StageTiming] = ()) -> results_pb2.AttackResult:
+    """`result` marked FAILED with the error and the timings of the stages that ran."""
+    result.status = results_pb2.ATTACK_STATUS_FAILED
+    result.error.CopyFrom(results_pb2.AttackError(code=code, field=field, message=message))
+    result.timings.extend(timings)
+    return result

@@ -1,0 +1,235 @@
+"""The Paddle-backed `Runtime` of one attack job: loading, querying and training models.
+
+Scoped to one job: models and datasets are loaded once per folder, and a model's
+outputs on a dataset are computed once and cached, so no query is made twice
+(attacks and the job's own model summary ask for the same target outputs).
+Every random choice derives from the job's seed. Progress points check the
+job's cancellation flag, so a cancelled RPC stops the job within a batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from privaudit.v1 import results_pb2
+from services.attack_worker import storage
+from services.attack_worker.attacks.base import Augment, Outputs, batches
+from services.common.errors import TaskError
+
+# Within a stage, progress is reported at most this often (and always at 0 and 1).
+PROGRESS_INTERVAL_S = 0.5
+
+# (stage, fraction of the stage done, message): how the runtime reports progress.
+ProgressSink = Callable[[int, float, str], None]
+
+
+class JobCancelled(Exception):
+    """The job's caller went away; raised at the next progress point."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model of the job. Compared by identity: outputs are cached per handle."""
+
+    field: str  # the task field that named the folder, relative to the attack's args
+    path: str  # the folder as the task wrote it
+    name: str  # the folder's name
+    layer: paddle.nn.Layer
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedDataset:
+    """A dataset of the job, read record by record on demand."""
+
+    field: str
+    path: str
+    name: str
+    source: Any  # what get_dataset() returned
+    length: int
+
+    def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(samples float32, labels int64) of records `indices`."""
+        return storage.read_records(self.source, indices, self.field)
+
+
+class PaddleRuntime:
+    """Implements `attacks.base.Runtime` with Paddle for one job.
+
+    Every fresh (untrained) model of a job starts from the same weights: Paddle is
+    seeded with the job's seed right before its `get_model()`. Data order in
+    training comes from one numpy Generator seeded with the job's seed.
+    """
+
+    def __init__(self, storage_root: str | PathLike[str], seed: int, report: ProgressSink,
+                 cancelled: threading.Event | None = None):
+        self.seed = seed
+        self.timings: list[results_pb2.StageTiming] = []
+        # Every dataset the attack asked for, by task field, in the order asked.
+        self.datasets_read: dict[str, LoadedDataset] = {}
+        self._root = storage_root
+        self._report = report
+        self._cancelled = cancelled or threading.Event()
+        self._rng = np.random.default_rng(seed)
+        self._trained_models: dict[Path, LoadedModel] = {}
+        self._datasets: dict[Path, LoadedDataset] = {}
+        self._outputs: dict[tuple[LoadedModel, LoadedDataset], Outputs] = {}
+        self._stage: int = results_pb2.STAGE_UNSPECIFIED
+        self._last_report = 0.0
+
+    # ------------------------------------------------------------ loading
+
+    def load_model(self, field: str, path: str, trained: bool = True) -> LoadedModel:
+        self._check_cancelled()
+        folder = storage.resolve_folder(self._root, path, field)
+        if not trained:
+            layer = storage.load_model(self._root, path, field, trained=False, seed=self.seed)
+            return LoadedModel(field, path, folder.name, layer)
+        if folder not in self._trained_models:
+            layer = storage.load_model(self._root, path, field)
+            self._trained_models[folder] = LoadedModel(field, path, folder.name, layer)
+        return self._trained_models[folder]
+
+    def load_dataset(self, field: str, path: str) -> LoadedDataset:
+        self._check_cancelled()
+        folder = storage.resolve_folder(self._root, path, field)
+        if folder not in self._datasets:
+            source = storage.load_dataset(self._root, path, field)
+            self._datasets[folder] = LoadedDataset(field, path, folder.name, source, len(source))
+        self.datasets_read.setdefault(field, self._datasets[folder])
+        return self._datasets[folder]
+
+    # ------------------------------------------------------------ querying
+
+    def num_classes(self, model: LoadedModel, dataset: LoadedDataset) -> int:
+        cached = self._outputs.get((model, dataset))
+        if cached is not None:
+            return int(cached.logits.shape[1])
+        samples, labels = dataset.read([0])
+        with self._inference(model):
+            return int(self._forward(model, dataset, samples, labels).shape[1])
+
+    def predict(self, model: LoadedModel, dataset: LoadedDataset, batch_size: int) -> Outputs:
+        key = (model, dataset)
+        if key not in self._outputs:
+            self._outputs[key] = self._predict(model, dataset, batch_size)
+        return self._outputs[key]
+
+    def predict_augmented(self, model: LoadedModel, dataset: LoadedDataset, augments: Sequence[Augment],
+                          batch_size: int) -> np.ndarray:
+        correct = np.empty((dataset.length, len(augments)), dtype=bool)
+        note = f"querying {model.name} on {len(augments)} augmented copies of {dataset.name}"
+        with self._inference(model):
+            for batch in self._batches(dataset.length, batch_size, note):
+                samples, labels = dataset.read(range(batch.start, batch.stop))
+                for column, augment in enumerate(augments):
+                    logits = self._forward(model, dataset, augment(samples), labels)
+                    correct[batch, column] = logits.argmax(axis=1).numpy() == labels
+        return correct
+
+    # ------------------------------------------------------------ training
+
+    def train(self, model: LoadedModel, dataset: LoadedDataset, epochs: int, lr: float,
+              batch_size: int) -> None:
+        optimizer = paddle.optimizer.Adam(learning_rate=lr, parameters=model.layer.parameters())
+        model.layer.train()
+        for epoch in range(epochs):
+            order = self._rng.permutation(dataset.length)
+            note = f"training {model.name} on {dataset.name}, epoch {epoch + 1}/{epochs}"
+            for batch in self._batches(dataset.length, batch_size, note, epoch, epochs):
+                samples, labels = dataset.read(order[batch])
+                logits = self._forward(model, dataset, samples, labels)
+                loss = F.cross_entropy(logits, paddle.to_tensor(labels))
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+        # Outputs computed before training describe weights that are gone.
+        self._outputs = {key: out for key, out in self._outputs.items() if key[0] is not model}
+
+    # ------------------------------------------------------------ progress
+
+    @contextmanager
+    def stage(self, stage: int) -> Iterator[None]:
+        self._check_cancelled()
+        self._stage = stage
+        self._emit(0.0, "")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._record(stage, time.perf_counter() - start)
+        self._emit(1.0, "")
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self._check_cancelled()
+        if fraction >= 1.0 or time.monotonic() - self._last_report >= PROGRESS_INTERVAL_S:
+            self._emit(fraction, message)
+
+    # ------------------------------------------------------------ internals
+
+    def _predict(self, model: LoadedModel, dataset: LoadedDataset, batch_size: int) -> Outputs:
+        logits, labels = [], []
+        with self._inference(model):
+            for batch in self._batches(dataset.length, batch_size, f"querying {model.name} on {dataset.name}"):
+                samples, batch_labels = dataset.read(range(batch.start, batch.stop))
+                logits.append(self._forward(model, dataset, samples, batch_labels).numpy().astype(np.float32))
+                labels.append(batch_labels)
+        return Outputs(logits=np.concatenate(logits), labels=np.concatenate(labels))
+
+    def _forward(self, model: LoadedModel, dataset: LoadedDataset, samples: np.ndarray,
+                 labels: np.ndarray) -> paddle.Tensor:
+        """The model's logits on `samples`, checked to be (batch, classes) wide enough for `labels`."""
+        try:
+            logits = model.layer(paddle.to_tensor(samples))
+        except Exception as exc:
+            raise TaskError.at(model.field, f"model {model.name} failed on samples of shape "
+                                            f"{list(samples.shape[1:])} from {dataset.path}: {storage.one_line(exc)}; "
+                                            "does the model expect this dataset's samples?") from exc
+        if not isinstance(logits, paddle.Tensor) or logits.ndim != 2 or logits.shape[0] != len(samples):
+            got = list(logits.shape) if isinstance(logits, paddle.Tensor) else type(logits).__name__
+            raise TaskError.at(model.field, f"model {model.name} must return logits of shape "
+                                            f"[batch, num_classes] (here batch = {len(samples)}), got {got}")
+        num_classes = logits.shape[1]
+        if labels.max() >= num_classes:
+            raise TaskError.at(dataset.field, f"{dataset.name} has label {labels.max()}, but model {model.name} "
+                                              f"has only {num_classes} classes (labels 0 to {num_classes - 1})")
+        return logits
+
+    @contextmanager
+    def _inference(self, model: LoadedModel) -> Iterator[None]:
+        model.layer.eval()
+        with paddle.no_grad():
+            yield
+
+    def _batches(self, n: int, batch_size: int, note: str, part: int = 0, parts: int = 1) -> Iterator[slice]:
+        """`batches(n, batch_size)`, reporting progress (and checking cancellation) before each;
+        `part` of `parts` places this pass within the stage (e.g. epoch 3 of 10)."""
+        for batch in batches(n, batch_size):
+            self.progress((part + batch.start / n) / parts, note)
+            yield batch
+
+    def _record(self, stage: int, seconds: float) -> None:
+        """Adds a stage's time to `timings`; a stage entered right after itself (an attack's
+        scoring, then the job's metrics) extends its entry."""
+        if self.timings and self.timings[-1].stage == stage:
+            self.timings[-1].seconds += seconds
+        else:
+            self.timings.append(results_pb2.StageTiming(stage=stage, seconds=seconds))
+
+    def _emit(self, fraction: float, message: str) -> None:
+        self._last_report = time.monotonic()
+        self._report(self._stage, fraction, message)
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise JobCancelled("the job was cancelled")

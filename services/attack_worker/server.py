@@ -1,0 +1,101 @@
+"""The AttackWorkerService: runs each RunAttack job in a thread and streams its events.
+
+A worker process runs one job at a time (jobs share Paddle's global random
+generator, and `--threads` sizes the process for one job); a job that arrives
+while another runs reports STAGE_QUEUED and waits its turn. Cancelling the RPC
+cancels the job, waiting or running.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from os import PathLike
+
+import grpc
+
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
+from services.attack_worker.job import attack_name, run_job
+from services.attack_worker.paddle_runtime import JobCancelled
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = attack_worker_pb2.DESCRIPTOR.services_by_name["AttackWorkerService"].full_name
+# How often a queued job checks whether its RPC was cancelled.
+_QUEUE_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class _JobEnded:
+    """Last item of a job's event queue; `error` is set when the job broke without a result."""
+
+    error: str | None = None
+
+
+class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
+    def __init__(self, storage_root: str | PathLike[str]):
+        self._storage_root = storage_root
+        self._running = threading.Lock()
+
+    def RunAttack(self, request: attack_worker_pb2.RunAttackRequest,
+                  context: grpc.ServicerContext) -> Iterator[attack_worker_pb2.RunAttackResponse]:
+        events: queue.Queue[attack_worker_pb2.RunAttackResponse | _JobEnded] = queue.Queue()
+        cancelled = threading.Event()
+        context.add_callback(cancelled.set)
+        threading.Thread(target=self._run, args=(request, events, cancelled), daemon=True,
+                         name=f"job-{request.task_id}-{request.attack_index}").start()
+        while not isinstance(event := events.get(), _JobEnded):
+            yield event
+        if event.error:
+            context.abort(grpc.StatusCode.INTERNAL, event.error)
+
+    def _run(self, request: attack_worker_pb2.RunAttackRequest,
+             events: queue.Queue[attack_worker_pb2.RunAttackResponse | _JobEnded],
+             cancelled: threading.Event) -> None:
+        """Runs the job, putting its progress, its result and then _JobEnded into `events`."""
+
+        def emit(progress: results_pb2.JobProgress) -> None:
+            events.put(attack_worker_pb2.RunAttackResponse(progress=progress))
+
+        job = f"task {request.task_id} attack {request.attack_index} {attack_name(request.attack) or '(none)'}"
+        ended, outcome, start = _JobEnded(), "CANCELLED", time.perf_counter()
+        try:
+            with self._turn(request.attack_index, emit, cancelled):
+                start = time.perf_counter()
+                log.info("job start: %s", job)
+                result = run_job(request, self._storage_root, emit, cancelled)
+            events.put(attack_worker_pb2.RunAttackResponse(result=result))
+            outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
+        except JobCancelled:
+            pass
+        except Exception:
+            log.exception("job broke without a result: %s", job)
+            ended, outcome = _JobEnded(error=f"the attack worker broke while running {job}; see its log"), "ERROR"
+        finally:
+            events.put(ended)
+            log.info("job end: %s %s in %.1fs", job, outcome, time.perf_counter() - start)
+
+    @contextmanager
+    def _turn(self, attack_index: int, emit: Callable[[results_pb2.JobProgress], None],
+              cancelled: threading.Event) -> Iterator[None]:
+        """Holds the worker's single job slot, reporting STAGE_QUEUED while waiting for it."""
+        if not self._running.acquire(blocking=False):
+            emit(results_pb2.JobProgress(attack_index=attack_index, stage=results_pb2.STAGE_QUEUED,
+                                         message="waiting for this worker's running job to finish"))
+            while not self._running.acquire(timeout=_QUEUE_POLL_S):
+                if cancelled.is_set():
+                    raise JobCancelled("cancelled while queued")
+        try:
+            yield
+        finally:
+            self._running.release()
+
+
+def register(server: grpc.Server, storage_root: str | PathLike[str]) -> None:
+    """Adds an AttackWorkerServicer over `storage_root` to `server`."""
+    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(AttackWorkerServicer(storage_root), server)

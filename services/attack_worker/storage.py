@@ -1,0 +1,247 @@
+"""Loading models and datasets from the storage root, as the seed's folder contract says.
+
+A model folder holds one `.py` defining `get_model()` (a `paddle.nn.Layer`) and,
+for a trained model, one `.pdparams` with its weights. A dataset folder holds one
+`.py` defining `get_dataset()`: anything with `__len__` and `__getitem__` giving
+`(sample, label)` records. Paths are relative to the storage root and must stay
+inside it once symlinks are resolved; user code only ever runs from inside it.
+
+Every fault in a folder or its files is a `TaskError` at the task field that named
+the folder (`target_model`, `test_datasets.members`, ...), saying which file and
+what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import paddle
+
+from services.common.errors import TaskError
+
+# How many offending keys a weights error lists before summarising the rest.
+_KEYS_SHOWN = 5
+
+
+def resolve_folder(root: str | os.PathLike[str], path: str, field: str) -> Path:
+    """The real location of folder `path` (relative to `root`), refused unless it exists
+    inside the root once symlinks are resolved."""
+    if os.path.isabs(path):
+        raise TaskError.at(field, f"'{path}' is absolute; give a folder relative to the storage root")
+    real_root = _real(root)
+    real = _inside(real_root, real_root / path, path, field)
+    if not real.is_dir():
+        what = "is a file, not a folder" if real.exists() else "does not exist"
+        raise TaskError.at(field, f"'{path}' {what} under the storage root {real_root}")
+    return real
+
+
+def load_model(root: str | os.PathLike[str], path: str, field: str, trained: bool = True,
+               seed: int | None = None) -> paddle.nn.Layer:
+    """The model in folder `path`. With trained=True its `.pdparams` is loaded into it and must
+    fit exactly (a model without weights, such as a fixed function, needs none); otherwise no
+    weights are read, and `seed` (when given) seeds Paddle right before `get_model()` so that
+    the fresh weights are reproducible."""
+    real_root, code = _code_file(root, path, "the model code defining get_model()", field)
+    weights = _only_file(real_root, code.parent, ".pdparams", "the trained weights", field,
+                         optional=True) if trained else None
+    module = _import(real_root, code, field)
+    if seed is not None:
+        paddle.seed(seed)
+    layer = _call(real_root, code, module, "get_model", field)
+    if not isinstance(layer, paddle.nn.Layer):
+        raise TaskError.at(field, f"{_shown(real_root, code)}: get_model() must return a paddle.nn.Layer, "
+                                  f"got {_kind(layer)}")
+    if weights is not None:
+        _load_weights(layer, weights, f"the model built by {_shown(real_root, code)}", _shown(real_root, weights),
+                      field)
+    elif trained and layer.state_dict():
+        raise TaskError.at(field, f"folder {_shown(real_root, code.parent)} holds no .pdparams file, but the model "
+                                  f"built by {_shown(real_root, code)} has weights; add its trained weights "
+                                  "(paddle.save(model.state_dict(), 'NAME.pdparams'))")
+    return layer
+
+
+def load_dataset(root: str | os.PathLike[str], path: str, field: str) -> Any:
+    """What folder `path`'s `get_dataset()` returns, checked to be non-empty with a readable
+    first record."""
+    real_root, code = _code_file(root, path, "the dataset code defining get_dataset()", field)
+    shown = _shown(real_root, code)
+    dataset = _call(real_root, code, _import(real_root, code, field), "get_dataset", field)
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise TaskError.at(field, f"{shown}: get_dataset() must return a dataset with __len__ and __getitem__ "
+                                  f"(e.g. a paddle.io.Dataset), got {_kind(dataset)}")
+    try:
+        length = len(dataset)
+    except Exception as exc:
+        raise TaskError.at(field, f"{shown}: len() of the dataset raised {one_line(exc)}") from exc
+    if length == 0:
+        raise TaskError.at(field, f"{shown}: get_dataset() returned an empty dataset")
+    read_records(dataset, [0], field)
+    return dataset
+
+
+def read_records(dataset: Any, indices: Sequence[int], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Records `indices` of a dataset as (samples float32 (k, *sample_shape) in the dataset's own
+    layout, labels int64 (k,)). Labels may be ints or 0-d / shape-(1,) arrays or tensors;
+    samples numpy arrays or paddle tensors of any layout, the same shape for every record."""
+    samples, labels = [], []
+    for index in map(int, indices):
+        try:
+            item = dataset[index]
+        except Exception as exc:
+            raise TaskError.at(field, f"reading record {index} raised {one_line(exc)}") from exc
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise TaskError.at(field, f"record {index} must be a (sample, label) pair, got {_kind(item)}")
+        samples.append(_sample_array(item[0], index, field))
+        labels.append(_label_int(item[1], index, field))
+        if samples[-1].shape != samples[0].shape:
+            raise TaskError.at(field, f"records have different shapes: record {indices[0]} is "
+                                      f"{list(samples[0].shape)}, record {index} is {list(samples[-1].shape)}; "
+                                      "every sample of a dataset must have the same shape")
+    return np.stack(samples), np.array(labels, dtype=np.int64)
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`: an exception in a message that fits on a line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _real(root: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(root))
+
+
+def _code_file(root: str | os.PathLike[str], path: str, role: str, field: str) -> tuple[Path, Path]:
+    """The real storage root and the one `.py` of folder `path`."""
+    return _real(root), _only_file(_real(root), resolve_folder(root, path, field), ".py", role, field)
+
+
+def _inside(real_root: Path, path: Path, shown: str, field: str) -> Path:
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(real_root):
+        raise TaskError.at(field, f"'{shown}' leads outside the storage root (to {real}); keep models and "
+                                  "datasets, and anything their symlinks point to, inside it")
+    return real
+
+
+def _only_file(real_root: Path, folder: Path, suffix: str, role: str, field: str,
+               optional: bool = False) -> Path | None:
+    """The folder's single file ending in `suffix`, checked to be inside the root; None when
+    there is none and that is allowed."""
+    found = sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and p.is_file())
+    if optional and not found:
+        return None
+    if len(found) != 1:
+        got = f"found {len(found)}: {', '.join(p.name for p in found)}" if found else "found none"
+        raise TaskError.at(field, f"folder {_shown(real_root, folder)} must hold exactly one {suffix} file, "
+                                  f"{role}; {got}")
+    return _inside(real_root, found[0], _shown(real_root, found[0]), field)
+
+
+def _import(real_root: Path, code: Path, field: str) -> ModuleType:
+    """Runs `code` as a fresh module named after its real path (never via sys.path), so that
+    two folders' same-named files are two modules."""
+    name = "_privaudit_user_" + hashlib.sha256(str(code).encode()).hexdigest()[:16]
+    spec = importlib.util.spec_from_file_location(name, code)
+    assert spec is not None and spec.loader is not None  # always so for a .py file
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickle look classes up here
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(name, None)
+        raise TaskError.at(field, f"importing {_shown(real_root, code)} raised {one_line(exc)}") from exc
+    return module
+
+
+def _call(real_root: Path, code: Path, module: ModuleType, function: str, field: str) -> Any:
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise TaskError.at(field, f"{_shown(real_root, code)} must define {function}()")
+    try:
+        return factory()
+    except (Exception, SystemExit) as exc:
+        raise TaskError.at(field, f"{_shown(real_root, code)}: {function}() raised {one_line(exc)}") from exc
+
+
+def _load_weights(layer: paddle.nn.Layer, weights: Path, model: str, shown: str, field: str) -> None:
+    """Loads `weights` into `layer`, refusing any missing, unexpected or mis-shaped key (Paddle
+    itself only warns about those and leaves the parameters as initialised)."""
+    try:
+        state = paddle.load(str(weights))
+    except Exception as exc:
+        raise TaskError.at(field, f"cannot read {shown} with paddle.load: {one_line(exc)}") from exc
+    if not isinstance(state, dict):
+        raise TaskError.at(field, f"{shown} must hold a state dict (paddle.save(model.state_dict(), ...)), "
+                                  f"got {_kind(state)}")
+    expected = {key: tuple(value.shape) for key, value in layer.state_dict().items()}
+    given = {key: tuple(getattr(value, "shape", ())) for key, value in state.items()}
+    problems = _key_problems(expected, given)
+    if not problems:
+        missing, unexpected = layer.set_state_dict(state)
+        problems = _key_problems({k: () for k in missing}, {k: () for k in unexpected})
+    if problems:
+        raise TaskError.at(field, f"{shown} does not fit {model}: {'; '.join(problems)}. Save the weights with "
+                                  "paddle.save(model.state_dict(), ...) from the same get_model()")
+
+
+def _key_problems(expected: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]]) -> list[str]:
+    """What keeps `given` (name -> shape) from fitting `expected`, one phrase per kind of fault."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    misshaped = [f"{k} {list(given[k])} (the model's is {list(expected[k])})"
+                 for k in expected if k in given and given[k] != expected[k]]
+    return [f"{label}: {_first(keys)}" for label, keys in
+            (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)) if keys]
+
+
+def _first(items: list[str]) -> str:
+    more = len(items) - _KEYS_SHOWN
+    return ", ".join(items[:_KEYS_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def _sample_array(sample: Any, index: int, field: str) -> np.ndarray:
+    if isinstance(sample, paddle.Tensor):
+        sample = sample.numpy()
+    try:
+        array = np.asarray(sample, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TaskError.at(field, f"the sample of record {index} must be a numeric array or tensor, "
+                                  f"got {_kind(sample)} ({exc})") from exc
+    if array.ndim == 0:
+        raise TaskError.at(field, f"the sample of record {index} is a single number; it must be an array")
+    return array
+
+
+def _label_int(label: Any, index: int, field: str) -> int:
+    """A label given as an int, a 0-d or shape-(1,) array or tensor, as a non-negative int."""
+    if isinstance(label, paddle.Tensor):
+        label = label.numpy()
+    array = np.asarray(label)
+    usable = array.size == 1 and array.ndim <= 1 and array.dtype.kind in "iuf"
+    value = array.reshape(()).item() if usable else None
+    if value is None or not np.isfinite(value) or value != int(value) or value < 0:
+        raise TaskError.at(field, f"the label of record {index} must be a class index (an int >= 0, or a 0-d "
+                                  f"or shape-(1,) integer array), got {_kind(label)} {array.tolist()!r}")
+    return int(value)
+
+
+def _shown(real_root: Path, path: Path) -> str:
+    """`path` as users know it: relative to the storage root."""
+    return str(path.relative_to(real_root))
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"

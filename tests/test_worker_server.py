@@ -1,0 +1,106 @@
+"""The AttackWorkerService over a real gRPC channel, served in-process on loopback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
+from worker_fixtures import AuditTree, baseline_request, identity_weights, write_audit_tree, write_model
+
+from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
+from services.attack_worker.server import SERVICE_NAME, register
+from services.common.channels import open_channel
+from services.common.server import start_server
+
+
+@contextmanager
+def serve(tree: AuditTree) -> Iterator[tuple[attack_worker_pb2_grpc.AttackWorkerServiceStub, grpc.Channel]]:
+    service = start_server(lambda server: register(server, tree.root), [SERVICE_NAME], "127.0.0.1:0")
+    channel = open_channel(service.address)
+    try:
+        yield attack_worker_pb2_grpc.AttackWorkerServiceStub(channel), channel
+    finally:
+        channel.close()
+        service.stop(grace=0)
+
+
+@pytest.fixture
+def tree(tmp_path) -> AuditTree:
+    return write_audit_tree(tmp_path / "root")
+
+
+@pytest.fixture
+def worker(tree):
+    with serve(tree) as stub_and_channel:
+        yield stub_and_channel
+
+
+def run(stub, request) -> tuple[list[results_pb2.JobProgress], results_pb2.AttackResult]:
+    responses = list(stub.RunAttack(request, timeout=60))
+    assert [r.WhichOneof("event") for r in responses][-1] == "result"
+    assert all(r.WhichOneof("event") == "progress" for r in responses[:-1]), "exactly one result, last"
+    return [r.progress for r in responses[:-1]], responses[-1].result
+
+
+def test_baseline_through_grpc_matches_sklearn(worker, tree):
+    stub, _ = worker
+    progress, result = run(stub, baseline_request(tree))
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+    assert [p.stage for p in progress if p.fraction == 0.0] == [
+        results_pb2.STAGE_LOAD, results_pb2.STAGE_PREDICT, results_pb2.STAGE_SCORE]
+    assert result.target_model.train_acc == tree.member_correct.mean() == 0.75
+    assert result.target_model.test_acc == tree.non_member_correct.mean() == 0.375
+    truth = np.r_[np.ones(8), np.zeros(8)]
+    scores = np.r_[tree.member_correct, tree.non_member_correct].astype(float)
+    called = scores >= 0.5
+    assert result.metrics.accuracy == pytest.approx(accuracy_score(truth, called))
+    assert result.metrics.precision == pytest.approx(precision_score(truth, called))
+    assert result.metrics.recall == pytest.approx(recall_score(truth, called))
+    assert result.metrics.auc == pytest.approx(roc_auc_score(truth, scores))
+
+
+def test_a_path_escaping_the_root_fails_the_attack_not_the_rpc(worker, tree):
+    stub, _ = worker
+    write_model(tree.root.parent / "outside", identity_weights())
+    (tree.root / "models" / "escape").symlink_to(tree.root.parent / "outside")
+    _, result = run(stub, baseline_request(tree, target_model="models/escape"))
+    assert result.status == results_pb2.ATTACK_STATUS_FAILED
+    assert (result.error.code, result.error.field) == ("INVALID_ARGUMENT", "attacks[0].args.target_model")
+    assert "outside the storage root" in result.error.message
+
+
+def test_the_service_reports_serving(worker):
+    _, channel = worker
+    health = health_pb2_grpc.HealthStub(channel)
+    response = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_jobs_queue_one_at_a_time_and_a_cancelled_rpc_stops_its_job(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="services.attack_worker.server")
+    slow = write_audit_tree(tmp_path / "slow", delay=0.05)  # 16 records: about a second per job
+    with serve(slow) as (stub, _):
+        first = stub.RunAttack(baseline_request(slow, task_id="first"), timeout=60)
+        assert next(first).progress.stage == results_pb2.STAGE_LOAD
+        second = stub.RunAttack(baseline_request(slow, task_id="second"), timeout=60)
+        queued = next(second).progress
+        assert queued.stage == results_pb2.STAGE_QUEUED and "waiting" in queued.message
+
+        first.cancel()
+        with pytest.raises(grpc.RpcError) as ended:
+            list(first)
+        assert ended.value.code() == grpc.StatusCode.CANCELLED
+        assert list(second)[-1].result.status == results_pb2.ATTACK_STATUS_SUCCEEDED
+
+    deadline = time.monotonic() + 10
+    while "task first attack 0 BASELINE CANCELLED" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "task first attack 0 BASELINE CANCELLED" in caplog.text
+    assert "task second attack 0 BASELINE SUCCEEDED" in caplog.text
