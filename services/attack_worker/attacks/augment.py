@@ -1,0 +1,84 @@
+"""Image augmentations for LABEL-ONLY queries: rotations and translations of a batch of images.
+
+Each augmentation maps a batch (batch, *sample_shape) to a batch of the same shape and acts on
+the two spatial axes of the samples, whatever their layout:
+
+- HW:  2-D samples (height, width);
+- CHW: 3-D samples whose first axis is a channel axis of 1, 3 or 4;
+- HWC: 3-D samples whose last axis is a channel axis of 1, 3 or 4 (and whose first is not).
+
+Conventions: a positive angle rotates counter-clockwise as the image is displayed (row 0 at the
+top), about the image centre; a translation (dx, dy) moves content dx pixels right and dy pixels
+down. Pixels that come from outside the image are zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from services.attack_worker.attacks.base import Augment
+
+CHANNEL_COUNTS = (1, 3, 4)  # what a small channel axis may hold
+
+
+class LayoutError(ValueError):
+    """A sample shape that is not an HW, CHW or HWC image."""
+
+
+def spatial_axes(sample_shape: tuple[int, ...]) -> tuple[int, int]:
+    """The (height, width) axes of a sample of this shape."""
+    if len(sample_shape) == 2:
+        return 0, 1
+    if len(sample_shape) == 3 and sample_shape[0] in CHANNEL_COUNTS:
+        return 1, 2
+    if len(sample_shape) == 3 and sample_shape[-1] in CHANNEL_COUNTS:
+        return 0, 1
+    raise LayoutError(
+        f"samples of shape {tuple(sample_shape)} are not images: rotations and translations need "
+        "HW, CHW or HWC samples with 1, 3 or 4 channels; "
+        "have get_dataset() return samples in one of those layouts"
+    )
+
+
+def _batch_spatial_axes(images: np.ndarray) -> tuple[int, int]:
+    height, width = spatial_axes(images.shape[1:])
+    return height + 1, width + 1
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Rotation by whole degrees with bilinear interpolation (nearest-neighbour would leave
+    small images unchanged by small angles), the image padded with zeros."""
+
+    degrees: int
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return ndimage.rotate(images, self.degrees, axes=_batch_spatial_axes(images), reshape=False,
+                              order=1, mode="grid-constant", cval=0.0)
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Shift by whole pixels: dx to the right, dy down."""
+
+    dx: int
+    dy: int
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        shift = [0.0] * images.ndim
+        height, width = _batch_spatial_axes(images)
+        shift[height], shift[width] = self.dy, self.dx
+        return ndimage.shift(images, shift, order=0, mode="constant", cval=0.0)
+
+
+def rotations(r: int) -> list[Augment]:
+    """One rotation per whole degree in [-r, r]; r=0 gives only the identity."""
+    return [Rotation(degrees) for degrees in range(-r, r + 1)]
+
+
+def translations(d: int) -> list[Augment]:
+    """One translation per (dx, dy) with |dx| + |dy| <= d; d=0 gives only the identity."""
+    return [Translation(dx, dy) for dx in range(-d, d + 1) for dy in range(-d, d + 1) if abs(dx) + abs(dy) <= d]

@@ -1,0 +1,37 @@
+"""LABEL-ONLY (Choquette-Choo et al., ICML 2021), data-augmentation attack.
+
+The feature of a record is which augmented copies of it (rotations within +-r degrees, or
+translations by up to d pixels) the model labels correctly: a model tends to stay right on
+perturbed versions of the records it was trained on. Needs only predicted labels. The attack
+classifier learns that pattern on a shadow model trained by us, then scores the target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from services.attack_worker.attacks import augment, shadow_attack
+from services.attack_worker.attacks.base import Augment, Runtime, Scores
+from services.common.errors import TaskError
+from services.common.task_spec import LabelOnlyArgs
+
+
+def augments_for(args: LabelOnlyArgs) -> list[Augment]:
+    """The queries of `attack_type`: `r` rotations within +-r degrees, `d` translations up to d pixels."""
+    return augment.rotations(args.r) if args.attack_type == "r" else augment.translations(args.d)
+
+
+def run(args: LabelOnlyArgs, rt: Runtime) -> Scores:
+    augments = augments_for(args)
+    setup = shadow_attack.load(args, rt)
+
+    def features(model: Any, dataset: Any, field: str) -> np.ndarray:
+        try:
+            correct = rt.predict_augmented(model, dataset, augments, args.batch_size)
+        except augment.LayoutError as exc:
+            raise TaskError.at(field, str(exc)) from None
+        return correct.astype(np.float64)
+
+    return shadow_attack.attack(args, rt, setup, features)

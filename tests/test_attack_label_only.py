@@ -1,0 +1,74 @@
+"""LABEL-ONLY: the augmentation queries and the attack end to end on fakes."""
+
+import numpy as np
+import pytest
+from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_auc
+
+from privaudit.v1 import results_pb2
+from services.attack_worker.attacks import label_only
+from services.attack_worker.attacks.augment import Rotation, Translation
+from services.common.errors import TaskError
+from services.common.task_spec import LabelOnlyArgs
+
+CONTROL_PROBABILITIES = [0.3, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.03, 0.02]
+
+
+def args(**overrides) -> LabelOnlyArgs:
+    return LabelOnlyArgs(**AUDIT_PATHS, **overrides)
+
+
+def test_attack_type_chooses_the_queries():
+    assert label_only.augments_for(args(attack_type="r", r=2, d=5)) == [Rotation(a) for a in (-2, -1, 0, 1, 2)]
+    shifts = label_only.augments_for(args(attack_type="d", r=5, d=2))
+    assert len(shifts) == 13 and all(isinstance(s, Translation) for s in shifts)
+
+
+@pytest.mark.parametrize("task", [args(attack_type="r", r=3), args(attack_type="d", d=1)])
+def test_leaky_target_is_found(task):
+    assert membership_auc(label_only.run(task, audit_runtime())) > 0.6
+
+
+@pytest.mark.parametrize("task", [args(attack_type="r", r=3), args(attack_type="d", d=1)])
+def test_control_model_with_constant_outputs_gives_chance(task):
+    scores = label_only.run(task, audit_runtime(target=ConstantModel(CONTROL_PROBABILITIES)))
+    assert abs(membership_auc(scores) - 0.5) <= 0.02
+
+
+def test_zero_range_runs_as_the_single_unaugmented_query():
+    rt = audit_runtime()
+    scores = label_only.run(args(attack_type="r", r=0), rt)
+    # One query: members (always right on a memorising model) against non-members (right 73%).
+    assert membership_auc(scores) > 0.6
+
+
+def test_same_seed_same_scores():
+    first, again = (label_only.run(args(r=2), audit_runtime(seed=5)) for _ in range(2))
+    np.testing.assert_array_equal(first.members, again.members)
+    np.testing.assert_array_equal(first.non_members, again.non_members)
+
+
+def test_works_on_channels_last_images():
+    # Three channels make the fake model generalise better; more noise keeps it overfit.
+    rt = audit_runtime(sample_shape=(8, 8, 3), noise=3.0)
+    assert membership_auc(label_only.run(args(attack_type="r", r=3), rt)) > 0.6
+
+
+def test_trains_the_shadow_and_reports_stages_as_ml_leak_does():
+    rt = audit_runtime()
+    label_only.run(args(shadow_epoch=2, batch_size=16), rt)
+
+    (call,) = rt.train_calls
+    assert call.data is rt.datasets[AUDIT_PATHS["shadow_datasets"][0]]
+    assert (call.epochs, call.batch_size) == (2, 16)
+    assert rt.stages == [results_pb2.STAGE_LOAD, results_pb2.STAGE_TRAIN_SHADOW, results_pb2.STAGE_PREDICT,
+                         results_pb2.STAGE_FIT_ATTACK, results_pb2.STAGE_SCORE]
+
+
+def test_samples_that_are_not_images_name_the_dataset():
+    rt = audit_runtime(sample_shape=(5, 8, 8))
+
+    with pytest.raises(TaskError) as caught:
+        label_only.run(args(), rt)
+
+    assert caught.value.field == "shadow_datasets.members"
+    assert "(5, 8, 8)" in str(caught.value) and "CHW" in str(caught.value)

@@ -1,0 +1,131 @@
+"""Rotations and translations act on the spatial axes of HW, CHW and HWC images, as documented."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from sklearn.datasets import load_digits
+
+from services.attack_worker.attacks.augment import (
+    LayoutError,
+    Rotation,
+    Translation,
+    rotations,
+    spatial_axes,
+    translations,
+)
+
+SIZE = 5  # odd, so the centre of rotation is a pixel
+
+
+def one_pixel(row: int, col: int) -> np.ndarray:
+    image = np.zeros((SIZE, SIZE), np.float32)
+    image[row, col] = 1.0
+    return image
+
+
+def with_channels(layout: str, planes: list[np.ndarray]) -> np.ndarray:
+    """A batch of one sample holding `planes` as its channels in `layout`."""
+    if layout == "HW":
+        (plane,) = planes
+        return plane[None]
+    stacked = np.stack(planes, axis=0 if layout == "CHW" else -1)
+    return stacked[None]
+
+
+def channel_planes(layout: str, batch: np.ndarray) -> list[np.ndarray]:
+    sample = batch[0]
+    if layout == "HW":
+        return [sample]
+    return list(sample) if layout == "CHW" else [sample[..., c] for c in range(sample.shape[-1])]
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [((8, 8), (0, 1)), ((1, 8, 8), (1, 2)), ((3, 32, 32), (1, 2)), ((4, 6, 7), (1, 2)),
+     ((32, 32, 3), (0, 1)), ((8, 8, 1), (0, 1)), ((3, 8, 3), (1, 2))],
+)
+def test_spatial_axes_by_layout(shape, axes):
+    assert spatial_axes(shape) == axes
+
+
+@pytest.mark.parametrize("shape", [(64,), (5, 8, 8), (8, 8, 5), (2, 3, 8, 8)])
+def test_shapes_that_are_not_images_are_refused_with_the_supported_layouts(shape):
+    with pytest.raises(LayoutError, match=r"HW, CHW or HWC"):
+        spatial_axes(shape)
+
+
+@pytest.mark.parametrize("layout", ["HW", "CHW", "HWC"])
+def test_rotation_by_90_degrees_moves_pixels_within_each_channel(layout):
+    # Channel c has one lit pixel; a counter-clockwise quarter turn about the centre (2, 2)
+    # sends (row, col) to (SIZE-1-col, row), and never mixes channels.
+    lit = [(0, 2), (1, 3), (4, 1)][: 1 if layout == "HW" else 3]
+    batch = with_channels(layout, [one_pixel(r, c) * (k + 1) for k, (r, c) in enumerate(lit)])
+
+    rotated = Rotation(90)(batch)
+
+    assert rotated.shape == batch.shape
+    for k, ((row, col), plane) in enumerate(zip(lit, channel_planes(layout, rotated), strict=True)):
+        np.testing.assert_allclose(plane, one_pixel(SIZE - 1 - col, row) * (k + 1), atol=1e-6)
+
+
+def test_rotation_rotates_every_image_of_a_batch():
+    batch = np.stack([one_pixel(0, 2), one_pixel(2, 4)])[:, None]  # (2, 1, 5, 5) CHW
+    rotated = Rotation(-90)(batch)
+    np.testing.assert_allclose(rotated[0, 0], one_pixel(2, 4), atol=1e-6)
+    np.testing.assert_allclose(rotated[1, 0], one_pixel(4, 2), atol=1e-6)
+
+
+def test_two_degree_rotation_changes_an_8x8_digit():
+    digit = load_digits().images[0].astype(np.float32)[None, None]  # (1, 1, 8, 8)
+    # Why bilinear interpolation is required: nearest-neighbour sampling leaves it untouched.
+    nearest = ndimage.rotate(digit, 2, axes=(2, 3), reshape=False, order=0, mode="nearest")
+    assert np.array_equal(nearest, digit)
+
+    rotated = Rotation(2)(digit)
+
+    assert np.abs(rotated - digit).max() > 0.5  # pixel values run from 0 to 16
+    assert 0 < np.abs(rotated - digit).sum() < np.abs(digit).sum()
+
+
+@pytest.mark.parametrize("layout", ["HW", "CHW", "HWC"])
+def test_translation_moves_a_pixel_by_dx_right_and_dy_down(layout):
+    planes = [one_pixel(2, 3)] if layout == "HW" else [k * one_pixel(2, 3) for k in (1, 2, 3)]
+    batch = with_channels(layout, planes)
+
+    moved = Translation(dx=1, dy=-2)(batch)
+
+    for k, plane in enumerate(channel_planes(layout, moved)):
+        np.testing.assert_array_equal(plane, one_pixel(0, 4) * (k + 1))
+
+
+def test_translation_fills_with_zeros():
+    image = np.ones((1, 1, 4, 4), np.float32)
+    moved = Translation(dx=-1, dy=2)(image)[0, 0]
+    np.testing.assert_array_equal(moved[:2], 0)  # rows shifted in from above
+    np.testing.assert_array_equal(moved[:, 3], 0)  # the column shifted in from the right
+    np.testing.assert_array_equal(moved[2:, :3], 1)
+
+
+@pytest.mark.parametrize(("d", "count"), [(0, 1), (1, 5), (2, 13), (3, 25)])
+def test_translation_count(d, count):
+    shifts = translations(d)
+    assert len(shifts) == count
+    assert len({(t.dx, t.dy) for t in shifts}) == count
+    assert all(abs(t.dx) + abs(t.dy) <= d for t in shifts)
+
+
+def test_translations_within_one_pixel():
+    assert {(t.dx, t.dy) for t in translations(1)} == {(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)}
+
+
+def test_rotations_cover_each_whole_degree():
+    assert [t.degrees for t in rotations(3)] == [-3, -2, -1, 0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("augments", [rotations(0), translations(0)])
+def test_zero_range_is_the_single_unaugmented_query(augments):
+    batch = np.random.default_rng(1).random((3, 1, 8, 8)).astype(np.float32)
+    (identity,) = augments
+    out = identity(batch)
+    assert out.dtype == batch.dtype
+    np.testing.assert_array_equal(out, batch)
