@@ -1,0 +1,37 @@
+"""Serves the privaudit ReporterService: rates attack results by the risk policy and renders reports."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from privaudit.v1 import reporter_pb2_grpc
+from services.common import logs
+from services.common.config import add_server_flags, flag
+from services.common.server import serve_until_signalled, start_server
+from services.reporter.policy import DEFAULT_POLICY, PolicyError, load_policy
+from services.reporter.server import SERVICE_NAME, ReporterServicer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.reporter", description=__doc__)
+    add_server_flags(parser, "reporter", 50053)
+    flag(parser, "--policy", "PRIVAUDIT_REPORTER_POLICY", None, type=Path,
+         help=f"risk policy YAML file; unset means the shipped {DEFAULT_POLICY}")
+    args = parser.parse_args(argv)
+    logs.setup("reporter", args.log_level)
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        parser.exit(2, f"--policy: {exc}\n")
+    servicer = ReporterServicer(policy)
+    service = start_server(
+        lambda server: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(servicer, server),
+        [SERVICE_NAME],
+        args.listen,
+    )
+    serve_until_signalled(service, args.ready_file)
+
+
+if __name__ == "__main__":
+    main()

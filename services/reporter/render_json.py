@@ -1,0 +1,106 @@
+"""The JSON report, following report.schema.json (version SCHEMA_VERSION).
+
+Output is deterministic: sorted keys, lists in task order, no timestamps, so the same
+results always give byte-identical JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from privaudit.v1 import results_pb2
+from services.common.task_spec import YAML_ATTACK_TYPE
+from services.reporter.figures import TPR_AT_0_1PCT_FPR, TPR_AT_1PCT_FPR
+from services.reporter.report import AttackEntry, Report
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_FILE = "report.schema.json"
+
+
+def render(report: Report) -> bytes:
+    text = json.dumps(document(report), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode()
+
+
+def document(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task_id": report.task_id,
+        "risk_policy": report.policy.model_dump(),
+        "models": [
+            {"name": m.name, "path": m.path, "train_acc": m.train_acc, "test_acc": m.test_acc}
+            for m in report.models
+        ],
+        "datasets": [
+            {"name": d.name, "path": d.path, "is_member_dataset": d.is_member_dataset, "length": d.length,
+             "role": d.role}
+            for d in report.datasets
+        ],
+        "attacks": [_attack(entry) for entry in report.attacks],
+        "summary": {
+            "risk": report.overall_risk.name if report.overall_risk else None,
+            "risky_attacks": [
+                {"index": e.result.attack_index, "name": e.result.attack_name,
+                 "risk": e.assessment.risk.name if e.assessment.risk else None, "reason": e.assessment.reason}
+                for e in report.risky
+            ],
+            "failed_attacks": [
+                {"index": e.result.attack_index, "name": e.result.attack_name, "error": _error(e.result.error)}
+                for e in report.failed
+            ],
+            "recommendations": [
+                {"id": r.id, "title": r.title, "description": r.description, "why": r.why}
+                for r in report.advice.recommendations
+            ],
+            "notes": list(report.advice.notes),
+        },
+    }
+
+
+def _attack(entry: AttackEntry) -> dict[str, Any]:
+    result, assessment = entry.result, entry.assessment
+    return {
+        "index": result.attack_index,
+        "name": result.attack_name,
+        "type": YAML_ATTACK_TYPE,
+        "description": entry.info.description,
+        "status": "succeeded" if entry.succeeded else "failed",
+        "target_model": result.target_model.path if entry.succeeded else None,
+        "metrics": _metrics(result.metrics) if entry.succeeded else None,
+        "roc": [[point.fpr, point.tpr] for point in result.roc],
+        "risk": assessment.risk.name if assessment.risk else None,
+        "risk_reason": assessment.reason,
+        "error": None if entry.succeeded else _error(result.error),
+        "timings": _timings(result.timings),
+    }
+
+
+def _metrics(metrics: results_pb2.Metrics) -> dict[str, Any]:
+    return {
+        "acc": metrics.accuracy,
+        "auc": metrics.auc,
+        "precision": metrics.precision,
+        "recall": metrics.recall,
+        "advantage": metrics.advantage,
+        TPR_AT_1PCT_FPR.field: TPR_AT_1PCT_FPR.value(metrics),
+        TPR_AT_0_1PCT_FPR.field: TPR_AT_0_1PCT_FPR.value(metrics),
+        "num_members": metrics.num_members,
+        "num_non_members": metrics.num_non_members,
+        "decision_threshold": metrics.decision_threshold,
+    }
+
+
+def _error(error: results_pb2.AttackError) -> dict[str, str]:
+    return {"code": error.code or "UNKNOWN", "field": error.field, "message": error.message}
+
+
+def _timings(timings: Iterable[results_pb2.StageTiming]) -> dict[str, float]:
+    """Seconds per stage, e.g. {"load": 0.4}; a stage that ran more than once is summed."""
+    seconds: dict[str, float] = {}
+    for timing in timings:
+        stage = results_pb2.Stage.Name(timing.stage).removeprefix("STAGE_").lower()
+        seconds[stage] = seconds.get(stage, 0.0) + timing.seconds
+    return seconds

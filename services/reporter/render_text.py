@@ -1,0 +1,79 @@
+"""The plain-text report, in the layout of the original PrivBox report: Models, Datasets,
+Attacks, Summary, one tab-indented item per line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from privaudit.v1 import results_pb2
+from services.reporter.figures import LOW_FPR_FIGURES, decimal
+from services.reporter.report import AttackEntry, Report
+
+TITLE = "Membership Inference Audit Report"
+
+
+def render(report: Report) -> bytes:
+    lines = [TITLE, f"Task: {report.task_id or '(no id)'}"]
+    lines += ["Models:", *(_or_none(_model(m) for m in report.models))]
+    lines += ["Datasets:", *(_or_none(_dataset(d) for d in report.datasets))]
+    lines += ["Attacks:", *(line for entry in report.attacks for line in _attack(entry))]
+    lines += ["Summary:", *_summary(report)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _or_none(items: Iterable[str]) -> list[str]:
+    return list(items) or ["\t(none: no attack completed)"]
+
+
+def _model(model: results_pb2.ModelSummary) -> str:
+    return f"\t- name: {model.name}, train_acc: {decimal(model.train_acc)}, test_acc: {decimal(model.test_acc)}"
+
+
+def _dataset(dataset: results_pb2.DatasetSummary) -> str:
+    return (f"\t- name: {dataset.name}, is_member_dataset: {str(dataset.is_member_dataset).lower()}, "
+            f"length: {dataset.length}, role: {dataset.role or 'unspecified'}")
+
+
+def _attack(entry: AttackEntry) -> list[str]:
+    lines = [f"\t- name: {entry.assessment.label}", f"\t  attack description: {entry.info.description}"]
+    if not entry.succeeded:
+        return [*lines, f"\t  FAILED: {_error(entry.result.error)}"]
+    m = entry.result.metrics
+    low_fpr = ", ".join(f"{figure.label} = {_measured(figure.value(m), figure.not_measurable(m))}"
+                        for figure in LOW_FPR_FIGURES)
+    return [
+        *lines,
+        f"\t  attack results: acc = {decimal(m.accuracy)}, auc = {decimal(m.auc)}, "
+        f"precision = {decimal(m.precision)}, recall = {decimal(m.recall)}",
+        f"\t  advantage = {decimal(m.advantage)}, {low_fpr}",
+        f"\t  evaluation set: {m.num_members} members, {m.num_non_members} non-members",
+        f"\t  risk: {entry.assessment.risk.name}, {entry.assessment.reason}",
+    ]
+
+
+def _summary(report: Report) -> list[str]:
+    lines = [f"\tOverall risk: {report.overall_risk.name if report.overall_risk else 'not rated'}"]
+    if report.risky:
+        lines.append("\tWARNING! The model leaks membership to these attacks:")
+        lines += [f"\t{n}, {e.assessment.label}: {e.assessment.risk.name} risk, {e.assessment.reason}"
+                  for n, e in enumerate(report.risky, 1)]
+    if report.failed:
+        lines.append("\tFailed attacks (not rated, not counted in the overall risk):")
+        lines += [f"\t- {e.assessment.label}: {_error(e.result.error)}" for e in report.failed]
+    advice = report.advice
+    if advice.recommendations:
+        lines += ["", "\tRecommended defences, in this order:"]
+        for n, rec in enumerate(advice.recommendations, 1):
+            lines += [f"\t{n}, {rec.title}. {rec.description}", f"\t   Why here: {rec.why}"]
+    lines += ["", *(f"\tNote: {note}" for note in advice.notes)] if advice.notes else []
+    return lines
+
+
+def _measured(value: float | None, why_not: str) -> str:
+    return decimal(value) if value is not None else f"n/a ({why_not})"
+
+
+def _error(error: results_pb2.AttackError) -> str:
+    where = f"{error.field}: " if error.field else ""
+    message = " ".join(error.message.split()) or "no message"
+    return f"({error.code or 'UNKNOWN'}) {where}{message}"

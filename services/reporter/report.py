@@ -1,0 +1,140 @@
+"""A report's content, independent of its rendering: every renderer reads a `Report`.
+
+`build_report` checks the results a request carries, rates them and picks the advice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from privaudit.v1 import report_pb2, results_pb2
+from services.reporter.advice import Advice, advise
+from services.reporter.catalog import AttackInfo, attack_info
+from services.reporter.policy import Policy
+from services.reporter.risk import Assessment, Risk, assess, overall_risk
+
+# Metrics that are rates or probabilities, so must lie in [0, 1].
+_UNIT_METRICS = ("accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr")
+_Summary = TypeVar("_Summary", results_pb2.ModelSummary, results_pb2.DatasetSummary)
+
+
+class ReportRequestError(ValueError):
+    """The results cannot be reported; `field` names the request field at fault."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """One attack's result and its rating."""
+
+    result: results_pb2.AttackResult
+    assessment: Assessment
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result.status == results_pb2.ATTACK_STATUS_SUCCEEDED
+
+    @property
+    def info(self) -> AttackInfo:
+        return attack_info(self.result.attack_name)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a report says. Models and datasets are those the succeeded attacks measured,
+    one entry per distinct summary, in order of first appearance."""
+
+    task_id: str
+    policy: Policy
+    attacks: tuple[AttackEntry, ...]
+    models: tuple[results_pb2.ModelSummary, ...]
+    datasets: tuple[results_pb2.DatasetSummary, ...]
+    overall_risk: Risk | None
+    advice: Advice
+
+    @property
+    def risky(self) -> tuple[AttackEntry, ...]:
+        """The attacks rated MIDDLE or HIGH, in task order."""
+        return tuple(e for e in self.attacks if e.assessment.is_risky)
+
+    @property
+    def failed(self) -> tuple[AttackEntry, ...]:
+        return tuple(e for e in self.attacks if not e.succeeded)
+
+    def summary_proto(self) -> report_pb2.ReportSummary:
+        return report_pb2.ReportSummary(
+            overall_risk=self.overall_risk or report_pb2.RISK_LEVEL_UNSPECIFIED,
+            attacks=[e.assessment.to_proto() for e in self.attacks],
+            failed_attacks=len(self.failed),
+        )
+
+
+def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], policy: Policy) -> Report:
+    """Checks, rates and advises; raises ReportRequestError on results it cannot report."""
+    _check(results)
+    ordered = sorted(results, key=lambda r: r.attack_index)
+    attacks = tuple(AttackEntry(r, assess(r, policy)) for r in ordered)
+    measured = [e.result for e in attacks if e.succeeded]
+    models = _distinct(r.target_model for r in measured)
+    overall = overall_risk(e.assessment for e in attacks)
+    return Report(
+        task_id=task_id,
+        policy=policy,
+        attacks=attacks,
+        models=models,
+        datasets=_distinct(d for r in measured for d in r.datasets),
+        overall_risk=overall,
+        advice=advise([e.assessment for e in attacks], models, overall, policy.advice),
+    )
+
+
+def _distinct(items: Iterable[_Summary]) -> tuple[_Summary, ...]:
+    seen: dict[bytes, _Summary] = {}
+    for item in items:
+        seen.setdefault(item.SerializeToString(deterministic=True), item)
+    return tuple(seen.values())
+
+
+def _check(results: Sequence[results_pb2.AttackResult]) -> None:
+    if not results:
+        raise ReportRequestError("results", "the request has no attack results; send one per attack of the "
+                                 "task, failed ones included")
+    seen: set[int] = set()
+    for i, result in enumerate(results):
+        field = f"results[{i}]"
+        if result.attack_index in seen:
+            raise ReportRequestError(f"{field}.attack_index", f"attack {result.attack_index} has two results")
+        seen.add(result.attack_index)
+        if result.status == results_pb2.ATTACK_STATUS_UNSPECIFIED:
+            raise ReportRequestError(f"{field}.status", "must be ATTACK_STATUS_SUCCEEDED or ATTACK_STATUS_FAILED")
+        if result.status == results_pb2.ATTACK_STATUS_SUCCEEDED:
+            _check_metrics(result, field)
+        for j, timing in enumerate(result.timings):
+            if not 0 <= timing.seconds < math.inf:
+                raise ReportRequestError(f"{field}.timings[{j}].seconds",
+                                         f"must be a finite number of seconds >= 0, got {timing.seconds}")
+
+
+def _check_metrics(result: results_pb2.AttackResult, field: str) -> None:
+    if not result.HasField("metrics"):
+        raise ReportRequestError(f"{field}.metrics", "a succeeded attack must carry its metrics")
+    metrics = result.metrics
+    unit_values = [(f"metrics.{name}", getattr(metrics, name)) for name in _UNIT_METRICS] + [
+        (f"target_model.{name}", getattr(result.target_model, name)) for name in ("train_acc", "test_acc")
+    ]
+    for name, value in unit_values:
+        if not 0 <= value <= 1:  # also refuses NaN
+            raise ReportRequestError(f"{field}.{name}", f"must be between 0 and 1, got {value}")
+    if not math.isfinite(metrics.decision_threshold):
+        raise ReportRequestError(f"{field}.metrics.decision_threshold",
+                                 f"must be a finite number, got {metrics.decision_threshold}")
+    for j, point in enumerate(result.roc):
+        if not (0 <= point.fpr <= 1 and 0 <= point.tpr <= 1):
+            raise ReportRequestError(f"{field}.roc[{j}]", f"fpr and tpr must be between 0 and 1, got "
+                                     f"({point.fpr}, {point.tpr})")

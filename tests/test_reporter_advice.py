@@ -1,0 +1,88 @@
+"""Advice: which recommendations a finding brings, their fixed order, and the notes."""
+
+from __future__ import annotations
+
+from test_reporter_fixtures import POLICY, failed, make_report, succeeded
+
+from services.reporter.advice import NO_LEAK_NOTE, NOTHING_RATED_NOTE
+from services.reporter.report import Report
+
+HIGH_AUC, MIDDLE_AUC = 0.7, 0.6
+GAP = POLICY.advice.large_accuracy_gap
+
+
+def _ids(report: Report) -> list[str]:
+    return [r.id for r in report.advice.recommendations]
+
+
+def test_everything_in_its_fixed_order_when_a_score_attack_is_high_and_the_gap_large() -> None:
+    report = make_report(succeeded(0, "LABEL-ONLY", auc=MIDDLE_AUC, train_acc=1.0, test_acc=0.8),
+                         succeeded(1, "ML-LEAK", auc=HIGH_AUC, train_acc=1.0, test_acc=0.8))
+    assert _ids(report) == ["differential_privacy", "confidence_masking", "regularisation", "knowledge_distillation"]
+    why = {r.id: r.why for r in report.advice.recommendations}
+    assert why["differential_privacy"].startswith(
+        "Overall risk is HIGH (LABEL-ONLY (attacks[0]) rated MIDDLE, ML-LEAK (attacks[1]) rated HIGH)")
+    assert why["confidence_masking"] == (
+        "Attacks reading confidence scores succeeded: ML-LEAK (attacks[1]) rated HIGH. "
+        "It will not stop the label-only attacks: LABEL-ONLY (attacks[0]).")
+    assert why["regularisation"] == (
+        "digits_mlp has train_acc 1.0000 and test_acc 0.8000, a gap of 0.2000 >= 0.1.")
+    assert why["knowledge_distillation"].startswith("Risk is HIGH (ML-LEAK (attacks[1]) rated HIGH)")
+    assert report.advice.notes == ()
+    assert all(r.title and r.description for r in report.advice.recommendations)
+
+
+def test_confidence_masking_for_ml_leak_at_middle() -> None:
+    report = make_report(succeeded(0, "ML-LEAK", auc=MIDDLE_AUC))
+    assert _ids(report) == ["differential_privacy", "confidence_masking"]
+
+
+def test_no_confidence_masking_when_only_label_only_attacks_are_risky_and_the_note_says_so() -> None:
+    report = make_report(succeeded(0, "BASELINE", auc=MIDDLE_AUC), succeeded(1, "ML-LEAK", auc=0.5),
+                         succeeded(2, "LABEL-ONLY", auc=HIGH_AUC))
+    assert _ids(report) == ["differential_privacy", "knowledge_distillation"]
+    assert report.advice.notes == (
+        "Confidence masking is not recommended: the attacks rated MIDDLE or HIGH (BASELINE (attacks[0]), "
+        "LABEL-ONLY (attacks[2])) read predicted labels only, which masking leaves intact.",)
+
+
+def test_an_unknown_attack_brings_no_claim_about_masking() -> None:
+    report = make_report(succeeded(0, "SOME-NEW-ATTACK", auc=MIDDLE_AUC))
+    assert _ids(report) == ["differential_privacy"]
+    assert report.advice.notes == ()
+
+
+def test_regularisation_from_the_gap_threshold_on() -> None:
+    at = make_report(succeeded(0, auc=MIDDLE_AUC, train_acc=0.95, test_acc=0.95 - GAP))
+    below = make_report(succeeded(0, auc=MIDDLE_AUC, train_acc=0.95, test_acc=0.95 - GAP + 1e-4))
+    assert "regularisation" in _ids(at)
+    assert "regularisation" not in _ids(below)
+
+
+def test_the_widest_gap_among_the_models_is_named() -> None:
+    report = make_report(succeeded(0, auc=MIDDLE_AUC, model="small", train_acc=0.9, test_acc=0.88),
+                         succeeded(1, auc=0.5, model="big", train_acc=1.0, test_acc=0.7))
+    (regularisation,) = [r for r in report.advice.recommendations if r.id == "regularisation"]
+    assert regularisation.why.startswith("big has train_acc 1.0000 and test_acc 0.7000, a gap of 0.3000")
+
+
+def test_all_low_gives_no_recommendation_and_says_no_leakage_was_measured() -> None:
+    report = make_report(succeeded(0, auc=0.5, train_acc=1.0, test_acc=0.5), succeeded(1, "ML-LEAK"), failed(2))
+    assert _ids(report) == []
+    assert report.advice.notes == (NO_LEAK_NOTE,)
+    assert "no measurable membership leakage" in NO_LEAK_NOTE
+    assert "not measurable was not checked" in NO_LEAK_NOTE
+
+
+def test_nothing_rated_gives_no_recommendation() -> None:
+    report = make_report(failed(0), failed(1))
+    assert _ids(report) == []
+    assert report.advice.notes == (NOTHING_RATED_NOTE,)
+
+
+def test_same_findings_same_advice_whatever_order_results_arrive_in() -> None:
+    results = [succeeded(0, "LABEL-ONLY", auc=MIDDLE_AUC, train_acc=1.0, test_acc=0.7),
+               succeeded(1, "ML-LEAK", auc=HIGH_AUC), failed(2)]
+    first = make_report(*results).advice
+    assert make_report(*results).advice == first
+    assert make_report(*reversed(results)).advice == first

@@ -1,0 +1,152 @@
+"""The ReporterService over real gRPC, chunking, request errors and the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_reporter_fixtures import POLICY, failed, make_report, succeeded, validate_json
+
+from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2
+from services.common.channels import open_channel
+from services.common.server import start_server
+from services.reporter import render_json
+from services.reporter.__main__ import main
+from services.reporter.server import CHUNK_BYTES, SERVICE_NAME, ReporterServicer, chunks
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[reporter_pb2_grpc.ReporterServiceStub]:
+    servicer = ReporterServicer(POLICY)
+    service = start_server(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(servicer, s),
+                           [SERVICE_NAME], "127.0.0.1:0", max_workers=2)
+    channel = open_channel(service.address)
+    try:
+        yield reporter_pb2_grpc.ReporterServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+        service.stop(grace=0)
+
+
+def _build(stub, results, report_format=report_pb2.REPORT_FORMAT_UNSPECIFIED, task_id="task-1"):
+    """The summary and the chunks of one BuildReport call."""
+    request = reporter_pb2.BuildReportRequest(task_id=task_id, results=results, format=report_format)
+    first, *rest = stub.BuildReport(request, timeout=30)
+    assert first.WhichOneof("part") == "summary"
+    assert all(r.WhichOneof("part") == "chunk" for r in rest)
+    return first.summary, [r.chunk for r in rest]
+
+
+@pytest.mark.parametrize(("size", "pieces"), [(0, [0]), (1, [1]), (CHUNK_BYTES, [CHUNK_BYTES]),
+                                              (CHUNK_BYTES + 1, [CHUNK_BYTES, 1]),
+                                              (3 * CHUNK_BYTES, [CHUNK_BYTES] * 3)])
+def test_chunks_cut_at_the_limit_and_mark_the_last(size: int, pieces: list[int]) -> None:
+    data = bytes(i % 251 for i in range(size))
+    cut = list(chunks(data, report_pb2.REPORT_FORMAT_JSON))
+    assert [len(c.data) for c in cut] == pieces
+    assert [c.last for c in cut] == [False] * (len(pieces) - 1) + [True]
+    assert b"".join(c.data for c in cut) == data
+    assert {c.format for c in cut} == {report_pb2.REPORT_FORMAT_JSON}
+
+
+def test_text_report_by_default(stub) -> None:
+    results = [succeeded(0, auc=0.6), failed(1), succeeded(2, "ML-LEAK", auc=0.7)]
+    summary, pieces = _build(stub, results)
+    assert summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
+    assert summary.failed_attacks == 1
+    assert [(a.attack_index, a.attack_name, a.risk) for a in summary.attacks] == [
+        (0, "BASELINE", report_pb2.RISK_LEVEL_MIDDLE), (1, "ML-LEAK", report_pb2.RISK_LEVEL_UNSPECIFIED),
+        (2, "ML-LEAK", report_pb2.RISK_LEVEL_HIGH)]
+    assert summary.attacks[2].reason == "AUC 0.7000 >= 0.65"
+    assert [(c.format, c.last) for c in pieces] == [(report_pb2.REPORT_FORMAT_TEXT, True)]
+    text = pieces[0].data.decode()
+    assert text.startswith("Membership Inference Audit Report\nTask: task-1\nModels:\n")
+
+
+def test_large_json_report_arrives_in_chunks_that_make_the_whole(stub, caplog) -> None:
+    results = [succeeded(i, ("BASELINE", "ML-LEAK", "LABEL-ONLY")[i % 3], auc=0.5 + i / 200, roc_points=400)
+               for i in range(64)]
+    with caplog.at_level(logging.INFO, logger="services.reporter.server"):
+        summary, pieces = _build(stub, results, report_pb2.REPORT_FORMAT_JSON, task_id="big")
+    data = b"".join(c.data for c in pieces)
+    assert len(pieces) > 3
+    assert all(len(c.data) <= CHUNK_BYTES for c in pieces)
+    assert [c.last for c in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert data == render_json.render(make_report(*results, task_id="big"))
+    document = validate_json(data)
+    assert len(document["attacks"]) == 64 and len(document["attacks"][0]["roc"]) == 400
+    assert summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
+    assert f"report built: task big, format REPORT_FORMAT_JSON, 64 attacks, overall risk HIGH, {len(data)} bytes" \
+        in caplog.messages
+
+
+def _nan_auc() -> results_pb2.AttackResult:
+    result = succeeded(0)
+    result.metrics.auc = float("nan")
+    return result
+
+
+@pytest.mark.parametrize(
+    ("results", "report_format", "message"),
+    [
+        ([], report_pb2.REPORT_FORMAT_TEXT, "results: the request has no attack results"),
+        ([results_pb2.AttackResult(attack_index=0, attack_name="BASELINE",
+                                   status=results_pb2.ATTACK_STATUS_SUCCEEDED)],
+         report_pb2.REPORT_FORMAT_TEXT, "results[0].metrics: a succeeded attack must carry its metrics"),
+        ([results_pb2.AttackResult(attack_index=0, attack_name="BASELINE")], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].status: must be ATTACK_STATUS_SUCCEEDED or ATTACK_STATUS_FAILED"),
+        ([succeeded(0), succeeded(0)], report_pb2.REPORT_FORMAT_TEXT, "results[1].attack_index: attack 0 has two"),
+        ([_nan_auc()], report_pb2.REPORT_FORMAT_JSON,
+         "results[0].metrics.auc: must be between 0 and 1, got nan"),
+        ([succeeded(0)], 7, "format: 7 is not a format this reporter renders; use one of REPORT_FORMAT_TEXT, "
+         "REPORT_FORMAT_JSON"),
+    ],
+)
+def test_requests_it_cannot_render_are_invalid_argument(stub, results, report_format, message) -> None:
+    request = reporter_pb2.BuildReportRequest(task_id="t", results=results, format=report_format)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.BuildReport(request, timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+
+
+def test_reporter_does_not_import_paddle() -> None:
+    code = ("import sys, services.reporter.__main__, services.reporter.server; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'sklearn', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == "[]"
+
+
+def test_bad_policy_stops_the_service_naming_the_flag(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("levels: {}\nadvice: {large_accuracy_gap: 2}\n")
+    with pytest.raises(SystemExit) as caught:
+        main(["--listen", "127.0.0.1:0", "--policy", str(bad)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--policy: risk policy {bad}: levels.high: Field required" in err
+    assert "advice.large_accuracy_gap: Input should be less than or equal to 1 (got 2)" in err
+
+
+def test_policy_from_the_environment(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PRIVAUDIT_REPORTER_POLICY", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SystemExit):
+        main(["--listen", "127.0.0.1:0"])
+    assert "missing.yaml: cannot read it" in capsys.readouterr().err
+
+
+def test_json_summary_matches_the_stream_summary(stub) -> None:
+    summary, pieces = _build(stub, [succeeded(0, "LABEL-ONLY", auc=0.66)], report_pb2.REPORT_FORMAT_JSON)
+    document = json.loads(b"".join(c.data for c in pieces))
+    assert report_pb2.RiskLevel.Name(summary.overall_risk) == f"RISK_LEVEL_{document['summary']['risk']}"
+    assert summary.attacks[0].reason == document["attacks"][0]["risk_reason"]
