@@ -1,0 +1,161 @@
+"""End to end: the example task through real service processes on loopback.
+
+These start the orchestrator, reporter and workers as `python -m services.*`
+processes, exactly as `make demo` does, and check what a user sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
+
+from client import AuditClient, LocalCluster
+from privaudit.v1 import results_pb2
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_TASK = REPO / "example" / "tasks" / "mem_inf.yaml"
+BASELINE_ONLY = """
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: BASELINE
+  args:
+    test_datasets: [./example/datasets/digits_target_members, ./example/datasets/digits_target_non_members]
+    target_model: ./example/models/digits_mlp
+"""
+
+
+def cluster_processes() -> list[int]:
+    """Pids of local-cluster service processes still alive on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"privaudit-cluster-" in command and b"--ready-file" in command:
+                pids.append(int(entry.name))
+    return pids
+
+
+def baseline_expectation() -> dict[str, float]:
+    """BASELINE's metrics computed here, independently, with scikit-learn."""
+    import paddle
+
+    sys.path.insert(0, str(REPO))
+    from services.attack_worker import storage
+
+    root = REPO
+    model = storage.load_model(root, "example/models/digits_mlp", "target_model", trained=True)
+    model.eval()
+    correct = []
+    for folder in ("digits_target_members", "digits_target_non_members"):
+        dataset = storage.load_dataset(root, f"example/datasets/{folder}", "test_datasets")
+        xs = np.stack([np.asarray(dataset[i][0], dtype="float32") for i in range(len(dataset))])
+        ys = np.array([int(np.asarray(dataset[i][1]).reshape(-1)[0]) for i in range(len(dataset))])
+        with paddle.no_grad():
+            predicted = model(paddle.to_tensor(xs)).numpy().argmax(axis=1)
+        correct.append((predicted == ys).astype(float))
+    members, non_members = correct
+    assert len(members) == len(non_members), "the example's target sets are balanced by design"
+    truth = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
+    scores = np.r_[members, non_members]
+    return {
+        "acc": accuracy_score(truth, scores >= 0.5),
+        "precision": precision_score(truth, scores >= 0.5),
+        "recall": recall_score(truth, scores >= 0.5),
+        "auc": roc_auc_score(truth, scores),
+        "train_acc": members.mean(),
+        "test_acc": non_members.mean(),
+    }
+
+
+def test_example_audit_through_the_cli(tmp_path):
+    """`main.py` as `make demo` runs it: JSON report, right BASELINE numbers, no process left."""
+    output = tmp_path / "report.json"
+    completed = subprocess.run(
+        [sys.executable, "main.py", str(EXAMPLE_TASK), "--format", "json", "--output", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "BASELINE" in completed.stderr  # progress lines
+    assert not cluster_processes(), "the local cluster left processes behind"
+    report = json.loads(output.read_text())
+    attacks = {a["name"]: a for a in report["attacks"]}
+    assert set(attacks) == {"BASELINE", "ML-LEAK", "LABEL-ONLY"}
+    baseline = attacks["BASELINE"]
+    assert baseline["status"] == "succeeded"
+    expected = baseline_expectation()
+    for metric in ("acc", "precision", "recall", "auc"):
+        assert baseline["metrics"][metric] == pytest.approx(expected[metric], abs=1e-9), metric
+    model = next(m for m in report["models"] if m["name"] == "digits_mlp")
+    assert model["train_acc"] == pytest.approx(expected["train_acc"])
+    assert model["test_acc"] == pytest.approx(expected["test_acc"])
+    assert model["train_acc"] > model["test_acc"]
+    for attack in attacks.values():
+        assert attack["status"] in ("succeeded", "failed")
+        if attack["status"] == "failed":  # never a fake number
+            assert attack["metrics"] is None and attack["error"]["message"]
+
+
+def test_text_report_has_the_seed_layout():
+    completed = subprocess.run(
+        [sys.executable, "main.py", str(EXAMPLE_TASK), "--quiet"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr
+    text = completed.stdout
+    positions = [text.index(heading) for heading in ("Models:", "Datasets:", "Attacks:", "Summary:")]
+    assert positions == sorted(positions)
+    assert "digits_mlp" in text and "train_acc" in text
+
+
+def test_invalid_task_exits_2_naming_the_field(tmp_path):
+    task = tmp_path / "bad.yaml"
+    task.write_text(BASELINE_ONLY.replace("./example/models/digits_mlp", "../outside"))
+    completed = subprocess.run([sys.executable, "main.py", str(task)], cwd=REPO, capture_output=True,
+                               text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "attacks[0].args.target_model" in completed.stderr
+    assert "leaves the storage root" in completed.stderr
+
+
+def test_missing_model_folder_fails_that_attack_alone():
+    task = BASELINE_ONLY + BASELINE_ONLY.replace("digits_mlp", "no_such_model")
+    with LocalCluster(workers=1, storage_root=REPO) as cluster, AuditClient(cluster.address) as auditor:
+        outcome = auditor.run(task)
+    good, bad = outcome.results
+    assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED
+    assert bad.status == results_pb2.ATTACK_STATUS_FAILED
+    assert bad.error.code == "INVALID_ARGUMENT"
+    assert bad.error.field == "attacks[1].args.target_model"
+    assert "no_such_model" in bad.error.message
+    assert outcome.done.succeeded_attacks == 1 and not outcome.done.error
+
+
+def test_killed_worker_job_is_retried_and_the_audit_completes():
+    """kill -9 one worker as soon as a job runs; its job moves to the other worker."""
+    with LocalCluster(workers=2, storage_root=REPO) as cluster, AuditClient(cluster.address) as auditor:
+        workers = [p for p in cluster.processes if p.name.startswith("worker")]
+        killed = threading.Event()
+
+        def kill_on_first_running_job(event):
+            if not killed.is_set() and event.WhichOneof("kind") == "progress" and event.progress.stage not in (
+                    results_pb2.STAGE_UNSPECIFIED, results_pb2.STAGE_QUEUED):
+                os.kill(workers[0].process.pid, signal.SIGKILL)
+                killed.set()
+
+        outcome = auditor.run(BASELINE_ONLY * 2, on_event=kill_on_first_running_job)
+    assert killed.is_set()
+    assert [r.status for r in outcome.results] == [results_pb2.ATTACK_STATUS_SUCCEEDED] * 2
+    assert outcome.results[0].metrics == outcome.results[1].metrics
