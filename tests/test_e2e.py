@@ -14,8 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
 from client import AuditClient, LocalCluster
@@ -128,6 +131,19 @@ def test_invalid_task_exits_2_naming_the_field(tmp_path):
     assert completed.returncode == 2
     assert "attacks[0].args.target_model" in completed.stderr
     assert "leaves the storage root" in completed.stderr
+
+
+def test_every_service_serves_health_and_reflection():
+    expected = {"orchestrator": "privaudit.v1.OrchestratorService", "reporter": "privaudit.v1.ReporterService",
+                "worker-0": "privaudit.v1.AttackWorkerService"}
+    with LocalCluster(workers=1, storage_root=REPO) as cluster:
+        for service in cluster.processes:
+            with grpc.insecure_channel(service.address) as channel:
+                services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+                assert {expected[service.name], "grpc.health.v1.Health"} <= services
+                status = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=expected[service.name]), timeout=5).status
+                assert status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_missing_model_folder_fails_that_attack_alone():
