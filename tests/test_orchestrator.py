@@ -7,16 +7,18 @@ dies mid-stream, refuses) so the retry and event rules can be checked precisely.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 import pytest
 
-from client.api import AuditClient
+from client.api import AuditClient, AuditError
 from privaudit.v1 import (
     attack_worker_pb2,
     attack_worker_pb2_grpc,
+    orchestrator_pb2,
     orchestrator_pb2_grpc,
     report_pb2,
     reporter_pb2,
@@ -25,10 +27,9 @@ from privaudit.v1 import (
 )
 from services.common.errors import TaskError
 from services.common.server import Service, start_server
-from services.orchestrator.audit import AuditRunner
-from services.orchestrator.jobs import JobSettings
-from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
-from services.orchestrator.worker_pool import WorkerPool
+from services.orchestrator.app import Orchestrator, OrchestratorConfig
+from services.orchestrator.scheduler import JobSettings
+from services.orchestrator.worker_pool import WORKER_SERVICE
 
 TASK = """
 - type: MEMBERSHIP_INFERENCE_ATTACK
@@ -70,6 +71,9 @@ class ScriptedWorker(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         self.calls.append(request.attack_index)
         yield from self.behaviour(request, context)
 
+    def GetCapacity(self, request, context):
+        return attack_worker_pb2.GetCapacityResponse(slots=1)
+
 
 class ScriptedReporter(reporter_pb2_grpc.ReporterServiceServicer):
     def BuildReport(self, request, context):
@@ -78,35 +82,52 @@ class ScriptedReporter(reporter_pb2_grpc.ReporterServiceServicer):
         yield reporter_pb2.BuildReportResponse(chunk=report_pb2.ReportChunk(data=text.encode(), last=True))
 
 
-def serve(add: Callable[[grpc.Server], None]) -> Service:
-    return start_server(add, [], "127.0.0.1:0", max_workers=8)
+def serve(add: Callable[[grpc.Server], None], names: list[str] = ()) -> Service:
+    return start_server(add, names, "127.0.0.1:0", max_workers=8)
+
+
+@dataclass
+class Cluster:
+    """Scripted workers and reporter, and a real orchestrator over them."""
+
+    workers: list[ScriptedWorker]
+    peers: list[Service]
+    reporter: str
+    orchestrator: Orchestrator | None = None
+    address: str = ""
+
+    def start_orchestrator(self, state_dir=None, **settings) -> AuditClient:
+        jobs = JobSettings(**{"attempt_timeout": 10, **settings})
+        self.orchestrator = Orchestrator(OrchestratorConfig(
+            reporter=self.reporter, workers=[p.address for p in self.peers[:len(self.workers)]],
+            state_dir=state_dir, jobs=jobs, probe_interval=0.2))
+        self.address = self.orchestrator.start("127.0.0.1:0").address
+        return AuditClient(self.address)
+
+    def stub(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+        return orchestrator_pb2_grpc.OrchestratorServiceStub(grpc.insecure_channel(self.address))
 
 
 @pytest.fixture
 def cluster():
-    """Builds an orchestrator over the given worker behaviours; yields a client factory."""
-    services: list[Service] = []
+    """Builds scripted workers with the given behaviours and an orchestrator over them."""
+    built: list[Cluster] = []
 
-    def build(*behaviours: Behaviour, max_attempts: int = 3) -> tuple[AuditClient, list[ScriptedWorker]]:
+    def build(*behaviours: Behaviour, **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
         workers = [ScriptedWorker(b) for b in behaviours]
-        for worker in workers:
-            services.append(serve(
-                lambda s, w=worker: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(w, s)))
+        peers = [serve(lambda s, w=w: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(w, s),
+                       [WORKER_SERVICE]) for w in workers]
         reporter = serve(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(ScriptedReporter(), s))
-        services.append(reporter)
-        pool = WorkerPool.from_addresses([s.address for s in services[-len(workers) - 1:-1]])
-        runner = AuditRunner(pool, reporter_pb2_grpc.ReporterServiceStub(grpc.insecure_channel(reporter.address)),
-                             JobSettings(max_attempts=max_attempts, attempt_timeout=10))
-        servicer = OrchestratorServicer(runner)
-        orchestrator = start_server(
-            lambda s: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, s),
-            [SERVICE_NAME], "127.0.0.1:0")
-        services.append(orchestrator)
-        return AuditClient(orchestrator.address), workers
+        built.append(Cluster(workers, [*peers, reporter], reporter.address))
+        return built[-1].start_orchestrator(**settings), workers
 
+    build.clusters = built
     yield build
-    for service in services:
-        service.stop(0)
+    for c in built:
+        if c.orchestrator:
+            c.orchestrator.stop(0)
+        for peer in c.peers:
+            peer.stop(0)
 
 
 def test_stream_order_and_report(cluster):
@@ -174,3 +195,143 @@ def test_many_concurrent_audits(cluster):
         t.join(30)
     assert len({o.task_id for o in outcomes}) == 6
     assert all(o.done.succeeded_attacks == 2 for o in outcomes)
+
+
+class Gate:
+    """A worker behaviour that holds each job until released or cancelled."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.cancelled: list[int] = []
+        self.started = threading.Semaphore(0)
+
+    def __call__(self, request, context):
+        self.started.release()
+        yield attack_worker_pb2.RunAttackResponse(progress=results_pb2.JobProgress(
+            attack_index=request.attack_index, stage=results_pb2.STAGE_TRAIN_SHADOW))
+        while not self.release.wait(0.02):
+            if not context.is_active():
+                self.cancelled.append(request.attack_index)
+                return
+        yield from succeed(request, context)
+
+
+def submit_in_background(client: AuditClient, task: str) -> tuple[threading.Thread, list]:
+    """Follows an audit in a thread; the list gets its events, then the AuditError that ended
+    the stream, if one did."""
+    events: list = []
+
+    def consume():
+        try:
+            events.extend(client.submit(task))
+        except AuditError as error:
+            events.append(error)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    return thread, events
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_full_queue_refuses_with_resource_exhausted(cluster):
+    gate = Gate()
+    client, _ = cluster(gate, queue_limit=2)
+    first, _ = submit_in_background(client, TASK)  # one job runs, one waits
+    assert gate.started.acquire(timeout=10)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(cluster.clusters[0].stub().SubmitAudit(orchestrator_pb2.SubmitAuditRequest(task_yaml=TASK)))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "holds 1 of 2 jobs and this task adds 2" in caught.value.details()
+    gate.release.set()
+    first.join(10)
+
+
+def test_tasks_are_served_in_turn(cluster):
+    client, (worker,) = cluster(succeed)
+    big = TASK * 4  # 8 attacks
+    order = []
+    original = worker.behaviour
+
+    def recording(request, context):
+        order.append(request.task_id)
+        time.sleep(0.05)
+        yield from original(request, context)
+
+    worker.behaviour = recording
+    big_thread, _ = submit_in_background(client, big)
+    wait_until(lambda: len(order) >= 1)
+    small_thread, small_events = submit_in_background(client, TASK)
+    small_thread.join(20)
+    big_thread.join(20)
+    small_id = small_events[0].task_id
+    first_small = order.index(small_id)
+    assert first_small <= 2, f"the small task waited behind the big one: {order}"
+
+
+def test_cancel_stops_running_jobs_on_the_worker(cluster):
+    gate = Gate()
+    client, _ = cluster(gate, Gate())
+    thread, events = submit_in_background(client, TASK)
+    assert gate.started.acquire(timeout=10)
+    wait_until(lambda: events)
+    stub = cluster.clusters[0].stub()
+    status = stub.CancelAudit(orchestrator_pb2.CancelAuditRequest(task_id=events[0].task_id)).audit
+    assert status.state == orchestrator_pb2.AUDIT_STATE_CANCELLED
+    thread.join(10)
+    assert events[-1].done.cancelled
+    wait_until(lambda: gate.cancelled)
+
+
+def test_watch_get_and_list(cluster):
+    client, _ = cluster(succeed)
+    outcome = client.run(TASK)
+    stub = cluster.clusters[0].stub()
+    replay = [r.event for r in stub.WatchAudit(orchestrator_pb2.WatchAuditRequest(task_id=outcome.task_id))]
+    assert replay[0].HasField("accepted") and replay[-1].HasField("done")
+    tail = [r.event for r in stub.WatchAudit(orchestrator_pb2.WatchAuditRequest(
+        task_id=outcome.task_id, from_sequence=len(replay) - 1))]
+    assert tail == replay[-1:]
+    status = stub.GetAudit(orchestrator_pb2.GetAuditRequest(task_id=outcome.task_id)).audit
+    assert status.state == orchestrator_pb2.AUDIT_STATE_SUCCEEDED
+    assert len(status.results) == 2 and status.event_count == len(replay)
+    listed = stub.ListAudits(orchestrator_pb2.ListAuditsRequest()).audits
+    assert [a.task_id for a in listed] == [outcome.task_id] and not listed[0].results
+    for call in (lambda: stub.GetAudit(orchestrator_pb2.GetAuditRequest(task_id="nope")),
+                 lambda: list(stub.WatchAudit(orchestrator_pb2.WatchAuditRequest(task_id="nope")))):
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_restart_requeues_unfinished_attacks_and_keeps_finished_ones(cluster, tmp_path):
+    gate = Gate()
+
+    def first_succeeds_second_waits(request, context):
+        behaviour = succeed if request.attack_index == 0 else gate
+        yield from behaviour(request, context)
+
+    client, (worker,) = cluster(first_succeeds_second_waits, state_dir=tmp_path)
+    thread, events = submit_in_background(client, TASK)
+    assert gate.started.acquire(timeout=10)
+    wait_until(lambda: any(e.HasField("attack_result") for e in events))
+    task_id = events[0].task_id
+    built = cluster.clusters[0]
+    built.orchestrator.stop(0)
+    thread.join(10)
+    assert isinstance(events[-1], AuditError), "the stream ends when its orchestrator stops"
+    assert worker.calls == [0, 1]
+
+    gate.release.set()
+    client = built.start_orchestrator(state_dir=tmp_path)
+    stub = built.stub()
+    replay = [r.event for r in stub.WatchAudit(orchestrator_pb2.WatchAuditRequest(task_id=task_id))]
+    assert replay[-1].done.succeeded_attacks == 2 and not replay[-1].done.error
+    assert worker.calls == [0, 1, 1], "the finished attack must not run again"
+    assert any("after an orchestrator restart" in e.progress.message for e in replay)
+    assert [e.sequence for e in replay] == list(range(len(replay)))

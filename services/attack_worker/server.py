@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from os import PathLike
 
 import grpc
+import paddle
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker.job import attack_name, run_job
@@ -41,6 +42,16 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def __init__(self, storage_root: str | PathLike[str]):
         self._storage_root = storage_root
         self._running = threading.Lock()
+        self._jobs_held = 0  # running or waiting for the slot
+        self._jobs_lock = threading.Lock()
+
+    def GetCapacity(self, request: attack_worker_pb2.GetCapacityRequest,
+                    context: grpc.ServicerContext) -> attack_worker_pb2.GetCapacityResponse:
+        device = paddle.device.get_device()
+        with self._jobs_lock:
+            running = self._jobs_held
+        return attack_worker_pb2.GetCapacityResponse(slots=1, running=running, gpu=device.startswith("gpu"),
+                                                     device=device)
 
     def RunAttack(self, request: attack_worker_pb2.RunAttackRequest,
                   context: grpc.ServicerContext) -> Iterator[attack_worker_pb2.RunAttackResponse]:
@@ -64,6 +75,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
         job = f"task {request.task_id} attack {request.attack_index} {attack_name(request.attack) or '(none)'}"
         ended, outcome, start = _JobEnded(), "CANCELLED", time.perf_counter()
+        with self._jobs_lock:
+            self._jobs_held += 1
         try:
             with self._turn(request.attack_index, emit, cancelled):
                 start = time.perf_counter()
@@ -77,6 +90,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             log.exception("job broke without a result: %s", job)
             ended, outcome = _JobEnded(error=f"the attack worker broke while running {job}; see its log"), "ERROR"
         finally:
+            with self._jobs_lock:
+                self._jobs_held -= 1
             events.put(ended)
             log.info("job end: %s %s in %.1fs", job, outcome, time.perf_counter() - start)
 

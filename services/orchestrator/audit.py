@@ -1,98 +1,222 @@
-"""One audit from acceptance to the `done` event: jobs in parallel, then the report."""
+"""Audits from acceptance to the `done` event: jobs through the scheduler, then the report.
+
+Every audit's state lives in its event stream (see store.py). The runner keeps
+in memory only what its live audits need: their streams and which attacks are
+still out. On start it picks up the audits an earlier orchestrator left
+unfinished: attacks without a result are queued again, finished ones are kept.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from privaudit.v1 import orchestrator_pb2, report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2
+from privaudit.v1 import orchestrator_pb2, report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2, task_pb2
 from services.common import task_spec
 from services.orchestrator.event_log import EventLog
-from services.orchestrator.jobs import Job, JobSettings, run_job
-from services.orchestrator.worker_pool import WorkerPool
+from services.orchestrator.scheduler import Job, Scheduler
+from services.orchestrator.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
 
 
+class AuditNotFound(LookupError):
+    pass
+
+
 @dataclass
-class Audit:
+class LiveAudit:
     task_id: str
-    spec: task_spec.TaskSpec
+    task: task_pb2.Task
     report_format: int
     events: EventLog
-    results: list[results_pb2.AttackResult] = field(default_factory=list)
+    outstanding: set[int]
+    cancelled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-@dataclass
 class AuditRunner:
-    """Starts audits and keeps the most recent ones so their streams can be read."""
+    def __init__(self, store: TaskStore, scheduler: Scheduler, reporter: reporter_pb2_grpc.ReporterServiceStub,
+                 report_timeout: float = 300.0):
+        self.store = store
+        self.scheduler = scheduler
+        self.reporter = reporter
+        self.report_timeout = report_timeout
+        self._live: dict[str, LiveAudit] = {}
+        self._admission = threading.Lock()  # one task at a time checks the queue's room and enters it
+        scheduler.on_progress = self._on_progress
+        scheduler.on_result = self._on_result
 
-    pool: WorkerPool
-    reporter: reporter_pb2_grpc.ReporterServiceStub
-    settings: JobSettings
-    report_timeout: float = 300.0
-    keep_finished: int = 100
-    _audits: OrderedDict[str, Audit] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # ---------------------------------------------------------------- lifecycle
 
-    def start(self, spec: task_spec.TaskSpec, report_format: int) -> Audit:
-        task_id = uuid.uuid4().hex[:12]
-        audit = Audit(task_id, spec, report_format, EventLog(task_id))
-        names = [attack.name for attack in spec.attacks]
-        audit.events.append(accepted=orchestrator_pb2.AuditAccepted(attack_names=names, seed=spec.seed))
-        for index in range(len(names)):
-            audit.events.append(progress=results_pb2.JobProgress(attack_index=index, stage=results_pb2.STAGE_QUEUED))
-        with self._lock:
-            self._audits[task_id] = audit
-            self._forget_old()
-        threading.Thread(target=self._run, args=(audit,), name=f"audit-{task_id}", daemon=True).start()
-        log.info("audit accepted task=%s attacks=%s seed=%d", task_id, ",".join(names), spec.seed)
+    def start(self, spec: task_spec.TaskSpec, report_format: int) -> LiveAudit:
+        """Accepts a validated task: stores it, streams `accepted`, queues its jobs.
+        Raises QueueFull when the queue has no room for its attacks."""
+        task = task_spec.to_proto(spec)
+        with self._admission:
+            self.scheduler.check_room(len(task.attacks))
+            task_id = uuid.uuid4().hex[:12]
+            self.store.create_task(task_id, task, report_format)
+            audit = self._track(task_id, task, report_format, set(range(len(task.attacks))))
+            names = [attack.name for attack in spec.attacks]
+            audit.events.extend(
+                [{"accepted": orchestrator_pb2.AuditAccepted(attack_names=names, seed=task.seed)}]
+                + [{"progress": results_pb2.JobProgress(attack_index=i, stage=results_pb2.STAGE_QUEUED)}
+                   for i in range(len(names))])
+            self.scheduler.submit(self._jobs(audit, audit.outstanding))
+        log.info("audit accepted task=%s attacks=%s seed=%d", task_id, ",".join(names), task.seed)
         return audit
 
-    def _forget_old(self) -> None:
-        finished = [tid for tid, a in self._audits.items() if a.events.finished]
-        for task_id in finished[: max(0, len(finished) - self.keep_finished)]:
-            del self._audits[task_id]
+    def recover(self) -> None:
+        """Resumes the audits a previous orchestrator left unfinished."""
+        for stored in reversed(self.store.tasks(unfinished_only=True)):
+            self._resume(stored)
 
-    def _run(self, audit: Audit) -> None:
-        jobs = [
-            Job(audit.task_id, index, attack.name, task_spec.attack_to_proto(attack), audit.spec.seed)
-            for index, attack in enumerate(audit.spec.attacks)
-        ]
-        results: dict[int, results_pb2.AttackResult] = {}
-        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix=f"jobs-{audit.task_id}") as executor:
-            running = [executor.submit(run_job, job, self.pool, audit.events, self.settings) for job in jobs]
-            for finished in as_completed(running):
-                result = finished.result()
-                results[result.attack_index] = result
-                audit.events.append(attack_result=result)
-        audit.results = [results[index] for index in range(len(jobs))]
-        done = orchestrator_pb2.AuditDone(
-            succeeded_attacks=sum(r.status == results_pb2.ATTACK_STATUS_SUCCEEDED for r in audit.results),
-            failed_attacks=sum(r.status == results_pb2.ATTACK_STATUS_FAILED for r in audit.results),
-        )
+    def cancel(self, task_id: str) -> orchestrator_pb2.AuditStatus:
+        audit = self._live.get(task_id)
+        if audit is not None:
+            with audit.lock:
+                if not audit.events.finished and not audit.cancelled:
+                    audit.cancelled = True
+                    self.scheduler.cancel(task_id)
+                    audit.events.append(done=self._done(audit, cancelled=True))
+                    self._live.pop(task_id, None)
+                    log.info("audit cancelled task=%s", task_id)
+        return self.status(task_id)
+
+    def events(self, task_id: str) -> EventLog:
+        """The stream of a live or finished audit."""
+        audit = self._live.get(task_id)
+        if audit is not None:
+            return audit.events
+        if self.store.task(task_id) is None:
+            raise AuditNotFound(task_id)
+        return EventLog(self.store, task_id)
+
+    def status(self, task_id: str, with_results: bool = True) -> orchestrator_pb2.AuditStatus:
+        stored = self.store.task(task_id)
+        if stored is None:
+            raise AuditNotFound(task_id)
+        return describe(stored, self.store.events(task_id), with_results)
+
+    def list(self, limit: int) -> list[orchestrator_pb2.AuditStatus]:
+        return [describe(stored, self.store.events(stored.task_id), with_results=False)
+                for stored in self.store.tasks(limit=limit)]
+
+    # ---------------------------------------------------------------- internals
+
+    def _track(self, task_id: str, task: task_pb2.Task, report_format: int, outstanding: set[int]) -> LiveAudit:
+        audit = LiveAudit(task_id, task, report_format, EventLog(self.store, task_id), outstanding)
+        self._live[task_id] = audit
+        return audit
+
+    def _jobs(self, audit: LiveAudit, indices: set[int]) -> list[Job]:
+        names = [task_spec.attack_from_proto(spec).name for spec in audit.task.attacks]
+        return [Job(audit.task_id, i, names[i], audit.task.attacks[i], audit.task.seed) for i in sorted(indices)]
+
+    def _resume(self, stored: StoredTask) -> None:
+        finished = {e.attack_result.attack_index for e in self.store.events(stored.task_id)
+                    if e.HasField("attack_result")}
+        outstanding = set(range(len(stored.task.attacks))) - finished
+        audit = self._track(stored.task_id, stored.task, stored.report_format, outstanding)
+        log.info("audit resumed task=%s: %d attack(s) finished, %d queued again", stored.task_id,
+                 len(finished), len(outstanding))
+        if not outstanding:
+            self._report_in_background(audit)
+            return
+        audit.events.extend([{"progress": results_pb2.JobProgress(
+            attack_index=i, stage=results_pb2.STAGE_QUEUED,
+            message="queued again after an orchestrator restart")} for i in sorted(outstanding)])
+        self.scheduler.submit(self._jobs(audit, outstanding))
+
+    def _on_progress(self, job: Job, progress: results_pb2.JobProgress) -> None:
+        audit = self._live.get(job.task_id)
+        if audit is None:
+            return
+        with audit.lock:
+            if not audit.cancelled:
+                audit.events.append(progress=progress)
+
+    def _on_result(self, job: Job, result: results_pb2.AttackResult) -> None:
+        audit = self._live.get(job.task_id)
+        if audit is None:
+            return
+        with audit.lock:
+            if audit.cancelled or job.attack_index not in audit.outstanding:
+                return
+            audit.events.append(attack_result=result)
+            audit.outstanding.discard(job.attack_index)
+            complete = not audit.outstanding
+        if complete:
+            self._report_in_background(audit)
+
+    def _report_in_background(self, audit: LiveAudit) -> None:
+        threading.Thread(target=self._report, args=(audit,), name=f"report-{audit.task_id}", daemon=True).start()
+
+    def _report(self, audit: LiveAudit) -> None:
+        """Has the reporter rate and render the results, then ends the stream: summary, every
+        chunk and `done` in one transaction, so a restart never sees half a report."""
+        results = sorted((e.attack_result for e in self.store.events(audit.task_id) if e.HasField("attack_result")),
+                         key=lambda r: r.attack_index)
+        request = reporter_pb2.BuildReportRequest(task_id=audit.task_id, results=results, format=audit.report_format)
+        parts: list[dict] = []
+        done = self._done(audit, results=results)
         try:
-            self._report(audit, done)
+            for part in self.reporter.BuildReport(request, timeout=self.report_timeout, wait_for_ready=True):
+                if part.HasField("summary"):
+                    done.overall_risk = part.summary.overall_risk
+                    parts.append({"report_summary": part.summary})
+                else:
+                    parts.append({"report_chunk": part.chunk})
         except grpc.RpcError as error:
+            parts = []
             done.error = f"the report could not be built: reporter {error.code().name}: {error.details()}"
             log.error("audit task=%s: %s", audit.task_id, done.error)
-        audit.events.append(done=done)
+        with audit.lock:
+            if audit.cancelled:
+                return
+            audit.events.extend([*parts, {"done": done}])
+            self._live.pop(audit.task_id, None)
         log.info("audit done task=%s succeeded=%d failed=%d risk=%s", audit.task_id, done.succeeded_attacks,
                  done.failed_attacks, report_pb2.RiskLevel.Name(done.overall_risk))
 
-    def _report(self, audit: Audit, done: orchestrator_pb2.AuditDone) -> None:
-        request = reporter_pb2.BuildReportRequest(
-            task_id=audit.task_id, results=audit.results, format=audit.report_format
+    def _done(self, audit: LiveAudit, results: list[results_pb2.AttackResult] = (),
+              cancelled: bool = False) -> orchestrator_pb2.AuditDone:
+        return orchestrator_pb2.AuditDone(
+            succeeded_attacks=sum(r.status == results_pb2.ATTACK_STATUS_SUCCEEDED for r in results),
+            failed_attacks=sum(r.status == results_pb2.ATTACK_STATUS_FAILED for r in results),
+            cancelled=cancelled,
         )
-        for part in self.reporter.BuildReport(request, timeout=self.report_timeout):
-            if part.HasField("summary"):
-                done.overall_risk = part.summary.overall_risk
-                audit.events.append(report_summary=part.summary)
-            else:
-                audit.events.append(report_chunk=part.chunk)
+
+
+def describe(stored: StoredTask, events: list[orchestrator_pb2.AuditEvent],
+             with_results: bool = True) -> orchestrator_pb2.AuditStatus:
+    """An audit's status, derived from its stored task and events."""
+    created = Timestamp()
+    created.FromNanoseconds(int(stored.created * 1e9))
+    status = orchestrator_pb2.AuditStatus(task_id=stored.task_id, created=created, event_count=len(events),
+                                          state=orchestrator_pb2.AUDIT_STATE_QUEUED)
+    for event in events:
+        kind = event.WhichOneof("kind")
+        if kind == "accepted":
+            status.attack_names.extend(event.accepted.attack_names)
+        elif kind == "progress" and event.progress.stage not in (results_pb2.STAGE_UNSPECIFIED,
+                                                                 results_pb2.STAGE_QUEUED):
+            status.state = orchestrator_pb2.AUDIT_STATE_RUNNING
+        elif kind == "attack_result":
+            status.state = orchestrator_pb2.AUDIT_STATE_RUNNING
+            if with_results:
+                status.results.append(event.attack_result)
+        elif kind == "report_summary":
+            status.summary.CopyFrom(event.report_summary)
+        elif kind == "done":
+            status.error = event.done.error
+            status.state = (orchestrator_pb2.AUDIT_STATE_CANCELLED if event.done.cancelled
+                            else orchestrator_pb2.AUDIT_STATE_FAILED if event.done.error
+                            else orchestrator_pb2.AUDIT_STATE_SUCCEEDED)
+    return status

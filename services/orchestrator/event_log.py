@@ -1,50 +1,71 @@
-"""An audit's append-only stream of events, readable by any number of followers.
+"""An audit's append-only stream of events, stored durably and readable by any number of followers.
 
-The audit's runner appends; every client stream (and, later, a re-attaching
-watcher) follows from an event number and blocks until more arrive. The log
+The audit's runner appends; each client stream (SubmitAudit, WatchAudit) follows
+from an event number, reading stored events and waiting for more. The stream
 ends with the `done` event.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from privaudit.v1 import orchestrator_pb2
+from services.orchestrator.store import TaskStore
 
 
 class EventLog:
-    def __init__(self, task_id: str):
+    def __init__(self, store: TaskStore, task_id: str):
+        self.store = store
         self.task_id = task_id
-        self._events: list[orchestrator_pb2.AuditEvent] = []
         self._changed = threading.Condition()
+        stored = store.events(task_id)
+        self._length = len(stored)
+        self._finished = bool(stored) and stored[-1].HasField("done")
 
-    def append(self, **kind: object) -> orchestrator_pb2.AuditEvent:
-        """Appends an event with one `kind` field set, e.g. `append(accepted=...)`."""
+    def append(self, **kind: Any) -> orchestrator_pb2.AuditEvent:
+        """Appends one event with one `kind` field set, e.g. `append(accepted=...)`."""
+        return self.extend([kind])[0]
+
+    def extend(self, kinds: list[Mapping[str, Any]]) -> list[orchestrator_pb2.AuditEvent]:
+        """Appends several events in one transaction, so a reader sees all or none of them."""
         with self._changed:
-            event = orchestrator_pb2.AuditEvent(sequence=len(self._events), task_id=self.task_id, **kind)
-            self._events.append(event)
+            if self._finished:
+                raise RuntimeError(f"audit {self.task_id} is done; its stream takes no more events")
+            events = [orchestrator_pb2.AuditEvent(sequence=self._length + i, task_id=self.task_id, **kind)
+                      for i, kind in enumerate(kinds)]
+            self.store.append(self.task_id, self._length, events)
+            self._length += len(events)
+            self._finished = bool(events) and events[-1].HasField("done")
             self._changed.notify_all()
-        return event
+        return events
 
     @property
     def finished(self) -> bool:
         with self._changed:
-            return bool(self._events) and self._events[-1].HasField("done")
+            return self._finished
+
+    def __len__(self) -> int:
+        with self._changed:
+            return self._length
 
     def follow(self, start: int = 0, keep_going: Callable[[], bool] = lambda: True,
                poll_seconds: float = 1.0) -> Iterator[orchestrator_pb2.AuditEvent]:
         """Yields events from number `start` on, waiting for new ones, until `done` or
-        until keep_going() turns false (the client went away)."""
+        until keep_going() turns false (the reader went away)."""
         position = start
         while True:
             with self._changed:
-                while position >= len(self._events):
+                while position >= self._length and not self._finished:
                     if not keep_going():
                         return
                     self._changed.wait(poll_seconds)
-                event = self._events[position]
-            position += 1
-            yield event
-            if event.HasField("done"):
-                return
+            batch = self.store.events(self.task_id, position)
+            if not batch:
+                return  # finished, and `start` was past the end
+            for event in batch:
+                yield event
+                if event.HasField("done"):
+                    return
+            position = batch[-1].sequence + 1

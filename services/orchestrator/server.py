@@ -1,4 +1,4 @@
-"""The OrchestratorService servicer: validates tasks and streams audits."""
+"""The OrchestratorService servicer: validates tasks, streams audits, answers about them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import grpc
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.common import task_spec
 from services.common.errors import TaskError
-from services.orchestrator.audit import AuditRunner
+from services.orchestrator.audit import AuditNotFound, AuditRunner
+from services.orchestrator.scheduler import QueueFull
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+DEFAULT_PAGE_SIZE = 100
 
 
 def parse_task(request: orchestrator_pb2.SubmitAuditRequest) -> task_spec.TaskSpec:
@@ -29,9 +31,36 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     def SubmitAudit(self, request, context: grpc.ServicerContext):
         try:
-            spec = parse_task(request)
+            audit = self.runner.start(parse_task(request), request.report_format)
         except TaskError as error:
             context.abort_with_status(error.to_status())
-        audit = self.runner.start(spec, request.report_format)
+        except QueueFull as error:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         for event in audit.events.follow(0, keep_going=context.is_active):
             yield orchestrator_pb2.SubmitAuditResponse(event=event)
+
+    def WatchAudit(self, request, context: grpc.ServicerContext):
+        events = self._known(context, request.task_id, self.runner.events)
+        if request.from_sequence > len(events):
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, f"from_sequence: audit {request.task_id} has "
+                                                        f"{len(events)} events so far; ask for 0 to {len(events)}")
+        for event in events.follow(request.from_sequence, keep_going=context.is_active):
+            yield orchestrator_pb2.WatchAuditResponse(event=event)
+
+    def GetAudit(self, request, context: grpc.ServicerContext):
+        return orchestrator_pb2.GetAuditResponse(audit=self._known(context, request.task_id, self.runner.status))
+
+    def ListAudits(self, request, context: grpc.ServicerContext):
+        return orchestrator_pb2.ListAuditsResponse(audits=self.runner.list(request.page_size or DEFAULT_PAGE_SIZE))
+
+    def CancelAudit(self, request, context: grpc.ServicerContext):
+        return orchestrator_pb2.CancelAuditResponse(audit=self._known(context, request.task_id, self.runner.cancel))
+
+    @staticmethod
+    def _known(context: grpc.ServicerContext, task_id: str, lookup):
+        """lookup(task_id), or NOT_FOUND naming the id."""
+        try:
+            return lookup(task_id)
+        except AuditNotFound:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"task_id: no audit {task_id!r} on this orchestrator; "
+                                                     "`privaudit list` shows the known ones")

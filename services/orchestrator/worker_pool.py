@@ -1,16 +1,30 @@
-"""The attack workers the orchestrator can send jobs to, and their load."""
+"""The attack workers the orchestrator can place jobs on: who they are, whether they are
+healthy, how many jobs each takes, and how many each is running.
+
+Workers come from a static list, from a DNS name that resolves to many addresses
+(a Kubernetes headless Service), or both. A background thread re-resolves the
+name and probes every worker (the standard health service, then GetCapacity)
+every `refresh_seconds`; a worker that fails a job's connection is marked
+unhealthy at once and gets no work until a probe succeeds again.
+"""
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from privaudit.v1 import attack_worker_pb2_grpc
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
 from services.common.channels import open_channel
+
+log = logging.getLogger(__name__)
+
+WORKER_SERVICE = attack_worker_pb2.DESCRIPTOR.services_by_name["AttackWorkerService"].full_name
 
 
 @dataclass
@@ -18,40 +32,120 @@ class Worker:
     address: str
     channel: grpc.Channel
     stub: attack_worker_pb2_grpc.AttackWorkerServiceStub
+    healthy: bool = False
+    slots: int = 1
+    gpu: bool = False
     in_flight: int = 0
+    problem: str = "not probed yet"
+
+    @property
+    def free(self) -> bool:
+        return self.healthy and self.in_flight < self.slots
+
+
+def resolve(name: str) -> set[str]:
+    """`host:port` -> every `ip:port` the host resolves to (empty when it does not resolve)."""
+    host, _, port = name.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, ValueError) as error:
+        log.warning("cannot resolve workers at %s: %s", name, error)
+        return set()
+    return {f"[{info[4][0]}]:{port}" if info[0] == socket.AF_INET6 else f"{info[4][0]}:{port}" for info in infos}
 
 
 @dataclass
 class WorkerPool:
-    """Places each job on the least-loaded worker, preferring workers the job has not
-    failed on yet."""
-
-    workers: list[Worker] = field(default_factory=list)
+    static: list[str]
+    dns_name: str | None = None
+    refresh_seconds: float = 2.0
+    probe_timeout: float = 2.0
+    on_change: Callable[[], None] = lambda: None
+    workers: dict[str, Worker] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
-    @classmethod
-    def from_addresses(cls, addresses: list[str]) -> WorkerPool:
-        workers = []
-        for address in addresses:
-            channel = open_channel(address)
-            workers.append(Worker(address, channel, attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)))
-        return cls(workers)
-
-    @contextmanager
-    def lease(self, avoid: set[str]) -> Iterator[Worker]:
-        """A worker for one attempt of a job, counted as busy until the block ends."""
-        with self._lock:
-            if not self.workers:
-                raise LookupError("no attack workers are configured (--workers)")
-            fresh = [w for w in self.workers if w.address not in avoid] or self.workers
-            worker = min(fresh, key=lambda w: w.in_flight)
-            worker.in_flight += 1
-        try:
-            yield worker
-        finally:
-            with self._lock:
-                worker.in_flight -= 1
+    def start(self) -> None:
+        """Probes once, then keeps probing in the background."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._refresh_loop, name="worker-pool", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.channel.close()
+        self._stop.set()
+        if self._thread:
+            self._thread.join(self.refresh_seconds + self.probe_timeout * 2)
+        with self._lock:
+            for worker in self.workers.values():
+                worker.channel.close()
+
+    def refresh(self) -> None:
+        """Re-resolves the worker addresses and probes each worker."""
+        wanted = set(self.static) | (resolve(self.dns_name) if self.dns_name else set())
+        with self._lock:
+            for address in wanted - self.workers.keys():
+                channel = open_channel(address)
+                stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+                self.workers[address] = Worker(address, channel, stub)
+                log.info("worker added: %s", address)
+            for address in [a for a, w in self.workers.items() if a not in wanted and not w.in_flight]:
+                self.workers.pop(address).channel.close()
+                log.info("worker removed: %s (no longer resolved)", address)
+            probing = list(self.workers.values())
+        for worker in probing:
+            self._probe(worker)
+        self.on_change()
+
+    def pick(self, avoid: set[str]) -> Worker | None:
+        """Takes a slot on the least-loaded healthy worker with one free, preferring workers
+        not in `avoid` (those a job already failed on); None when no slot is free."""
+        with self._lock:
+            free = [w for w in self.workers.values() if w.free]
+            fresh = [w for w in free if w.address not in avoid] or free
+            if not fresh:
+                return None
+            worker = min(fresh, key=lambda w: (w.in_flight / w.slots, w.in_flight, w.address))
+            worker.in_flight += 1
+            return worker
+
+    def release(self, worker: Worker, broken: str | None = None) -> None:
+        """Gives the slot back; `broken` says why the worker failed the job's connection."""
+        with self._lock:
+            worker.in_flight -= 1
+            if broken:
+                worker.healthy, worker.problem = False, broken
+        self.on_change()
+
+    def describe(self) -> list[str]:
+        with self._lock:
+            return [f"{w.address} {'healthy' if w.healthy else 'unhealthy: ' + w.problem} "
+                    f"{w.in_flight}/{w.slots}{' gpu' if w.gpu else ''}" for w in self.workers.values()]
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception:  # the loop must outlive any one bad probe
+                log.exception("refreshing the worker pool failed")
+
+    def _probe(self, worker: Worker) -> None:
+        try:
+            health = health_pb2_grpc.HealthStub(worker.channel).Check(
+                health_pb2.HealthCheckRequest(service=WORKER_SERVICE), timeout=self.probe_timeout)
+            if health.status != health_pb2.HealthCheckResponse.SERVING:
+                raise ConnectionError(f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)}")
+            capacity = worker.stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=self.probe_timeout)
+        except (grpc.RpcError, ConnectionError) as error:
+            problem = f"{error.code().name}: {error.details()}" if isinstance(error, grpc.RpcError) else str(error)
+            with self._lock:
+                if worker.healthy:
+                    log.warning("worker %s is unhealthy: %s", worker.address, problem)
+                worker.healthy, worker.problem = False, problem
+            return
+        with self._lock:
+            if not worker.healthy:
+                log.info("worker %s is healthy: %d slot(s)%s", worker.address, capacity.slots,
+                         f", {capacity.device}" if capacity.device else "")
+            worker.healthy, worker.problem = True, ""
+            worker.slots, worker.gpu = max(1, capacity.slots), capacity.gpu

@@ -26,17 +26,21 @@ from privaudit.v1 import results_pb2 as privaudit_dot_v1_dot_results__pb2
 from privaudit.v1 import task_pb2 as privaudit_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n privaudit/v1/attack_worker.proto\x12\x0cprivaudit.v1\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"q\n\x10RunAttackRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\r\x12(\n\x06\x61ttack\x18\x03 \x01(\x0b\x32\x18.privaudit.v1.AttackSpec\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"y\n\x11RunAttackResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x42\x07\n\x05\x65vent2e\n\x13\x41ttackWorkerService\x12N\n\tRunAttack\x12\x1e.privaudit.v1.RunAttackRequest\x1a\x1f.privaudit.v1.RunAttackResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n privaudit/v1/attack_worker.proto\x12\x0cprivaudit.v1\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\x14\n\x12GetCapacityRequest\"R\n\x13GetCapacityResponse\x12\r\n\x05slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0b\n\x03gpu\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\"q\n\x10RunAttackRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\r\x12(\n\x06\x61ttack\x18\x03 \x01(\x0b\x32\x18.privaudit.v1.AttackSpec\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"y\n\x11RunAttackResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x42\x07\n\x05\x65vent2\xb9\x01\n\x13\x41ttackWorkerService\x12N\n\tRunAttack\x12\x1e.privaudit.v1.RunAttackRequest\x1a\x1f.privaudit.v1.RunAttackResponse0\x01\x12R\n\x0bGetCapacity\x12 .privaudit.v1.GetCapacityRequest\x1a!.privaudit.v1.GetCapacityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privaudit.v1.attack_worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNATTACKREQUEST']._serialized_start=103
-  _globals['_RUNATTACKREQUEST']._serialized_end=216
-  _globals['_RUNATTACKRESPONSE']._serialized_start=218
-  _globals['_RUNATTACKRESPONSE']._serialized_end=339
-  _globals['_ATTACKWORKERSERVICE']._serialized_start=341
-  _globals['_ATTACKWORKERSERVICE']._serialized_end=442
+  _globals['_GETCAPACITYREQUEST']._serialized_start=103
+  _globals['_GETCAPACITYREQUEST']._serialized_end=123
+  _globals['_GETCAPACITYRESPONSE']._serialized_start=125
+  _globals['_GETCAPACITYRESPONSE']._serialized_end=207
+  _globals['_RUNATTACKREQUEST']._serialized_start=209
+  _globals['_RUNATTACKREQUEST']._serialized_end=322
+  _globals['_RUNATTACKRESPONSE']._serialized_start=324
+  _globals['_RUNATTACKRESPONSE']._serialized_end=445
+  _globals['_ATTACKWORKERSERVICE']._serialized_start=448
+  _globals['_ATTACKWORKERSERVICE']._serialized_end=633
 # @@protoc_insertion_point(module_scope)

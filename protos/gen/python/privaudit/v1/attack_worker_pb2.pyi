@@ -7,6 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetCapacityRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCapacityResponse(_message.Message):
+    __slots__ = ("slots", "running", "gpu", "device")
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    slots: int
+    running: int
+    gpu: bool
+    device: str
+    def __init__(self, slots: _Optional[int] = ..., running: _Optional[int] = ..., gpu: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+
 class RunAttackRequest(_message.Message):
     __slots__ = ("task_id", "attack_index", "attack", "seed")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

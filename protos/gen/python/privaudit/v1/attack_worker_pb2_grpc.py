@@ -41,6 +41,11 @@ class AttackWorkerServiceStub:
                 request_serializer=privaudit_dot_v1_dot_attack__worker__pb2.RunAttackRequest.SerializeToString,
                 response_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.RunAttackResponse.FromString,
                 _registered_method=True)
+        self.GetCapacity = channel.unary_unary(
+                '/privaudit.v1.AttackWorkerService/GetCapacity',
+                request_serializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityResponse.FromString,
+                _registered_method=True)
 
 
 class AttackWorkerServiceServicer:
@@ -61,6 +66,14 @@ class AttackWorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCapacity(self, request, context):
+        """What this worker can take: how many jobs at once, on what device, and how
+        many it is running. The orchestrator places jobs by it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AttackWorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +81,11 @@ def add_AttackWorkerServiceServicer_to_server(servicer, server):
                     servicer.RunAttack,
                     request_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.RunAttackRequest.FromString,
                     response_serializer=privaudit_dot_v1_dot_attack__worker__pb2.RunAttackResponse.SerializeToString,
+            ),
+            'GetCapacity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapacity,
+                    request_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +117,33 @@ class AttackWorkerService:
             '/privaudit.v1.AttackWorkerService/RunAttack',
             privaudit_dot_v1_dot_attack__worker__pb2.RunAttackRequest.SerializeToString,
             privaudit_dot_v1_dot_attack__worker__pb2.RunAttackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapacity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privaudit.v1.AttackWorkerService/GetCapacity',
+            privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityRequest.SerializeToString,
+            privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityResponse.FromString,
             options,
             channel_credentials,
             insecure,

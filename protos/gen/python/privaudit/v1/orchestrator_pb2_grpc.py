@@ -42,6 +42,26 @@ class OrchestratorServiceStub:
                 request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.SubmitAuditRequest.SerializeToString,
                 response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.SubmitAuditResponse.FromString,
                 _registered_method=True)
+        self.GetAudit = channel.unary_unary(
+                '/privaudit.v1.OrchestratorService/GetAudit',
+                request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.GetAuditRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.GetAuditResponse.FromString,
+                _registered_method=True)
+        self.ListAudits = channel.unary_unary(
+                '/privaudit.v1.OrchestratorService/ListAudits',
+                request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAuditsRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAuditsResponse.FromString,
+                _registered_method=True)
+        self.WatchAudit = channel.unary_stream(
+                '/privaudit.v1.OrchestratorService/WatchAudit',
+                request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.WatchAuditRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.WatchAuditResponse.FromString,
+                _registered_method=True)
+        self.CancelAudit = channel.unary_unary(
+                '/privaudit.v1.OrchestratorService/CancelAudit',
+                request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -56,6 +76,40 @@ class OrchestratorServiceServicer:
         attacks move and finish, `report_summary`, the report in `report_chunk`
         events, and `done`. An invalid task is refused with INVALID_ARGUMENT
         before anything runs; the message names the offending field.
+        When the job queue cannot take the task's attacks, the call is refused
+        with RESOURCE_EXHAUSTED and a message saying how full the queue is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAudit(self, request, context):
+        """The state of an audit and the results it has so far. NOT_FOUND for an
+        unknown task id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudits(self, request, context):
+        """The audits this orchestrator knows, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAudit(self, request, context):
+        """Re-attaches to an audit's event stream, running or finished, from an
+        event number: the same events SubmitAudit streamed, ending with `done`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAudit(self, request, context):
+        """Cancels an audit: its waiting jobs are dropped and its running jobs are
+        stopped on the workers; its stream ends with a `done` event marked
+        cancelled. Cancelling a finished audit changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -68,6 +122,26 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.SubmitAudit,
                     request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.SubmitAuditRequest.FromString,
                     response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.SubmitAuditResponse.SerializeToString,
+            ),
+            'GetAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAudit,
+                    request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.GetAuditRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.GetAuditResponse.SerializeToString,
+            ),
+            'ListAudits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudits,
+                    request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAuditsRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAuditsResponse.SerializeToString,
+            ),
+            'WatchAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAudit,
+                    request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.WatchAuditRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.WatchAuditResponse.SerializeToString,
+            ),
+            'CancelAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAudit,
+                    request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -100,6 +174,114 @@ class OrchestratorService:
             '/privaudit.v1.OrchestratorService/SubmitAudit',
             privaudit_dot_v1_dot_orchestrator__pb2.SubmitAuditRequest.SerializeToString,
             privaudit_dot_v1_dot_orchestrator__pb2.SubmitAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privaudit.v1.OrchestratorService/GetAudit',
+            privaudit_dot_v1_dot_orchestrator__pb2.GetAuditRequest.SerializeToString,
+            privaudit_dot_v1_dot_orchestrator__pb2.GetAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privaudit.v1.OrchestratorService/ListAudits',
+            privaudit_dot_v1_dot_orchestrator__pb2.ListAuditsRequest.SerializeToString,
+            privaudit_dot_v1_dot_orchestrator__pb2.ListAuditsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/privaudit.v1.OrchestratorService/WatchAudit',
+            privaudit_dot_v1_dot_orchestrator__pb2.WatchAuditRequest.SerializeToString,
+            privaudit_dot_v1_dot_orchestrator__pb2.WatchAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privaudit.v1.OrchestratorService/CancelAudit',
+            privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditRequest.SerializeToString,
+            privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,63 @@
+"""The orchestrator's parts wired together: task store, worker pool, scheduler, audit runner, server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from privaudit.v1 import orchestrator_pb2_grpc, reporter_pb2, reporter_pb2_grpc
+from services.common.channels import open_channel
+from services.common.server import Service, start_server
+from services.orchestrator.audit import AuditRunner
+from services.orchestrator.scheduler import JobSettings, Scheduler
+from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
+from services.orchestrator.store import TaskStore
+from services.orchestrator.worker_pool import WorkerPool
+
+REPORTER_SERVICE = reporter_pb2.DESCRIPTOR.services_by_name["ReporterService"].full_name
+STATE_FILE = "orchestrator.sqlite3"
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    reporter: str
+    workers: list[str] = field(default_factory=list)
+    worker_dns: str | None = None
+    state_dir: Path | None = None  # None: state in memory only
+    jobs: JobSettings = field(default_factory=JobSettings)
+    probe_interval: float = 2.0
+
+
+class Orchestrator:
+    def __init__(self, config: OrchestratorConfig):
+        self.store = TaskStore(config.state_dir / STATE_FILE if config.state_dir else None)
+        self.pool = WorkerPool(config.workers, config.worker_dns, refresh_seconds=config.probe_interval)
+        self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE)
+        self.scheduler = Scheduler(self.pool, config.jobs)
+        self.runner = AuditRunner(self.store, self.scheduler,
+                                  reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel))
+        self.service: Service | None = None
+
+    def start(self, listen: str) -> Service:
+        """Finds the workers, resumes unfinished audits, then serves."""
+        self.pool.start()
+        self.runner.recover()
+        self.scheduler.start()
+        servicer = OrchestratorServicer(self.runner)
+        self.service = start_server(
+            lambda server: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
+            [SERVICE_NAME], listen)
+        return self.service
+
+    def close(self) -> None:
+        """Releases what the serving left (call after the server stopped)."""
+        self.scheduler.stop()
+        self.pool.close()
+        self.reporter_channel.close()
+        self.store.close()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.scheduler.stop()
+        if self.service:
+            self.service.stop(grace)
+        self.close()

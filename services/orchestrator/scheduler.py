@@ -1,0 +1,224 @@
+"""The job queue: bounded, fair between tasks, placing each job on a free worker and
+retrying it elsewhere when its worker fails.
+
+Jobs wait in one queue per task; the dispatcher takes tasks in turn (round
+robin), so a task with many jobs does not starve the others. A job whose worker
+answered with a result is done, even a failed result: that failure is in the
+task (a bad model file, say) and would happen again. A job whose worker vanished
+(killed, unreachable, out of time) goes back to the front of its task's queue
+and is placed on another worker, up to `max_attempts` in all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
+from services.orchestrator.worker_pool import Worker, WorkerPool
+
+log = logging.getLogger(__name__)
+
+# Codes meaning "the job did not run to an answer on that worker", not "the job is wrong".
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    max_attempts: int = 3
+    attempt_timeout: float = 3600.0  # seconds one worker may take for one job
+    queue_limit: int = 1000  # jobs waiting for a worker, over all tasks
+
+
+@dataclass
+class Job:
+    task_id: str
+    attack_index: int
+    attack_name: str
+    spec: task_pb2.AttackSpec
+    seed: int
+    attempts: int = 0
+    tried: set[str] = field(default_factory=set)
+
+
+class QueueFull(Exception):
+    """The queue cannot take a task's jobs now."""
+
+
+ProgressSink = Callable[[Job, results_pb2.JobProgress], None]
+ResultSink = Callable[[Job, results_pb2.AttackResult], None]
+
+
+class Scheduler:
+    """Runs queued jobs on the pool. Their progress and results go to `on_progress` and
+    `on_result`, which the audit runner sets; results are final (retries are internal)."""
+
+    def __init__(self, pool: WorkerPool, settings: JobSettings):
+        self.pool = pool
+        self.settings = settings
+        self.on_progress: ProgressSink = lambda job, progress: None
+        self.on_result: ResultSink = lambda job, result: None
+        self._changed = threading.Condition()
+        self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()  # task id -> its queue, in turn order
+        self._calls: dict[str, set[grpc.Future]] = {}  # task id -> its running RunAttack calls
+        self._cancelled: set[str] = set()
+        self._stopping = False
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
+        pool.on_change = self.wake
+
+    def start(self) -> None:
+        self._dispatcher.start()
+
+    def wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        with self._changed:
+            return sum(len(queue) for queue in self._waiting.values())
+
+    def check_room(self, jobs: int) -> None:
+        """Raises QueueFull when `jobs` more would not fit."""
+        waiting = self.waiting
+        if waiting + jobs > self.settings.queue_limit:
+            raise QueueFull(f"the job queue holds {waiting} of {self.settings.queue_limit} jobs and this task adds "
+                            f"{jobs}; try again when running audits have finished")
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Queues jobs (callers check room first; re-queued jobs after a restart skip the bound)."""
+        with self._changed:
+            for job in jobs:
+                self._waiting.setdefault(job.task_id, deque()).append(job)
+            self._changed.notify_all()
+
+    def cancel(self, task_id: str) -> None:
+        """Drops the task's waiting jobs and cancels its running calls; no result follows for them."""
+        with self._changed:
+            self._cancelled.add(task_id)
+            self._waiting.pop(task_id, None)
+            calls = list(self._calls.get(task_id, ()))
+        for call in calls:
+            call.cancel()
+
+    def stop(self) -> None:
+        """Stops dispatching and cancels running calls; their jobs stay unfinished (and so are
+        queued again when a new orchestrator starts on the same state)."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+            calls = [call for task_calls in self._calls.values() for call in task_calls]
+        for call in calls:
+            call.cancel()
+
+    # ---------------------------------------------------------------- dispatching
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._changed:
+                placed = self._place_next()
+                if self._stopping:
+                    return
+                if placed is None:
+                    self._changed.wait(1.0)
+                    continue
+            job, worker = placed
+            threading.Thread(target=self._attempt, args=(job, worker), daemon=True,
+                             name=f"job-{job.task_id}-{job.attack_index}").start()
+
+    def _place_next(self) -> tuple[Job, Worker] | None:
+        """The next task in turn whose first job has a free worker (called with the lock held)."""
+        for task_id in list(self._waiting):
+            queue = self._waiting[task_id]
+            worker = self.pool.pick(avoid=queue[0].tried)
+            if worker is None:
+                return None  # no free slot anywhere that suits; nothing else will fit either
+            job = queue.popleft()
+            self._waiting.pop(task_id)
+            if queue:
+                self._waiting[task_id] = queue  # back of the line: the next task goes first
+            return job, worker
+        return None
+
+    def _attempt(self, job: Job, worker: Worker) -> None:
+        job.attempts += 1
+        job.tried.add(worker.address)
+        request = attack_worker_pb2.RunAttackRequest(task_id=job.task_id, attack_index=job.attack_index,
+                                                     attack=job.spec, seed=job.seed)
+        started = time.monotonic()
+        log.info("job start task=%s attack=%d %s worker=%s attempt=%d", job.task_id, job.attack_index,
+                 job.attack_name, worker.address, job.attempts)
+        call = worker.stub.RunAttack(request, timeout=self.settings.attempt_timeout)
+        with self._changed:
+            self._calls.setdefault(job.task_id, set()).add(call)
+            if job.task_id in self._cancelled or self._stopping:
+                call.cancel()
+        broken, result = None, None
+        try:
+            for response in call:
+                if response.HasField("result"):
+                    result = response.result
+                    break
+                self.on_progress(job, response.progress)
+            else:
+                broken = f"worker {worker.address} ended the job without a result"
+        except grpc.RpcError as error:
+            broken = f"worker {worker.address}: {error.code().name}: {error.details()}"
+            if error.code() not in RETRYABLE:
+                result = failed_result(job, error.code().name, broken)
+                broken = None
+        finally:
+            with self._changed:
+                self._calls.get(job.task_id, set()).discard(call)
+                cancelled = job.task_id in self._cancelled or self._stopping
+            self.pool.release(worker, broken if broken and not cancelled else None)
+        if cancelled:
+            log.info("job stopped task=%s attack=%d: cancelled", job.task_id, job.attack_index)
+            return
+        if result is not None:
+            log.info("job finish task=%s attack=%d %s worker=%s status=%s seconds=%.1f", job.task_id,
+                     job.attack_index, job.attack_name, worker.address,
+                     results_pb2.AttackStatus.Name(result.status), time.monotonic() - started)
+            self.on_result(job, result)
+            return
+        self._retry_or_fail(job, broken or "unknown failure")
+
+    def _retry_or_fail(self, job: Job, failure: str) -> None:
+        log.warning("job attempt %d/%d failed task=%s attack=%d: %s", job.attempts, self.settings.max_attempts,
+                    job.task_id, job.attack_index, failure)
+        if job.attempts >= self.settings.max_attempts:
+            self.on_result(job, failed_result(
+                job, "UNAVAILABLE", f"gave up after {job.attempts} attempts; last: {failure}"))
+            return
+        self.on_progress(job, results_pb2.JobProgress(attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
+                                                      message=f"retrying on another worker after: {failure}"))
+        with self._changed:
+            if job.task_id not in self._cancelled:
+                self._waiting.setdefault(job.task_id, deque()).appendleft(job)
+                self._waiting.move_to_end(job.task_id, last=False)
+            self._changed.notify_all()
+
+
+def failed_result(job: Job, code: str, message: str) -> results_pb2.AttackResult:
+    return results_pb2.AttackResult(
+        attack_index=job.attack_index,
+        attack_name=job.attack_name,
+        status=results_pb2.ATTACK_STATUS_FAILED,
+        error=results_pb2.AttackError(code=code, message=message),
+    )
