@@ -18,7 +18,8 @@ from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc, report_pb2, re
 from services.common.channels import open_channel
 from services.common.errors import TaskError, problems_from_status
 
-FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON}
+FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
+           "html": report_pb2.REPORT_FORMAT_HTML}
 
 
 class AuditError(RuntimeError):
@@ -38,9 +39,13 @@ class AuditOutcome:
 
 
 class AuditClient:
-    def __init__(self, address: str, connect_timeout: float = 30.0):
+    """A connection to an orchestrator. Every call raises AuditError when the orchestrator
+    cannot be reached or answers with an error; `submit` raises TaskError for a bad task."""
+
+    def __init__(self, address: str, connect_timeout: float = 30.0, call_timeout: float = 30.0):
         self.address = address
         self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
         self._channel = open_channel(address)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
 
@@ -55,39 +60,44 @@ class AuditClient:
 
     def submit(self, task: str | Path | task_pb2.Task, report_format: str = "text",
                seed: int | None = None) -> Iterator[orchestrator_pb2.AuditEvent]:
-        """Submits the task (YAML text, a YAML file's path, or a typed Task) and yields its events.
-
-        Raises TaskError (with the offending fields) when the orchestrator refuses the task,
-        AuditError when it cannot be reached or the stream breaks."""
+        """Submits the task (YAML text, a YAML file's path, or a typed Task) and yields its events."""
         request = orchestrator_pb2.SubmitAuditRequest(report_format=FORMATS[report_format], seed=seed)
         if isinstance(task, task_pb2.Task):
             request.task.CopyFrom(task)
         else:
             request.task_yaml = task.read_text() if isinstance(task, Path) else task
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=self.connect_timeout)
-        except grpc.FutureTimeoutError:
-            raise AuditError(f"cannot reach the orchestrator at {self.address} "
-                             f"within {self.connect_timeout:.0f}s") from None
-        try:
-            for response in self._stub.SubmitAudit(request):
-                yield response.event
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise TaskError(problems_from_status(error)) from None
-            raise AuditError(f"orchestrator {self.address}: {error.code().name}: {error.details()}") from None
+        yield from self._stream(self._stub.SubmitAudit, request)
+
+    def watch(self, task_id: str, from_sequence: int = 0) -> Iterator[orchestrator_pb2.AuditEvent]:
+        """The events of an audit, running or finished, from event number `from_sequence` on."""
+        request = orchestrator_pb2.WatchAuditRequest(task_id=task_id, from_sequence=from_sequence)
+        yield from self._stream(self._stub.WatchAudit, request)
 
     def run(self, task: str | Path | task_pb2.Task, report_format: str = "text", seed: int | None = None,
             on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None) -> AuditOutcome:
         """Runs the audit to the end and returns what it produced."""
+        return self.collect(self.submit(task, report_format, seed), on_event)
+
+    def status(self, task_id: str) -> orchestrator_pb2.AuditStatus:
+        return self._call(self._stub.GetAudit, orchestrator_pb2.GetAuditRequest(task_id=task_id)).audit
+
+    def list(self, limit: int = 100) -> list[orchestrator_pb2.AuditStatus]:
+        return list(self._call(self._stub.ListAudits, orchestrator_pb2.ListAuditsRequest(page_size=limit)).audits)
+
+    def cancel(self, task_id: str) -> orchestrator_pb2.AuditStatus:
+        return self._call(self._stub.CancelAudit, orchestrator_pb2.CancelAuditRequest(task_id=task_id)).audit
+
+    def collect(self, events: Iterator[orchestrator_pb2.AuditEvent],
+                on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None) -> AuditOutcome:
+        """Gathers an audit's stream (from `submit` or `watch`) into an AuditOutcome."""
         outcome = AuditOutcome()
         report = bytearray()
-        for event in self.submit(task, report_format, seed):
+        for event in events:
             if on_event:
                 on_event(event)
+            outcome.task_id = event.task_id
             kind = event.WhichOneof("kind")
             if kind == "accepted":
-                outcome.task_id = event.task_id
                 outcome.attack_names = list(event.accepted.attack_names)
             elif kind == "attack_result":
                 outcome.results.append(event.attack_result)
@@ -102,3 +112,30 @@ class AuditClient:
         outcome.results.sort(key=lambda result: result.attack_index)
         outcome.report = report.decode()
         return outcome
+
+    def _connect(self) -> None:
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=self.connect_timeout)
+        except grpc.FutureTimeoutError:
+            raise AuditError(f"cannot reach the orchestrator at {self.address} "
+                             f"within {self.connect_timeout:.0f}s") from None
+
+    def _stream(self, method, request) -> Iterator[orchestrator_pb2.AuditEvent]:
+        self._connect()
+        try:
+            for response in method(request):
+                yield response.event
+        except grpc.RpcError as error:
+            raise self._error(error) from None
+
+    def _call(self, method, request):
+        self._connect()
+        try:
+            return method(request, timeout=self.call_timeout)
+        except grpc.RpcError as error:
+            raise self._error(error) from None
+
+    def _error(self, error: grpc.RpcError) -> Exception:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            return TaskError(problems_from_status(error))
+        return AuditError(f"orchestrator {self.address}: {error.code().name}: {error.details()}")

@@ -1,35 +1,77 @@
-"""The `privaudit` command (and `python3 main.py TASK.yaml`, its seed-compatible form).
+"""The `privaudit` command (and `python3 main.py TASK.yaml`, the seed's form of `privaudit run`).
 
-Exit codes: 0 the audit ran, 2 the task or the command line is invalid, 1 anything else.
+Exit codes: 0 done, 2 the task or the command line is invalid, 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from google.protobuf import json_format
 
 from client.api import FORMATS, AuditClient, AuditError, AuditOutcome
 from client.local_cluster import ClusterError, LocalCluster
 from client.progress import ProgressPrinter
+from privaudit.v1 import orchestrator_pb2, report_pb2
 from services.common import task_spec
 from services.common.errors import TaskError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+ORCHESTRATOR_ENV = "PRIVAUDIT_ORCHESTRATOR"
+
+
+class UsageError(Exception):
+    """The command line is incomplete or contradictory."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="privaudit", description="Membership-inference audits of Paddle models.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     run = commands.add_parser("run", help="run the audit a task file describes and print its report")
     add_run_arguments(run)
+    run.set_defaults(handler=run_command)
+
+    for name, handler, text in (
+        ("status", status_command, "an audit's state and results so far"),
+        ("watch", watch_command, "follow an audit's progress and print its report"),
+        ("cancel", cancel_command, "cancel an audit"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("task_id", help="the audit's id, as `privaudit run` or `privaudit list` shows it")
+        _add_orchestrator(sub, required=True)
+        sub.set_defaults(handler=handler)
+        if name == "watch":
+            sub.add_argument("--from", dest="from_sequence", type=int, default=0, help="first event number (0)")
+            sub.add_argument("--output", type=Path, help="write the report to this file")
+            sub.add_argument("--quiet", action="store_true", help="print no progress")
+
+    listing = commands.add_parser("list", help="the audits an orchestrator knows, newest first")
+    _add_orchestrator(listing, required=True)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=list_command)
+
+    cluster = commands.add_parser("cluster", help="a local cluster of service processes that outlives the command")
+    actions = cluster.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start orchestrator, reporter and N workers; write STATE_DIR/cluster.json")
+    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--state-dir", type=Path, required=True, help="folder for state, logs and cluster.json")
+    up.add_argument("--storage-root", type=Path, default=Path.cwd(), help="models' and datasets' root (here)")
+    up.set_defaults(handler=cluster_up_command)
+    down = actions.add_parser("down", help="stop the cluster recorded in STATE_DIR")
+    down.add_argument("--state-dir", type=Path, required=True)
+    down.set_defaults(handler=cluster_down_command)
     return parser
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", type=Path, help="the task file (YAML list of attacks)")
-    parser.add_argument("--orchestrator", metavar="HOST:PORT",
-                        help="a running orchestrator; without it, a local cluster is started and stopped")
+    _add_orchestrator(parser, required=False)
     parser.add_argument("--storage-root", type=Path, default=Path.cwd(),
                         help="folder the task's paths are relative to (local cluster only; default: here)")
     parser.add_argument("--workers", type=int, default=2, help="attack workers of the local cluster (default 2)")
@@ -39,26 +81,34 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print no progress")
 
 
+def _add_orchestrator(parser: argparse.ArgumentParser, required: bool) -> None:
+    what = "the orchestrator" if required else "a running orchestrator; without it, a local cluster is started"
+    parser.add_argument("--orchestrator", metavar="HOST:PORT", default=os.environ.get(ORCHESTRATOR_ENV),
+                        help=f"{what} (env {ORCHESTRATOR_ENV})")
+    parser.set_defaults(orchestrator_required=required)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return run_command(args)
+    return _dispatch(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
 
 
-def run_command(args: argparse.Namespace) -> int:
+def main_seed(argv: list[str] | None = None) -> int:
+    """`python3 main.py TASK.yaml [options]`: the seed's command, same as `privaudit run`."""
+    parser = argparse.ArgumentParser(prog="main.py", description="Run a privaudit task file.")
+    add_run_arguments(parser)
+    parser.set_defaults(handler=run_command)
+    return _dispatch(parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Runs the command's handler and turns its failures into messages and exit codes."""
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        task_text = args.task.read_text()
-        # Refuse a bad task at once, before any service starts; the orchestrator checks again.
-        task_spec.parse_yaml(task_text, args.seed)
-        if args.orchestrator:
-            outcome = _run(args.orchestrator, task_text, args)
-        else:
-            if args.workers < 1:
-                raise TaskError.at("--workers", "must be at least 1")
-            _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
-            with LocalCluster(workers=args.workers, storage_root=args.storage_root) as cluster:
-                outcome = _run(cluster.address, task_text, args)
-    except OSError as error:
-        print(f"privaudit: cannot read the task file: {error}", file=sys.stderr)
+        if getattr(args, "orchestrator_required", False) and not args.orchestrator:
+            raise UsageError(f"--orchestrator: give the orchestrator's HOST:PORT (or set {ORCHESTRATOR_ENV})")
+        return handler(args)
+    except UsageError as error:
+        print(f"privaudit: {error}", file=sys.stderr)
         return EXIT_INVALID
     except TaskError as error:
         print("privaudit: invalid task:", file=sys.stderr)
@@ -68,13 +118,81 @@ def run_command(args: argparse.Namespace) -> int:
     except (AuditError, ClusterError) as error:
         print(f"privaudit: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        task_text = args.task.read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read the task file: {error}") from None
+    # Refuse a bad task at once, before any service starts; the orchestrator checks again.
+    task_spec.parse_yaml(task_text, args.seed)
+    printer = None if args.quiet else ProgressPrinter(sys.stderr)
+    if args.orchestrator:
+        with AuditClient(args.orchestrator) as auditor:
+            outcome = auditor.run(task_text, args.format, args.seed, on_event=printer)
+    else:
+        if args.workers < 1:
+            raise UsageError("--workers: must be at least 1")
+        _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
+        with LocalCluster(workers=args.workers, storage_root=args.storage_root) as cluster, \
+                AuditClient(cluster.address) as auditor:
+            outcome = auditor.run(task_text, args.format, args.seed, on_event=printer)
     return _deliver(outcome, args)
 
 
-def _run(address: str, task_text: str, args: argparse.Namespace) -> AuditOutcome:
+def watch_command(args: argparse.Namespace) -> int:
     printer = None if args.quiet else ProgressPrinter(sys.stderr)
-    with AuditClient(address) as auditor:
-        return auditor.run(task_text, args.format, args.seed, on_event=printer)
+    with AuditClient(args.orchestrator) as auditor:
+        outcome = auditor.collect(auditor.watch(args.task_id, args.from_sequence), on_event=printer)
+    return _deliver(outcome, args)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    with AuditClient(args.orchestrator) as auditor:
+        status = auditor.status(args.task_id)
+    print(json.dumps(json_format.MessageToDict(status, preserving_proto_field_name=True), indent=2))
+    return EXIT_OK
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    with AuditClient(args.orchestrator) as auditor:
+        status = auditor.cancel(args.task_id)
+    print(f"{status.task_id}: {_state(status)}")
+    return EXIT_OK
+
+
+def list_command(args: argparse.Namespace) -> int:
+    with AuditClient(args.orchestrator) as auditor:
+        audits = auditor.list(args.limit)
+    for audit in audits:
+        risk = report_pb2.RiskLevel.Name(audit.summary.overall_risk).removeprefix("RISK_LEVEL_")
+        print(f"{audit.task_id}  {audit.created.ToDatetime():%Y-%m-%d %H:%M:%S}  {_state(audit):<9}  "
+              f"risk {risk:<11}  {', '.join(audit.attack_names)}")
+    return EXIT_OK
+
+
+def cluster_up_command(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise UsageError("--workers: must be at least 1")
+    cluster = LocalCluster(workers=args.workers, storage_root=args.storage_root, state_dir=args.state_dir,
+                           detached=True)
+    cluster.start()
+    print(f"cluster up: orchestrator at {cluster.address}; {args.state_dir / 'cluster.json'} has every process")
+    print(f"submit with: privaudit run TASK.yaml --orchestrator {cluster.address}")
+    return EXIT_OK
+
+
+def cluster_down_command(args: argparse.Namespace) -> int:
+    stopped = LocalCluster.stop_recorded(args.state_dir)
+    print(f"cluster down: {stopped} process(es) stopped")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- helpers
 
 
 def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
@@ -84,19 +202,19 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         _say(args, f"report written to {args.output}")
     else:
         sys.stdout.write(outcome.report)
+    if outcome.done.cancelled:
+        print(f"privaudit: audit {outcome.task_id} was cancelled", file=sys.stderr)
+        return EXIT_FAILED
     if outcome.done.error:
         print(f"privaudit: {outcome.done.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
+def _state(status: orchestrator_pb2.AuditStatus) -> str:
+    return orchestrator_pb2.AuditState.Name(status.state).removeprefix("AUDIT_STATE_")
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
-
-
-def main_seed(argv: list[str] | None = None) -> int:
-    """`python3 main.py TASK.yaml [options]`: the seed's command, same as `privaudit run`."""
-    parser = argparse.ArgumentParser(prog="main.py", description="Run a privaudit task file.")
-    add_run_arguments(parser)
-    return run_command(parser.parse_args(sys.argv[1:] if argv is None else argv))

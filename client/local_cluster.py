@@ -1,15 +1,18 @@
-"""An audit cluster of real service processes on loopback, for running without a server.
+"""An audit cluster of real service processes on loopback.
 
-`privaudit run` without `--orchestrator` starts one: the reporter, N attack
-workers and the orchestrator, each a `python -m services.<name>` process bound
-to an ephemeral port on 127.0.0.1. The client itself never imports Paddle; the
-workers do, in their own processes. Stopping the cluster (or the client dying)
-ends every process it started.
+`privaudit run` without `--orchestrator` starts one for the length of one audit:
+the reporter, N attack workers and the orchestrator, each a
+`python -m services.<name>` process bound to an ephemeral port on 127.0.0.1,
+all ended when the client stops or dies. `privaudit cluster up` starts one that
+outlives the command (`detached`), keeps its state, logs and `cluster.json`
+in a state folder, and `privaudit cluster down` ends it. The client never
+imports Paddle; the workers do, in their own processes.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -17,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -28,18 +31,20 @@ import services
 from services.common.channels import open_channel
 
 _PR_SET_PDEATHSIG = 1
+CLUSTER_FILE = "cluster.json"
 
 
 class ClusterError(RuntimeError):
-    """A service of the local cluster did not start."""
+    """A service of the local cluster did not start, or the cluster is not there."""
 
 
 @dataclass
 class ServiceProcess:
     name: str
-    process: subprocess.Popen
+    command: list[str]
     ready_file: Path
     log_file: Path
+    process: subprocess.Popen | None = None
     address: str = ""
 
     def log_tail(self, lines: int = 15) -> str:
@@ -47,6 +52,9 @@ class ServiceProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def record(self) -> dict:
+        return {"address": self.address, "pid": self.process.pid if self.process else None}
 
 
 def _exit_with_parent() -> None:
@@ -62,24 +70,24 @@ def _import_path() -> str:
     return os.pathsep.join(sorted(roots) + ([existing] if existing else []))
 
 
+@dataclass
 class LocalCluster:
-    """`with LocalCluster(workers=2, storage_root=...) as cluster:` -> `cluster.address`."""
+    """`with LocalCluster(workers=2) as cluster:` -> `cluster.address` is the orchestrator's."""
 
-    def __init__(self, workers: int = 2, storage_root: Path | None = None, log_level: str = "INFO",
-                 start_timeout: float = 120.0):
-        if workers < 1:
+    workers: int = 2
+    storage_root: Path = field(default_factory=Path.cwd)
+    state_dir: Path | None = None  # None: a temporary folder, removed on stop
+    detached: bool = False  # True: processes outlive this one (`privaudit cluster up`)
+    log_level: str = "INFO"
+    start_timeout: float = 120.0
+    processes: list[ServiceProcess] = field(default_factory=list)
+    address: str = ""
+    _temporary: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
             raise ValueError("a local cluster needs at least one worker")
-        self.workers = workers
-        self.storage_root = (storage_root or Path.cwd()).resolve()
-        self.log_level = log_level
-        self.start_timeout = start_timeout
-        self.processes: list[ServiceProcess] = []
-        self.address = ""
-        self._dir: Path | None = None
-
-    # The worker threads split the machine's cores so workers do not fight over them.
-    def _threads_per_worker(self) -> int:
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        self.storage_root = Path(self.storage_root).resolve()
 
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -88,68 +96,112 @@ class LocalCluster:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    @property
-    def log_dir(self) -> Path | None:
-        return self._dir
-
     def start(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="privaudit-cluster-"))
+        if self.state_dir is None:
+            self.state_dir, self._temporary = Path(tempfile.mkdtemp(prefix="privaudit-cluster-")), True
+        self.state_dir = self.state_dir.resolve()
+        for folder in ("run", "logs", "orchestrator"):
+            (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
         try:
             reporter = self._spawn("reporter", "services.reporter")
-            workers = [
-                self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
-                            "--threads", str(self._threads_per_worker()))
-                for i in range(self.workers)
-            ]
+            # The workers split the machine's cores so they do not fight over them.
+            threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+            workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
+                                   "--threads", threads) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])
             orchestrator = self._spawn(
-                "orchestrator", "services.orchestrator",
-                "--workers", ",".join(w.address for w in workers), "--reporter", reporter.address,
-            )
+                "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
+                "--reporter", reporter.address, "--state-dir", str(self.state_dir / "orchestrator"))
             self._wait_bound([orchestrator])
             for service in self.processes:
                 self._wait_serving(service)
             self.address = orchestrator.address
+            self._write_record()
         except BaseException:
             self.stop()
             raise
 
+    def service(self, name: str) -> ServiceProcess:
+        return next(p for p in self.processes if p.name == name)
+
+    def restart(self, name: str) -> ServiceProcess:
+        """Starts a stopped (or killed) service again with its command, on its old port."""
+        service = self.service(name)
+        if service.process and service.process.poll() is None:
+            raise ClusterError(f"{name} is still running (pid {service.process.pid})")
+        service.command[service.command.index("--listen") + 1] = service.address
+        service.ready_file.unlink(missing_ok=True)
+        self._launch(service)
+        self._wait_bound([service])
+        self._wait_serving(service)
+        self._write_record()
+        return service
+
     def stop(self, grace: float = 10.0) -> None:
         """Stops the orchestrator first (so no new work starts), then the rest."""
-        for service in reversed(self.processes):
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for service in reversed(self.processes):
-            try:
-                service.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                service.process.kill()
-                service.process.wait()
+        running = [p.process for p in reversed(self.processes) if p.process and p.process.poll() is None]
+        _terminate(running, grace)
         self.processes.clear()
-        if self._dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        if self.state_dir and self._temporary:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.state_dir = None
+        elif self.state_dir:
+            (self.state_dir / CLUSTER_FILE).unlink(missing_ok=True)
+
+    @staticmethod
+    def read_record(state_dir: Path) -> dict:
+        """The cluster.json of a cluster started with `cluster up`."""
+        try:
+            return json.loads((state_dir / CLUSTER_FILE).read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"no cluster is recorded in {state_dir} (no {CLUSTER_FILE}); "
+                               "start one with `privaudit cluster up --state-dir DIR`") from None
+
+    @classmethod
+    def stop_recorded(cls, state_dir: Path, grace: float = 10.0) -> int:
+        """Stops the processes a `cluster up` recorded in state_dir; returns how many were running."""
+        record = cls.read_record(state_dir)
+        entries = [record["orchestrator"], *record["workers"], record["reporter"]]
+        pids = [e["pid"] for e in entries if e.get("pid") and _is_service_of(e["pid"], state_dir)]
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        (state_dir / CLUSTER_FILE).unlink(missing_ok=True)
+        return len(pids)
+
+    # ---------------------------------------------------------------- internals
 
     def _spawn(self, name: str, module: str, *args: str) -> ServiceProcess:
-        assert self._dir is not None
-        ready_file, log_file = self._dir / f"{name}.address", self._dir / f"{name}.log"
+        assert self.state_dir is not None
+        ready_file = self.state_dir / "run" / f"{name}.address"
+        ready_file.unlink(missing_ok=True)
         command = [sys.executable, "-m", module, "--listen", "127.0.0.1:0", "--ready-file", str(ready_file),
                    "--log-level", self.log_level, *args]
-        with log_file.open("wb") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": _import_path()}, preexec_fn=_exit_with_parent,
-            )
-        service = ServiceProcess(name, process, ready_file, log_file)
+        service = ServiceProcess(name, command, ready_file, self.state_dir / "logs" / f"{name}.log")
+        self._launch(service)
         self.processes.append(service)
         return service
 
+    def _launch(self, service: ServiceProcess) -> None:
+        with service.log_file.open("ab") as log:
+            service.process = subprocess.Popen(
+                service.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": _import_path()},
+                start_new_session=self.detached,
+                preexec_fn=None if self.detached else _exit_with_parent,
+            )
+
     def _wait_bound(self, starting: list[ServiceProcess]) -> None:
-        """Waits for each service's ready file (polling files only: no threads may exist
-        in this process while it still forks children)."""
+        """Waits for each service's ready file (polling files only: no gRPC threads may exist in
+        this process while it still forks children)."""
         deadline = time.monotonic() + self.start_timeout
         for service in starting:
+            assert service.process is not None
             while not service.ready_file.exists():
                 if service.process.poll() is not None:
                     raise ClusterError(f"{service.name} exited with status {service.process.returncode} "
@@ -170,3 +222,48 @@ class LocalCluster:
                                    f"{service.log_tail()}") from None
         if response.status != health_pb2.HealthCheckResponse.SERVING:
             raise ClusterError(f"{service.name} at {service.address} reports {response.status}")
+
+    def _write_record(self) -> None:
+        assert self.state_dir is not None
+        record = {
+            "orchestrator": self.service("orchestrator").record(),
+            "reporter": self.service("reporter").record(),
+            "workers": [p.record() for p in self.processes if p.name.startswith("worker-")],
+            "storage_root": str(self.storage_root),
+            "logs": str(self.state_dir / "logs"),
+        }
+        partial = self.state_dir / (CLUSTER_FILE + ".partial")
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(partial, self.state_dir / CLUSTER_FILE)
+
+
+def _terminate(processes: list[subprocess.Popen], grace: float) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting to be reaped does not)."""
+    return _proc_state(pid) not in ("", "Z")
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _is_service_of(pid: int, state_dir: Path) -> bool:
+    """Whether pid is still one of this cluster's services (and not a reused pid)."""
+    try:
+        return str(state_dir.resolve()) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False

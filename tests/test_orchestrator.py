@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from client.api import AuditClient, AuditError
 from privaudit.v1 import (
@@ -335,3 +336,19 @@ def test_restart_requeues_unfinished_attacks_and_keeps_finished_ones(cluster, tm
     assert worker.calls == [0, 1, 1], "the finished attack must not run again"
     assert any("after an orchestrator restart" in e.progress.message for e in replay)
     assert [e.sequence for e in replay] == list(range(len(replay)))
+
+
+def test_jobs_of_a_worker_that_stops_answering_probes_move_elsewhere(cluster):
+    """A silently cut link: the call would hang; failed probes get the job moved."""
+    hung = Gate()
+    client, (_, healthy) = cluster(hung, succeed)
+    thread, events = submit_in_background(client, TASK)
+    assert hung.started.acquire(timeout=10)
+    hung_worker = cluster.clusters[0].peers[0]
+    hung_worker.health.set(WORKER_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    thread.join(15)
+    done = events[-1]
+    assert done.done.succeeded_attacks == 2
+    assert len(healthy.calls) == 2
+    moved = [e.progress.message for e in events if e.HasField("progress") and "stopped answering" in e.progress.message]
+    assert moved, "the retry should say why the job moved"

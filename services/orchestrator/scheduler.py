@@ -57,6 +57,15 @@ class Job:
     tried: set[str] = field(default_factory=set)
 
 
+@dataclass
+class Attempt:
+    """A job running on a worker; `abandoned` says why it was given up, when it was."""
+
+    job: Job
+    worker: Worker
+    abandoned: str | None = None
+
+
 class QueueFull(Exception):
     """The queue cannot take a task's jobs now."""
 
@@ -76,11 +85,12 @@ class Scheduler:
         self.on_result: ResultSink = lambda job, result: None
         self._changed = threading.Condition()
         self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()  # task id -> its queue, in turn order
-        self._calls: dict[str, set[grpc.Future]] = {}  # task id -> its running RunAttack calls
+        self._running: dict[grpc.Future, Attempt] = {}  # each running RunAttack call and its attempt
         self._cancelled: set[str] = set()
         self._stopping = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="dispatcher", daemon=True)
         pool.on_change = self.wake
+        pool.on_lost = self.abandon
 
     def start(self) -> None:
         self._dispatcher.start()
@@ -113,8 +123,19 @@ class Scheduler:
         with self._changed:
             self._cancelled.add(task_id)
             self._waiting.pop(task_id, None)
-            calls = list(self._calls.get(task_id, ()))
+            calls = [call for call, attempt in self._running.items() if attempt.job.task_id == task_id]
         for call in calls:
+            call.cancel()
+
+    def abandon(self, worker: Worker, reason: str) -> None:
+        """Gives up on the jobs running on a worker that stopped answering probes (its link may
+        be cut, so their calls might otherwise hang until keepalive or the deadline): they are
+        cancelled here and retried elsewhere."""
+        with self._changed:
+            running = [(call, attempt) for call, attempt in self._running.items() if attempt.worker is worker]
+            for _, attempt in running:
+                attempt.abandoned = reason
+        for call, _ in running:
             call.cancel()
 
     def stop(self) -> None:
@@ -123,7 +144,7 @@ class Scheduler:
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
-            calls = [call for task_calls in self._calls.values() for call in task_calls]
+            calls = list(self._running)
         for call in calls:
             call.cancel()
 
@@ -165,8 +186,9 @@ class Scheduler:
         log.info("job start task=%s attack=%d %s worker=%s attempt=%d", job.task_id, job.attack_index,
                  job.attack_name, worker.address, job.attempts)
         call = worker.stub.RunAttack(request, timeout=self.settings.attempt_timeout)
+        attempt = Attempt(job, worker)
         with self._changed:
-            self._calls.setdefault(job.task_id, set()).add(call)
+            self._running[call] = attempt
             if job.task_id in self._cancelled or self._stopping:
                 call.cancel()
         broken, result = None, None
@@ -179,13 +201,13 @@ class Scheduler:
             else:
                 broken = f"worker {worker.address} ended the job without a result"
         except grpc.RpcError as error:
-            broken = f"worker {worker.address}: {error.code().name}: {error.details()}"
+            broken = attempt.abandoned or f"worker {worker.address}: {error.code().name}: {error.details()}"
             if error.code() not in RETRYABLE:
                 result = failed_result(job, error.code().name, broken)
                 broken = None
         finally:
             with self._changed:
-                self._calls.get(job.task_id, set()).discard(call)
+                del self._running[call]
                 cancelled = job.task_id in self._cancelled or self._stopping
             self.pool.release(worker, broken if broken and not cancelled else None)
         if cancelled:

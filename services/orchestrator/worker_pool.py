@@ -5,7 +5,9 @@ Workers come from a static list, from a DNS name that resolves to many addresses
 (a Kubernetes headless Service), or both. A background thread re-resolves the
 name and probes every worker (the standard health service, then GetCapacity)
 every `refresh_seconds`; a worker that fails a job's connection is marked
-unhealthy at once and gets no work until a probe succeeds again.
+unhealthy at once and gets no work until a probe succeeds again. A worker that
+fails `lost_after` probes in a row while running jobs is reported lost
+(`on_lost`), so that its jobs can be moved even when its link is cut silently.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Worker:
     gpu: bool = False
     in_flight: int = 0
     problem: str = "not probed yet"
+    failed_probes: int = 0
 
     @property
     def free(self) -> bool:
@@ -60,7 +63,9 @@ class WorkerPool:
     dns_name: str | None = None
     refresh_seconds: float = 2.0
     probe_timeout: float = 2.0
+    lost_after: int = 3
     on_change: Callable[[], None] = lambda: None
+    on_lost: Callable[[Worker, str], None] = lambda worker, reason: None
     workers: dict[str, Worker] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -142,10 +147,17 @@ class WorkerPool:
                 if worker.healthy:
                     log.warning("worker %s is unhealthy: %s", worker.address, problem)
                 worker.healthy, worker.problem = False, problem
+                worker.failed_probes += 1
+                lost = worker.failed_probes == self.lost_after and worker.in_flight > 0
+            if lost:
+                log.warning("worker %s lost: %d probes failed in a row while it ran jobs", worker.address,
+                            self.lost_after)
+                self.on_lost(worker, f"worker {worker.address} stopped answering ({self.lost_after} health "
+                                     f"probes failed; last: {problem})")
             return
         with self._lock:
             if not worker.healthy:
                 log.info("worker %s is healthy: %d slot(s)%s", worker.address, capacity.slots,
                          f", {capacity.device}" if capacity.device else "")
-            worker.healthy, worker.problem = True, ""
+            worker.healthy, worker.problem, worker.failed_probes = True, "", 0
             worker.slots, worker.gpu = max(1, capacity.slots), capacity.gpu
