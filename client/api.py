@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class AuditClient:
         self.call_timeout = call_timeout
         self._channel = open_channel(address)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
+        self._connected = threading.Event()
 
     def __enter__(self) -> AuditClient:
         return self
@@ -114,11 +116,18 @@ class AuditClient:
         return outcome
 
     def _connect(self) -> None:
+        """Waits until the channel is ready (once), so an unreachable address fails clearly."""
+        if self._connected.is_set():
+            return
+        ready = grpc.channel_ready_future(self._channel)
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=self.connect_timeout)
+            ready.result(timeout=self.connect_timeout)
         except grpc.FutureTimeoutError:
             raise AuditError(f"cannot reach the orchestrator at {self.address} "
                              f"within {self.connect_timeout:.0f}s") from None
+        finally:
+            ready.cancel()  # stops its connectivity polling thread
+        self._connected.set()
 
     def _stream(self, method, request) -> Iterator[orchestrator_pb2.AuditEvent]:
         self._connect()
