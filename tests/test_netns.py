@@ -6,7 +6,8 @@ exists only inside them. Names resolve through each namespace's hosts file
 (/etc/netns/NAME/hosts, which `ip netns exec` mounts over /etc/hosts). Mid-job, a
 worker's link is cut at the switch: no packet is refused, they just stop, so the
 orchestrator only learns of it from failed health probes. The job must move to
-the other worker and the audit complete.
+the other worker and the audit complete. The orchestrator finds the workers
+through one name that resolves to both, as a headless Service's does.
 
 Needs root and iproute2; skipped with the reason otherwise.
 """
@@ -62,7 +63,9 @@ def build_network() -> None:
     ip("netns", "add", SWITCH)
     ip("-n", SWITCH, "link", "add", "br0", "type", "bridge")
     ip("-n", SWITCH, "link", "set", "br0", "up")
-    hosts = "127.0.0.1 localhost\n" + "".join(f"{SUBNET}.{n} {pod}\n" for pod, n in PODS.items())
+    # `workers` names both workers, as a headless Service's DNS name does.
+    hosts = "127.0.0.1 localhost\n" + "".join(
+        f"{SUBNET}.{n} {pod}{' workers' if pod.startswith('worker') else ''}\n" for pod, n in PODS.items())
     for pod, number in PODS.items():
         ns, inside = namespace(pod), f"v{PREFIX[2:]}{number}"
         ip("netns", "add", ns)
@@ -127,7 +130,7 @@ def test_cut_worker_link_mid_job_moves_the_job(network, tmp_path):
         services.append(start(
             "orchestrator", tmp_path, "-m", "services.orchestrator", "--listen", f"0.0.0.0:{PORTS['orchestrator']}",
             "--ready-file", str(tmp_path / "orchestrator.ready"), "--reporter", f"reporter:{PORTS['reporter']}",
-            "--workers", f"worker-0:{PORTS['worker']},worker-1:{PORTS['worker']}", "--probe-interval", "1"))
+            "--worker-dns", f"workers:{PORTS['worker']}", "--probe-interval", "1"))
         wait_ready([tmp_path / f"{pod}.ready" for pod in ("reporter", "worker-0", "worker-1", "orchestrator")],
                    services)
 
@@ -157,6 +160,6 @@ def test_cut_worker_link_mid_job_moves_the_job(network, tmp_path):
     result = json.loads(report.read_text())
     assert [a["status"] for a in result["attacks"]] == ["succeeded", "succeeded"]
     orchestrator_log = (tmp_path / "orchestrator.log").read_text()
-    assert "worker-0" in orchestrator_log or f"{SUBNET}.21" in orchestrator_log
+    assert f"worker added: {SUBNET}.21" in orchestrator_log and f"worker added: {SUBNET}.22" in orchestrator_log
     assert "stopped answering" in orchestrator_log, orchestrator_log[-2000:]
     print(f"\nworker link cut mid-job: audit complete {recovered:.1f}s after the cut")
