@@ -1,0 +1,85 @@
+"""The `privaudit` command as operators use it: cluster up/down, run, list, status, watch, cancel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+PRIVAUDIT = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main())"]
+
+
+def privaudit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*PRIVAUDIT, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def processes_of(state_dir: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(state_dir) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_cluster_up_run_inspect_down(tmp_path):
+    state = tmp_path / "state"
+    up = privaudit("cluster", "up", "--workers", "2", "--state-dir", str(state), "--storage-root", str(REPO))
+    assert up.returncode == 0, up.stderr
+    try:
+        record = json.loads((state / "cluster.json").read_text())
+        assert {"orchestrator", "reporter", "workers"} <= record.keys() and len(record["workers"]) == 2
+        assert all(e["address"].startswith("127.0.0.1:") and e["pid"] for e in
+                   [record["orchestrator"], record["reporter"], *record["workers"]])
+        address = record["orchestrator"]["address"]
+
+        run = privaudit("run", "example/tasks/mem_inf.yaml", "--orchestrator", address, "--format", "json",
+                        "--output", str(tmp_path / "report.json"), "--quiet")
+        assert run.returncode == 0, run.stderr
+        task_id = json.loads((tmp_path / "report.json").read_text())["task_id"]
+
+        listed = privaudit("list", "--orchestrator", address)
+        assert listed.returncode == 0 and task_id in listed.stdout and "SUCCEEDED" in listed.stdout
+
+        status = json.loads(privaudit("status", task_id, "--orchestrator", address).stdout)
+        assert status["state"] == "AUDIT_STATE_SUCCEEDED" and len(status["results"]) == 3
+
+        watched = privaudit("watch", task_id, "--orchestrator", address, "--quiet")
+        assert watched.returncode == 0 and "Summary:" not in watched.stdout  # the report was JSON
+        assert json.loads(watched.stdout)["task_id"] == task_id
+
+        cancel = privaudit("cancel", task_id, "--orchestrator", address)
+        assert cancel.returncode == 0 and "SUCCEEDED" in cancel.stdout  # finished audits stay as they were
+
+        missing = privaudit("status", "no-such-task", "--orchestrator", address)
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+    finally:
+        down = privaudit("cluster", "down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stderr
+    assert "4 process(es) stopped" in down.stdout
+    assert not processes_of(state)
+    assert not (state / "cluster.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["status", "abc"], "--orchestrator: give the orchestrator's HOST:PORT"),
+        (["run", "no/such/task.yaml"], "cannot read the task file"),
+        (["cluster", "down", "--state-dir", "/nonexistent/state"], "no cluster is recorded"),
+    ],
+)
+def test_usage_errors_name_what_is_missing(args, message, monkeypatch):
+    monkeypatch.delenv("PRIVAUDIT_ORCHESTRATOR", raising=False)
+    completed = privaudit(*args, timeout=60)
+    assert completed.returncode in (1, 2)
+    assert message in completed.stderr
