@@ -141,6 +141,9 @@ class PaddleRuntime:
 
     def train(self, model: LoadedModel, dataset: LoadedDataset, epochs: int, lr: float,
               batch_size: int) -> None:
+        if not model.layer.parameters():
+            raise TaskError.at(model.field, f"model {model.name} has no parameters, so it cannot be trained; "
+                                            "give an architecture with trainable weights")
         optimizer = paddle.optimizer.Adam(learning_rate=lr, parameters=model.layer.parameters())
         model.layer.train()
         for epoch in range(epochs):

@@ -1,8 +1,8 @@
 """The example's target model: a one-hidden-layer perceptron for 1x8x8 digit images.
 
-Its 9,610 parameters are plenty to memorise the 100 images it is trained on,
-which is what makes it leak membership. `example/train_target.py` writes its weights,
-digits_mlp.pdparams, next to this file.
+Its 9,610 parameters are plenty to memorise the 400 images it is trained on, the
+mislabelled ones included, which is what makes it leak membership.
+`example/train_target.py` writes its weights, digits_mlp.pdparams, next to this file.
 """
 
 import paddle

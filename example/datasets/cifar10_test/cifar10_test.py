@@ -1,0 +1,18 @@
+"""CIFAR-10's 10,000 test images: data the target model never saw (and, in the seed's CIFAR
+task, the training set of LABEL-ONLY's shadow model).
+
+Read from the archive in example/data/ by example/cifar.py, which says where to get it.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import paddle
+
+_spec = importlib.util.spec_from_file_location("example_cifar", Path(__file__).parents[2] / "cifar.py")
+_cifar = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cifar)
+
+
+def get_dataset() -> paddle.io.Dataset:
+    return _cifar.get_dataset("cifar10", "test")
