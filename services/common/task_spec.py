@@ -16,7 +16,17 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from google.protobuf.message import Message
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from privaudit.v1 import task_pb2
 from services.common.errors import Problem, TaskError
@@ -26,6 +36,7 @@ DEFAULT_SEED = 20190224
 MAX_ATTACKS = 64
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
+MAX_SHADOW = 256
 
 
 def _storage_path(value: str) -> str:
@@ -122,7 +133,72 @@ class LabelOnlyArgs(ShadowAttackArgs):
     d: int = Field(1, ge=0, le=64)
 
 
-ATTACKS: dict[str, type[AttackArgs]] = {cls.name: cls for cls in (BaselineArgs, MlLeakArgs, LabelOnlyArgs)}
+class LossArgs(AttackArgs):
+    name: ClassVar[str] = "LOSS"
+    proto_field: ClassVar[str] = "loss"
+    proto_type: ClassVar[type[Message]] = task_pb2.LossArgs
+
+    target_datasets: DatasetPairField
+    target_model: StoragePath
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH_SIZE)
+
+
+class ShadowModelArgs(AttackArgs):
+    """Arguments of the attacks that train many shadow (reference) models of the target's
+    architecture, one job each (LIRA, RMIA). `shadow_parts` says they split that way."""
+
+    shadow_parts: ClassVar[bool] = True
+
+    target_datasets: DatasetPairField
+    target_model: StoragePath
+    population_datasets: tuple[StoragePath, ...] = ()
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
+    lr: float = Field(0.001, gt=0, le=10)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH_SIZE)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _population_as_tuple(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("population_datasets"), list):
+            data = {**data, "population_datasets": tuple(data["population_datasets"])}
+        return data
+
+
+class LiraArgs(ShadowModelArgs):
+    name: ClassVar[str] = "LIRA"
+    proto_field: ClassVar[str] = "lira"
+    proto_type: ClassVar[type[Message]] = task_pb2.LiraArgs
+
+    num_shadow: int = Field(16, ge=2, le=MAX_SHADOW, multiple_of=2)
+    online: bool = True
+    fixed_variance: bool | None = None
+    augment: bool = False
+
+
+class RmiaArgs(ShadowModelArgs):
+    name: ClassVar[str] = "RMIA"
+    proto_field: ClassVar[str] = "rmia"
+    proto_type: ClassVar[type[Message]] = task_pb2.RmiaArgs
+
+    population_datasets: tuple[StoragePath, ...] = Field(min_length=1)
+    online: bool = False
+    num_shadow: int = Field(4, ge=1, le=MAX_SHADOW)
+    a: float = Field(0.3, ge=0, le=1)
+    gamma: float = Field(1.0, gt=0)
+    num_population: int = Field(1000, ge=1, le=1_000_000)
+
+    @field_validator("num_shadow")
+    @classmethod
+    def _online_needs_pairs(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("online") and value % 2:
+            raise ValueError(f"online RMIA needs an even number of reference models, got {value}")
+        return value
+
+
+ATTACKS: dict[str, type[AttackArgs]] = {
+    cls.name: cls for cls in (BaselineArgs, MlLeakArgs, LabelOnlyArgs, LossArgs, LiraArgs, RmiaArgs)
+}
 _BY_PROTO_FIELD = {cls.proto_field: cls for cls in ATTACKS.values()}
 _AUGMENTATIONS = {"r": task_pb2.AUGMENTATION_ROTATION, "d": task_pb2.AUGMENTATION_TRANSLATION}
 
@@ -275,7 +351,9 @@ def _message_to_dict(message: Message) -> dict[str, Any]:
     """The set fields of an args message, in the shapes the YAML file uses."""
     out: dict[str, Any] = {}
     for descriptor, value in message.ListFields():
-        if isinstance(value, task_pb2.DatasetPair):
+        if descriptor.is_repeated:
+            value = list(value)
+        elif isinstance(value, task_pb2.DatasetPair):
             value = [value.members, value.non_members]
         elif descriptor.name == "attack_type":
             value = {v: k for k, v in _AUGMENTATIONS.items()}.get(value, task_pb2.Augmentation.Name(value))

@@ -1,8 +1,9 @@
 from privaudit.v1 import results_pb2 as _results_pb2
 from privaudit.v1 import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -24,21 +25,55 @@ class GetCapacityResponse(_message.Message):
     def __init__(self, slots: _Optional[int] = ..., running: _Optional[int] = ..., gpu: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
 
 class RunAttackRequest(_message.Message):
-    __slots__ = ("task_id", "attack_index", "attack", "seed")
+    __slots__ = ("task_id", "attack_index", "attack", "seed", "shadow", "score")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTACK_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attack_index: int
     attack: _task_pb2.AttackSpec
     seed: int
-    def __init__(self, task_id: _Optional[str] = ..., attack_index: _Optional[int] = ..., attack: _Optional[_Union[_task_pb2.AttackSpec, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
+    shadow: ShadowPart
+    score: ScorePart
+    def __init__(self, task_id: _Optional[str] = ..., attack_index: _Optional[int] = ..., attack: _Optional[_Union[_task_pb2.AttackSpec, _Mapping]] = ..., seed: _Optional[int] = ..., shadow: _Optional[_Union[ShadowPart, _Mapping]] = ..., score: _Optional[_Union[ScorePart, _Mapping]] = ...) -> None: ...
+
+class ShadowPart(_message.Message):
+    __slots__ = ("shadow_index",)
+    SHADOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    shadow_index: int
+    def __init__(self, shadow_index: _Optional[int] = ...) -> None: ...
+
+class ScorePart(_message.Message):
+    __slots__ = ("shadows",)
+    SHADOWS_FIELD_NUMBER: _ClassVar[int]
+    shadows: _containers.RepeatedCompositeFieldContainer[ShadowOutput]
+    def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowOutput, _Mapping]]] = ...) -> None: ...
+
+class ShadowOutput(_message.Message):
+    __slots__ = ("shadow_index", "cache_key", "num_rows", "num_classes", "logits", "in_mask")
+    SHADOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
+    NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    IN_MASK_FIELD_NUMBER: _ClassVar[int]
+    shadow_index: int
+    cache_key: str
+    num_rows: int
+    num_classes: int
+    logits: bytes
+    in_mask: bytes
+    def __init__(self, shadow_index: _Optional[int] = ..., cache_key: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_classes: _Optional[int] = ..., logits: _Optional[bytes] = ..., in_mask: _Optional[bytes] = ...) -> None: ...
 
 class RunAttackResponse(_message.Message):
-    __slots__ = ("progress", "result")
+    __slots__ = ("progress", "result", "shadow")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     progress: _results_pb2.JobProgress
     result: _results_pb2.AttackResult
-    def __init__(self, progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ...) -> None: ...
+    shadow: ShadowOutput
+    def __init__(self, progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., shadow: _Optional[_Union[ShadowOutput, _Mapping]] = ...) -> None: ...

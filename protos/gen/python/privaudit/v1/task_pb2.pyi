@@ -32,16 +32,22 @@ class Task(_message.Message):
     def __init__(self, attacks: _Optional[_Iterable[_Union[AttackSpec, _Mapping]]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class AttackSpec(_message.Message):
-    __slots__ = ("type", "baseline", "ml_leak", "label_only")
+    __slots__ = ("type", "baseline", "ml_leak", "label_only", "loss", "lira", "rmia")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     ML_LEAK_FIELD_NUMBER: _ClassVar[int]
     LABEL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    LIRA_FIELD_NUMBER: _ClassVar[int]
+    RMIA_FIELD_NUMBER: _ClassVar[int]
     type: AttackType
     baseline: BaselineArgs
     ml_leak: MlLeakArgs
     label_only: LabelOnlyArgs
-    def __init__(self, type: _Optional[_Union[AttackType, str]] = ..., baseline: _Optional[_Union[BaselineArgs, _Mapping]] = ..., ml_leak: _Optional[_Union[MlLeakArgs, _Mapping]] = ..., label_only: _Optional[_Union[LabelOnlyArgs, _Mapping]] = ...) -> None: ...
+    loss: LossArgs
+    lira: LiraArgs
+    rmia: RmiaArgs
+    def __init__(self, type: _Optional[_Union[AttackType, str]] = ..., baseline: _Optional[_Union[BaselineArgs, _Mapping]] = ..., ml_leak: _Optional[_Union[MlLeakArgs, _Mapping]] = ..., label_only: _Optional[_Union[LabelOnlyArgs, _Mapping]] = ..., loss: _Optional[_Union[LossArgs, _Mapping]] = ..., lira: _Optional[_Union[LiraArgs, _Mapping]] = ..., rmia: _Optional[_Union[RmiaArgs, _Mapping]] = ...) -> None: ...
 
 class DatasetPair(_message.Message):
     __slots__ = ("members", "non_members")
@@ -110,3 +116,67 @@ class LabelOnlyArgs(_message.Message):
     r: int
     d: int
     def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., attack_type: _Optional[_Union[Augmentation, str]] = ..., r: _Optional[int] = ..., d: _Optional[int] = ...) -> None: ...
+
+class LossArgs(_message.Message):
+    __slots__ = ("target_datasets", "target_model", "batch_size")
+    TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    target_datasets: DatasetPair
+    target_model: str
+    batch_size: int
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class LiraArgs(_message.Message):
+    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "fixed_variance", "augment")
+    TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHADOW_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    FIXED_VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    target_datasets: DatasetPair
+    target_model: str
+    population_datasets: _containers.RepeatedScalarFieldContainer[str]
+    num_shadow: int
+    online: bool
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    fixed_variance: bool
+    augment: bool
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., fixed_variance: _Optional[bool] = ..., augment: _Optional[bool] = ...) -> None: ...
+
+class RmiaArgs(_message.Message):
+    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "a", "gamma", "num_population")
+    TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHADOW_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    A_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    NUM_POPULATION_FIELD_NUMBER: _ClassVar[int]
+    target_datasets: DatasetPair
+    target_model: str
+    population_datasets: _containers.RepeatedScalarFieldContainer[str]
+    num_shadow: int
+    online: bool
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    a: float
+    gamma: float
+    num_population: int
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., a: _Optional[float] = ..., gamma: _Optional[float] = ..., num_population: _Optional[int] = ...) -> None: ...
