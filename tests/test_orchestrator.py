@@ -352,3 +352,81 @@ def test_jobs_of_a_worker_that_stops_answering_probes_move_elsewhere(cluster):
     assert len(healthy.calls) == 2
     moved = [e.progress.message for e in events if e.HasField("progress") and "stopped answering" in e.progress.message]
     assert moved, "the retry should say why the job moved"
+
+
+LIRA_TASK = """
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: LIRA
+  args: {target_datasets: [d/in, d/out], target_model: m/target, num_shadow: 6}
+"""
+
+
+def shadow_worker(request, context):
+    """Answers shadow parts with their output and the score part with a result whose AUC
+    encodes which shadow indices it received (sum of 2**index / 1000)."""
+    case = request.WhichOneof("part")
+    if case == "shadow":
+        yield attack_worker_pb2.RunAttackResponse(shadow=attack_worker_pb2.ShadowOutput(
+            shadow_index=request.shadow.shadow_index, num_rows=1, num_classes=1))
+    elif case == "score":
+        received = sum(2 ** s.shadow_index for s in request.score.shadows)
+        yield attack_worker_pb2.RunAttackResponse(result=results_pb2.AttackResult(
+            attack_index=request.attack_index, attack_name="LIRA", status=results_pb2.ATTACK_STATUS_SUCCEEDED,
+            metrics=results_pb2.Metrics(auc=received / 1000)))
+    else:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "LIRA must come in parts")
+
+
+def test_shadow_attack_fans_out_one_job_per_shadow_then_scores_with_all(cluster):
+    client, workers = cluster(shadow_worker, shadow_worker)
+    outcome = client.run(LIRA_TASK)
+    assert outcome.results[0].status == results_pb2.ATTACK_STATUS_SUCCEEDED
+    assert round(outcome.results[0].metrics.auc * 1000) == 2 ** 6 - 1, "the score job gets all six shadows"
+    assert all(w.calls for w in workers), "shadow jobs spread over both workers"
+    assert sum(len(w.calls) for w in workers) == 7
+
+
+def test_a_failed_shadow_fails_its_attack_alone(cluster):
+    def third_shadow_fails(request, context):
+        if request.WhichOneof("part") == "shadow" and request.shadow.shadow_index == 2:
+            yield attack_worker_pb2.RunAttackResponse(result=results_pb2.AttackResult(
+                attack_index=request.attack_index, status=results_pb2.ATTACK_STATUS_FAILED,
+                error=results_pb2.AttackError(code="INVALID_ARGUMENT", message="bad population")))
+            return
+        if request.WhichOneof("part") is None:
+            yield from succeed(request, context)
+            return
+        yield from shadow_worker(request, context)
+
+    client, _ = cluster(third_shadow_fails)
+    outcome = client.run(LIRA_TASK + TASK)
+    lira, *baselines = outcome.results
+    assert lira.status == results_pb2.ATTACK_STATUS_FAILED
+    assert lira.error.message == "shadow model 2: bad population"
+    assert all(b.status == results_pb2.ATTACK_STATUS_SUCCEEDED for b in baselines)
+
+
+def test_restart_trains_only_the_missing_shadow_models(cluster, tmp_path):
+    gate = Gate()
+
+    def shadows_after_the_third_wait(request, context):
+        if request.WhichOneof("part") == "shadow" and request.shadow.shadow_index >= 3:
+            gate.started.release()
+            while not gate.release.wait(0.02):
+                if not context.is_active():
+                    return
+        yield from shadow_worker(request, context)
+
+    client, (worker,) = cluster(shadows_after_the_third_wait, state_dir=tmp_path)
+    thread, events = submit_in_background(client, LIRA_TASK)
+    assert gate.started.acquire(timeout=10)
+    built = cluster.clusters[0]
+    built.orchestrator.stop(0)
+    thread.join(10)
+    assert sorted(worker.calls) == [0, 0, 0, 0]  # shadows 0-2 done, shadow 3 cut off
+
+    gate.release.set()
+    client = built.start_orchestrator(state_dir=tmp_path)
+    status = client.collect(client.watch(events[0].task_id))
+    assert round(status.results[0].metrics.auc * 1000) == 2 ** 6 - 1
+    assert len(worker.calls) == 4 + 3 + 1, "shadows 3-5 again, then the score job; 0-2 not retrained"

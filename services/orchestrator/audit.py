@@ -4,6 +4,11 @@ Every audit's state lives in its event stream (see store.py). The runner keeps
 in memory only what its live audits need: their streams and which attacks are
 still out. On start it picks up the audits an earlier orchestrator left
 unfinished: attacks without a result are queued again, finished ones are kept.
+
+An attack trained on many shadow models (LIRA, RMIA) runs as one job per shadow
+model, spread over the workers, then a score job that receives all their
+outputs. Finished shadow models are stored, so a restart trains only the
+missing ones.
 """
 
 from __future__ import annotations
@@ -11,15 +16,23 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from privaudit.v1 import orchestrator_pb2, report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2, task_pb2
+from privaudit.v1 import (
+    attack_worker_pb2,
+    orchestrator_pb2,
+    report_pb2,
+    reporter_pb2,
+    reporter_pb2_grpc,
+    results_pb2,
+    task_pb2,
+)
 from services.common import task_spec
 from services.orchestrator.event_log import EventLog
-from services.orchestrator.scheduler import Job, Scheduler
+from services.orchestrator.scheduler import Job, Outcome, Scheduler
 from services.orchestrator.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
@@ -58,17 +71,19 @@ class AuditRunner:
         """Accepts a validated task: stores it, streams `accepted`, queues its jobs.
         Raises QueueFull when the queue has no room for its attacks."""
         task = task_spec.to_proto(spec)
+        task_id = uuid.uuid4().hex[:12]
+        attacks = set(range(len(task.attacks)))
+        jobs = self._jobs(task_id, task, attacks)
         with self._admission:
-            self.scheduler.check_room(len(task.attacks))
-            task_id = uuid.uuid4().hex[:12]
+            self.scheduler.check_room(len(jobs))
             self.store.create_task(task_id, task, report_format)
-            audit = self._track(task_id, task, report_format, set(range(len(task.attacks))))
+            audit = self._track(task_id, task, report_format, attacks)
             names = [attack.name for attack in spec.attacks]
             audit.events.extend(
                 [{"accepted": orchestrator_pb2.AuditAccepted(attack_names=names, seed=task.seed)}]
                 + [{"progress": results_pb2.JobProgress(attack_index=i, stage=results_pb2.STAGE_QUEUED)}
                    for i in range(len(names))])
-            self.scheduler.submit(self._jobs(audit, audit.outstanding))
+            self.scheduler.submit(jobs)
         log.info("audit accepted task=%s attacks=%s seed=%d", task_id, ",".join(names), task.seed)
         return audit
 
@@ -115,9 +130,23 @@ class AuditRunner:
         self._live[task_id] = audit
         return audit
 
-    def _jobs(self, audit: LiveAudit, indices: set[int]) -> list[Job]:
-        names = [task_spec.attack_from_proto(spec).name for spec in audit.task.attacks]
-        return [Job(audit.task_id, i, names[i], audit.task.attacks[i], audit.task.seed) for i in sorted(indices)]
+    def _jobs(self, task_id: str, task: task_pb2.Task, attacks: set[int]) -> list[Job]:
+        """The jobs still to run for these attacks: one per attack, or for a shadow-model attack
+        one per shadow model not yet stored, or its score job once all are."""
+        jobs = []
+        for index in sorted(attacks):
+            spec = task.attacks[index]
+            args = task_spec.attack_from_proto(spec)
+            seed = task.seed if getattr(args, "seed", None) is None else args.seed
+            job = Job(task_id, index, args.name, spec, seed)
+            if not getattr(args, "shadow_parts", False):
+                jobs.append(job)
+                continue
+            shadows = self.store.shadows(task_id, index)
+            missing = sorted(set(range(args.num_shadow)) - {s.shadow_index for s in shadows})
+            jobs += ([replace(job, part=attack_worker_pb2.ShadowPart(shadow_index=k)) for k in missing]
+                     or [replace(job, part=attack_worker_pb2.ScorePart(shadows=shadows))])
+        return jobs
 
     def _resume(self, stored: StoredTask) -> None:
         finished = {e.attack_result.attack_index for e in self.store.events(stored.task_id)
@@ -132,7 +161,7 @@ class AuditRunner:
         audit.events.extend([{"progress": results_pb2.JobProgress(
             attack_index=i, stage=results_pb2.STAGE_QUEUED,
             message="queued again after an orchestrator restart")} for i in sorted(outstanding)])
-        self.scheduler.submit(self._jobs(audit, outstanding))
+        self.scheduler.submit(self._jobs(audit.task_id, audit.task, outstanding))
 
     def _on_progress(self, job: Job, progress: results_pb2.JobProgress) -> None:
         audit = self._live.get(job.task_id)
@@ -142,18 +171,31 @@ class AuditRunner:
             if not audit.cancelled:
                 audit.events.append(progress=progress)
 
-    def _on_result(self, job: Job, result: results_pb2.AttackResult) -> None:
+    def _on_result(self, job: Job, outcome: Outcome) -> None:
         audit = self._live.get(job.task_id)
         if audit is None:
             return
         with audit.lock:
             if audit.cancelled or job.attack_index not in audit.outstanding:
+                return  # e.g. a shadow model finishing after its attack failed
+            if isinstance(outcome, attack_worker_pb2.ShadowOutput):
+                self.store.save_shadow(job.task_id, job.attack_index, outcome)
+                self.scheduler.submit(self._jobs_after_shadow(audit, job))
                 return
-            audit.events.append(attack_result=result)
+            if isinstance(job.part, attack_worker_pb2.ShadowPart):
+                # One shadow model failed: so does the attack; its other shadow jobs are moot.
+                self.scheduler.drop(job.task_id, job.attack_index)
+                outcome.error.message = f"shadow model {job.part.shadow_index}: {outcome.error.message}"
+            audit.events.append(attack_result=outcome)
             audit.outstanding.discard(job.attack_index)
             complete = not audit.outstanding
         if complete:
             self._report_in_background(audit)
+
+    def _jobs_after_shadow(self, audit: LiveAudit, job: Job) -> list[Job]:
+        """The score job once the attack's last shadow model is stored; nothing before."""
+        return [j for j in self._jobs(audit.task_id, audit.task, {job.attack_index})
+                if isinstance(j.part, attack_worker_pb2.ScorePart)]
 
     def _report_in_background(self, audit: LiveAudit) -> None:
         threading.Thread(target=self._report, args=(audit,), name=f"report-{audit.task_id}", daemon=True).start()

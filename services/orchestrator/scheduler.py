@@ -53,8 +53,25 @@ class Job:
     attack_name: str
     spec: task_pb2.AttackSpec
     seed: int
+    part: attack_worker_pb2.ShadowPart | attack_worker_pb2.ScorePart | None = None  # None: the whole attack
     attempts: int = 0
     tried: set[str] = field(default_factory=set)
+
+    @property
+    def label(self) -> str:
+        """E.g. `task=ab12 attack=1 LIRA shadow=3`, for logs."""
+        part = (f" shadow={self.part.shadow_index}" if isinstance(self.part, attack_worker_pb2.ShadowPart)
+                else " score" if self.part is not None else "")
+        return f"task={self.task_id} attack={self.attack_index} {self.attack_name}{part}"
+
+    def request(self) -> attack_worker_pb2.RunAttackRequest:
+        request = attack_worker_pb2.RunAttackRequest(task_id=self.task_id, attack_index=self.attack_index,
+                                                     attack=self.spec, seed=self.seed)
+        if isinstance(self.part, attack_worker_pb2.ShadowPart):
+            request.shadow.CopyFrom(self.part)
+        elif self.part is not None:
+            request.score.CopyFrom(self.part)
+        return request
 
 
 @dataclass
@@ -70,8 +87,10 @@ class QueueFull(Exception):
     """The queue cannot take a task's jobs now."""
 
 
+# A job's answer: its result, or for a shadow part the shadow model's outputs.
+Outcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
 ProgressSink = Callable[[Job, results_pb2.JobProgress], None]
-ResultSink = Callable[[Job, results_pb2.AttackResult], None]
+ResultSink = Callable[[Job, Outcome], None]
 
 
 class Scheduler:
@@ -82,7 +101,7 @@ class Scheduler:
         self.pool = pool
         self.settings = settings
         self.on_progress: ProgressSink = lambda job, progress: None
-        self.on_result: ResultSink = lambda job, result: None
+        self.on_result: ResultSink = lambda job, outcome: None
         self._changed = threading.Condition()
         self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()  # task id -> its queue, in turn order
         self._running: dict[grpc.Future, Attempt] = {}  # each running RunAttack call and its attempt
@@ -126,6 +145,17 @@ class Scheduler:
             calls = [call for call, attempt in self._running.items() if attempt.job.task_id == task_id]
         for call in calls:
             call.cancel()
+
+    def drop(self, task_id: str, attack_index: int) -> None:
+        """Drops the waiting jobs of one attack (e.g. its other shadow models once one failed)."""
+        with self._changed:
+            queue = self._waiting.get(task_id)
+            if queue:
+                kept = deque(job for job in queue if job.attack_index != attack_index)
+                if kept:
+                    self._waiting[task_id] = kept
+                else:
+                    del self._waiting[task_id]
 
     def abandon(self, worker: Worker, reason: str) -> None:
         """Gives up on the jobs running on a worker that stopped answering probes (its link may
@@ -180,12 +210,9 @@ class Scheduler:
     def _attempt(self, job: Job, worker: Worker) -> None:
         job.attempts += 1
         job.tried.add(worker.address)
-        request = attack_worker_pb2.RunAttackRequest(task_id=job.task_id, attack_index=job.attack_index,
-                                                     attack=job.spec, seed=job.seed)
         started = time.monotonic()
-        log.info("job start task=%s attack=%d %s worker=%s attempt=%d", job.task_id, job.attack_index,
-                 job.attack_name, worker.address, job.attempts)
-        call = worker.stub.RunAttack(request, timeout=self.settings.attempt_timeout)
+        log.info("job start %s worker=%s attempt=%d", job.label, worker.address, job.attempts)
+        call = worker.stub.RunAttack(job.request(), timeout=self.settings.attempt_timeout)
         attempt = Attempt(job, worker)
         with self._changed:
             self._running[call] = attempt
@@ -194,10 +221,11 @@ class Scheduler:
         broken, result = None, None
         try:
             for response in call:
-                if response.HasField("result"):
-                    result = response.result
-                    break
-                self.on_progress(job, response.progress)
+                if response.HasField("progress"):
+                    self.on_progress(job, response.progress)
+                    continue
+                result = response.result if response.HasField("result") else response.shadow
+                break
             else:
                 broken = f"worker {worker.address} ended the job without a result"
         except grpc.RpcError as error:
@@ -211,19 +239,20 @@ class Scheduler:
                 cancelled = job.task_id in self._cancelled or self._stopping
             self.pool.release(worker, broken if broken and not cancelled else None)
         if cancelled:
-            log.info("job stopped task=%s attack=%d: cancelled", job.task_id, job.attack_index)
+            log.info("job stopped %s: cancelled", job.label)
             return
         if result is not None:
-            log.info("job finish task=%s attack=%d %s worker=%s status=%s seconds=%.1f", job.task_id,
-                     job.attack_index, job.attack_name, worker.address,
-                     results_pb2.AttackStatus.Name(result.status), time.monotonic() - started)
+            status = ("SHADOW_OUTPUT" if isinstance(result, attack_worker_pb2.ShadowOutput)
+                      else results_pb2.AttackStatus.Name(result.status))
+            log.info("job finish %s worker=%s status=%s seconds=%.1f", job.label, worker.address, status,
+                     time.monotonic() - started)
             self.on_result(job, result)
             return
         self._retry_or_fail(job, broken or "unknown failure")
 
     def _retry_or_fail(self, job: Job, failure: str) -> None:
-        log.warning("job attempt %d/%d failed task=%s attack=%d: %s", job.attempts, self.settings.max_attempts,
-                    job.task_id, job.attack_index, failure)
+        log.warning("job attempt %d/%d failed %s: %s", job.attempts, self.settings.max_attempts, job.label,
+                    failure)
         if job.attempts >= self.settings.max_attempts:
             self.on_result(job, failed_result(
                 job, "UNAVAILABLE", f"gave up after {job.attempts} attempts; last: {failure}"))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from privaudit.v1 import orchestrator_pb2, task_pb2
+from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, task_pb2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -23,6 +23,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     task BLOB NOT NULL,             -- privaudit.v1.Task, defaults filled in
     report_format INTEGER NOT NULL,
     finished INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS shadow_outputs (  -- finished shadow models of LIRA/RMIA attacks
+    task_id TEXT NOT NULL REFERENCES tasks(task_id),
+    attack_index INTEGER NOT NULL,
+    shadow_index INTEGER NOT NULL,
+    output BLOB NOT NULL,           -- privaudit.v1.ShadowOutput
+    PRIMARY KEY (task_id, attack_index, shadow_index)
 );
 CREATE TABLE IF NOT EXISTS events (
     task_id TEXT NOT NULL REFERENCES tasks(task_id),
@@ -80,6 +87,19 @@ class TaskStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def save_shadow(self, task_id: str, attack_index: int, output: attack_worker_pb2.ShadowOutput) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO shadow_outputs (task_id, attack_index, shadow_index, output) "
+                             "VALUES (?, ?, ?, ?)",
+                             (task_id, attack_index, output.shadow_index, output.SerializeToString()))
+
+    def shadows(self, task_id: str, attack_index: int) -> list[attack_worker_pb2.ShadowOutput]:
+        """The attack's finished shadow models, by shadow index."""
+        with self._lock:
+            rows = self._db.execute("SELECT output FROM shadow_outputs WHERE task_id = ? AND attack_index = ? "
+                                    "ORDER BY shadow_index", (task_id, attack_index)).fetchall()
+        return [attack_worker_pb2.ShadowOutput.FromString(row[0]) for row in rows]
 
     def events(self, task_id: str, start: int = 0) -> list[orchestrator_pb2.AuditEvent]:
         with self._lock:
