@@ -89,6 +89,10 @@ class AuditClient:
     def cancel(self, task_id: str) -> orchestrator_pb2.AuditStatus:
         return self._call(self._stub.CancelAudit, orchestrator_pb2.CancelAuditRequest(task_id=task_id)).audit
 
+    def attacks(self) -> list[orchestrator_pb2.AttackDescription]:
+        """The attacks the service runs, with their arguments and defaults."""
+        return list(self._call(self._stub.ListAttacks, orchestrator_pb2.ListAttacksRequest()).attacks)
+
     def collect(self, events: Iterator[orchestrator_pb2.AuditEvent],
                 on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None) -> AuditOutcome:
         """Gathers an audit's stream (from `submit` or `watch`) into an AuditOutcome."""

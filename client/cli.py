@@ -1,6 +1,7 @@
 """The `privaudit` command (and `python3 main.py TASK.yaml`, the seed's form of `privaudit run`).
 
-Exit codes: 0 done, 2 the task or the command line is invalid, 1 anything else.
+Exit codes: 0 done, 2 the task or the command line is invalid, 3 the audit's overall risk reached
+`--fail-on`, 1 anything else.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from google.protobuf import json_format
 
 from client.api import FORMATS, AuditClient, AuditError, AuditOutcome
 from client.local_cluster import ClusterError, LocalCluster
-from client.progress import ProgressPrinter
+from client.progress import LiveProgress, ProgressPrinter
 from privaudit.v1 import orchestrator_pb2, report_pb2
 from services.common import task_spec
-from services.common.errors import TaskError
+from services.common.errors import Problem, TaskError
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_RISKY = 0, 1, 2, 3
+RISK_LEVELS = {"LOW": report_pb2.RISK_LEVEL_LOW, "MIDDLE": report_pb2.RISK_LEVEL_MIDDLE,
+               "HIGH": report_pb2.RISK_LEVEL_HIGH}
 ORCHESTRATOR_ENV = "PRIVAUDIT_ORCHESTRATOR"
 
 
@@ -50,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--from", dest="from_sequence", type=int, default=0, help="first event number (0)")
             sub.add_argument("--output", type=Path, help="write the report to this file")
             sub.add_argument("--quiet", action="store_true", help="print no progress")
+            _add_fail_on(sub)
+
+    validate = commands.add_parser("validate", help="check a task file without running it")
+    validate.add_argument("task", type=Path, help="the task file")
+    validate.add_argument("--storage-root", type=Path, default=Path.cwd(),
+                          help="check that the task's folders exist under this root (default: here)")
+    validate.set_defaults(handler=validate_command)
+
+    attacks = commands.add_parser("attacks", help="the attacks a task may name, with arguments and defaults")
+    _add_orchestrator(attacks, required=False)
+    attacks.set_defaults(handler=attacks_command)
 
     listing = commands.add_parser("list", help="the audits an orchestrator knows, newest first")
     _add_orchestrator(listing, required=True)
@@ -79,6 +94,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="write the report to this file instead of standard output")
     parser.add_argument("--seed", type=int, help="seed for every random choice (default: fixed)")
     parser.add_argument("--quiet", action="store_true", help="print no progress")
+    _add_fail_on(parser)
+
+
+def _add_fail_on(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fail-on", choices=list(RISK_LEVELS), metavar="LOW|MIDDLE|HIGH",
+                        help=f"exit {EXIT_RISKY} when the overall risk reaches this level (to gate a release)")
 
 
 def _add_orchestrator(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -130,25 +151,54 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read the task file: {error}") from None
     # Refuse a bad task at once, before any service starts; the orchestrator checks again.
     task_spec.parse_yaml(task_text, args.seed)
-    printer = None if args.quiet else ProgressPrinter(sys.stderr)
     if args.orchestrator:
-        with AuditClient(args.orchestrator) as auditor:
-            outcome = auditor.run(task_text, args.format, args.seed, on_event=printer)
+        with AuditClient(args.orchestrator) as auditor, _progress(args) as display:
+            outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
     else:
         if args.workers < 1:
             raise UsageError("--workers: must be at least 1")
         _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
         with LocalCluster(workers=args.workers, storage_root=args.storage_root) as cluster, \
-                AuditClient(cluster.address) as auditor:
-            outcome = auditor.run(task_text, args.format, args.seed, on_event=printer)
+                AuditClient(cluster.address) as auditor, _progress(args) as display:
+            outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
     return _deliver(outcome, args)
 
 
 def watch_command(args: argparse.Namespace) -> int:
-    printer = None if args.quiet else ProgressPrinter(sys.stderr)
-    with AuditClient(args.orchestrator) as auditor:
-        outcome = auditor.collect(auditor.watch(args.task_id, args.from_sequence), on_event=printer)
+    with AuditClient(args.orchestrator) as auditor, _progress(args) as display:
+        outcome = auditor.collect(auditor.watch(args.task_id, args.from_sequence), on_event=display)
     return _deliver(outcome, args)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    try:
+        spec = task_spec.parse_yaml(args.task.read_text())
+    except OSError as error:
+        raise UsageError(f"cannot read the task file: {error}") from None
+    root = args.storage_root.resolve()
+    missing = [Problem(f"attacks[{index}].args.{field}", f"no folder {path!r} under the storage root {root}")
+               for index, attack in enumerate(spec.attacks) for field, path in attack.storage_paths()
+               if not (root / path).is_dir()]
+    if missing:
+        raise TaskError(missing)
+    print(f"{args.task}: valid, {len(spec.attacks)} attack(s): {', '.join(a.name for a in spec.attacks)}; "
+          f"seed {spec.seed}; every folder exists under {root}")
+    return EXIT_OK
+
+
+def attacks_command(args: argparse.Namespace) -> int:
+    if args.orchestrator:
+        with AuditClient(args.orchestrator) as auditor:
+            described = [json_format.MessageToDict(a, preserving_proto_field_name=True) for a in auditor.attacks()]
+    else:  # the same schema the orchestrator serves, from this client's copy
+        described = [{**a, "arguments": [{**g, "default_value": g["default"]} for g in a["arguments"]]}
+                     for a in task_spec.describe_attacks()]
+    for attack in described:
+        print(f"{attack['name']}: {attack['description']}")
+        for argument in attack.get("arguments", []):
+            default = "required" if argument.get("required") else f"default {argument.get('default_value')}"
+            print(f"    {argument['name']:<20} {argument['type']:<24} {default:<18} {argument['description']}")
+    return EXIT_OK
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -208,7 +258,21 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
     if outcome.done.error:
         print(f"privaudit: {outcome.done.error}", file=sys.stderr)
         return EXIT_FAILED
+    risk = outcome.summary.overall_risk if outcome.summary else report_pb2.RISK_LEVEL_UNSPECIFIED
+    if args.fail_on and risk >= RISK_LEVELS[args.fail_on]:
+        print(f"privaudit: overall risk {report_pb2.RiskLevel.Name(risk).removeprefix('RISK_LEVEL_')} reaches "
+              f"--fail-on {args.fail_on}", file=sys.stderr)
+        return EXIT_RISKY
     return EXIT_OK
+
+
+def _progress(args: argparse.Namespace) -> AbstractContextManager:
+    """The progress display: none with --quiet, live bars on a terminal, plain lines otherwise."""
+    if args.quiet:
+        return nullcontext(None)
+    if sys.stderr.isatty():
+        return LiveProgress(sys.stderr)
+    return nullcontext(ProgressPrinter(sys.stderr))
 
 
 def _state(status: orchestrator_pb2.AuditStatus) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,15 @@ def test_cluster_up_run_inspect_down(tmp_path):
         cancel = privaudit("cancel", task_id, "--orchestrator", address)
         assert cancel.returncode == 0 and "SUCCEEDED" in cancel.stdout  # finished audits stay as they were
 
+        served = privaudit("attacks", "--orchestrator", address)
+        assert served.returncode == 0
+        assert "LIRA:" in served.stdout and "num_shadow" in served.stdout and "default 16" in served.stdout
+
+        gated = privaudit("run", "example/tasks/mem_inf.yaml", "--orchestrator", address, "--quiet",
+                          "--fail-on", "MIDDLE")
+        assert gated.returncode == 3, gated.stderr
+        assert "reaches --fail-on MIDDLE" in gated.stderr
+
         missing = privaudit("status", "no-such-task", "--orchestrator", address)
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
     finally:
@@ -83,3 +93,30 @@ def test_usage_errors_name_what_is_missing(args, message, monkeypatch):
     completed = privaudit(*args, timeout=60)
     assert completed.returncode in (1, 2)
     assert message in completed.stderr
+
+
+def test_validate_checks_the_schema_and_the_folders(tmp_path):
+    assert privaudit("validate", "example/tasks/mem_inf.yaml").returncode == 0
+    broken = tmp_path / "task.yaml"
+    broken.write_text((REPO / "example/tasks/mem_inf.yaml").read_text().replace("digits_cnn", "digits_cnx"))
+    completed = privaudit("validate", str(broken))
+    assert completed.returncode == 2
+    assert "attacks[1].args.shadow_model: no folder './example/models/digits_cnx'" in completed.stderr
+
+
+def test_live_progress_on_a_terminal(tmp_path):
+    """On a terminal, progress is drawn with bars (rich); captured through a pseudo-terminal."""
+    import pty
+
+    output = bytearray()
+
+    def read(fd):
+        data = os.read(fd, 65536)
+        output.extend(data)
+        return data
+
+    code = pty.spawn([*PRIVAUDIT, "run", "example/tasks/mem_inf.yaml", "--output", str(tmp_path / "r.txt")],
+                     read)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(code) == 0, text[-2000:]
+    assert "3/3 LABEL-ONLY" in text and "risk HIGH" in text and "━" in text

@@ -11,6 +11,7 @@ with every default filled in; that is what the orchestrator sends to workers.
 from __future__ import annotations
 
 import difflib
+import json
 import posixpath
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -90,8 +91,23 @@ class AttackArgs(_Strict):
         """The target model's member and non-member datasets."""
         return getattr(self, self.target_pair)
 
+    def storage_paths(self) -> list[tuple[str, str]]:
+        """Every (field, folder) the attack reads, e.g. ("target_datasets.members", "./data/in")."""
+        paths: list[tuple[str, str]] = []
+        for field in type(self).model_fields:
+            value = getattr(self, field)
+            if isinstance(value, DatasetPair):
+                paths += [(f"{field}.members", value.members), (f"{field}.non_members", value.non_members)]
+            elif field == "population_datasets":
+                paths += [(f"{field}[{i}]", path) for i, path in enumerate(value)]
+            elif field.endswith("_model"):
+                paths.append((field, value))
+        return paths
+
 
 class BaselineArgs(AttackArgs):
+    """Calls a record a member when the target model labels it correctly."""
+
     name: ClassVar[str] = "BASELINE"
     proto_field: ClassVar[str] = "baseline"
     proto_type: ClassVar[type[Message]] = task_pb2.BaselineArgs
@@ -116,6 +132,8 @@ class ShadowAttackArgs(AttackArgs):
 
 
 class MlLeakArgs(ShadowAttackArgs):
+    """Learns membership from a shadow model's top-k sorted confidence scores (Salem et al., 2019)."""
+
     name: ClassVar[str] = "ML-LEAK"
     proto_field: ClassVar[str] = "ml_leak"
     proto_type: ClassVar[type[Message]] = task_pb2.MlLeakArgs
@@ -124,6 +142,9 @@ class MlLeakArgs(ShadowAttackArgs):
 
 
 class LabelOnlyArgs(ShadowAttackArgs):
+    """Learns membership from which rotated or shifted copies of a record the model still labels
+    correctly (Choquette-Choo et al., 2021)."""
+
     name: ClassVar[str] = "LABEL-ONLY"
     proto_field: ClassVar[str] = "label_only"
     proto_type: ClassVar[type[Message]] = task_pb2.LabelOnlyArgs
@@ -134,6 +155,8 @@ class LabelOnlyArgs(ShadowAttackArgs):
 
 
 class LossArgs(AttackArgs):
+    """Scores a record by the target model's loss on it: the lower, the likelier a member (Yeom et al., 2018)."""
+
     name: ClassVar[str] = "LOSS"
     proto_field: ClassVar[str] = "loss"
     proto_type: ClassVar[type[Message]] = task_pb2.LossArgs
@@ -166,6 +189,9 @@ class ShadowModelArgs(AttackArgs):
 
 
 class LiraArgs(ShadowModelArgs):
+    """Likelihood-ratio test of the target's confidence against Gaussians fitted over shadow models
+    trained with and without each record (Carlini et al., 2022)."""
+
     name: ClassVar[str] = "LIRA"
     proto_field: ClassVar[str] = "lira"
     proto_type: ClassVar[type[Message]] = task_pb2.LiraArgs
@@ -177,6 +203,9 @@ class LiraArgs(ShadowModelArgs):
 
 
 class RmiaArgs(ShadowModelArgs):
+    """Compares each record's likelihood ratio with population samples', normalised by reference
+    models (Zarifzadeh, Liu and Shokri, 2024)."""
+
     name: ClassVar[str] = "RMIA"
     proto_field: ClassVar[str] = "rmia"
     proto_type: ClassVar[type[Message]] = task_pb2.RmiaArgs
@@ -201,6 +230,36 @@ ATTACKS: dict[str, type[AttackArgs]] = {
 }
 _BY_PROTO_FIELD = {cls.proto_field: cls for cls in ATTACKS.values()}
 _AUGMENTATIONS = {"r": task_pb2.AUGMENTATION_ROTATION, "d": task_pb2.AUGMENTATION_TRANSLATION}
+
+
+# What each argument means; one entry per YAML key, whichever attacks take it.
+ARGUMENT_HELP = {
+    "test_datasets": "[members, non_members]: the target model's training data and data it never saw",
+    "target_datasets": "[members, non_members]: the target model's training data and data it never saw",
+    "target_model": "folder with the audited model's .py (get_model()) and .pdparams",
+    "shadow_model": "folder whose .py gives the shadow model's architecture; trained from scratch",
+    "shadow_datasets": "[members, non_members]: the shadow model's training set and a disjoint held-out set",
+    "shadow_epoch": "training epochs of the shadow model (>= 1)",
+    "shadow_lr": "Adam learning rate of the shadow model (> 0)",
+    "classifier_epoch": "training epochs of the attack classifier (>= 1)",
+    "classifier_lr": "Adam learning rate of the attack classifier (> 0)",
+    "batch_size": "records per batch for training and prediction (>= 1)",
+    "topk": "how many of the largest posteriors form the attack's feature (1 to the number of classes)",
+    "attack_type": "r: rotate by every whole degree in [-r, r]; d: shift by every (dx, dy) with |dx|+|dy| <= d",
+    "r": "largest rotation in degrees, with attack_type r (0 to 180; 0 = the record itself only)",
+    "d": "largest shift in pixels, with attack_type d (0 to 64; 0 = the record itself only)",
+    "population_datasets": "folders of auxiliary data from the target's distribution",
+    "num_shadow": "shadow (reference) models to train, one job each",
+    "online": "use models trained with and without each record (online) or only without (offline)",
+    "epochs": "training epochs of each shadow model (>= 1)",
+    "lr": "Adam learning rate of the shadow models (> 0)",
+    "seed": "this attack's seed instead of the task's",
+    "fixed_variance": "one variance for all records; unset: on when num_shadow < 64",
+    "augment": "average over flipped and shifted queries as well as the record itself",
+    "a": "offline approximation of Pr(x) from OUT models: ((1 + a) Pr(x|OUT) + (1 - a)) / 2 (0 to 1)",
+    "gamma": "likelihood-ratio threshold a pair (x, z) must reach (> 0)",
+    "num_population": "population samples z to compare each record with (>= 1)",
+}
 
 
 class TaskSpec(BaseModel):
@@ -273,6 +332,33 @@ def attack_to_proto(args: AttackArgs) -> task_pb2.AttackSpec:
     return task_pb2.AttackSpec(
         type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, **{args.proto_field: args.proto_type(**fields)}
     )
+
+
+def describe_attacks() -> list[dict[str, Any]]:
+    """Every attack with its arguments: name, type, required, default (JSON) and meaning."""
+    described = []
+    for name, model in ATTACKS.items():
+        arguments = []
+        for argument, info in model.model_fields.items():
+            arguments.append({
+                "name": argument,
+                "type": _type_name(info.annotation),
+                "required": info.is_required(),
+                "default": "" if info.is_required() else json.dumps(info.get_default(call_default_factory=True)),
+                "description": ARGUMENT_HELP[argument],
+            })
+        described.append({"name": name, "description": " ".join((model.__doc__ or "").split()),
+                          "arguments": arguments})
+    return described
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation)
+    for pattern, shown in (("DatasetPair", "[members, non_members]"), ("tuple", "[folder, ...]"),
+                           ("Literal", "'r' or 'd'"), ("bool", "bool"), ("int", "int"), ("float", "float")):
+        if pattern in text:
+            return shown + (" or null" if "None" in text and shown in ("bool", "int") else "")
+    return "folder"
 
 
 # ---------------------------------------------------------------- internals

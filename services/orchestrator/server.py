@@ -56,6 +56,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def CancelAudit(self, request, context: grpc.ServicerContext):
         return orchestrator_pb2.CancelAuditResponse(audit=self._known(context, request.task_id, self.runner.cancel))
 
+    def ListAttacks(self, request, context: grpc.ServicerContext):
+        return orchestrator_pb2.ListAttacksResponse(attacks=[
+            orchestrator_pb2.AttackDescription(
+                name=attack["name"], description=attack["description"],
+                arguments=[orchestrator_pb2.ArgumentDescription(
+                    name=a["name"], type=a["type"], required=a["required"], default_value=a["default"],
+                    description=a["description"]) for a in attack["arguments"]])
+            for attack in task_spec.describe_attacks()])
+
     @staticmethod
     def _known(context: grpc.ServicerContext, task_id: str, lookup):
         """lookup(task_id), or NOT_FOUND naming the id."""

@@ -157,3 +157,37 @@ class CancelAuditResponse(_message.Message):
     AUDIT_FIELD_NUMBER: _ClassVar[int]
     audit: AuditStatus
     def __init__(self, audit: _Optional[_Union[AuditStatus, _Mapping]] = ...) -> None: ...
+
+class ListAttacksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAttacksResponse(_message.Message):
+    __slots__ = ("attacks",)
+    ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    attacks: _containers.RepeatedCompositeFieldContainer[AttackDescription]
+    def __init__(self, attacks: _Optional[_Iterable[_Union[AttackDescription, _Mapping]]] = ...) -> None: ...
+
+class AttackDescription(_message.Message):
+    __slots__ = ("name", "description", "arguments")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    arguments: _containers.RepeatedCompositeFieldContainer[ArgumentDescription]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments: _Optional[_Iterable[_Union[ArgumentDescription, _Mapping]]] = ...) -> None: ...
+
+class ArgumentDescription(_message.Message):
+    __slots__ = ("name", "type", "required", "default_value", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    required: bool
+    default_value: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., required: _Optional[bool] = ..., default_value: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...

@@ -62,6 +62,11 @@ class OrchestratorServiceStub:
                 request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditRequest.SerializeToString,
                 response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditResponse.FromString,
                 _registered_method=True)
+        self.ListAttacks = channel.unary_unary(
+                '/privaudit.v1.OrchestratorService/ListAttacks',
+                request_serializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAttacksRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAttacksResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -115,6 +120,14 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAttacks(self, request, context):
+        """Every attack this service runs, with its arguments, their types and
+        defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +155,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.CancelAudit,
                     request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditRequest.FromString,
                     response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditResponse.SerializeToString,
+            ),
+            'ListAttacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAttacks,
+                    request_deserializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAttacksRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_orchestrator__pb2.ListAttacksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -282,6 +300,33 @@ class OrchestratorService:
             '/privaudit.v1.OrchestratorService/CancelAudit',
             privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditRequest.SerializeToString,
             privaudit_dot_v1_dot_orchestrator__pb2.CancelAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAttacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privaudit.v1.OrchestratorService/ListAttacks',
+            privaudit_dot_v1_dot_orchestrator__pb2.ListAttacksRequest.SerializeToString,
+            privaudit_dot_v1_dot_orchestrator__pb2.ListAttacksResponse.FromString,
             options,
             channel_credentials,
             insecure,
