@@ -143,6 +143,8 @@ def test_a_long_roc_is_thinned_keeping_ends_and_order():
     assert (evaluation.roc_fpr[-1], evaluation.roc_tpr[-1]) == (1.0, 1.0)
     assert np.all(np.diff(evaluation.roc_fpr) >= 0) and np.all(np.diff(evaluation.roc_tpr) >= 0)
     assert set(zip(evaluation.roc_fpr, evaluation.roc_tpr, strict=True)) <= set(zip(fpr, tpr, strict=True))
+    # The low-FPR end, which log-log plots and the reporter's epsilon bound read, is kept whole.
+    assert evaluation.roc_fpr[:10] == tuple(fpr[:10]) and evaluation.roc_tpr[:10] == tuple(tpr[:10])
 
 
 def test_scores_must_be_finite():
@@ -153,9 +155,52 @@ def test_scores_must_be_finite():
 def test_to_proto_leaves_not_measurable_figures_unset():
     rng = np.random.default_rng(4)
     evaluation = metrics.evaluate(Scores(rng.random(150) + 0.3, rng.random(150), threshold=0.5), SEED)
-    message, roc = metrics.to_proto(evaluation)
+    result = metrics.to_proto(evaluation)
+    message = result.metrics
     assert message.HasField("tpr_at_1pct_fpr") and not message.HasField("tpr_at_0_1pct_fpr")
     assert message.tpr_at_1pct_fpr == evaluation.tpr_at_1pct_fpr
     assert (message.num_members, message.num_non_members) == (150, 150)
     assert (message.accuracy, message.auc, message.decision_threshold) == (evaluation.accuracy, evaluation.auc, 0.5)
-    assert [(p.fpr, p.tpr) for p in roc] == list(zip(evaluation.roc_fpr, evaluation.roc_tpr, strict=True))
+    assert [(p.fpr, p.tpr) for p in result.roc] == list(zip(evaluation.roc_fpr, evaluation.roc_tpr, strict=True))
+    assert [(r.index, r.score) for r in result.most_exposed] == list(evaluation.most_exposed)
+    histogram = result.score_histogram
+    assert (tuple(histogram.edges), tuple(histogram.member_counts), tuple(histogram.non_member_counts)) == (
+        evaluation.histogram.edges, evaluation.histogram.member_counts, evaluation.histogram.non_member_counts)
+
+
+def test_most_exposed_are_the_top_members_of_the_whole_set_ties_by_index():
+    """Ranked over all 30 members, not the 10 the balanced set keeps; equal scores keep dataset order."""
+    members = np.zeros(30)
+    members[[4, 25, 7, 12]] = [0.9, 0.9, 0.95, 0.9]
+    evaluation = metrics.evaluate(Scores(members, np.zeros(10), threshold=0.5), SEED)
+    assert evaluation.num_members == 10
+    assert len(evaluation.most_exposed) == metrics.MOST_EXPOSED == 20
+    assert evaluation.most_exposed[:6] == ((7, 0.95), (4, 0.9), (12, 0.9), (25, 0.9), (0, 0.0), (1, 0.0))
+    assert [index for index, _ in evaluation.most_exposed[4:]] == [0, 1, 2, 3, 5, 6, *range(8, 12), *range(13, 19)]
+
+
+def test_most_exposed_lists_every_member_of_a_small_set():
+    assert metrics.most_exposed(np.array([0.2, 0.7, 0.2])) == ((1, 0.7), (0, 0.2), (2, 0.2))
+
+
+def test_histogram_counts_the_balanced_sets_over_shared_bins():
+    members, non_members = np.array([0.0, 0.5, 0.5, 1.0]), np.array([0.0, 0.0, 0.1, 0.2])
+    histogram = metrics.histogram(members, non_members, bins=4)
+    assert histogram.edges == (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert histogram.member_counts == (1, 0, 2, 1)  # 1.0 falls in the last bin, 0.5 in [0.5, 0.75)
+    assert histogram.non_member_counts == (4, 0, 0, 0)
+
+
+def test_histogram_of_an_evaluation_sums_to_the_balanced_sizes():
+    rng = np.random.default_rng(5)
+    evaluation = metrics.evaluate(Scores(rng.random(80), rng.random(50), threshold=0.5), SEED)
+    histogram = evaluation.histogram
+    assert len(histogram.edges) == metrics.HISTOGRAM_BINS + 1
+    assert len(histogram.member_counts) == len(histogram.non_member_counts) == metrics.HISTOGRAM_BINS
+    assert (sum(histogram.member_counts), sum(histogram.non_member_counts)) == (50, 50)
+
+
+def test_histogram_of_one_repeated_score_is_one_unit_wide():
+    histogram = metrics.histogram(np.full(5, 0.7), np.full(5, 0.7), bins=2)
+    assert histogram.edges == pytest.approx((0.2, 0.7, 1.2))
+    assert (histogram.member_counts, histogram.non_member_counts) == ((0, 5), (0, 5))

@@ -22,6 +22,11 @@ def test_everything_in_its_fixed_order_when_a_score_attack_is_high_and_the_gap_l
     why = {r.id: r.why for r in report.advice.recommendations}
     assert why["differential_privacy"].startswith(
         "Overall risk is HIGH (LABEL-ONLY (attacks[0]) rated MIDDLE, ML-LEAK (attacks[1]) rated HIGH)")
+    # Both attacks have the same ROC, so the same bound: the first is named.
+    assert why["differential_privacy"].endswith(
+        "LABEL-ONLY (attacks[0]) shows that any DP guarantee of this training has epsilon >= 0.2082 at delta = 1e-05 "
+        "(95% confidence): a budget below that would rule out what the attack achieved here. The bound is "
+        "empirical, a floor: stronger attacks may push it higher.")
     assert why["confidence_masking"] == (
         "Attacks reading confidence scores succeeded: ML-LEAK (attacks[1]) rated HIGH. "
         "It will not stop the label-only attacks: LABEL-ONLY (attacks[0]).")
@@ -86,3 +91,22 @@ def test_same_findings_same_advice_whatever_order_results_arrive_in() -> None:
     first = make_report(*results).advice
     assert make_report(*results).advice == first
     assert make_report(*reversed(results)).advice == first
+
+
+def test_dp_advice_names_the_attack_with_the_largest_epsilon_bound() -> None:
+    """Attack 1's ROC has more points on the same 1.3x slope; its bound is the larger."""
+    report = make_report(succeeded(0, auc=MIDDLE_AUC), succeeded(1, "LABEL-ONLY", auc=0.5, roc_points=9))
+    (dp,) = [r for r in report.advice.recommendations if r.id == "differential_privacy"]
+    assert report.strongest_bound is report.attacks[1]
+    assert report.attacks[1].epsilon.epsilon > report.attacks[0].epsilon.epsilon > 0
+    assert f"LABEL-ONLY (attacks[1]) shows that any DP guarantee of this training has epsilon >= " \
+           f"{report.attacks[1].epsilon.epsilon:.4f} at delta = 1e-05" in dp.why
+
+
+def test_dp_advice_says_when_no_bound_rules_anything_out() -> None:
+    attack = succeeded(0, auc=MIDDLE_AUC)
+    del attack.roc[1]
+    (dp,) = [r for r in make_report(attack).advice.recommendations if r.id == "differential_privacy"]
+    assert dp.why.endswith("The empirical privacy bound is epsilon >= 0 at delta = 1e-05: at 95% confidence, no "
+                           "attack's result on evaluation sets of this size rules out any budget, so it gives no "
+                           "guide to choosing one.")

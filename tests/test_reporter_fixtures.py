@@ -36,10 +36,15 @@ def metrics(auc: float = 0.5, tpr_1: float | None = 0.01, tpr_01: float | None =
 
 
 def succeeded(index: int, name: str = "BASELINE", *, model: str = "digits_mlp", train_acc: float = 0.95,
-              test_acc: float = 0.93, roc_points: int = 3, **metric_args: Any) -> results_pb2.AttackResult:
-    """A succeeded attack on `model` with the target datasets train/test; `metric_args` go to `metrics`."""
+              test_acc: float = 0.93, roc_points: int = 3, exposed: int = 20,
+              **metric_args: Any) -> results_pb2.AttackResult:
+    """A succeeded attack on `model` with the target datasets train/test, its `exposed` most exposed
+    members and a 4-bin score histogram; `metric_args` go to `metrics`."""
     roc = [results_pb2.RocPoint(fpr=i / (roc_points - 1), tpr=min(1.0, 1.3 * i / (roc_points - 1)) if i else 0.0)
            for i in range(roc_points)]
+    measured = metrics(**metric_args)
+    quarter = measured.num_members // 4
+    rest = measured.num_members - 3 * quarter
     return results_pb2.AttackResult(
         attack_index=index,
         attack_name=name,
@@ -52,8 +57,12 @@ def succeeded(index: int, name: str = "BASELINE", *, model: str = "digits_mlp", 
             results_pb2.DatasetSummary(name="digits_test", path="datasets/digits_test", is_member_dataset=False,
                                        length=897, role="target"),
         ],
-        metrics=metrics(**metric_args),
+        metrics=measured,
         roc=roc,
+        most_exposed=[results_pb2.ExposedRecord(index=(7 * i) % 97, score=1 - i / 64) for i in range(exposed)],
+        score_histogram=results_pb2.ScoreHistogram(edges=[0.0, 0.25, 0.5, 0.75, 1.0],
+                                                   member_counts=[quarter, quarter, quarter, rest],
+                                                   non_member_counts=[rest, quarter, quarter, quarter]),
         timings=[results_pb2.StageTiming(stage=results_pb2.STAGE_LOAD, seconds=0.25),
                  results_pb2.StageTiming(stage=results_pb2.STAGE_SCORE, seconds=0.5)],
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 import jsonschema
 import pytest
+from scipy.stats import binom
 from test_reporter_fixtures import SCHEMA, failed, make_report, succeeded, validate_json
 
 from services.reporter import render_json
@@ -39,11 +41,25 @@ def test_succeeded_attack_content() -> None:
     assert attack["risk_reason"].startswith("AUC 0.6000 >= 0.55")
     assert attack["error"] is None
     assert attack["timings"] == {"load": 0.25, "score": 0.5}
+    assert attack["most_exposed"][:2] == [{"index": 0, "score": 1.0}, {"index": 7, "score": 0.984375}]
+    assert len(attack["most_exposed"]) == 20
+    assert attack["score_histogram"] == {"edges": [0.0, 0.25, 0.5, 0.75, 1.0], "member_counts": [125, 125, 125, 125],
+                                         "non_member_counts": [125, 125, 125, 125]}
+
+
+def test_epsilon_bound_with_the_point_and_interval_it_comes_from() -> None:
+    """ROC point (0.5, 0.65) on 500 + 500 records: 325 and 250 hits."""
+    bound = _document(*_mixed_results())["attacks"][0]["epsilon_bound"]
+    assert (bound["fpr"], bound["tpr"], bound["delta"], bound["confidence"]) == (0.5, 0.65, 1e-5, 0.95)
+    assert binom.sf(324, 500, bound["tpr_lower"]) == pytest.approx(0.025)
+    assert binom.cdf(250, 500, bound["fpr_upper"]) == pytest.approx(0.025)
+    assert bound["epsilon"] == pytest.approx(math.log((1 - bound["fpr_upper"] - 1e-5) / (1 - bound["tpr_lower"])))
 
 
 def test_failed_attack_content() -> None:
     attack = _document(*_mixed_results())["attacks"][1]
     assert (attack["status"], attack["metrics"], attack["risk"], attack["roc"]) == ("failed", None, None, [])
+    assert (attack["epsilon_bound"], attack["most_exposed"], attack["score_histogram"]) == (None, [], None)
     assert attack["error"] == {"code": "INVALID_ARGUMENT", "field": "attacks[1].args.shadow_model",
                                "message": "the folder has no .py file; add one defining get_model()"}
 
@@ -67,6 +83,7 @@ def test_models_datasets_and_policy() -> None:
     assert [(d["name"], d["is_member_dataset"], d["role"]) for d in document["datasets"]] == [
         ("digits_train", True, "target"), ("digits_test", False, "target")]
     assert document["risk_policy"]["levels"]["high"]["auc"] == 0.65
+    assert document["risk_policy"]["epsilon_bound"] == {"delta": 1e-5}
 
 
 def test_reruns_are_byte_identical_with_sorted_keys() -> None:
@@ -93,6 +110,11 @@ def test_only_failed_attacks_validate() -> None:
         lambda d: d["attacks"][0]["roc"].append([0.5]),
         lambda d: d["summary"].update(risk="SEVERE"),
         lambda d: d["summary"]["recommendations"][0].update(id="pray"),
+        lambda d: d["attacks"][0]["epsilon_bound"].update(epsilon=-0.1),
+        lambda d: d["attacks"][1].update(epsilon_bound=d["attacks"][0]["epsilon_bound"]),  # a failed attack bounded
+        lambda d: d["attacks"][1]["most_exposed"].append({"index": 3, "score": 0.9}),
+        lambda d: d["attacks"][0]["most_exposed"].append({"index": -1, "score": 0.9}),
+        lambda d: d["attacks"][0]["score_histogram"].pop("edges"),
     ],
 )
 def test_schema_refuses_broken_reports(breakage) -> None:

@@ -82,6 +82,7 @@ def test_thresholds_come_from_the_policy_file() -> None:
         "  high: {auc: 0.9, tpr_at_1pct_fpr: 0.9, tpr_at_0_1pct_fpr: 0.9}\n"
         "  middle: {auc: 0.8, tpr_at_1pct_fpr: 0.8, tpr_at_0_1pct_fpr: 0.8}\n"
         "advice: {large_accuracy_gap: 0.5}\n"
+        "epsilon_bound: {delta: 1.0e-6}\n"
     )
     assert rate(metrics(auc=0.7, tpr_01=0.5), lenient) == (
         Risk.LOW, "below every MIDDLE threshold: AUC 0.7000 < 0.8, TPR@1%FPR 0.0100 < 0.8, TPR@0.1%FPR 0.5000 < 0.8")

@@ -6,7 +6,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +17,7 @@ from test_reporter_fixtures import POLICY, failed, make_report, succeeded, valid
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2
 from services.common.channels import open_channel
 from services.common.server import start_server
-from services.reporter import render_json
+from services.reporter import render_html, render_json
 from services.reporter.__main__ import main
 from services.reporter.server import CHUNK_BYTES, SERVICE_NAME, ReporterServicer, chunks
 
@@ -89,6 +89,11 @@ def test_large_json_report_arrives_in_chunks_that_make_the_whole(stub, caplog) -
         in caplog.messages
 
 
+def _with(result: results_pb2.AttackResult, change: Callable[[results_pb2.AttackResult], object]):
+    change(result)
+    return result
+
+
 def _nan_auc() -> results_pb2.AttackResult:
     result = succeeded(0)
     result.metrics.auc = float("nan")
@@ -108,7 +113,13 @@ def _nan_auc() -> results_pb2.AttackResult:
         ([_nan_auc()], report_pb2.REPORT_FORMAT_JSON,
          "results[0].metrics.auc: must be between 0 and 1, got nan"),
         ([succeeded(0)], 7, "format: 7 is not a format this reporter renders; use one of REPORT_FORMAT_TEXT, "
-         "REPORT_FORMAT_JSON"),
+         "REPORT_FORMAT_JSON, REPORT_FORMAT_HTML"),
+        ([_with(succeeded(0), lambda r: r.score_histogram.member_counts.append(1))], report_pb2.REPORT_FORMAT_HTML,
+         "results[0].score_histogram.member_counts: must have one count per bin (4), got 5"),
+        ([_with(succeeded(0), lambda r: r.score_histogram.edges.__setitem__(1, 0.9))], report_pb2.REPORT_FORMAT_HTML,
+         "results[0].score_histogram.edges: must be finite and strictly increasing"),
+        ([_with(succeeded(0), lambda r: r.most_exposed.add(index=3, score=float("inf")))],
+         report_pb2.REPORT_FORMAT_JSON, "results[0].most_exposed[20].score: must be a finite number, got inf"),
     ],
 )
 def test_requests_it_cannot_render_are_invalid_argument(stub, results, report_format, message) -> None:
@@ -143,6 +154,16 @@ def test_policy_from_the_environment(tmp_path: Path, monkeypatch, capsys) -> Non
     with pytest.raises(SystemExit):
         main(["--listen", "127.0.0.1:0"])
     assert "missing.yaml: cannot read it" in capsys.readouterr().err
+
+
+def test_html_report_arrives_in_chunks(stub) -> None:
+    results = [succeeded(0, "ML-LEAK", auc=0.7), failed(1)]
+    summary, pieces = _build(stub, results, report_pb2.REPORT_FORMAT_HTML)
+    assert summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
+    assert {c.format for c in pieces} == {report_pb2.REPORT_FORMAT_HTML} and len(pieces) > 1
+    html = b"".join(c.data for c in pieces)
+    assert html == render_html.render(make_report(*results))
+    assert html.startswith(b"<!DOCTYPE html>")
 
 
 def test_json_summary_matches_the_stream_summary(stub) -> None:

@@ -52,6 +52,21 @@ def test_attack_entry_shows_description_results_and_low_fpr_figures() -> None:
         "\t  evaluation set: 500 members, 500 non-members",
         "\t  risk: MIDDLE, AUC 0.5949 >= 0.55; TPR@0.1%FPR not measurable (needs >= 1000 non-members, had 500), "
         "so low FPR is judged by TPR@1%FPR",
+        "\t  privacy bound: epsilon >= 0.1456 at delta = 1e-05 (from FPR 0.5000 and TPR 0.6500, 95% Clopper-Pearson "
+        "intervals)",
+        "\t  most exposed members (record #, score): #0 (1.0000), #7 (0.9844), #14 (0.9688), #21 (0.9531), "
+        "#28 (0.9375); 20 in the JSON and HTML reports",
+    ]
+
+
+def test_a_chance_level_attack_bounds_nothing_and_a_short_list_is_shown_whole() -> None:
+    attack = succeeded(0, exposed=2)
+    del attack.roc[1]  # (0, 0) -> (1, 1): the diagonal
+    lines = _section(_text(attack), "Attacks")
+    assert lines[-2:] == [
+        "\t  privacy bound: epsilon >= 0 at delta = 1e-05 (no point of the ROC curve rules out any epsilon with "
+        "95% Clopper-Pearson intervals)",
+        "\t  most exposed members (record #, score): #0 (1.0000), #7 (0.9844)",
     ]
 
 

@@ -48,6 +48,21 @@ def test_a_baseline_job_reports_model_datasets_metrics_and_timings(tree):
     assert {p.stage for p in progress} == set(stages) and {p.attack_index for p in progress} == {2}
 
 
+def test_a_job_names_its_most_exposed_members_and_histograms_the_scores(tree):
+    """BASELINE scores 1 for the 6 correctly labelled members (records 0-5), 0 for the others."""
+    result, _ = run(tree)
+    assert [(r.index, r.score) for r in result.most_exposed] == [(i, 1.0) for i in range(6)] + [(6, 0.0), (7, 0.0)]
+    histogram = result.score_histogram
+    assert (histogram.edges[0], histogram.edges[-1]) == (0.0, 1.0)
+    assert (histogram.member_counts[0], histogram.member_counts[-1], sum(histogram.member_counts)) == (2, 6, 8)
+    assert (histogram.non_member_counts[0], histogram.non_member_counts[-1]) == (5, 3)
+
+
+def test_a_failed_job_has_no_measurements(tree):
+    result, _ = run(tree, baseline_request(tree, target_model="models/../../elsewhere"))
+    assert not result.most_exposed and not result.HasField("score_histogram") and not result.roc
+
+
 def test_the_job_seed_drives_the_balancing(tmp_path):
     tree = write_audit_tree(tmp_path, member_correct=[True, False] * 10, non_member_correct=[True, False] * 2)
     accuracies = {run(tree, baseline_request(tree, seed=seed))[0].metrics.accuracy for seed in range(6)}

@@ -65,9 +65,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | Pat
     result.status = results_pb2.ATTACK_STATUS_SUCCEEDED
     result.target_model.CopyFrom(target)
     result.datasets.extend(_dataset_summaries(args, runtime.datasets_read))
-    result_metrics, roc = metrics.to_proto(evaluation)
-    result.metrics.CopyFrom(result_metrics)
-    result.roc.extend(roc)
+    result.MergeFrom(metrics.to_proto(evaluation))
     result.timings.extend(runtime.timings)
     return result
 

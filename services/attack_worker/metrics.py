@@ -14,6 +14,10 @@ form one step: a low-FPR figure is read only at real points of the curve,
 never interpolated into the middle of a tie (which would flatter it) nor
 dropped because the tie straddles the FPR bound (the point below it counts).
 A TPR at an FPR bound below 1/#non-members cannot be measured and is None.
+
+Two views of the scores go with the metrics: the members the attack exposes most
+(ranked over the whole member set, whose records `Scores.members` holds in dataset
+order) and a histogram of the balanced set's member and non-member scores.
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ MAX_ROC_POINTS = 300
 # Low-FPR bounds, as 1/denominator so the "measurable" test is exact integer arithmetic.
 FPR_1PCT = 100
 FPR_0_1PCT = 1000
+# How many of the highest-scoring members a result names, and the histogram's bins.
+MOST_EXPOSED = 20
+HISTOGRAM_BINS = 30
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Member and non-member counts over shared bins: `edges` has one more entry than each count list."""
+
+    edges: tuple[float, ...]
+    member_counts: tuple[int, ...]
+    non_member_counts: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -49,14 +65,17 @@ class Evaluation:
     threshold: float
     roc_fpr: tuple[float, ...]  # thinned ROC, increasing FPR, from (0, 0) to (1, 1)
     roc_tpr: tuple[float, ...]
+    most_exposed: tuple[tuple[int, float], ...]  # (index in the member dataset, score), highest score first
+    histogram: Histogram
 
 
 def evaluate(scores: Scores, seed: int) -> Evaluation:
     """The metrics of `scores` on a member/non-member set balanced with `seed`."""
-    members, non_members = balance(np.asarray(scores.members, dtype=np.float64),
-                                   np.asarray(scores.non_members, dtype=np.float64), seed)
-    if not (np.isfinite(members).all() and np.isfinite(non_members).all()):
+    all_members = np.asarray(scores.members, dtype=np.float64)
+    all_non_members = np.asarray(scores.non_members, dtype=np.float64)
+    if not (np.isfinite(all_members).all() and np.isfinite(all_non_members).all()):
         raise ValueError("membership scores must be finite numbers")
+    members, non_members = balance(all_members, all_non_members, seed)
     y_true = np.concatenate([np.ones(len(members), dtype=np.int8), np.zeros(len(non_members), dtype=np.int8)])
     y_score = np.concatenate([members, non_members])
 
@@ -78,6 +97,8 @@ def evaluate(scores: Scores, seed: int) -> Evaluation:
         threshold=float(scores.threshold),
         roc_fpr=tuple(fpr[shown].tolist()),
         roc_tpr=tuple(tpr[shown].tolist()),
+        most_exposed=most_exposed(all_members),
+        histogram=histogram(members, non_members),
     )
 
 
@@ -106,6 +127,23 @@ def thin(n: int, limit: int = MAX_ROC_POINTS) -> np.ndarray:
     return np.unique(np.rint(np.concatenate([even, low_end])).astype(np.int64))
 
 
+def most_exposed(member_scores: np.ndarray, count: int = MOST_EXPOSED) -> tuple[tuple[int, float], ...]:
+    """The `count` highest-scoring members as (index, score), highest first, ties by lower index."""
+    order = np.argsort(-member_scores, kind="stable")[:count]
+    return tuple((int(i), float(member_scores[i])) for i in order)
+
+
+def histogram(members: np.ndarray, non_members: np.ndarray, bins: int = HISTOGRAM_BINS) -> Histogram:
+    """Both score sets counted over `bins` equal bins spanning all their scores (numpy's rules:
+    the last bin includes its right edge; a single distinct score gets a bin of width 1 around it)."""
+    edges = np.histogram_bin_edges(np.concatenate([members, non_members]), bins=bins)
+    return Histogram(
+        edges=tuple(edges.tolist()),
+        member_counts=tuple(np.histogram(members, edges)[0].tolist()),
+        non_member_counts=tuple(np.histogram(non_members, edges)[0].tolist()),
+    )
+
+
 def _tpr_at_fpr(tpr: np.ndarray, false_positives: np.ndarray, num_non_members: int,
                 denominator: int) -> float | None:
     """Largest TPR among ROC points with FPR <= 1/denominator; None below the set's resolution."""
@@ -115,8 +153,9 @@ def _tpr_at_fpr(tpr: np.ndarray, false_positives: np.ndarray, num_non_members: i
     return float(tpr[within].max())
 
 
-def to_proto(evaluation: Evaluation) -> tuple[results_pb2.Metrics, list[results_pb2.RocPoint]]:
-    """The evaluation as result messages; a not-measurable figure stays unset."""
+def to_proto(evaluation: Evaluation) -> results_pb2.AttackResult:
+    """The evaluation as the measurement fields of a result (metrics, roc, most_exposed,
+    score_histogram), to merge into it; a not-measurable figure stays unset."""
     metrics = results_pb2.Metrics(
         num_members=evaluation.num_members,
         num_non_members=evaluation.num_non_members,
@@ -129,5 +168,11 @@ def to_proto(evaluation: Evaluation) -> tuple[results_pb2.Metrics, list[results_
         tpr_at_0_1pct_fpr=evaluation.tpr_at_0_1pct_fpr,
         decision_threshold=evaluation.threshold,
     )
-    roc = [results_pb2.RocPoint(fpr=f, tpr=t) for f, t in zip(evaluation.roc_fpr, evaluation.roc_tpr, strict=True)]
-    return metrics, roc
+    histogram = evaluation.histogram
+    return results_pb2.AttackResult(
+        metrics=metrics,
+        roc=[results_pb2.RocPoint(fpr=f, tpr=t) for f, t in zip(evaluation.roc_fpr, evaluation.roc_tpr, strict=True)],
+        most_exposed=[results_pb2.ExposedRecord(index=i, score=s) for i, s in evaluation.most_exposed],
+        score_histogram=results_pb2.ScoreHistogram(edges=histogram.edges, member_counts=histogram.member_counts,
+                                                   non_member_counts=histogram.non_member_counts),
+    )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from privaudit.v1 import results_pb2
 from services.reporter.catalog import attack_info
-from services.reporter.figures import decimal
+from services.reporter.epsilon import CONFIDENCE, EpsilonBound
+from services.reporter.figures import decimal, epsilon_claim
 from services.reporter.policy import Advice as AdviceSettings
 from services.reporter.risk import Assessment, Risk
 
@@ -78,8 +79,10 @@ def advise(
     models: Sequence[results_pb2.ModelSummary],
     overall: Risk | None,
     settings: AdviceSettings,
+    strongest_bound: tuple[Assessment, EpsilonBound] | None,
 ) -> Advice:
-    """The advice for these ratings and models; the same input always gives the same output."""
+    """The advice for these ratings and models, given the attack with the largest epsilon bound;
+    the same input always gives the same output."""
     if overall is None:
         return Advice((), (NOTHING_RATED_NOTE,))
     if overall is Risk.LOW:
@@ -87,7 +90,7 @@ def advise(
     risky = [a for a in assessments if a.is_risky]
     reasons: dict[str, str] = {
         "differential_privacy": f"Overall risk is {overall.name} ({_levels(risky)}); DP-SGD is the one "
-        "defence here that bounds every attack, not only the ones this audit ran."
+        "defence here that bounds every attack, not only the ones this audit ran. " + _budget(strongest_bound)
     }
     notes: list[str] = []
     by_scores = [a for a in risky if attack_info(a.attack_name).reads_scores is True]
@@ -116,6 +119,20 @@ def advise(
         Recommendation(key, *_DEFENCES[key], reasons[key]) for key in _DEFENCES if key in reasons
     )
     return Advice(recommendations, tuple(notes))
+
+
+def _budget(strongest_bound: tuple[Assessment, EpsilonBound] | None) -> str:
+    """What the empirical epsilon bound says about choosing a budget."""
+    if strongest_bound is None:
+        return "No attack gave an empirical privacy bound to compare a budget with."
+    assessment, bound = strongest_bound
+    confidence = f"{CONFIDENCE:.0%} confidence"
+    if not bound.epsilon:
+        return (f"The empirical privacy bound is {epsilon_claim(bound)}: at {confidence}, no attack's result on "
+                "evaluation sets of this size rules out any budget, so it gives no guide to choosing one.")
+    return (f"{assessment.label} shows that any DP guarantee of this training has {epsilon_claim(bound)} "
+            f"({confidence}): a budget below that would rule out what the attack achieved here. The bound is "
+            "empirical, a floor: stronger attacks may push it higher.")
 
 
 def _gap(model: results_pb2.ModelSummary) -> float:

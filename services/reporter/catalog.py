@@ -35,6 +35,26 @@ ATTACKS: dict[str, AttackInfo] = {
         "fitted on a shadow model and reads predicted labels only (Choquette-Choo et al., ICML 2021).",
         reads_scores=False,
     ),
+    "LOSS": AttackInfo(
+        "Scores each record by the target model's loss on it: models fit their training records more "
+        "closely than unseen ones, so a low loss points to a member. It reads the model's confidence in "
+        "the true label and needs no shadow model (Yeom et al., CSF 2018).",
+        reads_scores=True,
+    ),
+    "LIRA": AttackInfo(
+        "Trains shadow models of the target's architecture, each on a random half of the data, so that "
+        "every record has models trained with it and without it; fits a Gaussian to the record's scaled "
+        "confidence in each group and asks under which the target's confidence is likelier. The offline "
+        "variant uses only the models trained without it (Carlini et al., IEEE S&P 2022).",
+        reads_scores=True,
+    ),
+    "RMIA": AttackInfo(
+        "Measures how much more likely the target model finds a record than reference models do, and "
+        "compares that ratio with the same ratio for records drawn from population data: a record that "
+        "beats most population records is called a member. It stays strong with few reference models "
+        "(Zarifzadeh, Liu and Shokri, ICML 2024).",
+        reads_scores=True,
+    ),
 }
 
 _UNKNOWN = AttackInfo("No description on file for this attack.", reads_scores=None)

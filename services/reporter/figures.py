@@ -1,15 +1,35 @@
-"""The metrics the risk policy reads, how they are named in reports and how numbers are written."""
+"""The metrics the risk policy reads, how they are named in reports and how numbers and the
+epsilon bound are written."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from privaudit.v1 import results_pb2
+from services.reporter.epsilon import CONFIDENCE, EpsilonBound
 
 
 def decimal(value: float) -> str:
     """A figure as reports print it: four decimals."""
     return f"{value:.4f}"
+
+
+def epsilon_value(bound: EpsilonBound) -> str:
+    """The bound's epsilon as reports print it: four decimals, or `0` when it rules out nothing."""
+    return decimal(bound.epsilon) if bound.epsilon else "0"
+
+
+def epsilon_claim(bound: EpsilonBound) -> str:
+    """What the bound says, e.g. `epsilon >= 0.7312 at delta = 1e-05`."""
+    return f"epsilon >= {epsilon_value(bound)} at delta = {bound.delta:g}"
+
+
+def epsilon_basis(bound: EpsilonBound) -> str:
+    """Where the bound comes from, e.g. `from FPR 0.0100 and TPR 0.3000, 95% Clopper-Pearson intervals`."""
+    confidence = f"{CONFIDENCE:.0%} Clopper-Pearson intervals"
+    if not bound.epsilon:
+        return f"no point of the ROC curve rules out any epsilon with {confidence}"
+    return f"from FPR {decimal(bound.fpr)} and TPR {decimal(bound.tpr)}, {confidence}"
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,18 @@ class Advice(_Strict):
     large_accuracy_gap: float = Field(gt=0, le=1)
 
 
+class EpsilonSettings(_Strict):
+    """Settings of the empirical privacy bound: the delta its epsilon is stated at."""
+
+    delta: float = Field(gt=0, lt=1)
+
+
 class Policy(_Strict):
     """A validated risk policy."""
 
     levels: Levels
     advice: Advice
+    epsilon_bound: EpsilonSettings
 
 
 def load_policy(path: Path | None = None) -> Policy:

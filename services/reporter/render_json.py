@@ -7,15 +7,15 @@ results always give byte-identical JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from privaudit.v1 import results_pb2
 from services.common.task_spec import YAML_ATTACK_TYPE
+from services.reporter.epsilon import CONFIDENCE, EpsilonBound
 from services.reporter.figures import TPR_AT_0_1PCT_FPR, TPR_AT_1PCT_FPR
 from services.reporter.report import AttackEntry, Report
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_FILE = "report.schema.json"
 
 
@@ -73,8 +73,11 @@ def _attack(entry: AttackEntry) -> dict[str, Any]:
         "roc": [[point.fpr, point.tpr] for point in result.roc],
         "risk": assessment.risk.name if assessment.risk else None,
         "risk_reason": assessment.reason,
+        "epsilon_bound": _epsilon(entry.epsilon) if entry.epsilon else None,
+        "most_exposed": [{"index": r.index, "score": r.score} for r in result.most_exposed],
+        "score_histogram": _histogram(result.score_histogram) if result.HasField("score_histogram") else None,
         "error": None if entry.succeeded else _error(result.error),
-        "timings": _timings(result.timings),
+        "timings": entry.stage_seconds,
     }
 
 
@@ -93,14 +96,15 @@ def _metrics(metrics: results_pb2.Metrics) -> dict[str, Any]:
     }
 
 
+def _epsilon(bound: EpsilonBound) -> dict[str, float]:
+    return {"epsilon": bound.epsilon, "delta": bound.delta, "confidence": CONFIDENCE, "fpr": bound.fpr,
+            "tpr": bound.tpr, "fpr_upper": bound.fpr_upper, "tpr_lower": bound.tpr_lower}
+
+
+def _histogram(histogram: results_pb2.ScoreHistogram) -> dict[str, list[float] | list[int]]:
+    return {"edges": list(histogram.edges), "member_counts": list(histogram.member_counts),
+            "non_member_counts": list(histogram.non_member_counts)}
+
+
 def _error(error: results_pb2.AttackError) -> dict[str, str]:
     return {"code": error.code or "UNKNOWN", "field": error.field, "message": error.message}
-
-
-def _timings(timings: Iterable[results_pb2.StageTiming]) -> dict[str, float]:
-    """Seconds per stage, e.g. {"load": 0.4}; a stage that ran more than once is summed."""
-    seconds: dict[str, float] = {}
-    for timing in timings:
-        stage = results_pb2.Stage.Name(timing.stage).removeprefix("STAGE_").lower()
-        seconds[stage] = seconds.get(stage, 0.0) + timing.seconds
-    return seconds

@@ -3,13 +3,15 @@ Attacks, Summary, one tab-indented item per line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from privaudit.v1 import results_pb2
-from services.reporter.figures import LOW_FPR_FIGURES, decimal
+from services.reporter.figures import LOW_FPR_FIGURES, decimal, epsilon_basis, epsilon_claim
 from services.reporter.report import AttackEntry, Report
 
 TITLE = "Membership Inference Audit Report"
+# How many of an attack's most exposed members the text names (JSON and HTML name them all).
+EXPOSED_SHOWN = 5
 
 
 def render(report: Report) -> bytes:
@@ -48,7 +50,22 @@ def _attack(entry: AttackEntry) -> list[str]:
         f"\t  advantage = {decimal(m.advantage)}, {low_fpr}",
         f"\t  evaluation set: {m.num_members} members, {m.num_non_members} non-members",
         f"\t  risk: {entry.assessment.risk.name}, {entry.assessment.reason}",
+        *_epsilon(entry),
+        *_exposed(entry.result.most_exposed),
     ]
+
+
+def _epsilon(entry: AttackEntry) -> list[str]:
+    bound = entry.epsilon
+    return [f"\t  privacy bound: {epsilon_claim(bound)} ({epsilon_basis(bound)})"] if bound else []
+
+
+def _exposed(records: Sequence[results_pb2.ExposedRecord]) -> list[str]:
+    if not records:
+        return []
+    shown = ", ".join(f"#{r.index} ({decimal(r.score)})" for r in records[:EXPOSED_SHOWN])
+    rest = f"; {len(records)} in the JSON and HTML reports" if len(records) > EXPOSED_SHOWN else ""
+    return [f"\t  most exposed members (record #, score): {shown}{rest}"]
 
 
 def _summary(report: Report) -> list[str]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TypeVar
 
 from privaudit.v1 import report_pb2, results_pb2
 from services.reporter.advice import Advice, advise
 from services.reporter.catalog import AttackInfo, attack_info
+from services.reporter.epsilon import EpsilonBound, lower_bound
 from services.reporter.policy import Policy
 from services.reporter.risk import Assessment, Risk, assess, overall_risk
 
@@ -31,10 +33,11 @@ class ReportRequestError(ValueError):
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack's result and its rating."""
+    """One attack's result, its rating and, when it succeeded, its empirical privacy bound."""
 
     result: results_pb2.AttackResult
     assessment: Assessment
+    epsilon: EpsilonBound | None
 
     @property
     def succeeded(self) -> bool:
@@ -43,6 +46,15 @@ class AttackEntry:
     @property
     def info(self) -> AttackInfo:
         return attack_info(self.result.attack_name)
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Wall time per stage, e.g. {"load": 0.4}; a stage that ran more than once is summed."""
+        seconds: dict[str, float] = {}
+        for timing in self.result.timings:
+            stage = results_pb2.Stage.Name(timing.stage).removeprefix("STAGE_").lower()
+            seconds[stage] = seconds.get(stage, 0.0) + timing.seconds
+        return seconds
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,11 @@ class Report:
     def failed(self) -> tuple[AttackEntry, ...]:
         return tuple(e for e in self.attacks if not e.succeeded)
 
+    @property
+    def strongest_bound(self) -> AttackEntry | None:
+        """The attack with the largest epsilon bound (the first on ties); None when none has one."""
+        return strongest_bound(self.attacks)
+
     def summary_proto(self) -> report_pb2.ReportSummary:
         return report_pb2.ReportSummary(
             overall_risk=self.overall_risk or report_pb2.RISK_LEVEL_UNSPECIFIED,
@@ -79,10 +96,12 @@ def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], poli
     """Checks, rates and advises; raises ReportRequestError on results it cannot report."""
     _check(results)
     ordered = sorted(results, key=lambda r: r.attack_index)
-    attacks = tuple(AttackEntry(r, assess(r, policy)) for r in ordered)
+    attacks = tuple(AttackEntry(r, assess(r, policy), _epsilon_bound(r, policy.epsilon_bound.delta))
+                    for r in ordered)
     measured = [e.result for e in attacks if e.succeeded]
     models = _distinct(r.target_model for r in measured)
     overall = overall_risk(e.assessment for e in attacks)
+    strongest = strongest_bound(attacks)
     return Report(
         task_id=task_id,
         policy=policy,
@@ -90,8 +109,22 @@ def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], poli
         models=models,
         datasets=_distinct(d for r in measured for d in r.datasets),
         overall_risk=overall,
-        advice=advise([e.assessment for e in attacks], models, overall, policy.advice),
+        advice=advise([e.assessment for e in attacks], models, overall, policy.advice,
+                      (strongest.assessment, strongest.epsilon) if strongest and strongest.epsilon else None),
     )
+
+
+def strongest_bound(attacks: Iterable[AttackEntry]) -> AttackEntry | None:
+    """The attack with the largest epsilon bound, the first on ties; None when none has one."""
+    bounded = [e for e in attacks if e.epsilon is not None]
+    return max(bounded, key=lambda e: e.epsilon.epsilon, default=None)
+
+
+def _epsilon_bound(result: results_pb2.AttackResult, delta: float) -> EpsilonBound | None:
+    if result.status != results_pb2.ATTACK_STATUS_SUCCEEDED:
+        return None
+    return lower_bound([(point.fpr, point.tpr) for point in result.roc], result.metrics.num_members,
+                       result.metrics.num_non_members, delta)
 
 
 def _distinct(items: Iterable[_Summary]) -> tuple[_Summary, ...]:
@@ -138,3 +171,18 @@ def _check_metrics(result: results_pb2.AttackResult, field: str) -> None:
         if not (0 <= point.fpr <= 1 and 0 <= point.tpr <= 1):
             raise ReportRequestError(f"{field}.roc[{j}]", f"fpr and tpr must be between 0 and 1, got "
                                      f"({point.fpr}, {point.tpr})")
+    for j, record in enumerate(result.most_exposed):
+        if not math.isfinite(record.score):
+            raise ReportRequestError(f"{field}.most_exposed[{j}].score", f"must be a finite number, got {record.score}")
+    if result.HasField("score_histogram"):
+        _check_histogram(result.score_histogram, f"{field}.score_histogram")
+
+
+def _check_histogram(histogram: results_pb2.ScoreHistogram, field: str) -> None:
+    edges = list(histogram.edges)
+    if not all(math.isfinite(edge) for edge in edges) or any(b <= a for a, b in pairwise(edges)):
+        raise ReportRequestError(f"{field}.edges", "must be finite and strictly increasing")
+    for name in ("member_counts", "non_member_counts"):
+        if len(getattr(histogram, name)) != len(edges) - 1:
+            raise ReportRequestError(f"{field}.{name}", f"must have one count per bin ({max(len(edges) - 1, 0)}), "
+                                     f"got {len(getattr(histogram, name))}")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc
-from services.reporter import render_json, render_text
+from services.reporter import render_html, render_json, render_text
 from services.reporter.policy import Policy
 from services.reporter.report import Report, ReportRequestError, build_report
 
@@ -21,6 +21,7 @@ CHUNK_BYTES = 64 * 1024
 RENDERERS: dict[int, Callable[[Report], bytes]] = {
     report_pb2.REPORT_FORMAT_TEXT: render_text.render,
     report_pb2.REPORT_FORMAT_JSON: render_json.render,
+    report_pb2.REPORT_FORMAT_HTML: render_html.render,
 }
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19privaudit/v1/report.proto\x12\x0cprivaudit.v1\"\x87\x01\n\rReportSummary\x12-\n\x0coverall_risk\x18\x01 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12/\n\x07\x61ttacks\x18\x02 \x03(\x0b\x32\x1e.privaudit.v1.AttackAssessment\x12\x16\n\x0e\x66\x61iled_attacks\x18\x03 \x01(\r\"t\n\x10\x41ttackAssessment\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\x13\n\x0b\x61ttack_name\x18\x02 \x01(\t\x12%\n\x04risk\x18\x03 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12\x0e\n\x06reason\x18\x04 \x01(\t\"U\n\x0bReportChunk\x12*\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08*g\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MIDDLE\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03*]\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_TEXT\x10\x01\x12\x16\n\x12REPORT_FORMAT_JSON\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19privaudit/v1/report.proto\x12\x0cprivaudit.v1\"\x87\x01\n\rReportSummary\x12-\n\x0coverall_risk\x18\x01 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12/\n\x07\x61ttacks\x18\x02 \x03(\x0b\x32\x1e.privaudit.v1.AttackAssessment\x12\x16\n\x0e\x66\x61iled_attacks\x18\x03 \x01(\r\"t\n\x10\x41ttackAssessment\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\x13\n\x0b\x61ttack_name\x18\x02 \x01(\t\x12%\n\x04risk\x18\x03 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12\x0e\n\x06reason\x18\x04 \x01(\t\"U\n\x0bReportChunk\x12*\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08*g\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MIDDLE\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03*u\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_TEXT\x10\x01\x12\x16\n\x12REPORT_FORMAT_JSON\x10\x02\x12\x16\n\x12REPORT_FORMAT_HTML\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RISKLEVEL']._serialized_start=386
   _globals['_RISKLEVEL']._serialized_end=489
   _globals['_REPORTFORMAT']._serialized_start=491
-  _globals['_REPORTFORMAT']._serialized_end=584
+  _globals['_REPORTFORMAT']._serialized_end=608
   _globals['_REPORTSUMMARY']._serialized_start=44
   _globals['_REPORTSUMMARY']._serialized_end=179
   _globals['_ATTACKASSESSMENT']._serialized_start=181

@@ -19,6 +19,7 @@ class ReportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REPORT_FORMAT_UNSPECIFIED: _ClassVar[ReportFormat]
     REPORT_FORMAT_TEXT: _ClassVar[ReportFormat]
     REPORT_FORMAT_JSON: _ClassVar[ReportFormat]
+    REPORT_FORMAT_HTML: _ClassVar[ReportFormat]
 RISK_LEVEL_UNSPECIFIED: RiskLevel
 RISK_LEVEL_LOW: RiskLevel
 RISK_LEVEL_MIDDLE: RiskLevel
@@ -26,6 +27,7 @@ RISK_LEVEL_HIGH: RiskLevel
 REPORT_FORMAT_UNSPECIFIED: ReportFormat
 REPORT_FORMAT_TEXT: ReportFormat
 REPORT_FORMAT_JSON: ReportFormat
+REPORT_FORMAT_HTML: ReportFormat
 
 class ReportSummary(_message.Message):
     __slots__ = ("overall_risk", "attacks", "failed_attacks")

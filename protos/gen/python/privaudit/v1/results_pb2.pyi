@@ -34,7 +34,7 @@ STAGE_FIT_ATTACK: Stage
 STAGE_SCORE: Stage
 
 class AttackResult(_message.Message):
-    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings")
+    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram")
     ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTACK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,8 @@ class AttackResult(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     ROC_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    MOST_EXPOSED_FIELD_NUMBER: _ClassVar[int]
+    SCORE_HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     attack_index: int
     attack_name: str
     status: AttackStatus
@@ -53,7 +55,9 @@ class AttackResult(_message.Message):
     metrics: Metrics
     roc: _containers.RepeatedCompositeFieldContainer[RocPoint]
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
-    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+    most_exposed: _containers.RepeatedCompositeFieldContainer[ExposedRecord]
+    score_histogram: ScoreHistogram
+    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ...) -> None: ...
 
 class AttackError(_message.Message):
     __slots__ = ("code", "field", "message")
@@ -122,6 +126,24 @@ class RocPoint(_message.Message):
     fpr: float
     tpr: float
     def __init__(self, fpr: _Optional[float] = ..., tpr: _Optional[float] = ...) -> None: ...
+
+class ExposedRecord(_message.Message):
+    __slots__ = ("index", "score")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    score: float
+    def __init__(self, index: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class ScoreHistogram(_message.Message):
+    __slots__ = ("edges", "member_counts", "non_member_counts")
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    NON_MEMBER_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedScalarFieldContainer[float]
+    member_counts: _containers.RepeatedScalarFieldContainer[int]
+    non_member_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, edges: _Optional[_Iterable[float]] = ..., member_counts: _Optional[_Iterable[int]] = ..., non_member_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StageTiming(_message.Message):
     __slots__ = ("stage", "seconds")

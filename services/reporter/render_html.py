@@ -1,0 +1,56 @@
+"""The HTML report: one self-contained page (styles and figures inside it, nothing fetched),
+rendered from report.html.j2, with every string escaped by Jinja's autoescape."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import jinja2
+
+from services.reporter.epsilon import CONFIDENCE
+from services.reporter.figures import LOW_FPR_FIGURES, decimal, epsilon_basis, epsilon_value
+from services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
+from services.reporter.render_text import TITLE
+from services.reporter.report import AttackEntry, Report
+from services.reporter.risk import Risk
+
+TEMPLATE = "report.html.j2"
+
+
+def render(report: Report) -> bytes:
+    succeeded = [entry for entry in report.attacks if entry.succeeded]
+    page = _template().render(
+        title=TITLE,
+        report=report,
+        low_fpr_figures=LOW_FPR_FIGURES,
+        confidence=f"{CONFIDENCE:.0%}",
+        colours={e.result.attack_index: ATTACK_COLOURS[i % len(ATTACK_COLOURS)] for i, e in enumerate(succeeded)},
+        roc_image=roc_png([_curve(e) for e in succeeded]) if succeeded else None,
+        histogram_images={e.result.attack_index: histogram_png(e.result.score_histogram,
+                                                               e.result.metrics.decision_threshold)
+                          for e in succeeded if e.result.score_histogram.edges},
+    )
+    return page.encode()
+
+
+@cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader(__package__, "."),
+        autoescape=True,  # the template name ends in .j2, which select_autoescape would not cover
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(decimal=decimal, epsilon=epsilon_value, epsilon_basis=epsilon_basis, risk=_risk_name)
+    return environment.get_template(TEMPLATE)
+
+
+def _curve(entry: AttackEntry) -> RocCurve:
+    roc, metrics = entry.result.roc, entry.result.metrics
+    return RocCurve(entry.assessment.label, [p.fpr for p in roc], [p.tpr for p in roc], metrics.num_members,
+                    metrics.num_non_members)
+
+
+def _risk_name(risk: Risk | None) -> str:
+    return risk.name if risk is not None else "not rated"

@@ -1,0 +1,60 @@
+"""The HTML report in a real browser: headless Chromium renders it, styles and inline figures
+included. Skipped where no Chromium is installed (Debian: apt-get install -y chromium)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_reporter_fixtures import failed, make_report, succeeded
+
+from privaudit.v1 import results_pb2
+from services.attack_worker import metrics
+from services.attack_worker.attacks.base import Scores
+from services.reporter import render_html
+from services.reporter.plots import ATTACK_COLOURS
+from services.reporter.screenshot import find_browser, screenshot
+
+pytestmark = pytest.mark.skipif(find_browser() is None,
+                                reason="no Chromium on PATH to open the HTML report; apt-get install -y chromium")
+
+WIDTH, HEIGHT = 1200, 2400
+HIGH_RED = (0xB9, 0x1C, 0x1C)  # --high in the template: the summary card's top border and the level
+
+
+def _pixels_near(png: Path, colour: str | tuple[int, int, int], tolerance: int = 24) -> int:
+    rgb = np.asarray(Image.open(png).convert("RGB"), dtype=np.int16)
+    target = colour if isinstance(colour, tuple) else tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return int((np.abs(rgb - np.array(target)).max(axis=2) <= tolerance).sum())
+
+
+def _measured(index: int, name: str, separation: float, seed: int) -> results_pb2.AttackResult:
+    """A succeeded attack whose measurements the worker's metrics computed from normal scores."""
+    rng = np.random.default_rng(seed)
+    scores = Scores(rng.normal(0.5 + separation, 0.15, 400), rng.normal(0.5, 0.15, 400), threshold=0.5)
+    result = succeeded(index, name)
+    for field in ("metrics", "roc", "most_exposed", "score_histogram"):
+        result.ClearField(field)
+    result.MergeFrom(metrics.to_proto(metrics.evaluate(scores, seed)))
+    return result
+
+
+def test_chromium_shows_the_styled_page_and_its_inline_figures(tmp_path: Path) -> None:
+    html = render_html.render(make_report(_measured(0, "ML-LEAK", 0.12, seed=1),
+                                          _measured(1, "LABEL-ONLY", 0.05, seed=2), failed(2))).decode()
+    page, bare = tmp_path / "report.html", tmp_path / "without_figures.html"
+    page.write_text(html)
+    bare.write_text(re.sub(r'src="data:[^"]*"', 'src=""', html))
+    shot, bare_shot = tmp_path / "report.png", tmp_path / "without_figures.png"
+    screenshot(page, shot, WIDTH, HEIGHT)
+    screenshot(bare, bare_shot, WIDTH, HEIGHT)
+
+    assert Image.open(shot).size == (WIDTH, HEIGHT)
+    assert _pixels_near(shot, HIGH_RED) > 2000, "the stylesheet did not apply: no red HIGH summary card"
+    # The first attack's colour is on its swatches either way; its ROC curve and the histogram's
+    # non-member outline add over a thousand pixels, but only when Chromium shows the data: images.
+    with_figures, without = _pixels_near(shot, ATTACK_COLOURS[0]), _pixels_near(bare_shot, ATTACK_COLOURS[0])
+    assert with_figures - without > 1000, f"figures not shown: {with_figures} vs {without} pixels"

@@ -1,0 +1,133 @@
+"""The HTML report: its content, that it is self-contained, that user strings are escaped,
+that its figures are real PNGs, and that reruns are byte-identical."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+from test_reporter_fixtures import failed, make_report, succeeded
+
+from services.reporter import render_html
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = '<script>alert("x")</script>'
+
+
+class _Page(HTMLParser):
+    """Every tag with its attributes, and the visible text."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def attribute(self, name: str) -> list[str]:
+        return [attrs[name] or "" for _, attrs in self.tags if name in attrs]
+
+    @property
+    def visible(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def _mixed():
+    return [succeeded(0, auc=0.6, train_acc=1.0, test_acc=0.8), failed(1),
+            succeeded(2, "ML-LEAK", auc=0.7, tpr_01=None, non_members=500)]
+
+
+def _html(*results, task_id: str = "task-1") -> str:
+    return render_html.render(make_report(*results, task_id=task_id)).decode()
+
+
+def test_the_page_has_the_summary_a_section_per_attack_and_the_advice() -> None:
+    page = _Page(_html(*_mixed()))
+    text = page.visible
+    assert "Overall risk HIGH" in text
+    assert "The model leaks membership to" in text
+    assert "Empirical privacy bound: ε ≥ " in text
+    for index in (0, 1, 2):
+        assert f'attack-{index}' in page.attribute("id")
+    assert "Failed (INVALID_ARGUMENT) at attacks[1].args.shadow_model" in text
+    assert "the folder has no .py file; add one defining get_model()" in text
+    assert "TPR@0.1%FPR n/a needs >= 1000 non-members, had 500" in text
+    for title in ("What to do", "Differential privacy (DP-SGD)", "Why here:", "Models", "Datasets",
+                  "How risk is rated", "Most exposed members"):
+        assert title in text
+    assert "#0 1.0000 #7 0.9844" in text
+
+
+def test_figures_are_inline_pngs_one_roc_and_one_histogram_per_succeeded_attack() -> None:
+    page = _Page(_html(*_mixed()))
+    sources = page.attribute("src")
+    assert len(sources) == 3
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.removeprefix("data:image/png;base64,")).startswith(PNG_MAGIC)
+    alts = page.attribute("alt")
+    assert sum("ROC curves" in alt for alt in alts) == 1 and sum("Histogram" in alt for alt in alts) == 2
+
+
+def test_the_page_loads_nothing_from_anywhere() -> None:
+    html = _html(*_mixed())
+    page = _Page(html)
+    assert all(href.startswith("#") for href in page.attribute("href"))
+    assert all(source.startswith("data:") for source in page.attribute("src"))
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", html, re.IGNORECASE)
+    assert not re.search(r"url\(|@import|<link|<script|<iframe|<object|<embed", html, re.IGNORECASE)
+    (policy,) = [attrs["content"] for tag, attrs in page.tags if attrs.get("http-equiv") == "Content-Security-Policy"]
+    assert policy.startswith("default-src 'none'; img-src data:;")
+
+
+def test_user_supplied_strings_are_escaped() -> None:
+    attack = succeeded(0, model=EVIL, auc=0.7)
+    attack.target_model.path = f"models/{EVIL}"
+    attack.datasets[0].name = EVIL
+    broken = failed(1, field=f"attacks[1].args.{EVIL}", message=f"cannot read {EVIL} & stopped")
+    html = _html(attack, broken, task_id=EVIL)
+    assert "<script" not in html
+    assert html.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") >= 6
+    assert "cannot read &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; stopped" in html
+    assert EVIL in _Page(html).visible  # shown as the text it is
+
+
+def test_attack_names_with_markup_or_dollars_are_drawn_and_escaped() -> None:
+    """An attack this reporter does not know keeps its name: `$` must not start matplotlib mathtext."""
+    html = _html(succeeded(0, "NEW-$ATTACK<b>", auc=0.6))
+    assert "NEW-$ATTACK&lt;b&gt; (attacks[0])" in html and "<b>" not in html
+
+
+def test_only_failed_attacks_give_a_page_without_figures() -> None:
+    page = _Page(_html(failed(0), failed(1, "LABEL-ONLY")))
+    assert page.attribute("src") == []
+    assert "Overall risk NOT RATED" in page.visible
+    assert "No attack completed" in page.visible
+
+
+def test_an_attack_without_histogram_or_exposed_records_still_renders() -> None:
+    attack = succeeded(0, auc=0.6, exposed=0)
+    attack.ClearField("score_histogram")
+    page = _Page(_html(attack))
+    assert len(page.attribute("src")) == 1  # the ROC only
+    assert "Most exposed members" not in page.visible
+
+
+def test_reruns_are_byte_identical() -> None:
+    assert _html(*_mixed()) == _html(*reversed(_mixed()))
+
+
+@pytest.mark.parametrize("risk", ["HIGH", "MIDDLE", "LOW"])
+def test_the_summary_card_takes_the_overall_level(risk: str) -> None:
+    auc = {"HIGH": 0.7, "MIDDLE": 0.6, "LOW": 0.5}[risk]
+    page = _Page(_html(succeeded(0, "ML-LEAK", auc=auc)))
+    (summary,) = [attrs for tag, attrs in page.tags if attrs.get("aria-label") == "Summary"]
+    assert summary["class"] == f"card summary level-{risk.lower()}"
+    assert f"Overall risk {risk}" in page.visible
