@@ -248,7 +248,7 @@ def cluster_down_command(args: argparse.Namespace) -> int:
 def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
     assert outcome.done is not None
     if args.output:
-        args.output.write_text(outcome.report)
+        args.output.write_text(outcome.report, encoding="utf-8")
         _say(args, f"report written to {args.output}")
     else:
         sys.stdout.write(outcome.report)
