@@ -19,13 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 example: $(EXAMPLE_WEIGHTS)
 
-$(EXAMPLE_WEIGHTS): $(STAMP) example/train_target.py
+$(EXAMPLE_WEIGHTS): $(STAMP) example/train_target.py example/digits.py example/models/digits_mlp/digits_mlp.py
 	$(PY) example/train_target.py
 
 demo: venv example
 	$(PY) main.py example/tasks/mem_inf.yaml
 
-test: venv example
+test: venv example k8s-check
 	$(PY) -m pytest
 
 lint: venv
@@ -36,5 +36,29 @@ proto: venv
 	$(PY) protos/generate.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-k8s build/k8s .pytest_cache
 	find example -name '*.pdparams' -delete
+
+# --- Deployment: images and Kubernetes manifests (deploy/) ---
+# The manifest checkers live in their own venv: their dependencies clash with the project's.
+K8S_VENV := .venv-k8s
+K8S_STAMP := $(K8S_VENV)/.installed
+IMAGE_PREFIX ?= privaudit/
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: k8s-check images
+
+$(K8S_STAMP): deploy/k8s/requirements-check.txt
+	test -x $(K8S_VENV)/bin/python || $(PYTHON) -m venv $(K8S_VENV)
+	$(K8S_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/k8s/requirements-check.txt
+	touch $(K8S_STAMP)
+
+k8s-check: $(K8S_STAMP)
+	deploy/k8s/check.sh $(K8S_VENV)
+
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine here ('docker info' fails): no image built" >&2; exit 1; }
+	docker build -f services/orchestrator/Dockerfile -t $(IMAGE_PREFIX)orchestrator:$(IMAGE_TAG) .
+	docker build -f services/reporter/Dockerfile -t $(IMAGE_PREFIX)reporter:$(IMAGE_TAG) .
+	docker build -f services/attack_worker/Dockerfile -t $(IMAGE_PREFIX)attack-worker:$(IMAGE_TAG) .
+	docker build -f services/attack_worker/Dockerfile --build-arg VARIANT=gpu -t $(IMAGE_PREFIX)attack-worker:$(IMAGE_TAG)-gpu .
