@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// Submits a typed BASELINE audit to a privaudit orchestrator, prints a line per
+// progress event and attack result, then the text report, and exits 0 when the
+// audit finished (2 when the task was refused as invalid, 1 on any other error).
+//
+//   node audit.js [HOST:PORT] [--target-model DIR] [--members DIR] [--non-members DIR]
+//
+// HOST:PORT defaults to $PRIVAUDIT_ORCHESTRATOR. Folders are relative to the
+// attack workers' storage root; the defaults are the repository's digits example.
+'use strict';
+
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+// The repository's protos. google/protobuf/timestamp.proto, which they import, is
+// one of the well-known types bundled with protobufjs, so it needs no include dir.
+const PROTO_ROOT = path.resolve(__dirname, '..', '..', '..', 'protos');
+const ORCHESTRATOR_PROTO = 'privaudit/v1/orchestrator.proto';
+
+const EXAMPLE = {
+  'target-model': './example/models/digits_mlp',
+  members: './example/datasets/digits_target_members',
+  'non-members': './example/datasets/digits_target_non_members',
+};
+
+const EXIT_INVALID = 2; // as `privaudit run`: the task or the command line is invalid
+const EXIT_FAILED = 1;
+
+const USAGE = 'usage: node audit.js [HOST:PORT] [--target-model DIR] [--members DIR] [--non-members DIR]\n'
+  + '       (HOST:PORT defaults to $PRIVAUDIT_ORCHESTRATOR)';
+
+/** The OrchestratorService client constructor, from the repo's .proto files. */
+function loadOrchestratorService() {
+  const definition = protoLoader.loadSync(ORCHESTRATOR_PROTO, {
+    includeDirs: [PROTO_ROOT],
+    defaults: true, // fields left at their zero value (attack_index 0, fraction 0) are still present
+    enums: String, // enum values as their names, e.g. 'STAGE_LOAD'
+    longs: String, // uint64 fields (sequence, seed) as decimal strings
+    oneofs: true, // each message names its set oneof case, e.g. event.kind === 'progress'
+  });
+  return grpc.loadPackageDefinition(definition).privaudit.v1.OrchestratorService;
+}
+
+/** A Task message with one BASELINE attack (proto-loader takes camelCase field names). */
+function baselineTask({ targetModel, members, nonMembers }) {
+  return {
+    attacks: [{
+      type: 'ATTACK_TYPE_MEMBERSHIP_INFERENCE',
+      baseline: { testDatasets: { members, nonMembers }, targetModel },
+    }],
+  };
+}
+
+/** 'RISK_LEVEL_HIGH' -> 'HIGH'. */
+function shortName(enumName, prefix) {
+  return enumName.startsWith(prefix) ? enumName.slice(prefix.length) : enumName;
+}
+
+/** 'INVALID_ARGUMENT' for grpc.status.INVALID_ARGUMENT. */
+function statusName(code) {
+  return Object.keys(grpc.status).find((name) => grpc.status[name] === code) ?? String(code);
+}
+
+/** Follows one audit's events: prints progress and results, gathers the report. */
+class AuditPrinter {
+  // The AuditEvent `kind` cases, each handled by the method of that name.
+  static EVENT_KINDS = new Set(['accepted', 'progress', 'attackResult', 'reportSummary', 'reportChunk', 'done']);
+
+  constructor(out) {
+    this.out = out;
+    this.attackNames = [];
+    this.reportChunks = [];
+    this.outcome = null; // the done event, once it came
+  }
+
+  onEvent(event) {
+    if (AuditPrinter.EVENT_KINDS.has(event.kind)) this[event.kind](event[event.kind], event);
+  }
+
+  accepted(accepted, event) {
+    this.attackNames = accepted.attackNames;
+    this.line(`accepted  audit ${event.taskId}: ${this.attackNames.join(', ')} (seed ${accepted.seed})`);
+  }
+
+  progress(progress) {
+    const percent = Math.round(progress.fraction * 100);
+    const note = progress.message ? `  ${progress.message}` : '';
+    this.line(`progress  ${this.label(progress.attackIndex)} ${shortName(progress.stage, 'STAGE_')} ${percent}%${note}`);
+  }
+
+  attackResult(result) {
+    const label = this.label(result.attackIndex);
+    if (result.status === 'ATTACK_STATUS_SUCCEEDED') {
+      const { auc, advantage, accuracy } = result.metrics;
+      this.line(`result    ${label} SUCCEEDED  auc ${auc.toFixed(4)}  advantage ${advantage.toFixed(4)}`
+        + `  accuracy ${accuracy.toFixed(4)}`);
+    } else {
+      const { code, field, message } = result.error;
+      this.line(`result    ${label} FAILED  ${code}${field ? ` at ${field}` : ''}: ${message}`);
+    }
+  }
+
+  reportSummary(summary) {
+    this.line(`summary   overall risk ${shortName(summary.overallRisk, 'RISK_LEVEL_')}`);
+  }
+
+  reportChunk(chunk) {
+    this.reportChunks.push(chunk.data);
+  }
+
+  done(done) {
+    this.outcome = done;
+    if (this.reportChunks.length > 0) {
+      this.out.write(`\n${Buffer.concat(this.reportChunks).toString('utf8')}\n`);
+    }
+    this.line(`done      ${done.succeededAttacks} succeeded, ${done.failedAttacks} failed, `
+      + `overall risk ${shortName(done.overallRisk, 'RISK_LEVEL_')}${done.cancelled ? ' (cancelled)' : ''}`);
+  }
+
+  label(attackIndex) {
+    return `[${attackIndex + 1}/${this.attackNames.length} ${this.attackNames[attackIndex] ?? '?'}]`;
+  }
+
+  line(text) {
+    this.out.write(`${text}\n`);
+  }
+}
+
+/** Streams SubmitAudit into the printer; resolves with the call's error, or null when it ended OK. */
+function followAudit(client, request, printer) {
+  return new Promise((resolve) => {
+    const call = client.SubmitAudit(request);
+    call.on('data', (response) => printer.onEvent(response.event));
+    call.on('error', resolve);
+    call.on('end', () => resolve(null));
+  });
+}
+
+function parseCommandLine(argv) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'target-model': { type: 'string', default: EXAMPLE['target-model'] },
+      members: { type: 'string', default: EXAMPLE.members },
+      'non-members': { type: 'string', default: EXAMPLE['non-members'] },
+    },
+  });
+  const address = positionals[0] ?? process.env.PRIVAUDIT_ORCHESTRATOR;
+  if (!address || positionals.length > 1) throw new Error('give the orchestrator address once');
+  return {
+    address,
+    task: baselineTask({
+      targetModel: values['target-model'], members: values.members, nonMembers: values['non-members'],
+    }),
+  };
+}
+
+async function main() {
+  let options;
+  try {
+    options = parseCommandLine(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`audit.js: ${error.message}\n${USAGE}\n`);
+    return EXIT_INVALID;
+  }
+  const OrchestratorService = loadOrchestratorService();
+  const client = new OrchestratorService(options.address, grpc.credentials.createInsecure());
+  const printer = new AuditPrinter(process.stdout);
+  try {
+    const error = await followAudit(
+      client, { task: options.task, reportFormat: 'REPORT_FORMAT_TEXT' }, printer);
+    if (error) {
+      process.stderr.write(`audit.js: SubmitAudit failed: ${statusName(error.code)}: ${error.details}\n`);
+      return error.code === grpc.status.INVALID_ARGUMENT ? EXIT_INVALID : EXIT_FAILED;
+    }
+  } finally {
+    client.close();
+  }
+  if (!printer.outcome) {
+    process.stderr.write('audit.js: the stream ended without a done event\n');
+    return EXIT_FAILED;
+  }
+  if (printer.outcome.error || printer.outcome.cancelled) {
+    process.stderr.write(`audit.js: the audit did not finish: ${printer.outcome.error || 'cancelled'}\n`);
+    return EXIT_FAILED;
+  }
+  return 0;
+}
+
+main().then((code) => { process.exitCode = code; });

@@ -1,0 +1,112 @@
+"""The Node.js example client (client/examples/node) against a real local cluster.
+
+It loads the repo's protos with @grpc/proto-loader, submits a typed BASELINE task
+and prints progress, results and the text report. Its output is checked against
+the orchestrator's own record of the same audit, replayed with WatchAudit.
+Skipped only when npm is missing or its registry cannot be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from client import AuditClient, LocalCluster
+from privaudit.v1 import report_pb2
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+NODE_DIR = REPO / "client" / "examples" / "node"
+# npm's codes for a registry it cannot reach (DNS, refused, reset, timed out, offline mode).
+UNREACHABLE = re.compile(r"\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|ENOTCACHED)\b")
+
+
+@pytest.fixture(scope="module")
+def node_client() -> Path:
+    """The example's folder with its dependencies installed from package-lock.json."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js client not tested: `node` and `npm` are needed on PATH (Node.js 20 or later)")
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        completed = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR,
+                                   capture_output=True, text=True, timeout=300)
+        if completed.returncode != 0:
+            unreachable = UNREACHABLE.search(completed.stderr)
+            if unreachable:
+                pytest.skip(f"Node.js client not tested: `npm ci` cannot reach the npm registry ({unreachable[1]})")
+            pytest.fail(f"`npm ci` in {NODE_DIR} failed:\n{completed.stdout}\n{completed.stderr}")
+    return NODE_DIR
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(workers=1, storage_root=REPO) as running:
+        yield running
+
+
+def run_audit_js(folder: Path, *args: str, orchestrator: str | None = None) -> subprocess.CompletedProcess:
+    """`node audit.js ARGS`, with PRIVAUDIT_ORCHESTRATOR set to `orchestrator` (unset when None)."""
+    env = {key: value for key, value in os.environ.items() if key != "PRIVAUDIT_ORCHESTRATOR"}
+    if orchestrator is not None:
+        env["PRIVAUDIT_ORCHESTRATOR"] = orchestrator
+    return subprocess.run(["node", "audit.js", *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_example_audit_prints_progress_results_and_the_report(node_client, cluster):
+    completed = run_audit_js(node_client, cluster.address)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    accepted = re.fullmatch(r"accepted  audit (\w+): BASELINE \(seed \d+\)", lines[0])
+    assert accepted, lines[0]
+    task_id = accepted.group(1)
+
+    with AuditClient(cluster.address) as auditor:
+        events = list(auditor.watch(task_id))
+        status = auditor.status(task_id)
+    kinds = [event.WhichOneof("kind") for event in events]
+    # One line per progress event, naming the attack and the stage.
+    progress_lines = [line for line in lines if line.startswith("progress  ")]
+    assert len(progress_lines) == kinds.count("progress") > 0
+    assert all(line.startswith("progress  [1/1 BASELINE] ") for line in progress_lines)
+    assert {"LOAD", "PREDICT", "SCORE"} <= {line.split()[3] for line in progress_lines}
+    # The result line carries the orchestrator's metrics.
+    metrics = status.results[0].metrics
+    assert (f"result    [1/1 BASELINE] SUCCEEDED  auc {metrics.auc:.4f}  advantage {metrics.advantage:.4f}"
+            f"  accuracy {metrics.accuracy:.4f}") in lines
+    # The report is every report_chunk, in order, and has the seed's layout.
+    report = b"".join(event.report_chunk.data for event in events if event.HasField("report_chunk")).decode()
+    assert report.strip() and report in completed.stdout
+    positions = [report.index(heading) for heading in ("Models:", "Datasets:", "Attacks:", "Summary:")]
+    assert positions == sorted(positions)
+    assert f"Task: {task_id}" in report and "- name: BASELINE" in report
+    risk = report_pb2.RiskLevel.Name(events[-1].done.overall_risk).removeprefix("RISK_LEVEL_")
+    assert f"Overall risk: {risk}" in report
+    assert lines[-1] == f"done      1 succeeded, 0 failed, overall risk {risk}"
+
+
+def test_invalid_typed_task_exits_2_with_the_status_naming_the_field(node_client, cluster):
+    completed = run_audit_js(node_client, "--target-model", "../outside/digits_mlp", orchestrator=cluster.address)
+    assert completed.returncode == 2
+    assert completed.stdout == ""  # refused before anything ran
+    assert "SubmitAudit failed: INVALID_ARGUMENT:" in completed.stderr
+    assert "attacks[0].args.target_model: '../outside/digits_mlp' leaves the storage root" in completed.stderr
+
+
+def test_unreachable_orchestrator_exits_1_with_unavailable(node_client):
+    completed = run_audit_js(node_client, "127.0.0.1:1")
+    assert completed.returncode == 1
+    assert "SubmitAudit failed: UNAVAILABLE:" in completed.stderr
+
+
+def test_no_address_is_a_usage_error(node_client):
+    completed = run_audit_js(node_client)
+    assert completed.returncode == 2
+    assert "usage: node audit.js [HOST:PORT]" in completed.stderr
