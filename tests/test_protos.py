@@ -1,4 +1,6 @@
-"""The committed generated code matches the protos, and the protos pass `buf lint`."""
+"""The committed generated code matches the protos, the protos pass `buf lint`, and they stay
+compatible with the last released API (`buf breaking` against protos/releases/privaudit-v1.binpb,
+an image cut with `cd protos && buf build -o releases/privaudit-v1.binpb` at each release)."""
 
 import filecmp
 import shutil
@@ -22,9 +24,18 @@ def test_generated_code_is_fresh(tmp_path):
     assert not stale, f"generated code is stale, run `make proto` and commit: {stale}"
 
 
-def test_buf_lint():
-    buf = shutil.which("buf", path=str(Path(sys.executable).parent))
-    if buf is None:
+def buf(*args: str) -> subprocess.CompletedProcess:
+    executable = shutil.which("buf", path=str(Path(sys.executable).parent))
+    if executable is None:
         pytest.fail("buf is not installed in this environment (pip package buf-bin, in requirements.txt)")
-    result = subprocess.run([buf, "lint"], cwd=REPO / "protos", capture_output=True, text=True)
+    return subprocess.run([executable, *args], cwd=REPO / "protos", capture_output=True, text=True)
+
+
+def test_buf_lint():
+    result = buf("lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_breaking_change_since_the_last_release():
+    result = buf("breaking", "--against", "releases/privaudit-v1.binpb")
+    assert result.returncode == 0, "breaking API change:\n" + result.stdout + result.stderr
