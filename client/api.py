@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc, report_pb2, results_pb2, task_pb2
-from services.common.channels import open_channel
+from services.common.auth import read_tokens
+from services.common.channels import ChannelSecurity, open_channel
 from services.common.errors import TaskError, problems_from_status
+from services.common.tls import ClientTLS
 
 FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
            "html": report_pb2.REPORT_FORMAT_HTML}
@@ -41,13 +44,24 @@ class AuditOutcome:
 
 class AuditClient:
     """A connection to an orchestrator. Every call raises AuditError when the orchestrator
-    cannot be reached or answers with an error; `submit` raises TaskError for a bad task."""
+    cannot be reached or answers with an error; `submit` raises TaskError for a bad task.
 
-    def __init__(self, address: str, connect_timeout: float = 30.0, call_timeout: float = 30.0):
+    Over TLS when `tls_ca` (the CA bundle the orchestrator's certificate chains to) or a client
+    certificate is given; `tls_cert` and `tls_key` are this client's certificate and key for
+    mTLS; `tls_server_name` is the name in the orchestrator's certificate when it is not the
+    address's host. With `token_file`, its first token is sent as the bearer token. A missing
+    or malformed file raises TLSConfigError or TokenFileError (both ValueError) at once.
+    """
+
+    def __init__(self, address: str, connect_timeout: float = 30.0, call_timeout: float = 30.0, *,
+                 tls_ca: Path | None = None, tls_cert: Path | None = None, tls_key: Path | None = None,
+                 tls_server_name: str | None = None, token_file: Path | None = None):
         self.address = address
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
-        self._channel = open_channel(address)
+        security = ChannelSecurity(ClientTLS.from_files(tls_ca, tls_cert, tls_key, tls_server_name),
+                                   read_tokens(token_file)[0] if token_file else None)
+        self._channel = open_channel(address, security=security)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         self._connected = threading.Event()
 
@@ -127,11 +141,20 @@ class AuditClient:
         try:
             ready.result(timeout=self.connect_timeout)
         except grpc.FutureTimeoutError:
-            raise AuditError(f"cannot reach the orchestrator at {self.address} "
-                             f"within {self.connect_timeout:.0f}s") from None
+            raise AuditError(f"cannot reach the orchestrator at {self.address} within {self.connect_timeout:.0f}s"
+                             f"{self._last_failure()}") from None
         finally:
             ready.cancel()  # stops its connectivity polling thread
         self._connected.set()
+
+    def _last_failure(self) -> str:
+        """Why the channel is not ready (a refused connection, a failed TLS handshake), as
+        gRPC saw it on one more attempt: ': <details>', or '' when that attempt succeeds."""
+        try:
+            health_pb2_grpc.HealthStub(self._channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        except grpc.RpcError as error:
+            return f": {error.details()}"
+        return ""
 
     def _stream(self, method, request) -> Iterator[orchestrator_pb2.AuditEvent]:
         self._connect()

@@ -21,7 +21,10 @@ from client.local_cluster import ClusterError, LocalCluster
 from client.progress import LiveProgress, ProgressPrinter
 from privaudit.v1 import orchestrator_pb2, report_pb2
 from services.common import task_spec
+from services.common.auth import TokenFileError
+from services.common.config import add_client_tls_flags, flag
 from services.common.errors import Problem, TaskError
+from services.common.tls import TLSConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_RISKY = 0, 1, 2, 3
 RISK_LEVELS = {"LOW": report_pb2.RISK_LEVEL_LOW, "MIDDLE": report_pb2.RISK_LEVEL_MIDDLE,
@@ -103,10 +106,14 @@ def _add_fail_on(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_orchestrator(parser: argparse.ArgumentParser, required: bool) -> None:
+    """--orchestrator, and how to connect to it: TLS and the bearer token."""
     what = "the orchestrator" if required else "a running orchestrator; without it, a local cluster is started"
     parser.add_argument("--orchestrator", metavar="HOST:PORT", default=os.environ.get(ORCHESTRATOR_ENV),
                         help=f"{what} (env {ORCHESTRATOR_ENV})")
     parser.set_defaults(orchestrator_required=required)
+    add_client_tls_flags(parser, "--tls", "PRIVAUDIT_CLIENT_TLS", "the orchestrator")
+    flag(parser, "--token-file", "PRIVAUDIT_CLIENT_TOKEN_FILE", None, type=Path,
+         help="file whose first line (not blank, not a # comment) is the bearer token sent to the orchestrator")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +143,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
+    except (TLSConfigError, TokenFileError) as error:
+        print(f"privaudit: {error}", file=sys.stderr)
+        return EXIT_INVALID
     except (AuditError, ClusterError) as error:
         print(f"privaudit: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -152,7 +162,7 @@ def run_command(args: argparse.Namespace) -> int:
     # Refuse a bad task at once, before any service starts; the orchestrator checks again.
     task_spec.parse_yaml(task_text, args.seed)
     if args.orchestrator:
-        with AuditClient(args.orchestrator) as auditor, _progress(args) as display:
+        with _client(args) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
     else:
         if args.workers < 1:
@@ -165,7 +175,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def watch_command(args: argparse.Namespace) -> int:
-    with AuditClient(args.orchestrator) as auditor, _progress(args) as display:
+    with _client(args) as auditor, _progress(args) as display:
         outcome = auditor.collect(auditor.watch(args.task_id, args.from_sequence), on_event=display)
     return _deliver(outcome, args)
 
@@ -188,7 +198,7 @@ def validate_command(args: argparse.Namespace) -> int:
 
 def attacks_command(args: argparse.Namespace) -> int:
     if args.orchestrator:
-        with AuditClient(args.orchestrator) as auditor:
+        with _client(args) as auditor:
             described = [json_format.MessageToDict(a, preserving_proto_field_name=True) for a in auditor.attacks()]
     else:  # the same schema the orchestrator serves, from this client's copy
         described = [{**a, "arguments": [{**g, "default_value": g["default"]} for g in a["arguments"]]}
@@ -202,21 +212,21 @@ def attacks_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    with AuditClient(args.orchestrator) as auditor:
+    with _client(args) as auditor:
         status = auditor.status(args.task_id)
     print(json.dumps(json_format.MessageToDict(status, preserving_proto_field_name=True), indent=2))
     return EXIT_OK
 
 
 def cancel_command(args: argparse.Namespace) -> int:
-    with AuditClient(args.orchestrator) as auditor:
+    with _client(args) as auditor:
         status = auditor.cancel(args.task_id)
     print(f"{status.task_id}: {_state(status)}")
     return EXIT_OK
 
 
 def list_command(args: argparse.Namespace) -> int:
-    with AuditClient(args.orchestrator) as auditor:
+    with _client(args) as auditor:
         audits = auditor.list(args.limit)
     for audit in audits:
         risk = report_pb2.RiskLevel.Name(audit.summary.overall_risk).removeprefix("RISK_LEVEL_")
@@ -243,6 +253,12 @@ def cluster_down_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _client(args: argparse.Namespace) -> AuditClient:
+    """A client of `--orchestrator`, connected as the TLS and token flags say."""
+    return AuditClient(args.orchestrator, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                       tls_server_name=args.tls_server_name, token_file=args.token_file)
 
 
 def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:

@@ -6,7 +6,9 @@ the reporter, N attack workers and the orchestrator, each a
 all ended when the client stops or dies. `privaudit cluster up` starts one that
 outlives the command (`detached`), keeps its state, logs and `cluster.json`
 in a state folder, and `privaudit cluster down` ends it. The client never
-imports Paddle; the workers do, in their own processes.
+imports Paddle; the workers do, in their own processes. Being on loopback only,
+its services serve plaintext to any caller: the environment variables that would
+turn on TLS or tokens (`SERVER_SECURITY_ENV`) are not passed to them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import privaudit
 import services
 from services.common.channels import open_channel
+from services.common.config import SERVER_SECURITY_ENV
 
 _PR_SET_PDEATHSIG = 1
 CLUSTER_FILE = "cluster.json"
@@ -61,6 +64,11 @@ def _exit_with_parent() -> None:
     """In the child: get SIGTERM when the client dies, so no service outlives it (Linux)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _service_environment() -> dict[str, str]:
+    """This process's environment without the variables that would secure a service."""
+    return {name: value for name, value in os.environ.items() if name not in SERVER_SECURITY_ENV}
 
 
 def _import_path() -> str:
@@ -191,7 +199,7 @@ class LocalCluster:
         with service.log_file.open("ab") as log:
             service.process = subprocess.Popen(
                 service.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": _import_path()},
+                env={**_service_environment(), "PYTHONPATH": _import_path()},
                 start_new_session=self.detached,
                 preexec_fn=None if self.detached else _exit_with_parent,
             )

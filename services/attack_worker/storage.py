@@ -70,9 +70,9 @@ def load_model(root: str | os.PathLike[str], path: str, field: str, trained: boo
     return layer
 
 
-def load_dataset(root: str | os.PathLike[str], path: str, field: str) -> Any:
-    """What folder `path`'s `get_dataset()` returns, checked to be non-empty with a readable
-    first record."""
+def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length: int | None = None) -> Any:
+    """What folder `path`'s `get_dataset()` returns, checked to be non-empty, no longer than
+    `max_length` records (when given) and with a readable first record."""
     real_root, code = _code_file(root, path, "the dataset code defining get_dataset()", field)
     shown = _shown(real_root, code)
     dataset = _call(real_root, code, _import(real_root, code, field), "get_dataset", field)
@@ -85,6 +85,9 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str) -> Any:
         raise TaskError.at(field, f"{shown}: len() of the dataset raised {one_line(exc)}") from exc
     if length == 0:
         raise TaskError.at(field, f"{shown}: get_dataset() returned an empty dataset")
+    if max_length is not None and length > max_length:
+        raise TaskError.at(field, f"{shown}: the dataset has {length:,} records; this worker reads at most "
+                                  f"{max_length:,} (its --max-dataset-length)")
     read_records(dataset, [0], field)
     return dataset
 

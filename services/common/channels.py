@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import grpc
+
+from services.common.auth import TokenSender
+from services.common.tls import ClientTLS
 
 # Reports and results stay well below this; the limit just refuses runaway messages.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -44,9 +48,27 @@ def retry_policy(service: str, attempts: int = 4) -> str:
     )
 
 
-def open_channel(address: str, retry_service: str | None = None) -> grpc.Channel:
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How a caller connects: over TLS (None: plaintext) and with a bearer token on every call
+    (None: no token)."""
+
+    tls: ClientTLS | None = None
+    token: str | None = None
+
+
+PLAINTEXT = ChannelSecurity()
+
+
+def open_channel(address: str, retry_service: str | None = None,
+                 security: ChannelSecurity = PLAINTEXT) -> grpc.Channel:
     """A channel to `address` (host:port); calls to `retry_service` retry on UNAVAILABLE."""
     options = list(CHANNEL_OPTIONS)
     if retry_service:
         options += [("grpc.enable_retries", 1), ("grpc.service_config", retry_policy(retry_service))]
-    return grpc.insecure_channel(address, options=options)
+    if security.tls:
+        channel = grpc.secure_channel(address, security.tls.credentials(),
+                                      options=options + security.tls.channel_options())
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    return grpc.intercept_channel(channel, TokenSender(security.token)) if security.token else channel

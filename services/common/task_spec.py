@@ -212,7 +212,7 @@ class RmiaArgs(ShadowModelArgs):
 
     population_datasets: tuple[StoragePath, ...] = Field(min_length=1)
     online: bool = False
-    num_shadow: int = Field(4, ge=1, le=MAX_SHADOW)
+    num_shadow: int = Field(4, ge=2, le=MAX_SHADOW)
     a: float = Field(0.3, ge=0, le=1)
     gamma: float = Field(1.0, gt=0)
     num_population: int = Field(1000, ge=1, le=1_000_000)

@@ -6,16 +6,34 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.common import logs
-from services.common.config import add_server_flags, flag, split_addresses
-from services.common.server import serve_until_signalled
+from services.common import logs, task_spec
+from services.common.channels import ChannelSecurity
+from services.common.config import (
+    add_client_tls_flags,
+    add_internal_token_flag,
+    add_server_flags,
+    client_tls,
+    first_token,
+    flag,
+    server_options,
+    split_addresses,
+)
+from services.common.server import ServerOptions, serve_until_signalled
 from services.orchestrator.app import STATE_FILE, Orchestrator, OrchestratorConfig
+from services.orchestrator.limits import DEFAULT_MAX_TASK_BYTES, TaskLimits
 from services.orchestrator.scheduler import JobSettings
 
+CLIENT_TOKEN_HINT = "a client token: privaudit --token-file FILE (env PRIVAUDIT_CLIENT_TOKEN_FILE)"
+# Clients send the orchestrator tasks and small requests only: no need to take in more.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Room in a SubmitAudit request for what is not the task (format, seed, framing).
+REQUEST_OVERHEAD_BYTES = 1024
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig, ServerOptions]:
+    """The flags, the orchestrator's configuration and how it serves; exits on a bad flag."""
     parser = argparse.ArgumentParser(prog="python -m services.orchestrator", description=__doc__)
-    add_server_flags(parser, "orchestrator", 50051)
+    add_server_flags(parser, "orchestrator", 50051, DEFAULT_MAX_MESSAGE_BYTES)
     flag(parser, "--workers", "PRIVAUDIT_WORKERS", "", help="attack workers, comma-separated host:port")
     flag(parser, "--worker-dns", "PRIVAUDIT_WORKER_DNS", None,
          help="host:port whose host resolves to every worker's address (a headless Service), re-resolved")
@@ -30,6 +48,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
          help="jobs that may wait for a worker; beyond it new audits are refused")
     flag(parser, "--probe-interval", "PRIVAUDIT_PROBE_INTERVAL", 2.0, type=float,
          help="seconds between worker discovery and health probes")
+    flag(parser, "--token-file", "PRIVAUDIT_TOKEN_FILE", None, type=Path,
+         help="file of client tokens, one a line (# comments): every call except health and reflection must "
+              "carry one as 'authorization: Bearer <token>'; unset: authentication is off")
+    add_internal_token_flag(parser, sends=True)
+    add_client_tls_flags(parser, "--peer-tls", "PRIVAUDIT_PEER_TLS", "the workers and the reporter")
+    flag(parser, "--max-task-bytes", "PRIVAUDIT_MAX_TASK_BYTES", DEFAULT_MAX_TASK_BYTES, type=int,
+         help="largest task (YAML text or typed message) accepted")
+    flag(parser, "--max-attacks", "PRIVAUDIT_MAX_ATTACKS", task_spec.MAX_ATTACKS, type=int,
+         help=f"most attacks in one task (at most {task_spec.MAX_ATTACKS})")
+    flag(parser, "--max-epochs", "PRIVAUDIT_MAX_EPOCHS", task_spec.MAX_EPOCHS, type=int,
+         help=f"most training epochs an attack may ask for (at most {task_spec.MAX_EPOCHS})")
+    flag(parser, "--max-shadow", "PRIVAUDIT_MAX_SHADOW", task_spec.MAX_SHADOW, type=int,
+         help=f"most shadow models (num_shadow) an attack may ask for (at most {task_spec.MAX_SHADOW})")
     args = parser.parse_args(argv)
     if not split_addresses(args.workers) and not args.worker_dns:
         parser.error("--workers or --worker-dns: give the attack workers (or set PRIVAUDIT_WORKERS / "
@@ -39,17 +70,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')}: must be at least 1")
     if args.job_timeout <= 0 or args.probe_interval <= 0:
         parser.error("--job-timeout and --probe-interval: must be positive numbers of seconds")
-    return args
+    try:
+        limits = TaskLimits(args.max_task_bytes, args.max_attacks, args.max_epochs, args.max_shadow)
+    except ValueError as error:
+        parser.error(str(error))
+    serving = server_options(parser, args, "--token-file", CLIENT_TOKEN_HINT)
+    if args.max_task_bytes > serving.max_receive_bytes - REQUEST_OVERHEAD_BYTES:
+        parser.error(f"--max-task-bytes ({args.max_task_bytes}) must be at most --max-message-bytes "
+                     f"({args.max_message_bytes}) - {REQUEST_OVERHEAD_BYTES}, so that a task over its limit is "
+                     "refused by name rather than cut off by gRPC")
+    peers = ChannelSecurity(client_tls(parser, args, "--peer-tls"),
+                            first_token(parser, args, "--internal-token-file"))
+    config = OrchestratorConfig(
+        reporter=args.reporter, workers=split_addresses(args.workers), worker_dns=args.worker_dns,
+        state_dir=args.state_dir, jobs=JobSettings(args.max_attempts, args.job_timeout, args.queue_limit),
+        probe_interval=args.probe_interval, limits=limits, peers=peers)
+    return args, config, serving
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args, config, serving = parse_args(sys.argv[1:] if argv is None else argv)
     logs.setup("orchestrator", args.log_level)
-    orchestrator = Orchestrator(OrchestratorConfig(
-        reporter=args.reporter, workers=split_addresses(args.workers), worker_dns=args.worker_dns,
-        state_dir=args.state_dir, jobs=JobSettings(args.max_attempts, args.job_timeout, args.queue_limit),
-        probe_interval=args.probe_interval))
-    service = orchestrator.start(args.listen)
+    orchestrator = Orchestrator(config)
+    service = orchestrator.start(args.listen, serving)
     serve_until_signalled(service, args.ready_file, on_stop=orchestrator.scheduler.stop)
     orchestrator.close()
 

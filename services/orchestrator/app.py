@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privaudit.v1 import orchestrator_pb2_grpc, reporter_pb2, reporter_pb2_grpc
-from services.common.channels import open_channel
-from services.common.server import Service, start_server
+from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
+from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
 from services.orchestrator.audit import AuditRunner
+from services.orchestrator.limits import TaskLimits
 from services.orchestrator.scheduler import JobSettings, Scheduler
 from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
 from services.orchestrator.store import TaskStore
@@ -26,27 +27,31 @@ class OrchestratorConfig:
     state_dir: Path | None = None  # None: state in memory only
     jobs: JobSettings = field(default_factory=JobSettings)
     probe_interval: float = 2.0
+    limits: TaskLimits = field(default_factory=TaskLimits)
+    peers: ChannelSecurity = PLAINTEXT  # how to reach the workers and the reporter
 
 
 class Orchestrator:
     def __init__(self, config: OrchestratorConfig):
         self.store = TaskStore(config.state_dir / STATE_FILE if config.state_dir else None)
-        self.pool = WorkerPool(config.workers, config.worker_dns, refresh_seconds=config.probe_interval)
-        self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE)
+        self.limits = config.limits
+        self.pool = WorkerPool(config.workers, config.worker_dns, refresh_seconds=config.probe_interval,
+                               security=config.peers)
+        self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE, security=config.peers)
         self.scheduler = Scheduler(self.pool, config.jobs)
         self.runner = AuditRunner(self.store, self.scheduler,
                                   reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel))
         self.service: Service | None = None
 
-    def start(self, listen: str) -> Service:
+    def start(self, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:
         """Finds the workers, resumes unfinished audits, then serves."""
         self.pool.start()
         self.runner.recover()
         self.scheduler.start()
-        servicer = OrchestratorServicer(self.runner)
+        servicer = OrchestratorServicer(self.runner, self.limits)
         self.service = start_server(
             lambda server: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
-            [SERVICE_NAME], listen)
+            [SERVICE_NAME], listen, options=options)
         return self.service
 
     def close(self) -> None:

@@ -8,30 +8,36 @@ from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.common import task_spec
 from services.common.errors import TaskError
 from services.orchestrator.audit import AuditNotFound, AuditRunner
+from services.orchestrator.limits import TaskLimits
 from services.orchestrator.scheduler import QueueFull
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 DEFAULT_PAGE_SIZE = 100
 
 
-def parse_task(request: orchestrator_pb2.SubmitAuditRequest) -> task_spec.TaskSpec:
-    """The request's task, validated, whether it came as YAML or typed."""
+def parse_task(request: orchestrator_pb2.SubmitAuditRequest, limits: TaskLimits) -> task_spec.TaskSpec:
+    """The request's task, validated and within `limits`, whether it came as YAML or typed."""
     seed = request.seed if request.HasField("seed") else None
     source = request.WhichOneof("task_source")
+    limits.check_size(request)
     if source == "task_yaml":
-        return task_spec.parse_yaml(request.task_yaml, seed)
-    if source == "task":
-        return task_spec.from_proto(request.task, seed)
-    raise TaskError.at("task_source", "set either task_yaml (the task file's text) or task (a typed Task)")
+        spec = task_spec.parse_yaml(request.task_yaml, seed)
+    elif source == "task":
+        spec = task_spec.from_proto(request.task, seed)
+    else:
+        raise TaskError.at("task_source", "set either task_yaml (the task file's text) or task (a typed Task)")
+    limits.check(spec)
+    return spec
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, runner: AuditRunner):
+    def __init__(self, runner: AuditRunner, limits: TaskLimits):
         self.runner = runner
+        self.limits = limits
 
     def SubmitAudit(self, request, context: grpc.ServicerContext):
         try:
-            audit = self.runner.start(parse_task(request), request.report_format)
+            audit = self.runner.start(parse_task(request, self.limits), request.report_format)
         except TaskError as error:
             context.abort_with_status(error.to_status())
         except QueueFull as error:

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
-from services.common.channels import open_channel
+from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class WorkerPool:
     refresh_seconds: float = 2.0
     probe_timeout: float = 2.0
     lost_after: int = 3
+    security: ChannelSecurity = PLAINTEXT  # TLS and token for the calls to the workers
     on_change: Callable[[], None] = lambda: None
     on_lost: Callable[[Worker, str], None] = lambda worker, reason: None
     workers: dict[str, Worker] = field(default_factory=dict)
@@ -90,7 +91,7 @@ class WorkerPool:
         wanted = set(self.static) | (resolve(self.dns_name) if self.dns_name else set())
         with self._lock:
             for address in wanted - self.workers.keys():
-                channel = open_channel(address)
+                channel = open_channel(address, security=self.security)
                 stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
                 self.workers[address] = Worker(address, channel, stub)
                 log.info("worker added: %s", address)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from privaudit.v1 import reporter_pb2_grpc
 from services.common import logs
-from services.common.config import add_server_flags, flag
+from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
 from services.common.server import serve_until_signalled, start_server
 from services.reporter.policy import DEFAULT_POLICY, PolicyError, load_policy
 from services.reporter.server import SERVICE_NAME, ReporterServicer
@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     add_server_flags(parser, "reporter", 50053)
     flag(parser, "--policy", "PRIVAUDIT_REPORTER_POLICY", None, type=Path,
          help=f"risk policy YAML file; unset means the shipped {DEFAULT_POLICY}")
+    add_internal_token_flag(parser, sends=False)
     args = parser.parse_args(argv)
+    serving = server_options(parser, args)
     logs.setup("reporter", args.log_level)
     try:
         policy = load_policy(args.policy)
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda server: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
         args.listen,
+        options=serving,
     )
     serve_until_signalled(service, args.ready_file)
 
