@@ -34,6 +34,7 @@ class FakeDataset:
 
 class FakeModel(Protocol):
     num_classes: int
+    trainable: bool
 
     def logits(self, samples: np.ndarray) -> np.ndarray: ...
 
@@ -47,6 +48,8 @@ class NearestNeighbourModel:
     is minus the squared distance to the nearest training record of class c, over `temperature`.
     It is certain (logit 0) and right on its training records, less so elsewhere. Before
     training every logit is 0."""
+
+    trainable = True
 
     def __init__(self, num_classes: int, temperature: float = 1.0):
         self.num_classes = num_classes
@@ -73,7 +76,9 @@ class NearestNeighbourModel:
 
 
 class ConstantModel:
-    """The control: the same probabilities for every input, whatever it was trained on."""
+    """The control: the same probabilities for every input, with nothing to train."""
+
+    trainable = False
 
     def __init__(self, probabilities: Sequence[float]):
         self.log_probabilities = np.log(np.asarray(probabilities, np.float64))
@@ -96,6 +101,7 @@ class TrainCall:
     epochs: int
     lr: float
     batch_size: int
+    seed: int | None
 
 
 @dataclass
@@ -108,8 +114,9 @@ class FakeRuntime:
     stages: list[int] = field(default_factory=list)
     progress_reports: list[tuple[int, float, str]] = field(default_factory=list)
     train_calls: list[TrainCall] = field(default_factory=list)
+    label: str = ""
 
-    def load_model(self, field: str, path: str, trained: bool = True) -> FakeModel:
+    def load_model(self, field: str, path: str, trained: bool = True, seed: int | None = None) -> FakeModel:
         if path not in self.models:
             raise TaskError.at(field, f"no model folder '{path}' in the storage root")
         model = self.models[path]
@@ -120,6 +127,12 @@ class FakeRuntime:
             raise TaskError.at(field, f"no dataset folder '{path}' in the storage root")
         return self.datasets[path]
 
+    def records(self, datasets: Sequence[FakeDataset], indices: Sequence[int], name: str,
+                augment: Augment | None = None) -> FakeDataset:
+        samples = np.concatenate([d.samples for d in datasets])[np.asarray(indices, dtype=np.int64)]
+        labels = np.concatenate([d.labels for d in datasets])[np.asarray(indices, dtype=np.int64)]
+        return FakeDataset(augment(samples) if augment else samples, labels)
+
     def num_classes(self, model: FakeModel, dataset: FakeDataset) -> int:
         return model.num_classes
 
@@ -127,8 +140,12 @@ class FakeRuntime:
         logits = [model.logits(dataset.samples[rows]) for rows in batches(len(dataset), batch_size)]
         return Outputs(np.concatenate(logits), dataset.labels)
 
-    def train(self, model: FakeModel, dataset: FakeDataset, epochs: int, lr: float, batch_size: int) -> None:
-        self.train_calls.append(TrainCall(model, dataset, epochs, lr, batch_size))
+    def trainable(self, model: FakeModel) -> bool:
+        return model.trainable
+
+    def train(self, model: FakeModel, dataset: FakeDataset, epochs: int, lr: float, batch_size: int,
+              seed: int | None = None) -> None:
+        self.train_calls.append(TrainCall(model, dataset, epochs, lr, batch_size, seed))
         model.fit(dataset)
 
     def predict_augmented(self, model: FakeModel, dataset: FakeDataset, augments: Sequence[Augment],
@@ -147,7 +164,15 @@ class FakeRuntime:
 
     def progress(self, fraction: float, message: str = "") -> None:
         stage = self.stages[-1] if self.stages else results_pb2.STAGE_UNSPECIFIED
-        self.progress_reports.append((stage, fraction, message))
+        self.progress_reports.append((stage, fraction, f"{self.label}: {message}" if self.label else message))
+
+    @contextmanager
+    def labelled(self, label: str) -> Iterator[None]:
+        outer, self.label = self.label, label
+        try:
+            yield
+        finally:
+            self.label = outer
 
 
 # Where audit_runtime() puts things: the path arguments of an ML-LEAK or LABEL-ONLY task.

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.common import logs
-from services.common.config import add_server_flags, flag
+from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
 from services.common.server import serve_until_signalled, start_server
+
+DEFAULT_MAX_DATASET_LENGTH = 1_000_000
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, and in `serving` the ServerOptions they give; exits on a bad flag."""
     parser = argparse.ArgumentParser(prog="python -m services.attack_worker",
                                      description="Runs membership-inference attack jobs with Paddle.")
     add_server_flags(parser, "worker", 50052)
@@ -24,11 +27,24 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
          help="folder that the task's model and dataset paths are relative to")
     flag(parser, "--threads", "PRIVAUDIT_WORKER_THREADS", 1, type=int,
          help="CPU threads for Paddle (sets OMP_NUM_THREADS)")
+    flag(parser, "--max-dataset-length", "PRIVAUDIT_MAX_DATASET_LENGTH", DEFAULT_MAX_DATASET_LENGTH, type=int,
+         help="most records a task's dataset may have; a longer one fails its attack")
+    flag(parser, "--cache-dir", "PRIVAUDIT_CACHE_DIR", None, type=Path,
+         help="writable folder, shared by the workers, keeping trained LIRA/RMIA shadow models' outputs "
+              "for reuse; unset: no cache")
+    add_internal_token_flag(parser, sends=False)
     args = parser.parse_args(argv)
     if not args.storage_root.is_dir():
         parser.error(f"--storage-root / PRIVAUDIT_STORAGE_ROOT: {str(args.storage_root)!r} is not a folder")
     if args.threads < 1:
         parser.error(f"--threads / PRIVAUDIT_WORKER_THREADS: must be at least 1, got {args.threads}")
+    if args.cache_dir is not None and not (args.cache_dir.is_dir() and os.access(args.cache_dir, os.W_OK | os.X_OK)):
+        parser.error(f"--cache-dir / PRIVAUDIT_CACHE_DIR: {str(args.cache_dir)!r} is not a writable folder; "
+                     "create it or leave the setting unset for no cache")
+    if args.max_dataset_length < 1:
+        parser.error(f"--max-dataset-length / PRIVAUDIT_MAX_DATASET_LENGTH: must be at least 1, "
+                     f"got {args.max_dataset_length}")
+    args.serving = server_options(parser, args)
     return args
 
 
@@ -37,9 +53,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     logs.setup("attack_worker", args.log_level)
     from services.attack_worker import server  # imports Paddle
+    from services.attack_worker.shadow_cache import ShadowCache
 
-    service = start_server(lambda grpc_server: server.register(grpc_server, args.storage_root),
-                           [server.SERVICE_NAME], args.listen)
+    cache = ShadowCache(args.cache_dir) if args.cache_dir is not None else None
+    service = start_server(lambda grpc_server: server.register(grpc_server, args.storage_root,
+                                                               args.max_dataset_length, cache),
+                           [server.SERVICE_NAME], args.listen, options=args.serving)
     serve_until_signalled(service, args.ready_file)
 
 

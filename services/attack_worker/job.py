@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from os import PathLike
 
 from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
-from services.attack_worker import attacks, metrics
+from services.attack_worker import attacks, metrics, shadow_jobs
 from services.attack_worker.attacks import AttackUnavailable, baseline
 from services.attack_worker.paddle_runtime import JobCancelled, LoadedDataset, PaddleRuntime
+from services.attack_worker.shadow_cache import ShadowCache
 from services.attack_worker.storage import one_line
 from services.common import task_spec
 from services.common.errors import TaskError
@@ -30,13 +31,20 @@ _NAMES_BY_PROTO_FIELD = {cls.proto_field: cls.name for cls in task_spec.ATTACKS.
 
 def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | PathLike[str],
             emit: Callable[[results_pb2.JobProgress], None],
-            cancelled: threading.Event | None = None) -> results_pb2.AttackResult:
-    """Runs the job; `emit` receives its progress. Raises JobCancelled once `cancelled` is set."""
+            cancelled: threading.Event | None = None,
+            max_dataset_length: int | None = None,
+            cache: ShadowCache | None = None) -> results_pb2.AttackResult | attack_worker_pb2.ShadowOutput:
+    """Runs the job; `emit` receives its progress. Raises JobCancelled once `cancelled` is set.
+    A dataset longer than `max_dataset_length` records fails the job. A LIRA or RMIA job trains
+    its shadow models through `cache`; a shadow part answers with its ShadowOutput when it succeeds."""
     index = request.attack_index
     result = results_pb2.AttackResult(attack_index=index, attack_name=attack_name(request.attack))
     try:
         args = task_spec.attack_from_proto(request.attack, f"attacks[{index}]")
-        run = attacks.runner_for(args.name)
+        if isinstance(args, task_spec.ShadowModelArgs) or request.WhichOneof("part"):
+            run = shadow_jobs.runner(args, request, storage_root, cache)
+        else:
+            run = attacks.runner_for(args.name)
     except TaskError as exc:
         return _failed(result, "INVALID_ARGUMENT", *_field_and_message(exc, prefix=""))
     except AttackUnavailable as exc:
@@ -45,9 +53,11 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | Pat
     def report(stage: int, fraction: float, message: str) -> None:
         emit(results_pb2.JobProgress(attack_index=index, stage=stage, fraction=fraction, message=message))
 
-    runtime = PaddleRuntime(storage_root, request.seed, report, cancelled)
+    runtime = PaddleRuntime(storage_root, request.seed, report, cancelled, max_dataset_length)
     try:
         scores = run(args, runtime)
+        if isinstance(scores, attack_worker_pb2.ShadowOutput):
+            return scores
         with runtime.stage(results_pb2.STAGE_SCORE):
             evaluation = metrics.evaluate(scores, request.seed)
             target = _target_summary(args, runtime)
@@ -94,14 +104,18 @@ def _target_summary(args: task_spec.AttackArgs, runtime: PaddleRuntime) -> resul
 
 def _dataset_summaries(args: task_spec.AttackArgs,
                        datasets_read: dict[str, LoadedDataset]) -> list[results_pb2.DatasetSummary]:
-    """The target's members, its non-members, then every other dataset read (a shadow
-    model's, role `shadow`), in the order the attack asked for them."""
+    """The target's members, its non-members, then every other dataset read (role `population`
+    for auxiliary population data, `shadow` for a shadow model's), in the order asked for."""
     target = {f"{args.target_pair}.members": True, f"{args.target_pair}.non_members": False}
     fields = [*(f for f in target if f in datasets_read), *(f for f in datasets_read if f not in target)]
+
+    def role(field: str) -> str:
+        return "target" if field in target else "population" if field.startswith("population") else "shadow"
+
     return [
         results_pb2.DatasetSummary(
             name=datasets_read[field].name, path=datasets_read[field].path, length=datasets_read[field].length,
-            is_member_dataset=target.get(field, False), role="target" if field in target else "shadow",
+            is_member_dataset=target.get(field, False), role=role(field),
         )
         for field in fields
     ]

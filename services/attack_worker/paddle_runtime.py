@@ -58,9 +58,61 @@ class LoadedDataset:
     source: Any  # what get_dataset() returned
     length: int
 
+    def __len__(self) -> int:
+        return self.length
+
     def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(samples float32, labels int64) of records `indices`."""
         return storage.read_records(self.source, indices, self.field)
+
+
+@dataclass(frozen=True, eq=False)
+class SelectedRecords:
+    """Records of loaded datasets laid end to end, such as a shadow model's training set: read
+    through their own datasets (whose fields name any fault), then passed through `augment`.
+    Not from one task field, so `field` is empty and `path` is the name."""
+
+    name: str
+    parts: tuple[LoadedDataset, ...]
+    indices: np.ndarray  # into the parts laid end to end
+    augment: Augment | None = None
+    field: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.name
+
+    @property
+    def length(self) -> int:
+        return len(self.indices)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(samples float32, labels int64) of records `indices` of the selection."""
+        wanted = self.indices[np.asarray(indices, dtype=np.int64)]
+        starts = np.cumsum([0, *(part.length for part in self.parts)])
+        part_of = np.searchsorted(starts, wanted, side="right") - 1
+        samples: np.ndarray | None = None
+        labels = np.empty(len(wanted), dtype=np.int64)
+        for number in np.unique(part_of):
+            rows = np.flatnonzero(part_of == number)
+            part = self.parts[number]
+            part_samples, labels[rows] = part.read(wanted[rows] - starts[number])
+            if samples is None:
+                samples = np.empty((len(wanted), *part_samples.shape[1:]), dtype=np.float32)
+            elif samples.shape[1:] != part_samples.shape[1:]:
+                raise TaskError.at(part.field, f"{part.name} has samples of shape {list(part_samples.shape[1:])}, "
+                                               f"unlike the datasets read with it ({list(samples.shape[1:])}); "
+                                               "every dataset of an attack must have samples of one shape")
+            samples[rows] = part_samples
+        assert samples is not None, "a selection reads at least one record"
+        return (self.augment(samples) if self.augment else samples), labels
+
+
+# What the runtime's dataset handles are.
+Dataset = LoadedDataset | SelectedRecords
 
 
 class PaddleRuntime:
@@ -68,12 +120,15 @@ class PaddleRuntime:
 
     Every fresh (untrained) model of a job starts from the same weights: Paddle is
     seeded with the job's seed right before its `get_model()`. Data order in
-    training comes from one numpy Generator seeded with the job's seed.
+    training comes from one numpy Generator seeded with the job's seed. A model or
+    a training run given a seed of its own (a shadow model of LIRA or RMIA) uses
+    that instead, so it comes out the same whichever job trains it.
     """
 
     def __init__(self, storage_root: str | PathLike[str], seed: int, report: ProgressSink,
-                 cancelled: threading.Event | None = None):
+                 cancelled: threading.Event | None = None, max_dataset_length: int | None = None):
         self.seed = seed
+        self.max_dataset_length = max_dataset_length
         self.timings: list[results_pb2.StageTiming] = []
         # Every dataset the attack asked for, by task field, in the order asked.
         self.datasets_read: dict[str, LoadedDataset] = {}
@@ -83,17 +138,19 @@ class PaddleRuntime:
         self._rng = np.random.default_rng(seed)
         self._trained_models: dict[Path, LoadedModel] = {}
         self._datasets: dict[Path, LoadedDataset] = {}
-        self._outputs: dict[tuple[LoadedModel, LoadedDataset], Outputs] = {}
+        self._outputs: dict[tuple[LoadedModel, Dataset], Outputs] = {}
         self._stage: int = results_pb2.STAGE_UNSPECIFIED
         self._last_report = 0.0
+        self._label = ""  # prefix of progress messages, see labelled()
 
     # ------------------------------------------------------------ loading
 
-    def load_model(self, field: str, path: str, trained: bool = True) -> LoadedModel:
+    def load_model(self, field: str, path: str, trained: bool = True, seed: int | None = None) -> LoadedModel:
         self._check_cancelled()
         folder = storage.resolve_folder(self._root, path, field)
         if not trained:
-            layer = storage.load_model(self._root, path, field, trained=False, seed=self.seed)
+            layer = storage.load_model(self._root, path, field, trained=False,
+                                       seed=self.seed if seed is None else seed)
             return LoadedModel(field, path, folder.name, layer)
         if folder not in self._trained_models:
             layer = storage.load_model(self._root, path, field)
@@ -104,14 +161,18 @@ class PaddleRuntime:
         self._check_cancelled()
         folder = storage.resolve_folder(self._root, path, field)
         if folder not in self._datasets:
-            source = storage.load_dataset(self._root, path, field)
+            source = storage.load_dataset(self._root, path, field, self.max_dataset_length)
             self._datasets[folder] = LoadedDataset(field, path, folder.name, source, len(source))
         self.datasets_read.setdefault(field, self._datasets[folder])
         return self._datasets[folder]
 
+    def records(self, datasets: Sequence[LoadedDataset], indices: Sequence[int], name: str,
+                augment: Augment | None = None) -> SelectedRecords:
+        return SelectedRecords(name, tuple(datasets), np.asarray(indices, dtype=np.int64), augment)
+
     # ------------------------------------------------------------ querying
 
-    def num_classes(self, model: LoadedModel, dataset: LoadedDataset) -> int:
+    def num_classes(self, model: LoadedModel, dataset: Dataset) -> int:
         cached = self._outputs.get((model, dataset))
         if cached is not None:
             return int(cached.logits.shape[1])
@@ -119,13 +180,13 @@ class PaddleRuntime:
         with self._inference(model):
             return int(self._forward(model, dataset, samples, labels).shape[1])
 
-    def predict(self, model: LoadedModel, dataset: LoadedDataset, batch_size: int) -> Outputs:
+    def predict(self, model: LoadedModel, dataset: Dataset, batch_size: int) -> Outputs:
         key = (model, dataset)
         if key not in self._outputs:
             self._outputs[key] = self._predict(model, dataset, batch_size)
         return self._outputs[key]
 
-    def predict_augmented(self, model: LoadedModel, dataset: LoadedDataset, augments: Sequence[Augment],
+    def predict_augmented(self, model: LoadedModel, dataset: Dataset, augments: Sequence[Augment],
                           batch_size: int) -> np.ndarray:
         correct = np.empty((dataset.length, len(augments)), dtype=bool)
         note = f"querying {model.name} on {len(augments)} augmented copies of {dataset.name}"
@@ -139,15 +200,19 @@ class PaddleRuntime:
 
     # ------------------------------------------------------------ training
 
-    def train(self, model: LoadedModel, dataset: LoadedDataset, epochs: int, lr: float,
-              batch_size: int) -> None:
-        if not model.layer.parameters():
+    def trainable(self, model: LoadedModel) -> bool:
+        return bool(model.layer.parameters())
+
+    def train(self, model: LoadedModel, dataset: Dataset, epochs: int, lr: float,
+              batch_size: int, seed: int | None = None) -> None:
+        if not self.trainable(model):
             raise TaskError.at(model.field, f"model {model.name} has no parameters, so it cannot be trained; "
                                             "give an architecture with trainable weights")
         optimizer = paddle.optimizer.Adam(learning_rate=lr, parameters=model.layer.parameters())
         model.layer.train()
+        rng = self._rng if seed is None else np.random.default_rng(seed)
         for epoch in range(epochs):
-            order = self._rng.permutation(dataset.length)
+            order = rng.permutation(dataset.length)
             note = f"training {model.name} on {dataset.name}, epoch {epoch + 1}/{epochs}"
             for batch in self._batches(dataset.length, batch_size, note, epoch, epochs):
                 samples, labels = dataset.read(order[batch])
@@ -178,9 +243,17 @@ class PaddleRuntime:
         if fraction >= 1.0 or time.monotonic() - self._last_report >= PROGRESS_INTERVAL_S:
             self._emit(fraction, message)
 
+    @contextmanager
+    def labelled(self, label: str) -> Iterator[None]:
+        outer, self._label = self._label, label
+        try:
+            yield
+        finally:
+            self._label = outer
+
     # ------------------------------------------------------------ internals
 
-    def _predict(self, model: LoadedModel, dataset: LoadedDataset, batch_size: int) -> Outputs:
+    def _predict(self, model: LoadedModel, dataset: Dataset, batch_size: int) -> Outputs:
         logits, labels = [], []
         with self._inference(model):
             for batch in self._batches(dataset.length, batch_size, f"querying {model.name} on {dataset.name}"):
@@ -189,7 +262,7 @@ class PaddleRuntime:
                 labels.append(batch_labels)
         return Outputs(logits=np.concatenate(logits), labels=np.concatenate(labels))
 
-    def _forward(self, model: LoadedModel, dataset: LoadedDataset, samples: np.ndarray,
+    def _forward(self, model: LoadedModel, dataset: Dataset, samples: np.ndarray,
                  labels: np.ndarray) -> paddle.Tensor:
         """The model's logits on `samples`, checked to be (batch, classes) wide enough for `labels`."""
         try:
@@ -231,6 +304,8 @@ class PaddleRuntime:
 
     def _emit(self, fraction: float, message: str) -> None:
         self._last_report = time.monotonic()
+        if self._label:
+            message = f"{self._label}: {message}" if message else self._label
         self._report(self._stage, fraction, message)
 
     def _check_cancelled(self) -> None:

@@ -23,6 +23,7 @@ import paddle
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker.job import attack_name, run_job
 from services.attack_worker.paddle_runtime import JobCancelled
+from services.attack_worker.shadow_cache import ShadowCache
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ class _JobEnded:
 
 
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
-    def __init__(self, storage_root: str | PathLike[str]):
+    def __init__(self, storage_root: str | PathLike[str], max_dataset_length: int | None = None,
+                 cache: ShadowCache | None = None):
         self._storage_root = storage_root
+        self._max_dataset_length = max_dataset_length
+        self._cache = cache
         self._running = threading.Lock()
         self._jobs_held = 0  # running or waiting for the slot
         self._jobs_lock = threading.Lock()
@@ -81,9 +85,13 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             with self._turn(request.attack_index, emit, cancelled):
                 start = time.perf_counter()
                 log.info("job start: %s", job)
-                result = run_job(request, self._storage_root, emit, cancelled)
-            events.put(attack_worker_pb2.RunAttackResponse(result=result))
-            outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
+                result = run_job(request, self._storage_root, emit, cancelled, self._max_dataset_length, self._cache)
+            if isinstance(result, attack_worker_pb2.ShadowOutput):
+                events.put(attack_worker_pb2.RunAttackResponse(shadow=result))
+                outcome = f"SUCCEEDED (shadow {result.shadow_index})"
+            else:
+                events.put(attack_worker_pb2.RunAttackResponse(result=result))
+                outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
         except JobCancelled:
             pass
         except Exception:
@@ -111,6 +119,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             self._running.release()
 
 
-def register(server: grpc.Server, storage_root: str | PathLike[str]) -> None:
-    """Adds an AttackWorkerServicer over `storage_root` to `server`."""
-    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(AttackWorkerServicer(storage_root), server)
+def register(server: grpc.Server, storage_root: str | PathLike[str], max_dataset_length: int | None = None,
+             cache: ShadowCache | None = None) -> None:
+    """Adds an AttackWorkerServicer over `storage_root` (and the shadow `cache`, if any) to `server`."""
+    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(
+        AttackWorkerServicer(storage_root, max_dataset_length, cache), server)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.attack_worker.attacks import baseline, label_only, ml_leak
+from services.attack_worker.attacks import baseline, label_only, loss, ml_leak, shadow_models
 from services.attack_worker.attacks.base import Runtime, Scores
-from services.common.task_spec import BaselineArgs, LabelOnlyArgs, MlLeakArgs
+from services.common.task_spec import BaselineArgs, LabelOnlyArgs, LiraArgs, LossArgs, MlLeakArgs, RmiaArgs
 
 AttackRunner = Callable[[Any, Runtime], Scores]
 
@@ -19,6 +19,10 @@ RUNNERS: dict[str, AttackRunner] = {
     BaselineArgs.name: baseline.run,
     MlLeakArgs.name: ml_leak.run,
     LabelOnlyArgs.name: label_only.run,
+    LossArgs.name: loss.run,
+    # The whole attack at once, on any runtime; worker jobs run these through shadow_jobs (parts, cache).
+    LiraArgs.name: shadow_models.run,
+    RmiaArgs.name: shadow_models.run,
 }
 
 

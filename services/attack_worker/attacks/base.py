@@ -43,12 +43,17 @@ class Runtime(Protocol):
 
     seed: int
 
-    def load_model(self, field: str, path: str, trained: bool = True) -> Any:
+    def load_model(self, field: str, path: str, trained: bool = True, seed: int | None = None) -> Any:
         """The model in folder `path`; with trained=False, its architecture with fresh
-        weights initialised from the job's seed (a shadow model to train)."""
+        weights initialised from `seed`, by default the job's (a shadow model to train)."""
 
     def load_dataset(self, field: str, path: str) -> Any:
-        """The dataset in folder `path`."""
+        """The dataset in folder `path`. Dataset handles have a len()."""
+
+    def records(self, datasets: Sequence[Any], indices: Sequence[int], name: str,
+                augment: Augment | None = None) -> Any:
+        """A dataset (named `name` in messages) of the records `indices` of `datasets` laid end
+        to end, in that order, their samples passed through `augment` when given."""
 
     def num_classes(self, model: Any, dataset: Any) -> int:
         """Width of the model's output layer."""
@@ -56,8 +61,13 @@ class Runtime(Protocol):
     def predict(self, model: Any, dataset: Any, batch_size: int) -> Outputs:
         """Logits of `model` on every record of `dataset` (computed once, then cached)."""
 
-    def train(self, model: Any, dataset: Any, epochs: int, lr: float, batch_size: int) -> None:
-        """Trains `model` in place on `dataset` with Adam and cross-entropy, seeded."""
+    def trainable(self, model: Any) -> bool:
+        """Whether `model` has weights to train (a fixed function has none)."""
+
+    def train(self, model: Any, dataset: Any, epochs: int, lr: float, batch_size: int,
+              seed: int | None = None) -> None:
+        """Trains `model` in place on `dataset` with Adam and cross-entropy, the batch order
+        drawn from `seed` when given, else from the job's seed."""
 
     def predict_augmented(self, model: Any, dataset: Any, augments: Sequence[Augment],
                           batch_size: int) -> np.ndarray:
@@ -69,6 +79,9 @@ class Runtime(Protocol):
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Reports progress within the current stage, fraction from 0 to 1."""
+
+    def labelled(self, label: str) -> AbstractContextManager[None]:
+        """Within it, every progress message starts with `label: ` (e.g. `shadow 3/16`)."""
 
 
 def batches(n: int, batch_size: int) -> Iterator[slice]:

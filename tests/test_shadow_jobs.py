@@ -1,0 +1,404 @@
+"""LIRA and RMIA as worker jobs, on tiny models: the attack on a numpy runtime, then through the
+Paddle runtime the whole attack in one job, the same attack split into shadow and score parts,
+the shadow cache, the faults, the gRPC answer of a shadow part, the --cache-dir flag, and what
+the runtime gives these attacks."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_auc
+from worker_fixtures import AuditTree, baseline_request, records, write_audit_tree, write_dataset
+
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
+from services.attack_worker import paddle_runtime
+from services.attack_worker.__main__ import parse_flags
+from services.attack_worker.attacks import lira, shadow_models
+from services.attack_worker.attacks.shadow_population import membership_masks, shadow_seed
+from services.attack_worker.job import run_job
+from services.attack_worker.paddle_runtime import PaddleRuntime
+from services.attack_worker.server import SERVICE_NAME, register
+from services.attack_worker.shadow_cache import ShadowCache, shadow_key
+from services.common import task_spec
+from services.common.channels import open_channel
+from services.common.server import start_server
+
+SEED = 7
+FAST = {"num_shadow": 4, "epochs": 3, "lr": 0.05, "batch_size": 8}
+CONSTANT_MODEL = '''
+import paddle
+
+
+class Constant(paddle.nn.Layer):
+    def forward(self, x):
+        return paddle.to_tensor([[0.5, 0.2, 0.2, 0.1]]).expand([x.shape[0], 4])
+
+
+def get_model():
+    return Constant()
+'''
+
+
+@pytest.fixture(autouse=True)
+def every_progress_point_reports(monkeypatch):
+    """Progress is rate-limited in time; the tests look at every message."""
+    monkeypatch.setattr(paddle_runtime, "PROGRESS_INTERVAL_S", 0.0)
+
+
+@dataclass(frozen=True)
+class ShadowTree:
+    audit: AuditTree
+    population: tuple[str, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.audit.root
+
+
+def write_population(root: Path, name: str, count: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    labels = [int(v) for v in rng.integers(0, 4, size=count)]
+    write_dataset(root / "datasets" / name, *records(labels, list(rng.random(count) < 0.7)))
+    return f"datasets/{name}"
+
+
+@pytest.fixture
+def tree(tmp_path) -> ShadowTree:
+    audit = write_audit_tree(tmp_path / "root", member_correct=[True] * 10 + [False] * 2,
+                             non_member_correct=[True] * 5 + [False] * 7)
+    population = (write_population(audit.root, "pop_a", 10, 1), write_population(audit.root, "pop_b", 6, 2))
+    return ShadowTree(audit, population)
+
+
+def common_args(tree: ShadowTree) -> dict:
+    return {"target_datasets": [tree.audit.members, tree.audit.non_members], "target_model": tree.audit.model,
+            "population_datasets": tree.population, **FAST}
+
+
+def lira_args(tree: ShadowTree, **changes) -> task_spec.LiraArgs:
+    return task_spec.LiraArgs(**{**common_args(tree), **changes})
+
+
+def rmia_args(tree: ShadowTree, **changes) -> task_spec.RmiaArgs:
+    return task_spec.RmiaArgs(**{**common_args(tree), "num_population": 12, **changes})
+
+
+def request(args: task_spec.AttackArgs, part: int | list | None = None, seed: int = SEED):
+    job = attack_worker_pb2.RunAttackRequest(task_id="t", attack_index=1, seed=seed,
+                                             attack=task_spec.attack_to_proto(args))
+    if isinstance(part, int):
+        job.shadow.shadow_index = part
+    elif part is not None:
+        job.score.shadows.extend(part)
+    return job
+
+
+def run(tree: ShadowTree, job, cache: ShadowCache | None = None):
+    progress: list[results_pb2.JobProgress] = []
+    return run_job(job, tree.root, progress.append, cache=cache), progress
+
+
+def shadow_outputs(tree: ShadowTree, args, order, cache=None) -> list[attack_worker_pb2.ShadowOutput]:
+    outputs = [run(tree, request(args, index), cache)[0] for index in order]
+    assert all(isinstance(o, attack_worker_pb2.ShadowOutput) for o in outputs), outputs
+    return outputs
+
+
+def measurements(result: results_pb2.AttackResult) -> tuple:
+    return result.metrics, list(result.roc), list(result.most_exposed), result.score_histogram
+
+
+# ---------------------------------------------------------------- on a numpy runtime
+
+
+def fake_args(kind: type[task_spec.AttackArgs], **changes) -> task_spec.AttackArgs:
+    return kind(target_datasets=AUDIT_PATHS["target_datasets"], target_model=AUDIT_PATHS["target_model"],
+                population_datasets=AUDIT_PATHS["shadow_datasets"], **{"num_shadow": 8, **changes})
+
+
+@pytest.mark.parametrize("kind", [task_spec.LiraArgs, task_spec.RmiaArgs])
+def test_on_a_memorising_model_each_shadow_trains_on_its_half_from_its_seed(kind):
+    rt = audit_runtime(seed=SEED)
+    assert membership_auc(shadow_models.run(fake_args(kind), rt)) > 0.95
+    masks = membership_masks(8, 800, SEED)  # 4 datasets of 200 records
+    folders = (*AUDIT_PATHS["target_datasets"], *AUDIT_PATHS["shadow_datasets"])
+    population = rt.records([rt.datasets[folder] for folder in folders], range(800), "all")
+    assert [call.seed for call in rt.train_calls] == [shadow_seed(SEED, k) for k in range(8)]
+    for call, mask in zip(rt.train_calls, masks, strict=True):
+        np.testing.assert_array_equal(call.data.samples, population.samples[mask])
+        assert (call.epochs, call.lr, call.batch_size) == (20, 0.001, 128)
+
+
+@pytest.mark.parametrize("kind", [task_spec.LiraArgs, task_spec.RmiaArgs])
+def test_on_a_model_that_ignores_its_input_nothing_is_trained_and_the_auc_is_one_half(kind):
+    rt = audit_runtime(ConstantModel(np.linspace(1.0, 2.0, 10) / 15.0))
+    assert membership_auc(shadow_models.run(fake_args(kind), rt)) == 0.5
+    assert not rt.train_calls
+
+
+# ---------------------------------------------------------------- the attack's jobs
+
+
+def test_the_whole_attack_runs_in_one_job(tree):
+    result, progress = run(tree, request(lira_args(tree)))
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+    assert (result.attack_index, result.attack_name) == (1, "LIRA")
+    assert [(d.name, d.role, d.is_member_dataset) for d in result.datasets] == [
+        ("members", "target", True), ("non_members", "target", False), ("pop_a", "population", False),
+        ("pop_b", "population", False)]
+    assert (result.metrics.num_members, result.metrics.num_non_members) == (12, 12)
+    assert [t.stage for t in result.timings] == [results_pb2.STAGE_LOAD, results_pb2.STAGE_TRAIN_SHADOW,
+                                                 results_pb2.STAGE_PREDICT, results_pb2.STAGE_SCORE]
+    messages = [p.message for p in progress]
+    assert "shadow 1/4: training net on its training records, epoch 1/3" in messages
+    assert {m.split(":")[0] for m in messages if m.startswith("shadow")} == {f"shadow {i}/4" for i in (1, 2, 3, 4)}
+
+
+@pytest.mark.parametrize("make_args", [
+    lira_args, lambda tree: lira_args(tree, online=False, augment=True, fixed_variance=False),
+    rmia_args, lambda tree: rmia_args(tree, online=True, seed=99),
+], ids=["lira", "lira-offline-augmented", "rmia", "rmia-online"])
+def test_shadow_parts_in_any_order_then_the_score_part_give_the_whole_attacks_result(tree, make_args):
+    args = make_args(tree)
+    outputs = shadow_outputs(tree, args, random.Random(0).sample(range(4), 4))
+    scored, _ = run(tree, request(args, outputs))
+    whole, _ = run(tree, request(args))
+    assert scored.status == results_pb2.ATTACK_STATUS_SUCCEEDED, scored.error
+    assert measurements(scored) == measurements(whole)
+    assert scored.target_model == whole.target_model and list(scored.datasets) == list(whole.datasets)
+
+
+def test_a_shadow_output_describes_the_query_records(tree):
+    """LIRA queries the 24 audited records; RMIA also its 12 z samples; with augment, 10 views each."""
+    for args, rows in ((lira_args(tree), 24), (rmia_args(tree), 36), (lira_args(tree, augment=True), 240)):
+        outputs = shadow_outputs(tree, args, range(4))
+        queries = 36 if isinstance(args, task_spec.RmiaArgs) else 24
+        for index, output in enumerate(outputs):
+            assert (output.shadow_index, output.num_rows, output.num_classes) == (index, rows, 4)
+            assert len(output.logits) == rows * 4 * 4 and len(output.in_mask) == queries
+            assert len(output.cache_key) == 64
+        in_counts = np.sum([np.frombuffer(o.in_mask, np.uint8) for o in outputs], axis=0)
+        assert (in_counts == 2).all()  # every query record is IN half the shadow models
+
+
+def test_each_shadow_model_has_its_own_seed_and_is_reproducible(tree):
+    first, second = shadow_outputs(tree, lira_args(tree), [0, 1])
+    again = shadow_outputs(tree, lira_args(tree), [0])[0]
+    assert again == first
+    assert first.logits != second.logits and first.cache_key != second.cache_key
+
+
+def test_the_attacks_seed_argument_overrides_the_jobs(tree):
+    by_argument = shadow_outputs(tree, lira_args(tree, seed=3), [0])[0]
+    assert by_argument != shadow_outputs(tree, lira_args(tree), [0])[0]
+    assert by_argument == run(tree, request(lira_args(tree, seed=3), 0, seed=12345))[0]
+
+
+def test_a_target_without_weights_is_its_own_shadow_and_gives_chance(tree):
+    (tree.root / "models" / "constant").mkdir()
+    (tree.root / "models" / "constant" / "constant.py").write_text(CONSTANT_MODEL)
+    for args in (lira_args(tree, target_model="models/constant"), rmia_args(tree, target_model="models/constant")):
+        result, progress = run(tree, request(args))
+        assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+        assert result.metrics.auc == 0.5
+        assert not any("training" in p.message for p in progress)
+
+
+# ---------------------------------------------------------------- the shadow cache
+
+
+def test_a_cached_shadow_model_is_not_trained_again_by_any_later_job(tree, tmp_path):
+    cache = ShadowCache(tmp_path / "cache")
+    cache.folder.mkdir()
+    first = shadow_outputs(tree, lira_args(tree), [0], cache)[0]
+    assert [p.name for p in cache.folder.iterdir()] == [f"{first.cache_key}.npz"]  # no temporary file left
+
+    again, progress = run(tree, request(lira_args(tree), 0), cache)
+    assert again == first
+    assert not any("training" in p.message for p in progress)
+    assert "shadow 1/4: found in the shadow cache, not trained again" in [p.message for p in progress]
+
+    # RMIA with the same shadow models (same K, seed, population and training) reuses them too,
+    # and a whole-attack job trains only the three that are missing.
+    _, progress = run(tree, request(rmia_args(tree), 0), cache)
+    assert not any("training" in p.message for p in progress)
+    result, progress = run(tree, request(lira_args(tree)), cache)
+    trained = {p.message.split(":")[0] for p in progress if "training" in p.message}
+    assert trained == {"shadow 2/4", "shadow 3/4", "shadow 4/4"}
+    assert len(list(cache.folder.iterdir())) == 4
+    assert measurements(result) == measurements(run(tree, request(lira_args(tree)))[0])
+
+
+def test_an_unusable_cache_entry_is_trained_again_and_replaced(tree, tmp_path):
+    cache = ShadowCache(tmp_path)
+    first = shadow_outputs(tree, lira_args(tree), [0], cache)[0]
+    entry = tmp_path / f"{first.cache_key}.npz"
+    entry.write_bytes(b"not an npz file")
+    again, progress = run(tree, request(lira_args(tree), 0), cache)
+    assert again == first and any("training" in p.message for p in progress)
+    setup = shadow_models.load(lira_args(tree), PaddleRuntime(tree.root, SEED, lambda *_: None))
+    assert cache.load(first.cache_key, setup.masks[0], 1) is not None
+    assert cache.load(first.cache_key, setup.masks[1], 1) is None  # another training set: not this entry
+    assert cache.load(first.cache_key, setup.masks[0], 10) is None  # other views
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_job(tree, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    output, _ = run(tree, request(lira_args(tree), 0), ShadowCache(not_a_folder))
+    assert isinstance(output, attack_worker_pb2.ShadowOutput)
+
+
+def test_the_cache_key_follows_what_decides_the_shadow_model(tree):
+    def key(args, index: int = 0, seed: int = SEED) -> str:
+        return shadow_key(tree.root, shadow_models.load(args, PaddleRuntime(tree.root, seed, lambda *_: None)), index)
+
+    base = key(lira_args(tree))
+    same = [lira_args(tree, online=False), lira_args(tree, fixed_variance=True), rmia_args(tree),
+            rmia_args(tree, num_population=3, a=0.9, gamma=2.0), lira_args(tree, seed=SEED)]
+    assert {key(args) for args in same} == {base}
+    different = [key(lira_args(tree), index=1), key(lira_args(tree), seed=8), key(lira_args(tree, epochs=4)),
+                 key(lira_args(tree, lr=0.01)), key(lira_args(tree, batch_size=4)), key(lira_args(tree, augment=True)),
+                 key(lira_args(tree, num_shadow=6)), key(lira_args(tree, population_datasets=tree.population[:1]))]
+    assert len({base, *different}) == 1 + len(different)
+    # The code of the architecture and of the datasets, and the datasets' lengths.
+    dataset_code = tree.root / "datasets" / "pop_b" / "dataset.py"
+    dataset_code.write_text(dataset_code.read_text() + "\n# edited\n")
+    assert key(lira_args(tree)) != base
+    edited = key(lira_args(tree))
+    write_population(tree.root, "pop_b", 7, 2)  # one more record (and the code as it was)
+    assert key(lira_args(tree)) not in (base, edited)
+    model_code = tree.root / "models" / "net" / "model.py"
+    model_code.write_text(model_code.read_text() + "\n# edited\n")
+    assert key(lira_args(tree)) not in (base, edited)
+
+
+# ---------------------------------------------------------------- faults
+
+
+def failed(result) -> results_pb2.AttackError:
+    assert isinstance(result, results_pb2.AttackResult) and result.status == results_pb2.ATTACK_STATUS_FAILED
+    return result.error
+
+
+def test_a_score_part_refuses_shadow_outputs_of_another_attack(tree):
+    outputs = shadow_outputs(tree, lira_args(tree), range(4))
+    error = failed(run(tree, request(lira_args(tree), outputs[:3]))[0])
+    assert error.code == "INTERNAL" and "needs the outputs of shadow models 0 to 3 once each" in error.message
+    other_seed = shadow_outputs(tree, lira_args(tree, seed=1), range(4))
+    error = failed(run(tree, request(lira_args(tree), other_seed))[0])
+    assert "shadow 0 was trained on other records" in error.message
+    error = failed(run(tree, request(lira_args(tree, augment=True), outputs))[0])
+    assert "expected 10 views x 24 query records" in error.message
+
+
+def test_a_shadow_index_beyond_num_shadow_fails(tree):
+    assert "shadow_index 4 is out of range" in failed(run(tree, request(lira_args(tree), 4))[0]).message
+
+
+def test_a_part_of_an_attack_without_shadow_models_is_invalid(tree):
+    job = baseline_request(tree.audit)
+    job.shadow.shadow_index = 0
+    error = failed(run(tree, job)[0])
+    assert (error.code, error.field) == ("INVALID_ARGUMENT", "")
+    assert "only LIRA and RMIA jobs have parts" in error.message
+
+
+@pytest.mark.parametrize(("make_args", "field", "words"), [
+    (lambda tree: lira_args(tree, population_datasets=("datasets/missing",)),
+     "attacks[1].args.population_datasets[0]", "does not exist"),
+    (lambda tree: lira_args(tree, population_datasets=("datasets/flat",)),
+     "attacks[1].args.population_datasets[0]", "flat has samples of shape [4], unlike the datasets read with it"),
+])
+def test_a_failed_shadow_part_answers_with_a_failed_result_naming_the_field(tree, make_args, field, words):
+    write_dataset(tree.root / "datasets" / "flat", np.eye(4, dtype=np.float32), np.arange(4))  # 1-D samples
+    error = failed(run(tree, request(make_args(tree), 0))[0])
+    assert (error.code, error.field) == ("INVALID_ARGUMENT", field)
+    assert words in error.message
+
+
+def test_augmenting_samples_that_are_not_images_names_the_argument(tmp_path):
+    audit = write_audit_tree(tmp_path)
+    for name in ("members", "non_members"):
+        write_dataset(tmp_path / "datasets" / name, np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 2], np.arange(8) % 4)
+    args = lira_args(ShadowTree(audit, ()), augment=True)
+    error = failed(run_job(request(args, 0), tmp_path, lambda _: None))
+    assert (error.code, error.field) == ("INVALID_ARGUMENT", "attacks[1].args.augment")
+    assert "are not images" in error.message
+
+
+# ---------------------------------------------------------------- the service and its flag
+
+
+def test_over_grpc_a_shadow_part_ends_with_its_output_and_a_fault_with_a_result(tree, tmp_path):
+    cache = ShadowCache(tmp_path)
+    service = start_server(lambda server: register(server, tree.root, cache=cache), [SERVICE_NAME], "127.0.0.1:0")
+    channel = open_channel(service.address)
+    try:
+        stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+        responses = list(stub.RunAttack(request(lira_args(tree), 2), timeout=60))
+        assert [r.WhichOneof("event") for r in responses[:-1]] == ["progress"] * (len(responses) - 1)
+        assert responses[-1].WhichOneof("event") == "shadow" and responses[-1].shadow.shadow_index == 2
+        assert (tmp_path / f"{responses[-1].shadow.cache_key}.npz").exists()
+        failure = list(stub.RunAttack(request(lira_args(tree, population_datasets=("nowhere",)), 0), timeout=60))
+        assert failure[-1].WhichOneof("event") == "result"
+        assert failure[-1].result.status == results_pb2.ATTACK_STATUS_FAILED
+    finally:
+        channel.close()
+        service.stop(grace=0)
+
+
+def test_the_cache_dir_flag(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PRIVAUDIT_CACHE_DIR", raising=False)
+    assert parse_flags([]).cache_dir is None
+    assert parse_flags(["--cache-dir", str(tmp_path)]).cache_dir == tmp_path
+    monkeypatch.setenv("PRIVAUDIT_CACHE_DIR", str(tmp_path))
+    assert parse_flags([]).cache_dir == tmp_path
+    with pytest.raises(SystemExit):
+        parse_flags(["--cache-dir", str(tmp_path / "missing")])
+    assert "--cache-dir / PRIVAUDIT_CACHE_DIR: " in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- what the runtime gives these attacks
+
+
+def test_records_of_several_datasets_are_read_in_the_order_asked_and_augmented(tree):
+    rt = PaddleRuntime(tree.root, SEED, lambda *_: None)
+    parts = [rt.load_dataset("a", tree.audit.members), rt.load_dataset("b", tree.population[1])]
+    everything = [part.read(range(len(part))) for part in parts]
+    samples, labels = (np.concatenate([e[i] for e in everything]) for i in (0, 1))
+    order = np.array([17, 0, 12, 5, 13, 11])  # across both datasets, out of order
+    selection = rt.records(parts, order, "the picks")
+    assert len(selection) == 6 and selection.name == "the picks"
+    got_samples, got_labels = selection.read([5, 0, 2])
+    np.testing.assert_array_equal(got_labels, labels[order[[5, 0, 2]]])
+    np.testing.assert_array_equal(got_samples, samples[order[[5, 0, 2]]])
+    mirrored, _ = rt.records(parts, order, "mirrored", lira.View(mirror=True)).read([0, 1])
+    np.testing.assert_array_equal(mirrored, np.flip(samples[order[:2]], axis=2))
+
+
+def test_fresh_models_and_training_take_a_seed_of_their_own(tree):
+    def trained_weights(job_seed: int, seed: int) -> np.ndarray:
+        rt = PaddleRuntime(tree.root, job_seed, lambda *_: None)
+        model = rt.load_model("target_model", tree.audit.model, trained=False, seed=seed)
+        data = rt.load_dataset("target_datasets.members", tree.audit.members)
+        rt.train(model, data, epochs=2, lr=0.1, batch_size=3, seed=seed)
+        return model.layer.linear.weight.numpy()
+
+    np.testing.assert_array_equal(trained_weights(1, 42), trained_weights(2, 42))  # the job's seed is not used
+    assert not np.array_equal(trained_weights(1, 42), trained_weights(1, 43))
+    rt = PaddleRuntime(tree.root, SEED, lambda *_: None)
+    assert rt.trainable(rt.load_model("target_model", tree.audit.model))
+
+
+def test_labelled_progress(tree):
+    events: list[tuple[int, float, str]] = []
+    rt = PaddleRuntime(tree.root, SEED, lambda *event: events.append(event))
+    with rt.labelled("shadow 2/8"), rt.stage(results_pb2.STAGE_TRAIN_SHADOW):
+        rt.progress(1.0, "done")
+    rt.progress(1.0, "after")
+    assert [message for _, _, message in events] == ["shadow 2/8", "shadow 2/8: done", "shadow 2/8", "after"]
