@@ -88,6 +88,7 @@ class LocalCluster:
     detached: bool = False  # True: processes outlive this one (`privaudit cluster up`)
     log_level: str = "INFO"
     start_timeout: float = 120.0
+    worker_flags: list[str] = field(default_factory=list)  # extra flags for every worker, e.g. job limits
     processes: list[ServiceProcess] = field(default_factory=list)
     address: str = ""
     _temporary: bool = False
@@ -115,7 +116,7 @@ class LocalCluster:
             # The workers split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // self.workers))
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
-                                   "--threads", threads) for i in range(self.workers)]
+                                   "--threads", threads, *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])
             orchestrator = self._spawn(
                 "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.attack_worker.job_limits import JobLimits
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
 from services.common.server import serve_until_signalled, start_server
@@ -32,6 +33,10 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     flag(parser, "--cache-dir", "PRIVAUDIT_CACHE_DIR", None, type=Path,
          help="writable folder, shared by the workers, keeping trained LIRA/RMIA shadow models' outputs "
               "for reuse; unset: no cache")
+    flag(parser, "--job-memory-mb", "PRIVAUDIT_JOB_MEMORY_MB", JobLimits.memory_mb, type=int,
+         help="address-space limit of each job's process, which runs the task's code; a job past it fails")
+    flag(parser, "--job-timeout-s", "PRIVAUDIT_JOB_TIMEOUT_S", JobLimits.timeout_s, type=float,
+         help="wall-time limit of each job, in seconds; a job past it is killed and fails")
     add_internal_token_flag(parser, sends=False)
     args = parser.parse_args(argv)
     if not args.storage_root.is_dir():
@@ -44,6 +49,12 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.max_dataset_length < 1:
         parser.error(f"--max-dataset-length / PRIVAUDIT_MAX_DATASET_LENGTH: must be at least 1, "
                      f"got {args.max_dataset_length}")
+    if args.job_memory_mb < 256:
+        parser.error(f"--job-memory-mb / PRIVAUDIT_JOB_MEMORY_MB: must be at least 256 (Paddle alone maps "
+                     f"about 700 MB), got {args.job_memory_mb}")
+    if args.job_timeout_s <= 0:
+        parser.error(f"--job-timeout-s / PRIVAUDIT_JOB_TIMEOUT_S: must be positive, got {args.job_timeout_s}")
+    args.limits = JobLimits(args.job_memory_mb, args.job_timeout_s)
     args.serving = server_options(parser, args)
     return args
 
@@ -53,11 +64,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     logs.setup("attack_worker", args.log_level)
     from services.attack_worker import server  # imports Paddle
+    from services.attack_worker.job_process import start_forkserver
     from services.attack_worker.shadow_cache import ShadowCache
 
+    start_forkserver()  # before the first job, and before gRPC starts its threads
     cache = ShadowCache(args.cache_dir) if args.cache_dir is not None else None
     service = start_server(lambda grpc_server: server.register(grpc_server, args.storage_root,
-                                                               args.max_dataset_length, cache),
+                                                               args.max_dataset_length, cache, args.limits),
                            [server.SERVICE_NAME], args.listen, options=args.serving)
     serve_until_signalled(service, args.ready_file)
 

@@ -20,7 +20,7 @@ from services.attack_worker import attacks, metrics, shadow_jobs
 from services.attack_worker.attacks import AttackUnavailable, baseline
 from services.attack_worker.paddle_runtime import JobCancelled, LoadedDataset, PaddleRuntime
 from services.attack_worker.shadow_cache import ShadowCache
-from services.attack_worker.storage import one_line
+from services.attack_worker.storage import one_line, resolve_folder
 from services.common import task_spec
 from services.common.errors import TaskError
 
@@ -41,6 +41,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | Pat
     result = results_pb2.AttackResult(attack_index=index, attack_name=attack_name(request.attack))
     try:
         args = task_spec.attack_from_proto(request.attack, f"attacks[{index}]")
+        _check_distinct_target_pair(args, storage_root, f"attacks[{index}].args.")
         if isinstance(args, task_spec.ShadowModelArgs) or request.WhichOneof("part"):
             run = shadow_jobs.runner(args, request, storage_root, cache)
         else:
@@ -84,6 +85,22 @@ def attack_name(spec: task_pb2.AttackSpec) -> str:
     """The YAML name of the attack a spec holds, or "" when it holds none."""
     case = spec.WhichOneof("args")
     return _NAMES_BY_PROTO_FIELD[case] if case else ""
+
+
+def _check_distinct_target_pair(args: task_spec.AttackArgs, storage_root: str | PathLike[str], prefix: str) -> None:
+    """Refuses members and non-members that are one folder (spelt alike or not): an audit of a
+    dataset against itself measures nothing. A folder that does not resolve is left to loading."""
+    pair = args.datasets()
+    field = f"{prefix}{args.target_pair}"
+    try:
+        same = resolve_folder(storage_root, pair.members, f"{field}.members") == \
+            resolve_folder(storage_root, pair.non_members, f"{field}.non_members")
+    except TaskError:
+        return
+    if same:
+        raise TaskError.at(f"{field}.non_members", f"{field}.members and {field}.non_members are the same folder "
+                                                   f"('{pair.members}'); give the target model's training data "
+                                                   "and data it never saw")
 
 
 def _target_summary(args: task_spec.AttackArgs, runtime: PaddleRuntime) -> results_pb2.ModelSummary:

@@ -275,6 +275,10 @@ class PaddleRuntime:
             got = list(logits.shape) if isinstance(logits, paddle.Tensor) else type(logits).__name__
             raise TaskError.at(model.field, f"model {model.name} must return logits of shape "
                                             f"[batch, num_classes] (here batch = {len(samples)}), got {got}")
+        if not bool(paddle.isfinite(logits).all()):
+            raise TaskError.at(model.field, f"model {model.name} returned NaN or infinite logits on {dataset.name}; "
+                                            "check its weights and forward(), or lower the learning rate if it "
+                                            "is being trained")
         num_classes = logits.shape[1]
         if labels.max() >= num_classes:
             raise TaskError.at(dataset.field, f"{dataset.name} has label {labels.max()}, but model {model.name} "

@@ -1,6 +1,8 @@
-"""The AttackWorkerService: runs each RunAttack job in a thread and streams its events.
+"""The AttackWorkerService: runs each RunAttack job in a child process and streams its events.
 
-A worker process runs one job at a time (jobs share Paddle's global random
+Each job runs in a child process under the worker's memory and time limits
+(`job_process`), watched by a thread of this one, so user code cannot take the
+worker down. A worker runs one job at a time (jobs share Paddle's global random
 generator, and `--threads` sizes the process for one job); a job that arrives
 while another runs reports STAGE_QUEUED and waits its turn. Cancelling the RPC
 cancels the job, waiting or running.
@@ -21,13 +23,16 @@ import grpc
 import paddle
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
-from services.attack_worker.job import attack_name, run_job
+from services.attack_worker.job import attack_name
+from services.attack_worker.job_limits import JobLimits
+from services.attack_worker.job_process import JobSettings, run_in_child
 from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.shadow_cache import ShadowCache
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = attack_worker_pb2.DESCRIPTOR.services_by_name["AttackWorkerService"].full_name
+DEFAULT_LIMITS = JobLimits()
 # How often a queued job checks whether its RPC was cancelled.
 _QUEUE_POLL_S = 0.2
 
@@ -40,11 +45,10 @@ class _JobEnded:
 
 
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
-    def __init__(self, storage_root: str | PathLike[str], max_dataset_length: int | None = None,
+    def __init__(self, storage_root: str | PathLike[str], limits: JobLimits, max_dataset_length: int | None = None,
                  cache: ShadowCache | None = None):
-        self._storage_root = storage_root
-        self._max_dataset_length = max_dataset_length
-        self._cache = cache
+        self._settings = JobSettings(str(storage_root), limits, max_dataset_length, cache,
+                                     logging.getLogger().getEffectiveLevel())
         self._running = threading.Lock()
         self._jobs_held = 0  # running or waiting for the slot
         self._jobs_lock = threading.Lock()
@@ -79,18 +83,19 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
         job = f"task {request.task_id} attack {request.attack_index} {attack_name(request.attack) or '(none)'}"
         ended, outcome, start = _JobEnded(), "CANCELLED", time.perf_counter()
+        answer: attack_worker_pb2.RunAttackResponse | None = None
         with self._jobs_lock:
             self._jobs_held += 1
         try:
             with self._turn(request.attack_index, emit, cancelled):
                 start = time.perf_counter()
                 log.info("job start: %s", job)
-                result = run_job(request, self._storage_root, emit, cancelled, self._max_dataset_length, self._cache)
+                result = run_in_child(request, self._settings, emit, cancelled)
             if isinstance(result, attack_worker_pb2.ShadowOutput):
-                events.put(attack_worker_pb2.RunAttackResponse(shadow=result))
+                answer = attack_worker_pb2.RunAttackResponse(shadow=result)
                 outcome = f"SUCCEEDED (shadow {result.shadow_index})"
             else:
-                events.put(attack_worker_pb2.RunAttackResponse(result=result))
+                answer = attack_worker_pb2.RunAttackResponse(result=result)
                 outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
         except JobCancelled:
             pass
@@ -100,8 +105,11 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         finally:
             with self._jobs_lock:
                 self._jobs_held -= 1
-            events.put(ended)
+            # Logged before the caller can have the answer, so that the log is complete once it has.
             log.info("job end: %s %s in %.1fs", job, outcome, time.perf_counter() - start)
+            if answer is not None:
+                events.put(answer)
+            events.put(ended)
 
     @contextmanager
     def _turn(self, attack_index: int, emit: Callable[[results_pb2.JobProgress], None],
@@ -120,7 +128,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
 
 def register(server: grpc.Server, storage_root: str | PathLike[str], max_dataset_length: int | None = None,
-             cache: ShadowCache | None = None) -> None:
-    """Adds an AttackWorkerServicer over `storage_root` (and the shadow `cache`, if any) to `server`."""
+             cache: ShadowCache | None = None, limits: JobLimits = DEFAULT_LIMITS) -> None:
+    """Adds an AttackWorkerServicer over `storage_root` (and the shadow `cache`, if any), running
+    each job within `limits`, to `server`."""
     attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(
-        AttackWorkerServicer(storage_root, max_dataset_length, cache), server)
+        AttackWorkerServicer(storage_root, limits, max_dataset_length, cache), server)

@@ -300,7 +300,7 @@ def from_proto(task: task_pb2.Task, seed: int | None = None) -> TaskSpec:
         entries.append(
             {
                 "type": YAML_ATTACK_TYPE if spec.type == task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE
-                else task_pb2.AttackType.Name(spec.type),
+                else _enum_name(task_pb2.AttackType, spec.type),
                 "name": _BY_PROTO_FIELD[case].name if case else None,
                 "args": _message_to_dict(getattr(spec, case)) if case else {},
             }
@@ -433,6 +433,15 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else f"a {type(value).__name__}"
 
 
+def _enum_name(enum: Any, value: int) -> str:
+    """The enum value's name, or a description of a number the proto does not define (so that
+    validation refuses it naming the field rather than failing here)."""
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return f"<undefined value {value}>"
+
+
 def _message_to_dict(message: Message) -> dict[str, Any]:
     """The set fields of an args message, in the shapes the YAML file uses."""
     out: dict[str, Any] = {}
@@ -442,6 +451,6 @@ def _message_to_dict(message: Message) -> dict[str, Any]:
         elif isinstance(value, task_pb2.DatasetPair):
             value = [value.members, value.non_members]
         elif descriptor.name == "attack_type":
-            value = {v: k for k, v in _AUGMENTATIONS.items()}.get(value, task_pb2.Augmentation.Name(value))
+            value = {v: k for k, v in _AUGMENTATIONS.items()}.get(value) or _enum_name(task_pb2.Augmentation, value)
         out[descriptor.name] = value
     return out

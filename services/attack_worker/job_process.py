@@ -1,0 +1,211 @@
+"""Runs one job in a child process, so that user code cannot take the worker down.
+
+Everything that imports or calls a task's `.py` files (loading, predicting,
+training) happens in the child, under an address-space limit (`RLIMIT_AS`)
+that it sets on itself; the parent kills it past the wall-time limit or when
+the job is cancelled. Progress and the result travel back over a pipe as
+protobuf bytes. A child that dies, hangs or breaks without a result ends the job
+in a FAILED AttackResult saying what happened, so the worker keeps serving.
+
+Children are forked from a `forkserver` that has imported the worker's job code
+(and Paddle) once, so a job does not pay Paddle's start-up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from privaudit.v1 import attack_worker_pb2, results_pb2
+from services.attack_worker import job
+from services.attack_worker.job_limits import JobLimits
+from services.attack_worker.paddle_runtime import JobCancelled
+from services.attack_worker.shadow_cache import ShadowCache
+from services.common import logs
+
+log = logging.getLogger(__name__)
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["services.attack_worker.job"])
+# How often the parent checks for cancellation and the time limit while the child is quiet.
+_POLL_S = 0.2
+
+# One-byte tags of the messages the child sends.
+_PROGRESS, _USER_FILE, _RESULT, _SHADOW, _BROKE = b"p", b"f", b"r", b"s", b"e"
+
+JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
+ProgressSink = Callable[[results_pb2.JobProgress], None]
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the child needs besides the request; picklable."""
+
+    storage_root: str
+    limits: JobLimits
+    max_dataset_length: int | None
+    cache: ShadowCache | None
+    log_level: int
+
+
+def start_forkserver() -> None:
+    """Starts the fork server now (it imports Paddle), rather than on the first job."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: JobSettings, emit: ProgressSink,
+                 cancelled: threading.Event) -> JobOutcome:
+    """Runs the job in a child process and returns its outcome; `emit` receives its progress.
+    Raises JobCancelled (having killed the child) once `cancelled` is set."""
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    child = _CONTEXT.Process(target=_child_main, args=(request.SerializeToString(), settings, sender),
+                             name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
+    child.start()
+    sender.close()
+    watch = _Watch(request, settings, time.monotonic() + settings.limits.timeout_s)
+    try:
+        return watch.follow(child, receiver, emit, cancelled)
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiver.close()
+
+
+class _Watch:
+    """The parent's side of one child: relays its messages and turns its end into an outcome."""
+
+    def __init__(self, request: attack_worker_pb2.RunAttackRequest, settings: JobSettings, deadline: float):
+        self._request = request
+        self._settings = settings
+        self._deadline = deadline
+        self._stage = results_pb2.STAGE_UNSPECIFIED
+        self._user_file = ""  # the user code the child ran last, relative to the storage root
+
+    def follow(self, child: Any, receiver: Connection, emit: ProgressSink, cancelled: threading.Event) -> JobOutcome:
+        while True:
+            if cancelled.is_set():
+                child.kill()
+                raise JobCancelled("the job was cancelled")
+            if time.monotonic() > self._deadline:
+                child.kill()
+                return self._failed(f"the job ran past its {self._settings.limits.timeout_s:g} s time limit "
+                                    f"({self._doing()}); the worker's --job-timeout-s sets the limit")
+            ready = wait([receiver, child.sentinel], timeout=_POLL_S)
+            if receiver in ready:
+                try:
+                    message = receiver.recv_bytes()
+                except EOFError:  # the child closed its end: it has ended
+                    child.join()
+                    return self._died(child.exitcode)
+                outcome = self._take(message, emit)
+                if outcome is not None:
+                    return outcome
+            elif child.sentinel in ready:
+                child.join()
+                return self._died(child.exitcode)
+
+    def _take(self, message: bytes, emit: ProgressSink) -> JobOutcome | None:
+        tag, body = message[:1], message[1:]
+        if tag == _PROGRESS:
+            progress = results_pb2.JobProgress.FromString(body)
+            self._stage = progress.stage
+            emit(progress)
+        elif tag == _USER_FILE:
+            self._user_file = body.decode()
+        elif tag == _RESULT:
+            return results_pb2.AttackResult.FromString(body)
+        elif tag == _SHADOW:
+            return attack_worker_pb2.ShadowOutput.FromString(body)
+        elif tag == _BROKE:
+            raise RuntimeError(body.decode())
+        return None
+
+    def _died(self, exitcode: int | None) -> results_pb2.AttackResult:
+        if exitcode is not None and exitcode < 0:
+            how = f"died with signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        else:
+            how = f"exited with status {exitcode}"
+        hint = (f"; it may have run out of its {self._settings.limits.memory_mb} MB memory limit "
+                "(--job-memory-mb)" if exitcode in (-signal.SIGABRT, -signal.SIGKILL) else "")
+        return self._failed(f"the job's process {how} without a result, {self._doing()}{hint}",
+                            code="INVALID_ARGUMENT" if self._user_file else "INTERNAL")
+
+    def _doing(self) -> str:
+        stage = results_pb2.Stage.Name(self._stage).removeprefix("STAGE_").lower()
+        where = f"while in the {stage} stage" if self._stage else "while starting"
+        return f"{where}, after running {self._user_file}" if self._user_file else where
+
+    def _failed(self, message: str, code: str = "INVALID_ARGUMENT") -> results_pb2.AttackResult:
+        return results_pb2.AttackResult(
+            attack_index=self._request.attack_index, attack_name=job.attack_name(self._request.attack),
+            status=results_pb2.ATTACK_STATUS_FAILED,
+            error=results_pb2.AttackError(code=code, message=message))
+
+
+# ---------------------------------------------------------------- the child
+
+
+def _child_main(request_bytes: bytes, settings: JobSettings, sender: Connection) -> None:
+    """The child: limits itself, runs the job, sends its progress and outcome."""
+    logs.setup("attack_worker job", logging.getLevelName(settings.log_level))
+    if sys.platform.startswith("linux"):  # die with the fork server, which dies with the worker
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    limit = settings.limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    root = Path(os.path.realpath(settings.storage_root))
+    sys.addaudithook(_user_code_hook(root, sender))
+    request = attack_worker_pb2.RunAttackRequest.FromString(request_bytes)
+    try:
+        outcome = job.run_job(request, settings.storage_root,
+                          lambda progress: sender.send_bytes(_PROGRESS + progress.SerializeToString()),
+                          None, settings.max_dataset_length, settings.cache)
+    except BaseException as exc:  # every way out must reach the parent
+        logging.getLogger(__name__).exception("job broke without a result")
+        sender.send_bytes(_BROKE + f"{type(exc).__name__}: {exc}".encode())
+        return
+    if isinstance(outcome, attack_worker_pb2.ShadowOutput):
+        sender.send_bytes(_SHADOW + outcome.SerializeToString())
+    else:
+        sender.send_bytes(_RESULT + _with_memory_hint(outcome, settings.limits.memory_mb).SerializeToString())
+    sender.close()
+
+
+def _user_code_hook(root: Path, sender: Connection) -> Any:
+    """An audit hook telling the parent each storage-root file the child starts running, so that
+    a crash can name the user code it followed."""
+    told: set[str] = set()
+
+    def hook(event: str, args: tuple) -> None:
+        if event != "exec" or not args or not hasattr(args[0], "co_filename"):
+            return
+        filename = args[0].co_filename
+        if filename not in told and filename.startswith(str(root) + os.sep):
+            told.add(filename)
+            sender.send_bytes(_USER_FILE + os.path.relpath(filename, root).encode())
+
+    return hook
+
+
+def _with_memory_hint(result: results_pb2.AttackResult, memory_mb: int) -> results_pb2.AttackResult:
+    """A failure from MemoryError names the limit that caused it (and becomes the task's fault)."""
+    if result.status == results_pb2.ATTACK_STATUS_FAILED and "MemoryError" in result.error.message:
+        result.error.code = "INVALID_ARGUMENT"
+        result.error.message += (f"; the job exceeded this worker's {memory_mb} MB memory limit "
+                                 "(--job-memory-mb): use smaller data or models, or raise the limit")
+    return result

@@ -1,0 +1,18 @@
+import numpy as np
+import paddle
+
+
+class Records(paddle.io.Dataset):
+    def __init__(self, samples, labels):
+        super().__init__()
+        self.samples, self.labels = samples, labels
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i], self.labels[i]
+
+def get_dataset():
+    samples = [np.zeros((2, 2), 'float32')] * 4 + [np.zeros((3, 3), 'float32')] * 4
+    return Records(samples, [0] * 8)

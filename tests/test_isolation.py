@@ -1,0 +1,109 @@
+"""User code runs in a child process per job: crashes, hangs, runaway memory, exits and import
+errors in a task's `.py` fail that job with a clear message, and the worker keeps serving."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from worker_fixtures import MODEL_CODE, baseline_request, identity_weights, write_audit_tree, write_model
+
+from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
+from services.attack_worker.job_limits import JobLimits
+from services.attack_worker.server import SERVICE_NAME, register
+from services.common.channels import open_channel
+from services.common.server import start_server
+
+LIMITS = JobLimits(memory_mb=1536, timeout_s=6)
+
+# (what the model's code does at import, words the failure's message must hold)
+MISBEHAVIOUR = {
+    "segfault": ("import ctypes\nctypes.string_at(0)", ["signal 11", "SIGSEGV", "models/bad/model.py"]),
+    "os_exit": ("import os\nos._exit(3)", ["exited with status 3", "models/bad/model.py"]),
+    "sys_exit": ("import sys\nsys.exit(4)", ["importing models/bad/model.py raised SystemExit: 4"]),
+    "import_error": ("import no_such_module_here", ["models/bad/model.py", "ModuleNotFoundError"]),
+    "runaway_memory": ("hoard = []\nwhile True:\n    hoard.append(bytearray(64 << 20))",
+                       ["MemoryError", "1536 MB memory limit"]),
+    "sleeps_forever": ("import time\nwhile True:\n    time.sleep(1)",
+                       ["ran past its 6 s time limit", "models/bad/model.py"]),
+}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_audit_tree(tmp_path_factory.mktemp("isolation") / "root")
+
+
+@pytest.fixture(scope="module")
+def worker(tree):
+    service = start_server(lambda server: register(server, tree.root, limits=LIMITS), [SERVICE_NAME], "127.0.0.1:0")
+    channel = open_channel(service.address)
+    try:
+        yield attack_worker_pb2_grpc.AttackWorkerServiceStub(channel), channel
+    finally:
+        channel.close()
+        service.stop(grace=0)
+
+
+def result_of(stub, request) -> results_pb2.AttackResult:
+    return list(stub.RunAttack(request, timeout=60))[-1].result
+
+
+def assert_still_serving(stub, channel, tree) -> None:
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    good = result_of(stub, baseline_request(tree))
+    assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED, good.error
+    assert good.target_model.train_acc == 0.75
+
+
+@pytest.mark.parametrize("case", sorted(MISBEHAVIOUR))
+def test_misbehaving_user_code_fails_its_job_and_the_worker_keeps_serving(worker, tree, case):
+    stub, channel = worker
+    code, words = MISBEHAVIOUR[case]
+    write_model(tree.root / "models" / "bad", identity_weights(), code=MODEL_CODE + "\n" + code + "\n")
+    result = result_of(stub, baseline_request(tree, target_model="models/bad"))
+    assert result.status == results_pb2.ATTACK_STATUS_FAILED
+    assert result.error.code == "INVALID_ARGUMENT"
+    for word in words:
+        assert word in result.error.message
+    assert_still_serving(stub, channel, tree)
+
+
+def test_cancelling_the_rpc_kills_the_jobs_process(worker, tree):
+    stub, channel = worker
+    pid_file = tree.root / "job.pid"
+    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)"
+    write_model(tree.root / "models" / "sleepy", identity_weights(), code=MODEL_CODE + "\n" + code + "\n")
+    call = stub.RunAttack(baseline_request(tree, target_model="models/sleepy"), timeout=60)
+    assert next(call).progress.stage == results_pb2.STAGE_LOAD
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    call.cancel()
+    with pytest.raises(grpc.RpcError):
+        list(call)
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert_still_serving(stub, channel, tree)
+
+
+def test_a_code_file_symlinked_from_outside_the_root_is_refused_and_never_run(worker, tree):
+    stub, _ = worker
+    marker = tree.root.parent / "outside-code-ran"
+    outside = tree.root.parent / "outside.py"
+    outside.write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + MODEL_CODE)
+    folder = tree.root / "models" / "linked"
+    folder.mkdir(parents=True)
+    (folder / "model.py").symlink_to(outside)
+    result = result_of(stub, baseline_request(tree, target_model="models/linked"))
+    assert (result.error.code, result.error.field) == ("INVALID_ARGUMENT", "attacks[0].args.target_model")
+    assert "leads outside the storage root" in result.error.message
+    assert not marker.exists()
+    assert os.path.realpath(folder / "model.py") == str(outside.resolve())
