@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXAMPLE_WEIGHTS := example/models/digits_mlp/digits_mlp.pdparams
 
-.PHONY: venv demo test lint proto example clean
+.PHONY: venv demo test lint proto example clean bench
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: venv example
 
 test: venv example k8s-check
 	$(PY) -m pytest
+
+# Apart from the tests: prints a table of measured ratios, writes $(BENCH_OUT) (default bench-results.json).
+bench: venv example
+	$(PY) tests/benchmarks/bench.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

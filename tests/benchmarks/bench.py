@@ -1,0 +1,222 @@
+"""`make bench`: what the audit service costs beyond the model work, measured in one run.
+
+Prints a table and writes the same figures as JSON to $BENCH_OUT (default
+bench-results.json):
+
+1. overhead: the example task through a local cluster of real processes (one
+   worker) vs the same jobs called in this process with no gRPC;
+2. scaling: four independent attacks, and a LIRA with 16 shadow models, on one
+   worker vs two;
+3. memory: a worker's peak resident set during LABEL-ONLY, as the dataset grows
+   and as the number of augmented queries grows (it must not grow with those);
+4. time per stage of each attack, as the workers report them.
+
+Every figure is a ratio or an absolute measured in this run on this machine;
+compare runs of the same commit on the same machine, not across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
+
+from client import AuditClient, LocalCluster  # noqa: E402
+from privaudit.v1 import attack_worker_pb2, results_pb2  # noqa: E402
+from services.common import task_spec  # noqa: E402
+
+EXAMPLE = REPO / "example" / "tasks" / "mem_inf.yaml"
+REPEATS = 3
+MEMBERS = "./example/datasets/digits_target_members"
+NON_MEMBERS = "./example/datasets/digits_target_non_members"
+SHADOW = "[./example/datasets/digits_shadow_members, ./example/datasets/digits_shadow_non_members]"
+FOUR_ATTACKS = EXAMPLE.read_text() + f"""
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: ML-LEAK
+  args:
+    target_datasets: [{MEMBERS}, {NON_MEMBERS}]
+    target_model: ./example/models/digits_mlp
+    shadow_model: ./example/models/digits_mlp
+    shadow_datasets: {SHADOW}
+    shadow_epoch: 200
+    shadow_lr: 0.003
+    classifier_epoch: 200
+    batch_size: 64
+"""
+LIRA_16 = f"""
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: LIRA
+  args:
+    target_datasets: [{MEMBERS}, {NON_MEMBERS}]
+    target_model: ./example/models/digits_mlp
+    population_datasets: {SHADOW}
+    num_shadow: 16
+    epochs: 100
+    lr: 0.003
+    batch_size: 64
+"""
+STAGE_NAMES = {v: k.removeprefix("STAGE_").lower() for k, v in results_pb2.Stage.items()}
+
+
+def timed_audit(cluster: LocalCluster, task: str) -> tuple[float, list[results_pb2.AttackResult]]:
+    with AuditClient(cluster.address) as auditor:
+        started = time.perf_counter()
+        outcome = auditor.run(task, report_format="json")
+        elapsed = time.perf_counter() - started
+    failed = [r.error.message for r in outcome.results if r.status != results_pb2.ATTACK_STATUS_SUCCEEDED]
+    if failed:
+        raise SystemExit(f"bench: an attack failed: {failed}")
+    return elapsed, outcome.results
+
+
+def best_of(run, repeats: int = REPEATS) -> float:
+    """The median of `repeats` timings after one warm-up run."""
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
+def in_process_seconds(task: str) -> float:
+    """The task's jobs called one after another in this process: no gRPC, no scheduler."""
+    from services.attack_worker.job import run_job  # imports Paddle
+
+    spec = task_spec.parse_yaml(task)
+    started = time.perf_counter()
+    for index, attack in enumerate(spec.attacks):
+        request = attack_worker_pb2.RunAttackRequest(task_id="bench", attack_index=index,
+                                                     attack=task_spec.attack_to_proto(attack), seed=spec.seed)
+        result = run_job(request, REPO, lambda progress: None)
+        if result.status != results_pb2.ATTACK_STATUS_SUCCEEDED:
+            raise SystemExit(f"bench: in-process {attack.name} failed: {result.error.message}")
+    return time.perf_counter() - started
+
+
+def cluster_seconds(task: str, workers: int) -> tuple[float, list[results_pb2.AttackResult]]:
+    with LocalCluster(workers=workers, storage_root=REPO) as cluster:
+        results: list = []
+
+        def run() -> float:
+            elapsed, results[:] = timed_audit(cluster, task)
+            return elapsed
+
+        return best_of(run), results
+
+
+def peak_rss_mb(task: str) -> float:
+    """Peak resident set (VmHWM) of a fresh single worker after running the task."""
+    with LocalCluster(workers=1, storage_root=REPO) as cluster:
+        timed_audit(cluster, task)
+        status = Path(f"/proc/{cluster.service('worker-0').process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def label_only(r: int, members: str = MEMBERS, non_members: str = NON_MEMBERS) -> str:
+    return f"""
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: LABEL-ONLY
+  args:
+    target_datasets: [{members}, {non_members}]
+    target_model: ./example/models/digits_mlp
+    shadow_model: ./example/models/digits_mlp
+    shadow_datasets: {SHADOW}
+    shadow_epoch: 20
+    batch_size: 64
+    attack_type: r
+    r: {r}
+"""
+
+
+def repeated_dataset(root: Path, name: str, source: str, times: int) -> str:
+    """A dataset folder that serves `source`'s records `times` over, to grow a dataset."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.py").write_text(f'''"""{source} repeated {times} times (benchmark data)."""
+import importlib.util
+from pathlib import Path
+
+_folder = Path("{(REPO / source).resolve()}")
+_spec = importlib.util.spec_from_file_location("bench_source", next(_folder.glob("*.py")))
+_source = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_source)
+
+
+class Repeated:
+    def __init__(self):
+        self.data = _source.get_dataset()
+
+    def __len__(self):
+        return len(self.data) * {times}
+
+    def __getitem__(self, index):
+        return self.data[index % len(self.data)]
+
+
+def get_dataset():
+    return Repeated()
+''')
+    return f"./{folder.relative_to(REPO)}"
+
+
+class Rows(list):
+    """The table's rows, each also printed as soon as it is measured."""
+
+    def __iadd__(self, rows):
+        for label, value in rows:
+            print(f"  {label:<48}  {value}", flush=True)
+        return super().__iadd__(rows)
+
+    def append(self, row):
+        self += [row]
+
+
+def main() -> None:
+    figures: dict[str, object] = {"cores": os.cpu_count(), "repeats": REPEATS}
+    print(f"privaudit benchmark ({os.cpu_count()} cores, median of {REPEATS} after a warm-up)", flush=True)
+    rows = Rows()
+
+    example = EXAMPLE.read_text()
+    in_process_seconds(example)  # warm-up: Paddle's first calls
+    local = statistics.median(in_process_seconds(example) for _ in range(REPEATS))
+    remote, results = cluster_seconds(example, workers=1)
+    figures.update(in_process_s=local, cluster_1_worker_s=remote, overhead_ratio=remote / local)
+    rows += [("example task in-process (s)", f"{local:.2f}"),
+             ("example task via cluster, 1 worker (s)", f"{remote:.2f}"),
+             ("overhead ratio (target <= 1.10)", f"{remote / local:.3f}")]
+    figures["stage_seconds"] = {r.attack_name: {STAGE_NAMES[t.stage]: round(t.seconds, 4) for t in r.timings}
+                                for r in results}
+
+    for label, task, key in (("4 attacks", FOUR_ATTACKS, "attacks"), ("LIRA K=16", LIRA_16, "lira")):
+        one, _ = cluster_seconds(task, workers=1)
+        two, _ = cluster_seconds(task, workers=2)
+        figures[f"seconds_1_worker_{key}"], figures[f"seconds_2_workers_{key}"] = one, two
+        figures[f"speedup_2_workers_{key}"] = one / two
+        rows += [(f"{label}: 1 worker / 2 workers (s)", f"{one:.2f} / {two:.2f}"),
+                 (f"{label}: speed-up (target >= 1.8)", f"{one / two:.2f}")]
+
+    with tempfile.TemporaryDirectory(dir=REPO / "example", prefix=".bench-") as scratch:
+        root = Path(scratch)
+        memory = {"r=1 (3 queries)": peak_rss_mb(label_only(1)), "r=15 (31 queries)": peak_rss_mb(label_only(15))}
+        bigger = (repeated_dataset(root, "members_x4", MEMBERS, 4),
+                  repeated_dataset(root, "non_members_x4", NON_MEMBERS, 4))
+        memory["r=1, dataset x4"] = peak_rss_mb(label_only(1, *bigger))
+    figures["worker_peak_rss_mb"] = memory["r=1 (3 queries)"]
+    figures["worker_peak_rss_mb_by_case"] = memory
+    rows += [(f"worker peak RSS, LABEL-ONLY {case} (MB)", f"{mb:.0f}") for case, mb in memory.items()]
+
+    for attack, stages in figures["stage_seconds"].items():
+        rows.append((f"stages of {attack} (s)", ", ".join(f"{s} {t:.2f}" for s, t in stages.items())))
+
+    out = Path(os.environ.get("BENCH_OUT", "bench-results.json"))
+    out.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()
