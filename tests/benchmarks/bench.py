@@ -7,8 +7,9 @@ bench-results.json):
    worker) vs the same jobs called in this process with no gRPC;
 2. scaling: four independent attacks, and a LIRA with 16 shadow models, on one
    worker vs two;
-3. memory: a worker's peak resident set during LABEL-ONLY, as the dataset grows
-   and as the number of augmented queries grows (it must not grow with those);
+3. memory: the peak resident set of the process running a LABEL-ONLY job, as the
+   dataset grows and as the number of augmented queries grows (it must not grow
+   with those);
 4. time per stage of each attack, as the workers report them.
 
 Every figure is a ratio or an absolute measured in this run on this machine;
@@ -22,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -109,12 +111,47 @@ def cluster_seconds(task: str, workers: int) -> tuple[float, list[results_pb2.At
         return best_of(run), results
 
 
+def _descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _high_water_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), 0)) / 1024
+
+
 def peak_rss_mb(task: str) -> float:
-    """Peak resident set (VmHWM) of a fresh single worker after running the task."""
+    """Peak resident set (VmHWM) of the processes that ran the task's jobs in a fresh worker: its job
+    processes (forked per job) are sampled every 20 ms while the audit runs."""
     with LocalCluster(workers=1, storage_root=REPO) as cluster:
+        worker = cluster.service("worker-0").process.pid
+        peak, done = [0.0], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                peak[0] = max([peak[0], *(_high_water_mb(pid) for pid in _descendants(worker))])
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         timed_audit(cluster, task)
-        status = Path(f"/proc/{cluster.service('worker-0').process.pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+        done.set()
+        sampler.join()
+    return peak[0]
 
 
 def label_only(r: int, members: str = MEMBERS, non_members: str = NON_MEMBERS) -> str:
