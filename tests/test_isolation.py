@@ -10,13 +10,18 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from worker_fixtures import MODEL_CODE, baseline_request, identity_weights, write_audit_tree, write_model
+from worker_fixtures import (
+    MODEL_CODE,
+    baseline_request,
+    identity_weights,
+    served_worker,
+    write_audit_tree,
+    write_model,
+)
 
-from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
+from privaudit.v1 import results_pb2
 from services.attack_worker.job_limits import JobLimits
-from services.attack_worker.server import SERVICE_NAME, register
-from services.common.channels import open_channel
-from services.common.server import start_server
+from services.attack_worker.server import SERVICE_NAME
 
 LIMITS = JobLimits(memory_mb=1536, timeout_s=6)
 
@@ -40,13 +45,8 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker(tree):
-    service = start_server(lambda server: register(server, tree.root, limits=LIMITS), [SERVICE_NAME], "127.0.0.1:0")
-    channel = open_channel(service.address)
-    try:
-        yield attack_worker_pb2_grpc.AttackWorkerServiceStub(channel), channel
-    finally:
-        channel.close()
-        service.stop(grace=0)
+    with served_worker(tree.root, limits=LIMITS) as stub_and_channel:
+        yield stub_and_channel
 
 
 def result_of(stub, request) -> results_pb2.AttackResult:

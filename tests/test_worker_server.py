@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
-from worker_fixtures import AuditTree, baseline_request, identity_weights, write_audit_tree, write_model
+from worker_fixtures import (
+    AuditTree,
+    baseline_request,
+    identity_weights,
+    served_worker,
+    write_audit_tree,
+    write_model,
+)
 
-from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
-from services.attack_worker.server import SERVICE_NAME, register
-from services.common.channels import open_channel
-from services.common.server import start_server
-
-
-@contextmanager
-def serve(tree: AuditTree) -> Iterator[tuple[attack_worker_pb2_grpc.AttackWorkerServiceStub, grpc.Channel]]:
-    service = start_server(lambda server: register(server, tree.root), [SERVICE_NAME], "127.0.0.1:0")
-    channel = open_channel(service.address)
-    try:
-        yield attack_worker_pb2_grpc.AttackWorkerServiceStub(channel), channel
-    finally:
-        channel.close()
-        service.stop(grace=0)
+from privaudit.v1 import results_pb2
+from services.attack_worker.server import SERVICE_NAME
 
 
 @pytest.fixture
@@ -38,7 +30,7 @@ def tree(tmp_path) -> AuditTree:
 
 @pytest.fixture
 def worker(tree):
-    with serve(tree) as stub_and_channel:
+    with served_worker(tree.root) as stub_and_channel:
         yield stub_and_channel
 
 
@@ -86,7 +78,7 @@ def test_the_service_reports_serving(worker):
 def test_jobs_queue_one_at_a_time_and_a_cancelled_rpc_stops_its_job(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="services.attack_worker.server")
     slow = write_audit_tree(tmp_path / "slow", delay=0.05)  # 16 records: about a second per job
-    with serve(slow) as (stub, _):
+    with served_worker(slow.root) as (stub, _):
         first = stub.RunAttack(baseline_request(slow, task_id="first"), timeout=60)
         assert next(first).progress.stage == results_pb2.STAGE_LOAD
         second = stub.RunAttack(baseline_request(slow, task_id="second"), timeout=60)

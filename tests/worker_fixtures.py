@@ -8,13 +8,19 @@ say: a known answer for every accuracy and metric.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import numpy as np
 import paddle
 
-from privaudit.v1 import attack_worker_pb2, task_pb2
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, task_pb2
+from services.common.channels import open_channel
+from services.common.server import start_server
 
 NUM_CLASSES = 4
 # Sample shapes of the same 4 values in each layout the contract allows.
@@ -144,3 +150,19 @@ def baseline_request(tree: AuditTree, attack_index: int = 0, seed: int = 7, targ
     )
     attack = task_pb2.AttackSpec(type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, baseline=args)
     return attack_worker_pb2.RunAttackRequest(task_id=task_id, attack_index=attack_index, attack=attack, seed=seed)
+
+
+@contextmanager
+def served_worker(root: Path, **register_options: Any) -> Iterator[
+        tuple[attack_worker_pb2_grpc.AttackWorkerServiceStub, grpc.Channel]]:
+    """A real AttackWorkerService over `root`, served in-process on loopback, and a stub to it."""
+    from services.attack_worker.server import SERVICE_NAME, register
+
+    service = start_server(lambda server: register(server, root, **register_options), [SERVICE_NAME],
+                           "127.0.0.1:0")
+    channel = open_channel(service.address)
+    try:
+        yield attack_worker_pb2_grpc.AttackWorkerServiceStub(channel), channel
+    finally:
+        channel.close()
+        service.stop(grace=0)
