@@ -18,7 +18,7 @@ from google.protobuf import json_format
 
 from client.api import FORMATS, AuditClient, AuditError, AuditOutcome
 from client.local_cluster import ClusterError, LocalCluster
-from client.progress import LiveProgress, ProgressPrinter
+from client.progress import LiveProgress, ProgressPrinter, risk_word
 from privaudit.v1 import orchestrator_pb2, report_pb2
 from services.common import task_spec
 from services.common.auth import TokenFileError
@@ -229,7 +229,7 @@ def list_command(args: argparse.Namespace) -> int:
     with _client(args) as auditor:
         audits = auditor.list(args.limit)
     for audit in audits:
-        risk = report_pb2.RiskLevel.Name(audit.summary.overall_risk).removeprefix("RISK_LEVEL_")
+        risk = risk_word(audit.summary.overall_risk)
         print(f"{audit.task_id}  {audit.created.ToDatetime():%Y-%m-%d %H:%M:%S}  {_state(audit):<9}  "
               f"risk {risk:<11}  {', '.join(audit.attack_names)}")
     return EXIT_OK
@@ -276,8 +276,7 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     risk = outcome.summary.overall_risk if outcome.summary else report_pb2.RISK_LEVEL_UNSPECIFIED
     if args.fail_on and risk >= RISK_LEVELS[args.fail_on]:
-        print(f"privaudit: overall risk {report_pb2.RiskLevel.Name(risk).removeprefix('RISK_LEVEL_')} reaches "
-              f"--fail-on {args.fail_on}", file=sys.stderr)
+        print(f"privaudit: overall risk {risk_word(risk)} reaches --fail-on {args.fail_on}", file=sys.stderr)
         return EXIT_RISKY
     return EXIT_OK
 
