@@ -15,6 +15,7 @@ import pytest
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker.job import run_job
+from services.attack_worker.settings import WorkerSettings
 from services.common import task_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def run_attack(index: int, **changes: object) -> results_pb2.AttackResult:
     args = TASK.attacks[index].model_copy(update=changes)
     request = attack_worker_pb2.RunAttackRequest(task_id="example", attack_index=index, seed=TASK.seed,
                                                  attack=task_spec.attack_to_proto(args))
-    result = run_job(request, ROOT, lambda progress: None)
+    result = run_job(request, WorkerSettings(str(ROOT)), lambda progress: None)
     assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
     return result
 
@@ -80,6 +81,6 @@ def test_a_shadow_architecture_without_parameters_is_refused_naming_the_field():
     request = attack_worker_pb2.RunAttackRequest(
         task_id="example", attack_index=1, seed=TASK.seed,
         attack=task_spec.attack_to_proto(TASK.attacks[1].model_copy(update={"shadow_model": CONTROL})))
-    result = run_job(request, ROOT, lambda progress: None)
+    result = run_job(request, WorkerSettings(str(ROOT)), lambda progress: None)
     assert (result.error.code, result.error.field) == ("INVALID_ARGUMENT", "attacks[1].args.shadow_model")
     assert "digits_constant has no parameters" in result.error.message

@@ -16,6 +16,7 @@ import pytest
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker.job import run_job
+from services.attack_worker.settings import WorkerSettings
 from services.common import task_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def run_attack(index: int, **changes: object) -> results_pb2.AttackResult:
     request = attack_worker_pb2.RunAttackRequest(
         task_id="example-sota", attack_index=index, seed=TASK.seed,
         attack=task_spec.attack_to_proto(TASK.attacks[index].model_copy(update=changes)))
-    result = run_job(request, ROOT, lambda progress: None)
+    result = run_job(request, WorkerSettings(str(ROOT)), lambda progress: None)
     assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
     return result
 

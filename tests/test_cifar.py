@@ -19,6 +19,7 @@ import pytest
 from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
 from services.attack_worker import storage
 from services.attack_worker.job import run_job
+from services.attack_worker.settings import WorkerSettings
 from services.common.errors import TaskError
 from services.common.task_spec import parse_yaml
 
@@ -185,7 +186,7 @@ def test_baseline_runs_on_a_saved_resnet18_and_the_cifar10_folders(root, archive
         target_model="./example/models/resnet18_10classes")
     request = attack_worker_pb2.RunAttackRequest(task_id="cifar", attack_index=0, seed=3, attack=task_pb2.AttackSpec(
         type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, baseline=args))
-    result = run_job(request, root, lambda progress: None)
+    result = run_job(request, WorkerSettings(str(root)), lambda progress: None)
     assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
     assert [(d.name, d.length) for d in result.datasets] == [("cifar10_train", 30), ("cifar10_test", 10)]
     assert result.target_model.train_acc == pytest.approx(expected["train"])

@@ -20,8 +20,8 @@ from worker_fixtures import (
 )
 
 from privaudit.v1 import results_pb2
-from services.attack_worker.job_limits import JobLimits
 from services.attack_worker.server import SERVICE_NAME
+from services.attack_worker.settings import JobLimits
 
 LIMITS = JobLimits(memory_mb=1536, timeout_s=6)
 

@@ -11,6 +11,7 @@ from privaudit.v1 import attack_worker_pb2_grpc, orchestrator_pb2, reporter_pb2_
 from services.attack_worker import storage
 from services.attack_worker.__main__ import DEFAULT_MAX_DATASET_LENGTH, parse_flags
 from services.attack_worker.job import run_job
+from services.attack_worker.settings import WorkerSettings
 from services.common import task_spec
 from services.common.errors import TaskError
 from services.common.server import DEFAULT_OPTIONS, ServerOptions
@@ -178,11 +179,11 @@ def test_a_dataset_longer_than_the_limit_is_refused_naming_its_field(tmp_path):
 
 def test_a_job_with_a_dataset_over_the_workers_limit_fails_on_that_dataset(tmp_path):
     tree = write_audit_tree(tmp_path, non_member_correct=[True] * 3 + [False] * 7)  # 10 non-members
-    result = run_job(baseline_request(tree), tree.root, lambda progress: None, max_dataset_length=9)
+    result = run_job(baseline_request(tree), WorkerSettings(str(tree.root), max_dataset_length=9), lambda _: None)
     assert result.status == results_pb2.ATTACK_STATUS_FAILED
     assert (result.error.code, result.error.field) == ("INVALID_ARGUMENT", "attacks[0].args.test_datasets.non_members")
     assert "10 records; this worker reads at most 9" in result.error.message
-    passed = run_job(baseline_request(tree), tree.root, lambda progress: None, max_dataset_length=10)
+    passed = run_job(baseline_request(tree), WorkerSettings(str(tree.root), max_dataset_length=10), lambda _: None)
     assert passed.status == results_pb2.ATTACK_STATUS_SUCCEEDED
 
 

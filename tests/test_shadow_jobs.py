@@ -22,6 +22,7 @@ from services.attack_worker.attacks.shadow_population import membership_masks, s
 from services.attack_worker.job import run_job
 from services.attack_worker.paddle_runtime import PaddleRuntime
 from services.attack_worker.server import SERVICE_NAME, register
+from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.shadow_cache import ShadowCache, shadow_key
 from services.common import task_spec
 from services.common.channels import open_channel
@@ -97,9 +98,11 @@ def request(args: task_spec.AttackArgs, part: int | list | None = None, seed: in
     return job
 
 
-def run(tree: ShadowTree, job, cache: ShadowCache | None = None):
+def run(tree: ShadowTree, job, cache_dir: Path | None = None):
+    """The job's outcome and progress on a worker keeping its caches in `cache_dir` (None: no caches)."""
     progress: list[results_pb2.JobProgress] = []
-    return run_job(job, tree.root, progress.append, cache=cache), progress
+    settings = WorkerSettings(str(tree.root), cache_dir=None if cache_dir is None else str(cache_dir))
+    return run_job(job, settings, progress.append), progress
 
 
 def shadow_outputs(tree: ShadowTree, args, order, cache=None) -> list[attack_worker_pb2.ShadowOutput]:
@@ -212,10 +215,10 @@ def test_a_target_without_weights_is_its_own_shadow_and_gives_chance(tree):
 
 
 def test_a_cached_shadow_model_is_not_trained_again_by_any_later_job(tree, tmp_path):
-    cache = ShadowCache(tmp_path / "cache")
-    cache.folder.mkdir()
+    cache = tmp_path / "cache"
     first = shadow_outputs(tree, lira_args(tree), [0], cache)[0]
-    assert [p.name for p in cache.folder.iterdir()] == [f"{first.cache_key}.npz"]  # no temporary file left
+    shadows = cache / "shadows"
+    assert [p.name for p in shadows.iterdir()] == [f"{first.cache_key}.npz"]  # no temporary file left
 
     again, progress = run(tree, request(lira_args(tree), 0), cache)
     assert again == first
@@ -229,33 +232,36 @@ def test_a_cached_shadow_model_is_not_trained_again_by_any_later_job(tree, tmp_p
     result, progress = run(tree, request(lira_args(tree)), cache)
     trained = {p.message.split(":")[0] for p in progress if "training" in p.message}
     assert trained == {"shadow 2/4", "shadow 3/4", "shadow 4/4"}
-    assert len(list(cache.folder.iterdir())) == 4
+    assert len(list(shadows.iterdir())) == 4
     assert measurements(result) == measurements(run(tree, request(lira_args(tree)))[0])
 
 
 def test_an_unusable_cache_entry_is_trained_again_and_replaced(tree, tmp_path):
-    cache = ShadowCache(tmp_path)
-    first = shadow_outputs(tree, lira_args(tree), [0], cache)[0]
-    entry = tmp_path / f"{first.cache_key}.npz"
+    first = shadow_outputs(tree, lira_args(tree), [0], tmp_path)[0]
+    entry = tmp_path / "shadows" / f"{first.cache_key}.npz"
     entry.write_bytes(b"not an npz file")
-    again, progress = run(tree, request(lira_args(tree), 0), cache)
+    again, progress = run(tree, request(lira_args(tree), 0), tmp_path)
     assert again == first and any("training" in p.message for p in progress)
-    setup = shadow_models.load(lira_args(tree), PaddleRuntime(tree.root, SEED, lambda *_: None))
+    setup = shadow_models.load(lira_args(tree), PaddleRuntime(WorkerSettings(str(tree.root)), SEED, lambda *_: None))
+    cache = ShadowCache.of(WorkerSettings(str(tree.root), cache_dir=str(tmp_path)))
     assert cache.load(first.cache_key, setup.masks[0], 1) is not None
+    cache = ShadowCache.of(WorkerSettings(str(tree.root), cache_dir=str(tmp_path)))
     assert cache.load(first.cache_key, setup.masks[1], 1) is None  # another training set: not this entry
+    cache = ShadowCache.of(WorkerSettings(str(tree.root), cache_dir=str(tmp_path)))
     assert cache.load(first.cache_key, setup.masks[0], 10) is None  # other views
 
 
 def test_a_cache_that_cannot_be_written_does_not_fail_the_job(tree, tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    output, _ = run(tree, request(lira_args(tree), 0), ShadowCache(not_a_folder))
+    output, _ = run(tree, request(lira_args(tree), 0), not_a_folder)
     assert isinstance(output, attack_worker_pb2.ShadowOutput)
 
 
 def test_the_cache_key_follows_what_decides_the_shadow_model(tree):
     def key(args, index: int = 0, seed: int = SEED) -> str:
-        return shadow_key(tree.root, shadow_models.load(args, PaddleRuntime(tree.root, seed, lambda *_: None)), index)
+        runtime = PaddleRuntime(WorkerSettings(str(tree.root)), seed, lambda *_: None)
+        return shadow_key(tree.root, shadow_models.load(args, runtime), index)
 
     base = key(lira_args(tree))
     same = [lira_args(tree, online=False), lira_args(tree, fixed_variance=True), rmia_args(tree),
@@ -326,7 +332,7 @@ def test_augmenting_samples_that_are_not_images_names_the_argument(tmp_path):
     for name in ("members", "non_members"):
         write_dataset(tmp_path / "datasets" / name, np.eye(4, dtype=np.float32)[[0, 1, 2, 3] * 2], np.arange(8) % 4)
     args = lira_args(ShadowTree(audit, ()), augment=True)
-    error = failed(run_job(request(args, 0), tmp_path, lambda _: None))
+    error = failed(run_job(request(args, 0), WorkerSettings(str(tmp_path)), lambda _: None))
     assert (error.code, error.field) == ("INVALID_ARGUMENT", "attacks[1].args.augment")
     assert "are not images" in error.message
 
@@ -335,15 +341,15 @@ def test_augmenting_samples_that_are_not_images_names_the_argument(tmp_path):
 
 
 def test_over_grpc_a_shadow_part_ends_with_its_output_and_a_fault_with_a_result(tree, tmp_path):
-    cache = ShadowCache(tmp_path)
-    service = start_server(lambda server: register(server, tree.root, cache=cache), [SERVICE_NAME], "127.0.0.1:0")
+    settings = WorkerSettings(str(tree.root), cache_dir=str(tmp_path))
+    service = start_server(lambda server: register(server, settings), [SERVICE_NAME], "127.0.0.1:0")
     channel = open_channel(service.address)
     try:
         stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
         responses = list(stub.RunAttack(request(lira_args(tree), 2), timeout=60))
         assert [r.WhichOneof("event") for r in responses[:-1]] == ["progress"] * (len(responses) - 1)
         assert responses[-1].WhichOneof("event") == "shadow" and responses[-1].shadow.shadow_index == 2
-        assert (tmp_path / f"{responses[-1].shadow.cache_key}.npz").exists()
+        assert (tmp_path / "shadows" / f"{responses[-1].shadow.cache_key}.npz").exists()
         failure = list(stub.RunAttack(request(lira_args(tree, population_datasets=("nowhere",)), 0), timeout=60))
         assert failure[-1].WhichOneof("event") == "result"
         assert failure[-1].result.status == results_pb2.ATTACK_STATUS_FAILED
@@ -367,7 +373,7 @@ def test_the_cache_dir_flag(tmp_path, monkeypatch, capsys):
 
 
 def test_records_of_several_datasets_are_read_in_the_order_asked_and_augmented(tree):
-    rt = PaddleRuntime(tree.root, SEED, lambda *_: None)
+    rt = PaddleRuntime(WorkerSettings(str(tree.root)), SEED, lambda *_: None)
     parts = [rt.load_dataset("a", tree.audit.members), rt.load_dataset("b", tree.population[1])]
     everything = [part.read(range(len(part))) for part in parts]
     samples, labels = (np.concatenate([e[i] for e in everything]) for i in (0, 1))
@@ -383,7 +389,7 @@ def test_records_of_several_datasets_are_read_in_the_order_asked_and_augmented(t
 
 def test_fresh_models_and_training_take_a_seed_of_their_own(tree):
     def trained_weights(job_seed: int, seed: int) -> np.ndarray:
-        rt = PaddleRuntime(tree.root, job_seed, lambda *_: None)
+        rt = PaddleRuntime(WorkerSettings(str(tree.root)), job_seed, lambda *_: None)
         model = rt.load_model("target_model", tree.audit.model, trained=False, seed=seed)
         data = rt.load_dataset("target_datasets.members", tree.audit.members)
         rt.train(model, data, epochs=2, lr=0.1, batch_size=3, seed=seed)
@@ -391,13 +397,13 @@ def test_fresh_models_and_training_take_a_seed_of_their_own(tree):
 
     np.testing.assert_array_equal(trained_weights(1, 42), trained_weights(2, 42))  # the job's seed is not used
     assert not np.array_equal(trained_weights(1, 42), trained_weights(1, 43))
-    rt = PaddleRuntime(tree.root, SEED, lambda *_: None)
+    rt = PaddleRuntime(WorkerSettings(str(tree.root)), SEED, lambda *_: None)
     assert rt.trainable(rt.load_model("target_model", tree.audit.model))
 
 
 def test_labelled_progress(tree):
     events: list[tuple[int, float, str]] = []
-    rt = PaddleRuntime(tree.root, SEED, lambda *event: events.append(event))
+    rt = PaddleRuntime(WorkerSettings(str(tree.root)), SEED, lambda *event: events.append(event))
     with rt.labelled("shadow 2/8"), rt.stage(results_pb2.STAGE_TRAIN_SHADOW):
         rt.progress(1.0, "done")
     rt.progress(1.0, "after")

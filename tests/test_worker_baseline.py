@@ -11,6 +11,7 @@ from services.attack_worker import attacks, metrics
 from services.attack_worker.attacks import AttackUnavailable, baseline
 from services.attack_worker.attacks.base import Outputs, Scores
 from services.attack_worker.paddle_runtime import PaddleRuntime
+from services.attack_worker.settings import WorkerSettings
 from services.common.task_spec import BaselineArgs
 
 
@@ -50,7 +51,7 @@ def test_a_model_better_on_non_members_has_no_advantage():
 
 def test_run_scores_the_targets_records_on_the_paddle_runtime(tmp_path):
     tree = write_audit_tree(tmp_path)
-    rt = PaddleRuntime(tree.root, seed=1, report=lambda *_: None)
+    rt = PaddleRuntime(WorkerSettings(str(tree.root)), seed=1, report=lambda *_: None)
     args = BaselineArgs.model_validate({"test_datasets": [tree.members, tree.non_members], "target_model": tree.model})
     scores = baseline.run(args, rt)
     np.testing.assert_array_equal(scores.members, tree.member_correct.astype(float))

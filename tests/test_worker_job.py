@@ -14,6 +14,7 @@ from services.attack_worker import attacks
 from services.attack_worker.attacks import baseline
 from services.attack_worker.job import run_job
 from services.attack_worker.paddle_runtime import JobCancelled
+from services.attack_worker.settings import WorkerSettings
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def tree(tmp_path) -> AuditTree:
 
 def run(tree: AuditTree, request=None, cancelled: threading.Event | None = None):
     progress: list[results_pb2.JobProgress] = []
-    result = run_job(request or baseline_request(tree), tree.root, progress.append, cancelled)
+    result = run_job(request or baseline_request(tree), WorkerSettings(str(tree.root)), progress.append, cancelled)
     return result, progress
 
 

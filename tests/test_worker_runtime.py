@@ -13,6 +13,7 @@ from worker_fixtures import NUM_CLASSES, AuditTree, records, write_audit_tree, w
 from privaudit.v1 import results_pb2
 from services.attack_worker import paddle_runtime
 from services.attack_worker.paddle_runtime import JobCancelled, PaddleRuntime
+from services.attack_worker.settings import WorkerSettings
 from services.common.errors import TaskError
 
 
@@ -24,7 +25,7 @@ def tree(tmp_path) -> AuditTree:
 def make_runtime(tree: AuditTree, seed: int = 5, events: list | None = None,
                  cancelled: threading.Event | None = None) -> PaddleRuntime:
     sink = events if events is not None else []
-    return PaddleRuntime(tree.root, seed, lambda *event: sink.append(event), cancelled)
+    return PaddleRuntime(WorkerSettings(str(tree.root)), seed, lambda *event: sink.append(event), cancelled)
 
 
 def batch_sizes_seen(layer: paddle.nn.Layer) -> list[int]:

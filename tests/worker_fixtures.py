@@ -19,6 +19,7 @@ import numpy as np
 import paddle
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, task_pb2
+from services.attack_worker.settings import WorkerSettings
 from services.common.channels import open_channel
 from services.common.server import start_server
 
@@ -153,12 +154,13 @@ def baseline_request(tree: AuditTree, attack_index: int = 0, seed: int = 7, targ
 
 
 @contextmanager
-def served_worker(root: Path, **register_options: Any) -> Iterator[
+def served_worker(root: Path, **settings: Any) -> Iterator[
         tuple[attack_worker_pb2_grpc.AttackWorkerServiceStub, grpc.Channel]]:
-    """A real AttackWorkerService over `root`, served in-process on loopback, and a stub to it."""
+    """A real AttackWorkerService over `root` with further WorkerSettings `settings`, served
+    in-process on loopback, and a stub to it."""
     from services.attack_worker.server import SERVICE_NAME, register
 
-    service = start_server(lambda server: register(server, root, **register_options), [SERVICE_NAME],
+    service = start_server(lambda server: register(server, WorkerSettings(str(root), **settings)), [SERVICE_NAME],
                            "127.0.0.1:0")
     channel = open_channel(service.address)
     try:

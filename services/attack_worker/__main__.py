@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.attack_worker.job_limits import JobLimits
+from services.attack_worker.settings import JobLimits, WorkerSettings
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
 from services.common.server import serve_until_signalled, start_server
@@ -30,9 +31,16 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
          help="CPU threads for Paddle (sets OMP_NUM_THREADS)")
     flag(parser, "--max-dataset-length", "PRIVAUDIT_MAX_DATASET_LENGTH", DEFAULT_MAX_DATASET_LENGTH, type=int,
          help="most records a task's dataset may have; a longer one fails its attack")
+    flag(parser, "--dataset-memory-mb", "PRIVAUDIT_DATASET_MEMORY_MB", WorkerSettings.dataset_memory_mb, type=int,
+         help="a job reads each dataset whose float32 samples fit in this many MB into memory once; "
+              "larger ones are read record by record for every batch")
     flag(parser, "--cache-dir", "PRIVAUDIT_CACHE_DIR", None, type=Path,
-         help="writable folder, shared by the workers, keeping trained LIRA/RMIA shadow models' outputs "
-              "for reuse; unset: no cache")
+         help="writable folder, which workers may share, keeping the target models' outputs and trained "
+              "LIRA/RMIA shadow models' outputs for reuse by later jobs; unset: a private folder of this "
+              "worker, removed when it stops")
+    flag(parser, "--cache-max-mb", "PRIVAUDIT_CACHE_MAX_MB", WorkerSettings.cache_max_mb, type=int,
+         help="most MB each of the two caches (model outputs, shadow outputs) keeps; the entries used "
+              "least recently go first")
     flag(parser, "--job-memory-mb", "PRIVAUDIT_JOB_MEMORY_MB", JobLimits.memory_mb, type=int,
          help="address-space limit of each job's process, which runs the task's code; a job past it fails")
     flag(parser, "--job-timeout-s", "PRIVAUDIT_JOB_TIMEOUT_S", JobLimits.timeout_s, type=float,
@@ -46,6 +54,10 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.cache_dir is not None and not (args.cache_dir.is_dir() and os.access(args.cache_dir, os.W_OK | os.X_OK)):
         parser.error(f"--cache-dir / PRIVAUDIT_CACHE_DIR: {str(args.cache_dir)!r} is not a writable folder; "
                      "create it or leave the setting unset for no cache")
+    for name in ("dataset_memory_mb", "cache_max_mb"):
+        if getattr(args, name) < 0:
+            option = name.replace("_", "-")
+            parser.error(f"--{option} / PRIVAUDIT_{name.upper()}: must be at least 0, got {getattr(args, name)}")
     if args.max_dataset_length < 1:
         parser.error(f"--max-dataset-length / PRIVAUDIT_MAX_DATASET_LENGTH: must be at least 1, "
                      f"got {args.max_dataset_length}")
@@ -54,9 +66,15 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      f"about 700 MB), got {args.job_memory_mb}")
     if args.job_timeout_s <= 0:
         parser.error(f"--job-timeout-s / PRIVAUDIT_JOB_TIMEOUT_S: must be positive, got {args.job_timeout_s}")
-    args.limits = JobLimits(args.job_memory_mb, args.job_timeout_s)
     args.serving = server_options(parser, args)
     return args
+
+
+def settings_from(args: argparse.Namespace, cache_dir: Path) -> WorkerSettings:
+    """The worker's settings from its flags, with caches in `cache_dir`."""
+    return WorkerSettings(storage_root=str(args.storage_root), limits=JobLimits(args.job_memory_mb, args.job_timeout_s),
+                          max_dataset_length=args.max_dataset_length, dataset_memory_mb=args.dataset_memory_mb,
+                          cache_dir=str(cache_dir), cache_max_mb=args.cache_max_mb)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -65,14 +83,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.setup("attack_worker", args.log_level)
     from services.attack_worker import server  # imports Paddle
     from services.attack_worker.job_process import start_forkserver
-    from services.attack_worker.shadow_cache import ShadowCache
 
     start_forkserver()  # before the first job, and before gRPC starts its threads
-    cache = ShadowCache(args.cache_dir) if args.cache_dir is not None else None
-    service = start_server(lambda grpc_server: server.register(grpc_server, args.storage_root,
-                                                               args.max_dataset_length, cache, args.limits),
-                           [server.SERVICE_NAME], args.listen, options=args.serving)
-    serve_until_signalled(service, args.ready_file)
+    with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
+        settings = settings_from(args, args.cache_dir or Path(private))
+        service = start_server(lambda grpc_server: server.register(grpc_server, settings),
+                               [server.SERVICE_NAME], args.listen, options=args.serving)
+        serve_until_signalled(service, args.ready_file)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from os import PathLike
 
 from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
 from services.attack_worker import attacks, metrics, shadow_jobs
 from services.attack_worker.attacks import AttackUnavailable, baseline
 from services.attack_worker.paddle_runtime import JobCancelled, LoadedDataset, PaddleRuntime
-from services.attack_worker.shadow_cache import ShadowCache
+from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.storage import one_line, resolve_folder
 from services.common import task_spec
 from services.common.errors import TaskError
@@ -29,21 +28,19 @@ log = logging.getLogger(__name__)
 _NAMES_BY_PROTO_FIELD = {cls.proto_field: cls.name for cls in task_spec.ATTACKS.values()}
 
 
-def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | PathLike[str],
+def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings,
             emit: Callable[[results_pb2.JobProgress], None],
-            cancelled: threading.Event | None = None,
-            max_dataset_length: int | None = None,
-            cache: ShadowCache | None = None) -> results_pb2.AttackResult | attack_worker_pb2.ShadowOutput:
-    """Runs the job; `emit` receives its progress. Raises JobCancelled once `cancelled` is set.
-    A dataset longer than `max_dataset_length` records fails the job. A LIRA or RMIA job trains
-    its shadow models through `cache`; a shadow part answers with its ShadowOutput when it succeeds."""
+            cancelled: threading.Event | None = None) -> results_pb2.AttackResult | attack_worker_pb2.ShadowOutput:
+    """Runs the job with the worker's `settings`; `emit` receives its progress. Raises JobCancelled
+    once `cancelled` is set. A shadow part of LIRA or RMIA answers with its ShadowOutput when it
+    succeeds."""
     index = request.attack_index
     result = results_pb2.AttackResult(attack_index=index, attack_name=attack_name(request.attack))
     try:
         args = task_spec.attack_from_proto(request.attack, f"attacks[{index}]")
-        _check_distinct_target_pair(args, storage_root, f"attacks[{index}].args.")
+        _check_distinct_target_pair(args, settings.storage_root, f"attacks[{index}].args.")
         if isinstance(args, task_spec.ShadowModelArgs) or request.WhichOneof("part"):
-            run = shadow_jobs.runner(args, request, storage_root, cache)
+            run = shadow_jobs.runner(args, request, settings)
         else:
             run = attacks.runner_for(args.name)
     except TaskError as exc:
@@ -54,7 +51,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, storage_root: str | Pat
     def report(stage: int, fraction: float, message: str) -> None:
         emit(results_pb2.JobProgress(attack_index=index, stage=stage, fraction=fraction, message=message))
 
-    runtime = PaddleRuntime(storage_root, request.seed, report, cancelled, max_dataset_length)
+    runtime = PaddleRuntime(settings, request.seed, report, cancelled)
     try:
         scores = run(args, runtime)
         if isinstance(scores, attack_worker_pb2.ShadowOutput):
@@ -87,7 +84,7 @@ def attack_name(spec: task_pb2.AttackSpec) -> str:
     return _NAMES_BY_PROTO_FIELD[case] if case else ""
 
 
-def _check_distinct_target_pair(args: task_spec.AttackArgs, storage_root: str | PathLike[str], prefix: str) -> None:
+def _check_distinct_target_pair(args: task_spec.AttackArgs, storage_root: str, prefix: str) -> None:
     """Refuses members and non-members that are one folder (spelt alike or not): an audit of a
     dataset against itself measures nothing. A folder that does not resolve is left to loading."""
     pair = args.datasets()

@@ -23,16 +23,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import job
-from services.attack_worker.job_limits import JobLimits
 from services.attack_worker.paddle_runtime import JobCancelled
-from services.attack_worker.shadow_cache import ShadowCache
+from services.attack_worker.settings import WorkerSettings
 from services.common import logs
 
 log = logging.getLogger(__name__)
@@ -50,17 +48,6 @@ ProgressSink = Callable[[results_pb2.JobProgress], None]
 _PR_SET_PDEATHSIG = 1
 
 
-@dataclass(frozen=True)
-class JobSettings:
-    """What the child needs besides the request; picklable."""
-
-    storage_root: str
-    limits: JobLimits
-    max_dataset_length: int | None
-    cache: ShadowCache | None
-    log_level: int
-
-
 def start_forkserver() -> None:
     """Starts the fork server now (it imports Paddle), rather than on the first job."""
     from multiprocessing import forkserver
@@ -68,12 +55,13 @@ def start_forkserver() -> None:
     forkserver.ensure_running()
 
 
-def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: JobSettings, emit: ProgressSink,
+def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings, emit: ProgressSink,
                  cancelled: threading.Event) -> JobOutcome:
-    """Runs the job in a child process and returns its outcome; `emit` receives its progress.
-    Raises JobCancelled (having killed the child) once `cancelled` is set."""
+    """Runs the job in a child process within `settings.limits` and returns its outcome; `emit`
+    receives its progress. Raises JobCancelled (having killed the child) once `cancelled` is set."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_child_main, args=(request.SerializeToString(), settings, sender),
+    log_level = logging.getLogger().getEffectiveLevel()
+    child = _CONTEXT.Process(target=_child_main, args=(request.SerializeToString(), settings, log_level, sender),
                              name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
     child.start()
     sender.close()
@@ -90,7 +78,7 @@ def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: JobSetti
 class _Watch:
     """The parent's side of one child: relays its messages and turns its end into an outcome."""
 
-    def __init__(self, request: attack_worker_pb2.RunAttackRequest, settings: JobSettings, deadline: float):
+    def __init__(self, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings, deadline: float):
         self._request = request
         self._settings = settings
         self._deadline = deadline
@@ -161,9 +149,9 @@ class _Watch:
 # ---------------------------------------------------------------- the child
 
 
-def _child_main(request_bytes: bytes, settings: JobSettings, sender: Connection) -> None:
+def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, sender: Connection) -> None:
     """The child: limits itself, runs the job, sends its progress and outcome."""
-    logs.setup("attack_worker job", logging.getLevelName(settings.log_level))
+    logs.setup("attack_worker job", logging.getLevelName(log_level))
     if sys.platform.startswith("linux"):  # die with the fork server, which dies with the worker
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     limit = settings.limits.memory_mb * 1024 * 1024
@@ -172,9 +160,8 @@ def _child_main(request_bytes: bytes, settings: JobSettings, sender: Connection)
     sys.addaudithook(_user_code_hook(root, sender))
     request = attack_worker_pb2.RunAttackRequest.FromString(request_bytes)
     try:
-        outcome = job.run_job(request, settings.storage_root,
-                          lambda progress: sender.send_bytes(_PROGRESS + progress.SerializeToString()),
-                          None, settings.max_dataset_length, settings.cache)
+        outcome = job.run_job(request, settings,
+                              lambda progress: sender.send_bytes(_PROGRESS + progress.SerializeToString()))
     except BaseException as exc:  # every way out must reach the parent
         logging.getLogger(__name__).exception("job broke without a result")
         sender.send_bytes(_BROKE + f"{type(exc).__name__}: {exc}".encode())

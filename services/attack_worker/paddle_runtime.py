@@ -1,20 +1,24 @@
 """The Paddle-backed `Runtime` of one attack job: loading, querying and training models.
 
-Scoped to one job: models and datasets are loaded once per folder, and a model's
+Scoped to one job: models and datasets are loaded once per folder (a dataset that
+fits the worker's `dataset_memory_mb` is read into memory once), and a model's
 outputs on a dataset are computed once and cached, so no query is made twice
-(attacks and the job's own model summary ask for the same target outputs).
+(attacks and the job's own model summary ask for the same target outputs). A
+stored model's outputs on an in-memory dataset also go to the worker's output
+cache, which the task's other jobs read instead of querying again.
 Every random choice derives from the job's seed. Progress points check the
 job's cancellation flag, so a cancelled RPC stops the job within a batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from os import PathLike
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,14 @@ import paddle.nn.functional as F
 from privaudit.v1 import results_pb2
 from services.attack_worker import storage
 from services.attack_worker.attacks.base import Augment, Outputs, batches
+from services.attack_worker.output_cache import OutputCache, output_key
+from services.attack_worker.settings import WorkerSettings
 from services.common.errors import TaskError
 
 # Within a stage, progress is reported at most this often (and always at 0 and 1).
 PROGRESS_INTERVAL_S = 0.5
+# Records read per call while a dataset is read into memory.
+_READ_CHUNK = 1024
 
 # (stage, fraction of the stage done, message): how the runtime reports progress.
 ProgressSink = Callable[[int, float, str], None]
@@ -38,7 +46,7 @@ class JobCancelled(Exception):
     """The job's caller went away; raised at the next progress point."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class LoadedModel:
     """A model of the job. Compared by identity: outputs are cached per handle."""
 
@@ -46,24 +54,42 @@ class LoadedModel:
     path: str  # the folder as the task wrote it
     name: str  # the folder's name
     layer: paddle.nn.Layer
+    # Content digest of a model loaded with its weights (see storage.model_digest); None for a
+    # fresh or retrained model, whose outputs are not cached beyond the job.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class LoadedDataset:
-    """A dataset of the job, read record by record on demand."""
+    """A dataset of the job: its records in memory (`records`), or read from `source` on demand."""
 
     field: str
     path: str
     name: str
     source: Any  # what get_dataset() returned
     length: int
+    records: tuple[np.ndarray, np.ndarray] | None = None  # every (sample, label), when read into memory
 
     def __len__(self) -> int:
         return self.length
 
     def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(samples float32, labels int64) of records `indices`."""
-        return storage.read_records(self.source, indices, self.field)
+        if self.records is None:
+            return storage.read_records(self.source, indices, self.field)
+        rows = np.asarray(indices, dtype=np.int64)
+        return self.records[0][rows], self.records[1][rows]
+
+    @cached_property
+    def digest(self) -> str | None:
+        """SHA-256 of the records' shapes, labels and sample bytes; None unless read into memory."""
+        if self.records is None:
+            return None
+        samples, labels = self.records
+        digest = hashlib.sha256(f"{samples.shape}{labels.shape}".encode())
+        digest.update(labels.data)
+        digest.update(samples.data)
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,14 +151,15 @@ class PaddleRuntime:
     that instead, so it comes out the same whichever job trains it.
     """
 
-    def __init__(self, storage_root: str | PathLike[str], seed: int, report: ProgressSink,
-                 cancelled: threading.Event | None = None, max_dataset_length: int | None = None):
+    def __init__(self, settings: WorkerSettings, seed: int, report: ProgressSink,
+                 cancelled: threading.Event | None = None):
         self.seed = seed
-        self.max_dataset_length = max_dataset_length
+        self.settings = settings
         self.timings: list[results_pb2.StageTiming] = []
         # Every dataset the attack asked for, by task field, in the order asked.
         self.datasets_read: dict[str, LoadedDataset] = {}
-        self._root = storage_root
+        self._root = settings.storage_root
+        self._output_cache = OutputCache.of(settings)
         self._report = report
         self._cancelled = cancelled or threading.Event()
         self._rng = np.random.default_rng(seed)
@@ -154,15 +181,17 @@ class PaddleRuntime:
             return LoadedModel(field, path, folder.name, layer)
         if folder not in self._trained_models:
             layer = storage.load_model(self._root, path, field)
-            self._trained_models[folder] = LoadedModel(field, path, folder.name, layer)
+            self._trained_models[folder] = LoadedModel(field, path, folder.name, layer,
+                                                       storage.model_digest(self._root, path, field, layer))
         return self._trained_models[folder]
 
     def load_dataset(self, field: str, path: str) -> LoadedDataset:
         self._check_cancelled()
         folder = storage.resolve_folder(self._root, path, field)
         if folder not in self._datasets:
-            source = storage.load_dataset(self._root, path, field, self.max_dataset_length)
-            self._datasets[folder] = LoadedDataset(field, path, folder.name, source, len(source))
+            source = storage.load_dataset(self._root, path, field, self.settings.max_dataset_length)
+            self._datasets[folder] = LoadedDataset(field, path, folder.name, source, len(source),
+                                                   self._in_memory(source, field, folder.name))
         self.datasets_read.setdefault(field, self._datasets[folder])
         return self._datasets[folder]
 
@@ -183,7 +212,7 @@ class PaddleRuntime:
     def predict(self, model: LoadedModel, dataset: Dataset, batch_size: int) -> Outputs:
         key = (model, dataset)
         if key not in self._outputs:
-            self._outputs[key] = self._predict(model, dataset, batch_size)
+            self._outputs[key] = self._cached_or_predicted(model, dataset, batch_size)
         return self._outputs[key]
 
     def predict_augmented(self, model: LoadedModel, dataset: Dataset, augments: Sequence[Augment],
@@ -223,6 +252,7 @@ class PaddleRuntime:
                 optimizer.clear_grad()
         # Outputs computed before training describe weights that are gone.
         self._outputs = {key: out for key, out in self._outputs.items() if key[0] is not model}
+        model.digest = None
 
     # ------------------------------------------------------------ progress
 
@@ -252,6 +282,34 @@ class PaddleRuntime:
             self._label = outer
 
     # ------------------------------------------------------------ internals
+
+    def _in_memory(self, source: Any, field: str, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every record of `source` as (samples, labels), when its float32 samples fit the worker's
+        dataset_memory_mb; else None (it is then read batch by batch)."""
+        length = len(source)
+        first, _ = storage.read_records(source, [0], field)
+        if length * first.nbytes > self.settings.dataset_memory_mb * 2**20:
+            return None
+        samples = np.empty((length, *first.shape[1:]), dtype=np.float32)
+        labels = np.empty(length, dtype=np.int64)
+        for chunk in self._batches(length, _READ_CHUNK, f"reading {name} into memory"):
+            samples[chunk], labels[chunk] = storage.read_records(source, range(chunk.start, chunk.stop), field)
+        return samples, labels
+
+    def _cached_or_predicted(self, model: LoadedModel, dataset: Dataset, batch_size: int) -> Outputs:
+        """The outputs from the worker's output cache when they are there, else computed (and
+        stored there when both the model and the dataset have content digests)."""
+        cacheable = isinstance(dataset, LoadedDataset) and dataset.digest is not None
+        if self._output_cache is None or model.digest is None or not cacheable:
+            return self._predict(model, dataset, batch_size)
+        key = output_key(model.digest, dataset.digest, batch_size)
+        outputs = self._output_cache.load(key, dataset.length)
+        if outputs is None:
+            outputs = self._predict(model, dataset, batch_size)
+            self._output_cache.store(key, outputs)
+        else:
+            self.progress(1.0, f"outputs of {model.name} on {dataset.name} found in the output cache")
+        return outputs
 
     def _predict(self, model: LoadedModel, dataset: Dataset, batch_size: int) -> Outputs:
         logits, labels = [], []

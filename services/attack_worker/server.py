@@ -17,22 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from os import PathLike
 
 import grpc
 import paddle
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker.job import attack_name
-from services.attack_worker.job_limits import JobLimits
-from services.attack_worker.job_process import JobSettings, run_in_child
+from services.attack_worker.job_process import run_in_child
 from services.attack_worker.paddle_runtime import JobCancelled
-from services.attack_worker.shadow_cache import ShadowCache
+from services.attack_worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = attack_worker_pb2.DESCRIPTOR.services_by_name["AttackWorkerService"].full_name
-DEFAULT_LIMITS = JobLimits()
 # How often a queued job checks whether its RPC was cancelled.
 _QUEUE_POLL_S = 0.2
 
@@ -45,10 +42,8 @@ class _JobEnded:
 
 
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
-    def __init__(self, storage_root: str | PathLike[str], limits: JobLimits, max_dataset_length: int | None = None,
-                 cache: ShadowCache | None = None):
-        self._settings = JobSettings(str(storage_root), limits, max_dataset_length, cache,
-                                     logging.getLogger().getEffectiveLevel())
+    def __init__(self, settings: WorkerSettings):
+        self._settings = settings
         self._running = threading.Lock()
         self._jobs_held = 0  # running or waiting for the slot
         self._jobs_lock = threading.Lock()
@@ -127,9 +122,6 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             self._running.release()
 
 
-def register(server: grpc.Server, storage_root: str | PathLike[str], max_dataset_length: int | None = None,
-             cache: ShadowCache | None = None, limits: JobLimits = DEFAULT_LIMITS) -> None:
-    """Adds an AttackWorkerServicer over `storage_root` (and the shadow `cache`, if any), running
-    each job within `limits`, to `server`."""
-    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(
-        AttackWorkerServicer(storage_root, limits, max_dataset_length, cache), server)
+def register(server: grpc.Server, settings: WorkerSettings) -> None:
+    """Adds an AttackWorkerServicer running jobs with `settings` to `server`."""
+    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(AttackWorkerServicer(settings), server)

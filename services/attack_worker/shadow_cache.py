@@ -1,14 +1,13 @@
 """The shadow cache: trained shadow models' outputs kept on shared storage (`--cache-dir`), so
 that a rerun, or another attack that would train the same shadow model, skips the training.
 
-An entry is `<key>.npz` holding the shadow model's logits on every population record
+An entry (see `npz_store`) holds the shadow model's logits on every population record
 (views, N, classes) and its training mask (N,). The key is a SHA-256 digest of everything that
 decides those outputs: the architecture's code, each population dataset's identity (its folder
 relative to the storage root, its code and its length; the data files a dataset's code reads are
 not hashed, so changing them in place needs a new folder or an emptied cache), the training
-mask, the training arguments, the shadow model's seed and the query views. Entries are written
-to a temporary file and renamed into place, so concurrent workers never read half an entry;
-one that cannot be read or does not fit counts as absent, and a failed write only loses the entry.
+mask, the training arguments, the shadow model's seed and the query views. An entry that does
+not fit its key counts as absent.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 
@@ -26,6 +24,8 @@ import numpy as np
 from services.attack_worker import storage
 from services.attack_worker.attacks.shadow_models import Setup, population_folders
 from services.attack_worker.attacks.shadow_population import shadow_seed
+from services.attack_worker.npz_store import NpzStore
+from services.attack_worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,43 +53,35 @@ def shadow_key(storage_root: str | PathLike[str], setup: Setup, index: int) -> s
 
 
 class ShadowCache:
-    """Entries in a writable folder shared by the workers."""
+    """Shadow outputs in the `shadows` folder of a worker's cache folder."""
 
-    def __init__(self, folder: str | PathLike[str]):
-        self.folder = Path(folder)
+    def __init__(self, store: NpzStore):
+        self._store = store
+
+    @classmethod
+    def of(cls, settings: WorkerSettings) -> ShadowCache | None:
+        """The cache of a worker with `settings`; None when it has no cache folder."""
+        if settings.cache_dir is None:
+            return None
+        return cls(NpzStore(Path(settings.cache_dir) / "shadows", settings.cache_max_mb * 2**20))
 
     def load(self, key: str, in_mask: np.ndarray, num_views: int) -> np.ndarray | None:
         """The logits stored under `key`, or None when there is no usable entry (absent, unreadable,
         or not of this training mask and number of views)."""
-        path = self.folder / f"{key}.npz"
-        if not path.exists():
+        entry = self._store.load(key)
+        if entry is None:
             return None
-        try:
-            with np.load(path) as entry:
-                logits, stored_mask = entry["logits"], entry["in_mask"]
-        except Exception as exc:
-            log.warning("shadow cache entry %s is unreadable, training again: %s", path, storage.one_line(exc))
-            return None
-        fits = logits.ndim == 3 and logits.shape[:2] == (num_views, len(in_mask))
-        if not fits or not np.array_equal(stored_mask, in_mask):
-            log.warning("shadow cache entry %s does not fit its key, training again", path)
+        logits, stored_mask = entry.get("logits"), entry.get("in_mask")
+        fits = (logits is not None and stored_mask is not None and logits.ndim == 3
+                and logits.shape[:2] == (num_views, len(in_mask)) and np.array_equal(stored_mask, in_mask))
+        if not fits:
+            log.warning("shadow cache entry %s does not fit its key, training again", key)
             return None
         return logits
 
     def store(self, key: str, logits: np.ndarray, in_mask: np.ndarray) -> None:
-        """Writes the entry atomically; a failure is logged, not raised."""
-        temporary: Path | None = None
-        try:
-            handle, name = tempfile.mkstemp(dir=self.folder, prefix=f".{key}.", suffix=".tmp")
-            temporary = Path(name)
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, logits=np.asarray(logits, dtype=np.float32), in_mask=np.asarray(in_mask, dtype=bool))
-            temporary.chmod(0o644)  # mkstemp's 0600 would hide it from workers running as other users
-            temporary.replace(self.folder / f"{key}.npz")
-        except OSError as exc:
-            log.warning("cannot write shadow cache entry %s in %s: %s", key, self.folder, storage.one_line(exc))
-            if temporary is not None:
-                temporary.unlink(missing_ok=True)
+        """Keeps the entry; a failure to write is logged, not raised."""
+        self._store.store(key, logits=np.asarray(logits, dtype=np.float32), in_mask=np.asarray(in_mask, dtype=bool))
 
 
 def _folder_identity(storage_root: str | PathLike[str], field: str, path: str) -> bytes:

@@ -22,6 +22,7 @@ from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker.attacks import shadow_models
 from services.attack_worker.attacks.base import Runtime, Scores
 from services.attack_worker.attacks.shadow_models import Setup, ShadowArgs, ShadowTrainer
+from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.shadow_cache import ShadowCache, shadow_key
 from services.common.errors import TaskError
 from services.common.task_spec import AttackArgs, LiraArgs, RmiaArgs
@@ -35,15 +36,15 @@ class PartMismatch(ValueError):
     another attack): a fault of the caller, not of the task, so it fails the job as INTERNAL."""
 
 
-def runner(args: AttackArgs, request: attack_worker_pb2.RunAttackRequest, storage_root: str | PathLike[str],
-           cache: ShadowCache | None) -> ShadowRunner:
-    """The runner of the LIRA or RMIA job `request`: its part, or the whole attack. A TaskError
-    when the request names a part of another attack."""
+def runner(args: AttackArgs, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings) -> ShadowRunner:
+    """The runner of the LIRA or RMIA job `request` on a worker with `settings`: its part, or the
+    whole attack. A TaskError when the request names a part of another attack."""
     part = request.WhichOneof("part")
     if not isinstance(args, LiraArgs | RmiaArgs):
         raise TaskError.at("", f"a {part} part was requested for {args.name}, which trains no shadow models; "
                                "only LIRA and RMIA jobs have parts")
-    train = trainer(storage_root, cache)
+    storage_root = settings.storage_root
+    train = trainer(storage_root, ShadowCache.of(settings))
     if part == "shadow":
         return lambda args, rt: shadow_part(args, rt, request.shadow.shadow_index, storage_root, train)
     if part == "score":

@@ -92,6 +92,22 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length
     return dataset
 
 
+def model_digest(root: str | os.PathLike[str], path: str, field: str, layer: paddle.nn.Layer) -> str:
+    """SHA-256 of what a trained model in folder `path` is: its `.py` and `.pdparams` files and the
+    structure of the layer `get_model()` built (which also reflects code the `.py` imports)."""
+    real_root, code = _code_file(root, path, "the model code defining get_model()", field)
+    weights = _only_file(real_root, code.parent, ".pdparams", "the trained weights", field, optional=True)
+    digest = hashlib.sha256()
+    for file in (code, weights):
+        if file is not None:
+            digest.update(f"{file.suffix}\0{file.stat().st_size}\0".encode())
+            with file.open("rb") as contents:
+                for block in iter(lambda: contents.read(2**20), b""):
+                    digest.update(block)
+    digest.update(repr(layer).encode())
+    return digest.hexdigest()
+
+
 def read_records(dataset: Any, indices: Sequence[int], field: str) -> tuple[np.ndarray, np.ndarray]:
     """Records `indices` of a dataset as (samples float32 (k, *sample_shape) in the dataset's own
     layout, labels int64 (k,)). Labels may be ints or 0-d / shape-(1,) arrays or tensors;

@@ -1,0 +1,32 @@
+"""What every job of a worker shares: where the data is, the job limits and the caches.
+
+Built from the worker's flags and handed, whole, to each job's process (so it is picklable and
+free of Paddle) and from there to the job's runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Limits of one job's child process: its address space and its wall time."""
+
+    memory_mb: int = 8192
+    timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """A worker's settings. `cache_dir` holds trained shadow models' outputs and the target models'
+    outputs (see `caches`); None keeps nothing beyond one job. Datasets of at most
+    `dataset_memory_mb` (as float32 samples) are read into memory once per job; larger ones are
+    read record by record whenever a batch needs them."""
+
+    storage_root: str
+    limits: JobLimits = field(default_factory=JobLimits)
+    max_dataset_length: int | None = None
+    dataset_memory_mb: int = 1024
+    cache_dir: str | None = None
+    cache_max_mb: int = 1024
