@@ -259,9 +259,9 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_job(tree, tmp_path):
 
 
 def test_the_cache_key_follows_what_decides_the_shadow_model(tree):
-    def key(args, index: int = 0, seed: int = SEED) -> str:
-        runtime = PaddleRuntime(WorkerSettings(str(tree.root)), seed, lambda *_: None)
-        return shadow_key(tree.root, shadow_models.load(args, runtime), index)
+    def key(args, index: int = 0, seed: int = SEED, dataset_memory_mb: int = 1024) -> str:
+        settings = WorkerSettings(str(tree.root), dataset_memory_mb=dataset_memory_mb)
+        return shadow_key(tree.root, shadow_models.load(args, PaddleRuntime(settings, seed, lambda *_: None)), index)
 
     base = key(lira_args(tree))
     same = [lira_args(tree, online=False), lira_args(tree, fixed_variance=True), rmia_args(tree),
@@ -271,12 +271,19 @@ def test_the_cache_key_follows_what_decides_the_shadow_model(tree):
                  key(lira_args(tree, lr=0.01)), key(lira_args(tree, batch_size=4)), key(lira_args(tree, augment=True)),
                  key(lira_args(tree, num_shadow=6)), key(lira_args(tree, population_datasets=tree.population[:1]))]
     assert len({base, *different}) == 1 + len(different)
-    # The code of the architecture and of the datasets, and the datasets' lengths.
+
+    # Datasets read into memory count by their records; others by their code and length.
+    streamed = key(lira_args(tree), dataset_memory_mb=0)
     dataset_code = tree.root / "datasets" / "pop_b" / "dataset.py"
     dataset_code.write_text(dataset_code.read_text() + "\n# edited\n")
-    assert key(lira_args(tree)) != base
+    assert key(lira_args(tree)) == base
+    assert key(lira_args(tree), dataset_memory_mb=0) != streamed
+    data = dict(np.load(tree.root / "datasets" / "pop_b" / "records.npz"))
+    data["samples"][0] += 1  # the same length and code, another record
+    np.savez(tree.root / "datasets" / "pop_b" / "records.npz", **data)
     edited = key(lira_args(tree))
-    write_population(tree.root, "pop_b", 7, 2)  # one more record (and the code as it was)
+    assert edited != base
+    write_population(tree.root, "pop_b", 7, 2)  # one more record
     assert key(lira_args(tree)) not in (base, edited)
     model_code = tree.root / "models" / "net" / "model.py"
     model_code.write_text(model_code.read_text() + "\n# edited\n")

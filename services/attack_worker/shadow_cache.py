@@ -3,9 +3,10 @@ that a rerun, or another attack that would train the same shadow model, skips th
 
 An entry (see `npz_store`) holds the shadow model's logits on every population record
 (views, N, classes) and its training mask (N,). The key is a SHA-256 digest of everything that
-decides those outputs: the architecture's code, each population dataset's identity (its folder
-relative to the storage root, its code and its length; the data files a dataset's code reads are
-not hashed, so changing them in place needs a new folder or an emptied cache), the training
+decides those outputs: the architecture's code, each population dataset's records (their digest,
+when the dataset was read into memory; else its folder relative to the storage root, its code and
+its length, so that changing the data files of such a dataset in place needs a new folder or an
+emptied cache), the training
 mask, the training arguments, the shadow model's seed and the query views. An entry that does
 not fit its key counts as absent.
 """
@@ -43,8 +44,10 @@ def shadow_key(storage_root: str | PathLike[str], setup: Setup, index: int) -> s
 
     add("format", FORMAT.encode())
     add("architecture", _folder_identity(storage_root, "target_model", args.target_model))
-    for (field, path), length in zip(population_folders(args), setup.population.lengths, strict=True):
-        add("dataset", _folder_identity(storage_root, field, path) + str(length).encode())
+    for (field, path), dataset in zip(population_folders(args), setup.datasets, strict=True):
+        in_memory = getattr(dataset, "digest", None)
+        add("dataset", in_memory.encode() if in_memory else
+            _folder_identity(storage_root, field, path) + str(len(dataset)).encode())
     add("members", np.packbits(setup.masks[index]).tobytes())
     training = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                 "seed": shadow_seed(setup.seed, index), "views": [repr(view) for view in setup.views]}
