@@ -4,22 +4,33 @@ Prints a table and writes the same figures as JSON to $BENCH_OUT (default
 bench-results.json):
 
 1. overhead: the example task through a local cluster of real processes (one
-   worker) vs the same jobs called in this process with no gRPC;
-2. scaling: four independent attacks, and a LIRA with 16 shadow models, on one
-   worker vs two;
+   worker) vs the same jobs called in this process with no gRPC, with the same
+   worker settings (the same kind of output cache);
+2. scaling: four independent attacks, and a LIRA with 16 shadow models, on two
+   single-threaded workers vs one single-threaded worker (pure scale-out), and vs
+   one worker given both cores (what a one-worker cluster runs with);
 3. memory: the peak resident set of the process running a LABEL-ONLY job, as the
    dataset grows and as the number of augmented queries grows (it must not grow
    with those);
 4. time per stage of each attack, as the workers report them.
 
-Every figure is a ratio or an absolute measured in this run on this machine;
-compare runs of the same commit on the same machine, not across machines.
+`bench.py --profile` instead prints where the time of one in-process run of the
+example task goes (cProfile, by cumulative and by own time).
+
+Every timed run is a new task (its own seed), so no run finds the shadow models
+of the one before in a worker's cache; outputs of the target model are shared
+within and across tasks, as in service. Every figure is a ratio or an absolute
+measured in this run on this machine; compare runs on the same machine.
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import itertools
 import json
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -33,6 +44,7 @@ sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
 from client import AuditClient, LocalCluster  # noqa: E402
 from privaudit.v1 import attack_worker_pb2, results_pb2  # noqa: E402
+from services.attack_worker.settings import WorkerSettings  # noqa: E402
 from services.common import task_spec  # noqa: E402
 
 EXAMPLE = REPO / "example" / "tasks" / "mem_inf.yaml"
@@ -66,12 +78,15 @@ LIRA_16 = f"""
     batch_size: 64
 """
 STAGE_NAMES = {v: k.removeprefix("STAGE_").lower() for k, v in results_pb2.Stage.items()}
+# A new seed for every timed run: each is a task of its own.
+SEEDS = itertools.count(1)
+ONE_THREAD = ["--threads", "1"]
 
 
 def timed_audit(cluster: LocalCluster, task: str) -> tuple[float, list[results_pb2.AttackResult]]:
     with AuditClient(cluster.address) as auditor:
         started = time.perf_counter()
-        outcome = auditor.run(task, report_format="json")
+        outcome = auditor.run(task, report_format="json", seed=next(SEEDS))
         elapsed = time.perf_counter() - started
     failed = [r.error.message for r in outcome.results if r.status != results_pb2.ATTACK_STATUS_SUCCEEDED]
     if failed:
@@ -85,23 +100,24 @@ def best_of(run, repeats: int = REPEATS) -> float:
     return statistics.median(run() for _ in range(repeats))
 
 
-def in_process_seconds(task: str) -> float:
+def in_process_seconds(task: str, settings: WorkerSettings) -> float:
     """The task's jobs called one after another in this process: no gRPC, no scheduler."""
     from services.attack_worker.job import run_job  # imports Paddle
 
-    spec = task_spec.parse_yaml(task)
+    spec, seed = task_spec.parse_yaml(task), next(SEEDS)
     started = time.perf_counter()
     for index, attack in enumerate(spec.attacks):
         request = attack_worker_pb2.RunAttackRequest(task_id="bench", attack_index=index,
-                                                     attack=task_spec.attack_to_proto(attack), seed=spec.seed)
-        result = run_job(request, REPO, lambda progress: None)
+                                                     attack=task_spec.attack_to_proto(attack), seed=seed)
+        result = run_job(request, settings, lambda progress: None)
         if result.status != results_pb2.ATTACK_STATUS_SUCCEEDED:
             raise SystemExit(f"bench: in-process {attack.name} failed: {result.error.message}")
     return time.perf_counter() - started
 
 
-def cluster_seconds(task: str, workers: int) -> tuple[float, list[results_pb2.AttackResult]]:
-    with LocalCluster(workers=workers, storage_root=REPO) as cluster:
+def cluster_seconds(task: str, workers: int, worker_flags: list[str] | None = None,
+                    ) -> tuple[float, list[results_pb2.AttackResult]]:
+    with LocalCluster(workers=workers, storage_root=REPO, worker_flags=worker_flags or []) as cluster:
         results: list = []
 
         def run() -> float:
@@ -206,7 +222,7 @@ class Rows(list):
 
     def __iadd__(self, rows):
         for label, value in rows:
-            print(f"  {label:<48}  {value}", flush=True)
+            print(f"  {label:<52}  {value}", flush=True)
         return super().__iadd__(rows)
 
     def append(self, row):
@@ -219,23 +235,28 @@ def main() -> None:
     rows = Rows()
 
     example = EXAMPLE.read_text()
-    in_process_seconds(example)  # warm-up: Paddle's first calls
-    local = statistics.median(in_process_seconds(example) for _ in range(REPEATS))
-    remote, results = cluster_seconds(example, workers=1)
+    with tempfile.TemporaryDirectory(prefix="privaudit-bench-cache-") as cache:  # as a worker's own
+        settings = WorkerSettings(str(REPO), cache_dir=cache)
+        local = best_of(lambda: in_process_seconds(example, settings))  # the warm-up: Paddle's first calls
+    remote, results = cluster_seconds(example, workers=1, worker_flags=ONE_THREAD)
     figures.update(in_process_s=local, cluster_1_worker_s=remote, overhead_ratio=remote / local)
     rows += [("example task in-process (s)", f"{local:.2f}"),
-             ("example task via cluster, 1 worker (s)", f"{remote:.2f}"),
+             ("example task via cluster, 1 worker x 1 thread (s)", f"{remote:.2f}"),
              ("overhead ratio (target <= 1.10)", f"{remote / local:.3f}")]
     figures["stage_seconds"] = {r.attack_name: {STAGE_NAMES[t.stage]: round(t.seconds, 4) for t in r.timings}
                                 for r in results}
 
     for label, task, key in (("4 attacks", FOUR_ATTACKS, "attacks"), ("LIRA K=16", LIRA_16, "lira")):
-        one, _ = cluster_seconds(task, workers=1)
+        one, _ = cluster_seconds(task, workers=1, worker_flags=ONE_THREAD)
+        one_wide, _ = cluster_seconds(task, workers=1)
         two, _ = cluster_seconds(task, workers=2)
-        figures[f"seconds_1_worker_{key}"], figures[f"seconds_2_workers_{key}"] = one, two
-        figures[f"speedup_2_workers_{key}"] = one / two
-        rows += [(f"{label}: 1 worker / 2 workers (s)", f"{one:.2f} / {two:.2f}"),
-                 (f"{label}: speed-up (target >= 1.8)", f"{one / two:.2f}")]
+        figures.update({f"seconds_1_worker_{key}": one, f"seconds_1_worker_2_threads_{key}": one_wide,
+                        f"seconds_2_workers_{key}": two, f"speedup_2_workers_{key}": one / two,
+                        f"speedup_2_workers_{key}_vs_1_worker_2_threads": one_wide / two})
+        rows += [(f"{label}: 1 worker x 1 thread / x 2 threads (s)", f"{one:.2f} / {one_wide:.2f}"),
+                 (f"{label}: 2 workers x 1 thread (s)", f"{two:.2f}"),
+                 (f"{label}: speed-up over 1 x 1 (target >= 1.8)", f"{one / two:.2f}"),
+                 (f"{label}: speed-up over 1 x 2", f"{one_wide / two:.2f}")]
 
     with tempfile.TemporaryDirectory(dir=REPO / "example", prefix=".bench-") as scratch:
         root = Path(scratch)
@@ -255,5 +276,23 @@ def main() -> None:
     print(f"\nwritten to {out}")
 
 
+def profile(lines: int = 25) -> None:
+    """Prints cProfile's view of one in-process run of the example task, after a warm-up."""
+    example = EXAMPLE.read_text()
+    with tempfile.TemporaryDirectory(prefix="privaudit-bench-cache-") as cache:
+        settings = WorkerSettings(str(REPO), cache_dir=cache)
+        in_process_seconds(example, settings)
+        profiler = cProfile.Profile()
+        profiler.runcall(in_process_seconds, example, settings)
+    stats = pstats.Stats(profiler)
+    for order in ("cumulative", "tottime"):
+        stats.sort_stats(order).print_stats(lines)
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", action="store_true", help="profile one in-process run of the example instead")
+    if parser.parse_args().profile:
+        profile()
+    else:
+        main()
