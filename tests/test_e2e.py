@@ -154,3 +154,23 @@ def test_missing_model_folder_fails_that_attack_alone():
     assert bad.error.field == "attacks[1].args.target_model"
     assert "no_such_model" in bad.error.message
     assert outcome.done.succeeded_attacks == 1 and not outcome.done.error
+
+
+def test_the_attacks_of_a_task_query_the_target_once_through_the_workers_cache():
+    loss = BASELINE_ONLY.replace("BASELINE", "LOSS").replace("test_datasets", "target_datasets")
+    messages: list[tuple[str, str]] = []
+
+    def keep(event) -> None:
+        if event.WhichOneof("kind") == "progress":
+            messages.append((event.progress.attack_index, event.progress.message))
+
+    with LocalCluster(workers=1, storage_root=REPO) as cluster, AuditClient(cluster.address) as auditor:
+        outcome = auditor.run(BASELINE_ONLY + loss, on_event=keep)
+    assert [r.status for r in outcome.results] == [results_pb2.ATTACK_STATUS_SUCCEEDED] * 2
+    found = [(index, message) for index, message in messages if "found in the output cache" in message]
+    # LOSS (attack 1) reads the outputs BASELINE computed on both datasets; BASELINE found none.
+    assert sorted(found) == [(1, "outputs of digits_mlp on digits_target_members found in the output cache"),
+                             (1, "outputs of digits_mlp on digits_target_non_members found in the output cache")]
+    baseline, loss_result = outcome.results
+    assert (baseline.target_model.train_acc, baseline.target_model.test_acc) == \
+        (loss_result.target_model.train_acc, loss_result.target_model.test_acc)
