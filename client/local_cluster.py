@@ -5,7 +5,9 @@ the reporter, N attack workers and the orchestrator, each a
 `python -m services.<name>` process bound to an ephemeral port on 127.0.0.1,
 all ended when the client stops or dies. `privaudit cluster up` starts one that
 outlives the command (`detached`), keeps its state, logs and `cluster.json`
-in a state folder, and `privaudit cluster down` ends it. The client never
+in a state folder, and `privaudit cluster down` ends it. The workers share one
+cache folder in the state folder (`cache`), so a task's attacks share the target's
+outputs whichever worker runs them, and a kept cluster reuses shadow models. The client never
 imports Paddle; the workers do, in their own processes. Being on loopback only,
 its services serve plaintext to any caller: the environment variables that would
 turn on TLS or tokens (`SERVER_SECURITY_ENV`) are not passed to them.
@@ -109,14 +111,15 @@ class LocalCluster:
         if self.state_dir is None:
             self.state_dir, self._temporary = Path(tempfile.mkdtemp(prefix="privaudit-cluster-")), True
         self.state_dir = self.state_dir.resolve()
-        for folder in ("run", "logs", "orchestrator"):
+        for folder in ("run", "logs", "orchestrator", "cache"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
         try:
             reporter = self._spawn("reporter", "services.reporter")
             # The workers split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // self.workers))
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
-                                   "--threads", threads, *self.worker_flags) for i in range(self.workers)]
+                                   "--threads", threads, "--cache-dir", str(self.state_dir / "cache"),
+                                   *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])
             orchestrator = self._spawn(
                 "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
