@@ -144,6 +144,12 @@ def test_the_store_keeps_the_entries_used_last_within_its_bound(tmp_path):
     assert store.load("b") is None
 
 
+def test_a_store_bounded_to_zero_keeps_nothing(tmp_path):
+    store = NpzStore(tmp_path / "store", max_bytes=0)
+    store.store("a", x=np.zeros(3))
+    assert store.load("a") is None and not list(store.folder.iterdir())
+
+
 def test_a_store_that_cannot_be_written_loses_the_entry_only(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

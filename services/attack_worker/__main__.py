@@ -40,7 +40,7 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
               "worker, removed when it stops")
     flag(parser, "--cache-max-mb", "PRIVAUDIT_CACHE_MAX_MB", WorkerSettings.cache_max_mb, type=int,
          help="most MB each of the two caches (model outputs, shadow outputs) keeps; the entries used "
-              "least recently go first")
+              "least recently go first, and 0 keeps none")
     flag(parser, "--job-memory-mb", "PRIVAUDIT_JOB_MEMORY_MB", JobLimits.memory_mb, type=int,
          help="address-space limit of each job's process, which runs the task's code; a job past it fails")
     flag(parser, "--job-timeout-s", "PRIVAUDIT_JOB_TIMEOUT_S", JobLimits.timeout_s, type=float,
@@ -53,7 +53,7 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--threads / PRIVAUDIT_WORKER_THREADS: must be at least 1, got {args.threads}")
     if args.cache_dir is not None and not (args.cache_dir.is_dir() and os.access(args.cache_dir, os.W_OK | os.X_OK)):
         parser.error(f"--cache-dir / PRIVAUDIT_CACHE_DIR: {str(args.cache_dir)!r} is not a writable folder; "
-                     "create it or leave the setting unset for no cache")
+                     "create it, or leave the setting unset for a private cache")
     for name in ("dataset_memory_mb", "cache_max_mb"):
         if getattr(args, name) < 0:
             option = name.replace("_", "-")
