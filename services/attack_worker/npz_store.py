@@ -8,6 +8,7 @@ used least recently (reading one marks it used) are removed until the folder fit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -34,12 +35,13 @@ class NpzStore:
         try:
             with np.load(path) as entry:
                 arrays = {name: entry[name] for name in entry.files}
-            os.utime(path)
         except FileNotFoundError:
             return None
         except Exception as exc:
             log.warning("cache entry %s is unreadable, computing it again: %s", path, one_line(exc))
             return None
+        with contextlib.suppress(OSError):  # another user's entry in a shared folder stays unmarked
+            os.utime(path)
         return arrays
 
     def store(self, key: str, **arrays: np.ndarray) -> None:
