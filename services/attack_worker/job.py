@@ -55,6 +55,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
     try:
         scores = run(args, runtime)
         if isinstance(scores, attack_worker_pb2.ShadowOutput):
+            scores.timings.extend(runtime.timings)
             return scores
         with runtime.stage(results_pb2.STAGE_SCORE):
             evaluation = metrics.evaluate(scores, request.seed)
@@ -74,7 +75,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
     result.target_model.CopyFrom(target)
     result.datasets.extend(_dataset_summaries(args, runtime.datasets_read))
     result.MergeFrom(metrics.to_proto(evaluation))
-    result.timings.extend(runtime.timings)
+    result.timings.extend([*_shadow_timings(request), *runtime.timings])
     return result
 
 
@@ -133,6 +134,16 @@ def _dataset_summaries(args: task_spec.AttackArgs,
         )
         for field in fields
     ]
+
+
+def _shadow_timings(request: attack_worker_pb2.RunAttackRequest) -> list[results_pb2.StageTiming]:
+    """Each stage's time summed over the shadow jobs whose outputs a score part holds, in the order
+    the stages first ran; none for any other job."""
+    totals: dict[int, float] = {}
+    for output in request.score.shadows:
+        for timing in output.timings:
+            totals[timing.stage] = totals.get(timing.stage, 0.0) + timing.seconds
+    return [results_pb2.StageTiming(stage=stage, seconds=seconds) for stage, seconds in totals.items()]
 
 
 def _field_and_message(error: TaskError, prefix: str) -> tuple[str, str]:

@@ -53,20 +53,22 @@ class ScorePart(_message.Message):
     def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowOutput, _Mapping]]] = ...) -> None: ...
 
 class ShadowOutput(_message.Message):
-    __slots__ = ("shadow_index", "cache_key", "num_rows", "num_classes", "logits", "in_mask")
+    __slots__ = ("shadow_index", "cache_key", "num_rows", "num_classes", "logits", "in_mask", "timings")
     SHADOW_INDEX_FIELD_NUMBER: _ClassVar[int]
     CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     IN_MASK_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
     shadow_index: int
     cache_key: str
     num_rows: int
     num_classes: int
     logits: bytes
     in_mask: bytes
-    def __init__(self, shadow_index: _Optional[int] = ..., cache_key: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_classes: _Optional[int] = ..., logits: _Optional[bytes] = ..., in_mask: _Optional[bytes] = ...) -> None: ...
+    timings: _containers.RepeatedCompositeFieldContainer[_results_pb2.StageTiming]
+    def __init__(self, shadow_index: _Optional[int] = ..., cache_key: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_classes: _Optional[int] = ..., logits: _Optional[bytes] = ..., in_mask: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[_results_pb2.StageTiming, _Mapping]]] = ...) -> None: ...
 
 class RunAttackResponse(_message.Message):
     __slots__ = ("progress", "result", "shadow")
