@@ -1,4 +1,4 @@
-"""Arrays kept on disk under keys: the storage of the worker's caches.
+"""Arrays kept on disk under keys, and the base of the worker's caches built on them.
 
 An entry is `<key>.npz` in the store's folder, which workers may share. Entries are written to a
 temporary file and renamed into place, so a reader never sees half an entry; one that cannot be
@@ -14,9 +14,11 @@ import os
 import tempfile
 from os import PathLike
 from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
 
+from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.storage import one_line
 
 log = logging.getLogger(__name__)
@@ -80,3 +82,19 @@ class NpzStore:
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
+
+
+class WorkerCache:
+    """Base of a worker's caches: entries of one kind in the `FOLDER` folder of its cache folder."""
+
+    FOLDER: ClassVar[str]
+
+    def __init__(self, store: NpzStore):
+        self._store = store
+
+    @classmethod
+    def of(cls, settings: WorkerSettings) -> Self | None:
+        """The cache of a worker with `settings`; None when it has no cache folder."""
+        if settings.cache_dir is None:
+            return None
+        return cls(NpzStore(Path(settings.cache_dir) / cls.FOLDER, settings.cache_max_mb * 2**20))

@@ -12,11 +12,9 @@ and datasets read into memory have digests; other outputs stay within their job.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from services.attack_worker.attacks.base import Outputs
-from services.attack_worker.npz_store import NpzStore
-from services.attack_worker.settings import WorkerSettings
+from services.attack_worker.npz_store import WorkerCache
 
 # Part of every key: a change to how outputs are computed or stored must change it.
 FORMAT = "privaudit model outputs v1: eval mode, no gradients, float32 logits (records, classes)"
@@ -28,18 +26,10 @@ def output_key(model_digest: str, dataset_digest: str, batch_size: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class OutputCache:
+class OutputCache(WorkerCache):
     """Model outputs in the `outputs` folder of a worker's cache folder."""
 
-    def __init__(self, store: NpzStore):
-        self._store = store
-
-    @classmethod
-    def of(cls, settings: WorkerSettings) -> OutputCache | None:
-        """The cache of a worker with `settings`; None when it has no cache folder."""
-        if settings.cache_dir is None:
-            return None
-        return cls(NpzStore(Path(settings.cache_dir) / "outputs", settings.cache_max_mb * 2**20))
+    FOLDER = "outputs"
 
     def load(self, key: str, length: int) -> Outputs | None:
         """The outputs stored under `key`, or None when there is no usable entry (absent, unreadable,

@@ -18,15 +18,13 @@ import json
 import logging
 import os
 from os import PathLike
-from pathlib import Path
 
 import numpy as np
 
 from services.attack_worker import storage
 from services.attack_worker.attacks.shadow_models import Setup, population_folders
 from services.attack_worker.attacks.shadow_population import shadow_seed
-from services.attack_worker.npz_store import NpzStore
-from services.attack_worker.settings import WorkerSettings
+from services.attack_worker.npz_store import WorkerCache
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +53,10 @@ def shadow_key(storage_root: str | PathLike[str], setup: Setup, index: int) -> s
     return digest.hexdigest()
 
 
-class ShadowCache:
+class ShadowCache(WorkerCache):
     """Shadow outputs in the `shadows` folder of a worker's cache folder."""
 
-    def __init__(self, store: NpzStore):
-        self._store = store
-
-    @classmethod
-    def of(cls, settings: WorkerSettings) -> ShadowCache | None:
-        """The cache of a worker with `settings`; None when it has no cache folder."""
-        if settings.cache_dir is None:
-            return None
-        return cls(NpzStore(Path(settings.cache_dir) / "shadows", settings.cache_max_mb * 2**20))
+    FOLDER = "shadows"
 
     def load(self, key: str, in_mask: np.ndarray, num_views: int) -> np.ndarray | None:
         """The logits stored under `key`, or None when there is no usable entry (absent, unreadable,
