@@ -30,11 +30,19 @@ class Outputs:
 @dataclass(frozen=True)
 class Scores:
     """Membership scores (higher = more likely a member) of the target's member and
-    non-member records, and the attack's decision rule: member when score >= threshold."""
+    non-member records, in dataset order, and the attack's decision rule: member when
+    score >= threshold. `threshold_source` says in words where the threshold comes from
+    (never from the audited records' membership); `member_labels` / `non_member_labels`
+    are the records' class labels, for per-class metrics (None: not known); `warnings`
+    are caveats a reader of the figures must see."""
 
     members: np.ndarray
     non_members: np.ndarray
     threshold: float
+    threshold_source: str = ""
+    member_labels: np.ndarray | None = None
+    non_member_labels: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class Runtime(Protocol):

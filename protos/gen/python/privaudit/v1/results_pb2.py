@@ -24,35 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprivaudit/v1/results.proto\x12\x0cprivaudit.v1\"\xd4\x03\n\x0c\x41ttackResult\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\x13\n\x0b\x61ttack_name\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.privaudit.v1.AttackStatus\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.privaudit.v1.AttackError\x12\x30\n\x0ctarget_model\x18\x05 \x01(\x0b\x32\x1a.privaudit.v1.ModelSummary\x12.\n\x08\x64\x61tasets\x18\x06 \x03(\x0b\x32\x1c.privaudit.v1.DatasetSummary\x12&\n\x07metrics\x18\x07 \x01(\x0b\x32\x15.privaudit.v1.Metrics\x12#\n\x03roc\x18\x08 \x03(\x0b\x32\x16.privaudit.v1.RocPoint\x12*\n\x07timings\x18\t \x03(\x0b\x32\x19.privaudit.v1.StageTiming\x12\x31\n\x0cmost_exposed\x18\n \x03(\x0b\x32\x1b.privaudit.v1.ExposedRecord\x12\x35\n\x0fscore_histogram\x18\x0b \x01(\x0b\x32\x1c.privaudit.v1.ScoreHistogram\";\n\x0b\x41ttackError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"O\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\ttrain_acc\x18\x03 \x01(\x01\x12\x10\n\x08test_acc\x18\x04 \x01(\x01\"e\n\x0e\x44\x61tasetSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x19\n\x11is_member_dataset\x18\x03 \x01(\x08\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x0c\n\x04role\x18\x05 \x01(\t\"\x90\x02\n\x07Metrics\x12\x13\n\x0bnum_members\x18\x01 \x01(\x04\x12\x17\n\x0fnum_non_members\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x01\x12\x11\n\tprecision\x18\x04 \x01(\x01\x12\x0e\n\x06recall\x18\x05 \x01(\x01\x12\x0b\n\x03\x61uc\x18\x06 \x01(\x01\x12\x11\n\tadvantage\x18\x07 \x01(\x01\x12\x1c\n\x0ftpr_at_1pct_fpr\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11tpr_at_0_1pct_fpr\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12\x64\x65\x63ision_threshold\x18\n \x01(\x01\x42\x12\n\x10_tpr_at_1pct_fprB\x14\n\x12_tpr_at_0_1pct_fpr\"$\n\x08RocPoint\x12\x0b\n\x03\x66pr\x18\x01 \x01(\x01\x12\x0b\n\x03tpr\x18\x02 \x01(\x01\"-\n\rExposedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05score\x18\x02 \x01(\x01\"Q\n\x0eScoreHistogram\x12\r\n\x05\x65\x64ges\x18\x01 \x03(\x01\x12\x15\n\rmember_counts\x18\x02 \x03(\x04\x12\x19\n\x11non_member_counts\x18\x03 \x03(\x04\"B\n\x0bStageTiming\x12\"\n\x05stage\x18\x01 \x01(\x0e\x32\x13.privaudit.v1.Stage\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"j\n\x0bJobProgress\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\"\n\x05stage\x18\x02 \x01(\x0e\x32\x13.privaudit.v1.Stage\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t*d\n\x0c\x41ttackStatus\x12\x1d\n\x19\x41TTACK_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41TTACK_STATUS_SUCCEEDED\x10\x01\x12\x18\n\x14\x41TTACK_STATUS_FAILED\x10\x02*\x92\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x0e\n\nSTAGE_LOAD\x10\x02\x12\x11\n\rSTAGE_PREDICT\x10\x03\x12\x16\n\x12STAGE_TRAIN_SHADOW\x10\x04\x12\x14\n\x10STAGE_FIT_ATTACK\x10\x05\x12\x0f\n\x0bSTAGE_SCORE\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprivaudit/v1/results.proto\x12\x0cprivaudit.v1\"\xc8\x04\n\x0c\x41ttackResult\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\x13\n\x0b\x61ttack_name\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.privaudit.v1.AttackStatus\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.privaudit.v1.AttackError\x12\x30\n\x0ctarget_model\x18\x05 \x01(\x0b\x32\x1a.privaudit.v1.ModelSummary\x12.\n\x08\x64\x61tasets\x18\x06 \x03(\x0b\x32\x1c.privaudit.v1.DatasetSummary\x12&\n\x07metrics\x18\x07 \x01(\x0b\x32\x15.privaudit.v1.Metrics\x12#\n\x03roc\x18\x08 \x03(\x0b\x32\x16.privaudit.v1.RocPoint\x12*\n\x07timings\x18\t \x03(\x0b\x32\x19.privaudit.v1.StageTiming\x12\x31\n\x0cmost_exposed\x18\n \x03(\x0b\x32\x1b.privaudit.v1.ExposedRecord\x12\x35\n\x0fscore_histogram\x18\x0b \x01(\x0b\x32\x1c.privaudit.v1.ScoreHistogram\x12\x10\n\x08warnings\x18\x0c \x03(\t\x12-\n\tper_class\x18\r \x03(\x0b\x32\x1a.privaudit.v1.ClassMetrics\x12\x31\n\rrecord_scores\x18\x0e \x01(\x0b\x32\x1a.privaudit.v1.RecordScores\";\n\x0b\x41ttackError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"O\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\ttrain_acc\x18\x03 \x01(\x01\x12\x10\n\x08test_acc\x18\x04 \x01(\x01\"e\n\x0e\x44\x61tasetSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x19\n\x11is_member_dataset\x18\x03 \x01(\x08\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x0c\n\x04role\x18\x05 \x01(\t\"\xeb\x04\n\x07Metrics\x12\x13\n\x0bnum_members\x18\x01 \x01(\x04\x12\x17\n\x0fnum_non_members\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x01\x12\x11\n\tprecision\x18\x04 \x01(\x01\x12\x0e\n\x06recall\x18\x05 \x01(\x01\x12\x0b\n\x03\x61uc\x18\x06 \x01(\x01\x12\x11\n\tadvantage\x18\x07 \x01(\x01\x12\x1c\n\x0ftpr_at_1pct_fpr\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11tpr_at_0_1pct_fpr\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12\x64\x65\x63ision_threshold\x18\n \x01(\x01\x12,\n\x0c\x61uc_interval\x18\x0b \x01(\x0b\x32\x16.privaudit.v1.Interval\x12\x38\n\x18tpr_at_1pct_fpr_interval\x18\x0c \x01(\x0b\x32\x16.privaudit.v1.Interval\x12:\n\x1atpr_at_0_1pct_fpr_interval\x18\r \x01(\x0b\x32\x16.privaudit.v1.Interval\x12\x13\n\x0b\x61uc_p_value\x18\x0e \x01(\x01\x12$\n\x17tpr_at_1pct_fpr_p_value\x18\x0f \x01(\x01H\x02\x88\x01\x01\x12&\n\x19tpr_at_0_1pct_fpr_p_value\x18\x10 \x01(\x01H\x03\x88\x01\x01\x12\x18\n\x10threshold_source\x18\x11 \x01(\tB\x12\n\x10_tpr_at_1pct_fprB\x14\n\x12_tpr_at_0_1pct_fprB\x1a\n\x18_tpr_at_1pct_fpr_p_valueB\x1c\n\x1a_tpr_at_0_1pct_fpr_p_value\"(\n\x08Interval\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\"\xb8\x01\n\x0c\x43lassMetrics\x12\r\n\x05label\x18\x01 \x01(\x03\x12\x13\n\x0bnum_members\x18\x02 \x01(\x04\x12\x17\n\x0fnum_non_members\x18\x03 \x01(\x04\x12\x0b\n\x03\x61uc\x18\x04 \x01(\x01\x12,\n\x0c\x61uc_interval\x18\x05 \x01(\x0b\x32\x16.privaudit.v1.Interval\x12\x1c\n\x0ftpr_at_1pct_fpr\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_tpr_at_1pct_fpr\"\x9e\x01\n\x0cRecordScores\x12\x0f\n\x07members\x18\x01 \x03(\x01\x12\x13\n\x0bnon_members\x18\x02 \x03(\x01\x12\x15\n\rmember_labels\x18\x03 \x03(\x03\x12\x19\n\x11non_member_labels\x18\x04 \x03(\x03\x12\x18\n\x10member_evaluated\x18\x05 \x03(\x08\x12\x1c\n\x14non_member_evaluated\x18\x06 \x03(\x08\"$\n\x08RocPoint\x12\x0b\n\x03\x66pr\x18\x01 \x01(\x01\x12\x0b\n\x03tpr\x18\x02 \x01(\x01\"-\n\rExposedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05score\x18\x02 \x01(\x01\"Q\n\x0eScoreHistogram\x12\r\n\x05\x65\x64ges\x18\x01 \x03(\x01\x12\x15\n\rmember_counts\x18\x02 \x03(\x04\x12\x19\n\x11non_member_counts\x18\x03 \x03(\x04\"B\n\x0bStageTiming\x12\"\n\x05stage\x18\x01 \x01(\x0e\x32\x13.privaudit.v1.Stage\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"j\n\x0bJobProgress\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\"\n\x05stage\x18\x02 \x01(\x0e\x32\x13.privaudit.v1.Stage\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t*d\n\x0c\x41ttackStatus\x12\x1d\n\x19\x41TTACK_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41TTACK_STATUS_SUCCEEDED\x10\x01\x12\x18\n\x14\x41TTACK_STATUS_FAILED\x10\x02*\x92\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x0e\n\nSTAGE_LOAD\x10\x02\x12\x11\n\rSTAGE_PREDICT\x10\x03\x12\x16\n\x12STAGE_TRAIN_SHADOW\x10\x04\x12\x14\n\x10STAGE_FIT_ATTACK\x10\x05\x12\x0f\n\x0bSTAGE_SCORE\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privaudit.v1.results_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTACKSTATUS']._serialized_start=1379
-  _globals['_ATTACKSTATUS']._serialized_end=1479
-  _globals['_STAGE']._serialized_start=1482
-  _globals['_STAGE']._serialized_end=1628
+  _globals['_ATTACKSTATUS']._serialized_start=2232
+  _globals['_ATTACKSTATUS']._serialized_end=2332
+  _globals['_STAGE']._serialized_start=2335
+  _globals['_STAGE']._serialized_end=2481
   _globals['_ATTACKRESULT']._serialized_start=45
-  _globals['_ATTACKRESULT']._serialized_end=513
-  _globals['_ATTACKERROR']._serialized_start=515
-  _globals['_ATTACKERROR']._serialized_end=574
-  _globals['_MODELSUMMARY']._serialized_start=576
-  _globals['_MODELSUMMARY']._serialized_end=655
-  _globals['_DATASETSUMMARY']._serialized_start=657
-  _globals['_DATASETSUMMARY']._serialized_end=758
-  _globals['_METRICS']._serialized_start=761
-  _globals['_METRICS']._serialized_end=1033
-  _globals['_ROCPOINT']._serialized_start=1035
-  _globals['_ROCPOINT']._serialized_end=1071
-  _globals['_EXPOSEDRECORD']._serialized_start=1073
-  _globals['_EXPOSEDRECORD']._serialized_end=1118
-  _globals['_SCOREHISTOGRAM']._serialized_start=1120
-  _globals['_SCOREHISTOGRAM']._serialized_end=1201
-  _globals['_STAGETIMING']._serialized_start=1203
-  _globals['_STAGETIMING']._serialized_end=1269
-  _globals['_JOBPROGRESS']._serialized_start=1271
-  _globals['_JOBPROGRESS']._serialized_end=1377
+  _globals['_ATTACKRESULT']._serialized_end=629
+  _globals['_ATTACKERROR']._serialized_start=631
+  _globals['_ATTACKERROR']._serialized_end=690
+  _globals['_MODELSUMMARY']._serialized_start=692
+  _globals['_MODELSUMMARY']._serialized_end=771
+  _globals['_DATASETSUMMARY']._serialized_start=773
+  _globals['_DATASETSUMMARY']._serialized_end=874
+  _globals['_METRICS']._serialized_start=877
+  _globals['_METRICS']._serialized_end=1496
+  _globals['_INTERVAL']._serialized_start=1498
+  _globals['_INTERVAL']._serialized_end=1538
+  _globals['_CLASSMETRICS']._serialized_start=1541
+  _globals['_CLASSMETRICS']._serialized_end=1725
+  _globals['_RECORDSCORES']._serialized_start=1728
+  _globals['_RECORDSCORES']._serialized_end=1886
+  _globals['_ROCPOINT']._serialized_start=1888
+  _globals['_ROCPOINT']._serialized_end=1924
+  _globals['_EXPOSEDRECORD']._serialized_start=1926
+  _globals['_EXPOSEDRECORD']._serialized_end=1971
+  _globals['_SCOREHISTOGRAM']._serialized_start=1973
+  _globals['_SCOREHISTOGRAM']._serialized_end=2054
+  _globals['_STAGETIMING']._serialized_start=2056
+  _globals['_STAGETIMING']._serialized_end=2122
+  _globals['_JOBPROGRESS']._serialized_start=2124
+  _globals['_JOBPROGRESS']._serialized_end=2230
 # @@protoc_insertion_point(module_scope)

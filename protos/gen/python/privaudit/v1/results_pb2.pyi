@@ -34,7 +34,7 @@ STAGE_FIT_ATTACK: Stage
 STAGE_SCORE: Stage
 
 class AttackResult(_message.Message):
-    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram")
+    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram", "warnings", "per_class", "record_scores")
     ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTACK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,9 @@ class AttackResult(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     MOST_EXPOSED_FIELD_NUMBER: _ClassVar[int]
     SCORE_HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_SCORES_FIELD_NUMBER: _ClassVar[int]
     attack_index: int
     attack_name: str
     status: AttackStatus
@@ -57,7 +60,10 @@ class AttackResult(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
     most_exposed: _containers.RepeatedCompositeFieldContainer[ExposedRecord]
     score_histogram: ScoreHistogram
-    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    per_class: _containers.RepeatedCompositeFieldContainer[ClassMetrics]
+    record_scores: RecordScores
+    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., record_scores: _Optional[_Union[RecordScores, _Mapping]] = ...) -> None: ...
 
 class AttackError(_message.Message):
     __slots__ = ("code", "field", "message")
@@ -96,7 +102,7 @@ class DatasetSummary(_message.Message):
     def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., is_member_dataset: _Optional[bool] = ..., length: _Optional[int] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("num_members", "num_non_members", "accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "decision_threshold")
+    __slots__ = ("num_members", "num_non_members", "accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "decision_threshold", "auc_interval", "tpr_at_1pct_fpr_interval", "tpr_at_0_1pct_fpr_interval", "auc_p_value", "tpr_at_1pct_fpr_p_value", "tpr_at_0_1pct_fpr_p_value", "threshold_source")
     NUM_MEMBERS_FIELD_NUMBER: _ClassVar[int]
     NUM_NON_MEMBERS_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +113,13 @@ class Metrics(_message.Message):
     TPR_AT_1PCT_FPR_FIELD_NUMBER: _ClassVar[int]
     TPR_AT_0_1PCT_FPR_FIELD_NUMBER: _ClassVar[int]
     DECISION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AUC_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_1PCT_FPR_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_0_1PCT_FPR_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    AUC_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_1PCT_FPR_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_0_1PCT_FPR_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     num_members: int
     num_non_members: int
     accuracy: float
@@ -117,7 +130,54 @@ class Metrics(_message.Message):
     tpr_at_1pct_fpr: float
     tpr_at_0_1pct_fpr: float
     decision_threshold: float
-    def __init__(self, num_members: _Optional[int] = ..., num_non_members: _Optional[int] = ..., accuracy: _Optional[float] = ..., precision: _Optional[float] = ..., recall: _Optional[float] = ..., auc: _Optional[float] = ..., advantage: _Optional[float] = ..., tpr_at_1pct_fpr: _Optional[float] = ..., tpr_at_0_1pct_fpr: _Optional[float] = ..., decision_threshold: _Optional[float] = ...) -> None: ...
+    auc_interval: Interval
+    tpr_at_1pct_fpr_interval: Interval
+    tpr_at_0_1pct_fpr_interval: Interval
+    auc_p_value: float
+    tpr_at_1pct_fpr_p_value: float
+    tpr_at_0_1pct_fpr_p_value: float
+    threshold_source: str
+    def __init__(self, num_members: _Optional[int] = ..., num_non_members: _Optional[int] = ..., accuracy: _Optional[float] = ..., precision: _Optional[float] = ..., recall: _Optional[float] = ..., auc: _Optional[float] = ..., advantage: _Optional[float] = ..., tpr_at_1pct_fpr: _Optional[float] = ..., tpr_at_0_1pct_fpr: _Optional[float] = ..., decision_threshold: _Optional[float] = ..., auc_interval: _Optional[_Union[Interval, _Mapping]] = ..., tpr_at_1pct_fpr_interval: _Optional[_Union[Interval, _Mapping]] = ..., tpr_at_0_1pct_fpr_interval: _Optional[_Union[Interval, _Mapping]] = ..., auc_p_value: _Optional[float] = ..., tpr_at_1pct_fpr_p_value: _Optional[float] = ..., tpr_at_0_1pct_fpr_p_value: _Optional[float] = ..., threshold_source: _Optional[str] = ...) -> None: ...
+
+class Interval(_message.Message):
+    __slots__ = ("lower", "upper")
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    lower: float
+    upper: float
+    def __init__(self, lower: _Optional[float] = ..., upper: _Optional[float] = ...) -> None: ...
+
+class ClassMetrics(_message.Message):
+    __slots__ = ("label", "num_members", "num_non_members", "auc", "auc_interval", "tpr_at_1pct_fpr")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    NUM_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_NON_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    AUC_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TPR_AT_1PCT_FPR_FIELD_NUMBER: _ClassVar[int]
+    label: int
+    num_members: int
+    num_non_members: int
+    auc: float
+    auc_interval: Interval
+    tpr_at_1pct_fpr: float
+    def __init__(self, label: _Optional[int] = ..., num_members: _Optional[int] = ..., num_non_members: _Optional[int] = ..., auc: _Optional[float] = ..., auc_interval: _Optional[_Union[Interval, _Mapping]] = ..., tpr_at_1pct_fpr: _Optional[float] = ...) -> None: ...
+
+class RecordScores(_message.Message):
+    __slots__ = ("members", "non_members", "member_labels", "non_member_labels", "member_evaluated", "non_member_evaluated")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NON_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_LABELS_FIELD_NUMBER: _ClassVar[int]
+    NON_MEMBER_LABELS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    NON_MEMBER_EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedScalarFieldContainer[float]
+    non_members: _containers.RepeatedScalarFieldContainer[float]
+    member_labels: _containers.RepeatedScalarFieldContainer[int]
+    non_member_labels: _containers.RepeatedScalarFieldContainer[int]
+    member_evaluated: _containers.RepeatedScalarFieldContainer[bool]
+    non_member_evaluated: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, members: _Optional[_Iterable[float]] = ..., non_members: _Optional[_Iterable[float]] = ..., member_labels: _Optional[_Iterable[int]] = ..., non_member_labels: _Optional[_Iterable[int]] = ..., member_evaluated: _Optional[_Iterable[bool]] = ..., non_member_evaluated: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class RocPoint(_message.Message):
     __slots__ = ("fpr", "tpr")
