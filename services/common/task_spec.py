@@ -163,7 +163,13 @@ class LossArgs(AttackArgs):
 
     target_datasets: DatasetPairField
     target_model: StoragePath
+    population_datasets: tuple[StoragePath, ...] = ()
     batch_size: int = Field(128, ge=1, le=MAX_BATCH_SIZE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _population_as_tuple(cls, data: Any) -> Any:
+        return _population_tuple(data)
 
 
 class ShadowModelArgs(AttackArgs):
@@ -183,9 +189,14 @@ class ShadowModelArgs(AttackArgs):
     @model_validator(mode="before")
     @classmethod
     def _population_as_tuple(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("population_datasets"), list):
-            data = {**data, "population_datasets": tuple(data["population_datasets"])}
-        return data
+        return _population_tuple(data)
+
+
+def _population_tuple(data: Any) -> Any:
+    """YAML and proto give population_datasets as a list; the frozen models hold a tuple."""
+    if isinstance(data, dict) and isinstance(data.get("population_datasets"), list):
+        data = {**data, "population_datasets": tuple(data["population_datasets"])}
+    return data
 
 
 class LiraArgs(ShadowModelArgs):

@@ -18,6 +18,11 @@ import numpy as np
 # A batch transform for augmented queries: images (batch, *sample_shape) -> same shape.
 Augment = Callable[[np.ndarray], np.ndarray]
 
+# The false-positive rate that attacks calibrating their threshold on known non-members
+# (population data, reference models) aim at: member when a record's score would beat
+# 95% of records the target never trained on.
+NOMINAL_FPR = 0.05
+
 
 @dataclass(frozen=True)
 class Outputs:

@@ -28,4 +28,5 @@ def run(args: BaselineArgs, rt: Runtime) -> Scores:
         member_outputs = rt.predict(model, members, BATCH_SIZE)
         non_member_outputs = rt.predict(model, non_members, BATCH_SIZE)
     return Scores(members=correctness(member_outputs), non_members=correctness(non_member_outputs),
-                  threshold=0.5)
+                  threshold=0.5, threshold_source="fixed: a correctly labelled record is called a member",
+                  member_labels=member_outputs.labels, non_member_labels=non_member_outputs.labels)

@@ -118,14 +118,16 @@ class LabelOnlyArgs(_message.Message):
     def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., attack_type: _Optional[_Union[Augmentation, str]] = ..., r: _Optional[int] = ..., d: _Optional[int] = ...) -> None: ...
 
 class LossArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "batch_size")
+    __slots__ = ("target_datasets", "target_model", "batch_size", "population_datasets")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     batch_size: int
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    population_datasets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., batch_size: _Optional[int] = ..., population_datasets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LiraArgs(_message.Message):
     __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "fixed_variance", "augment")
