@@ -1,7 +1,8 @@
 """The `privaudit` command (and `python3 main.py TASK.yaml`, the seed's form of `privaudit run`).
 
-Exit codes: 0 done, 2 the task or the command line is invalid, 3 the audit's overall risk reached
-`--fail-on`, 1 anything else.
+Exit codes: 0 every attack ran and no --fail-on level was reached; 2 the task or the command line is
+invalid; 3 the overall risk reached `--fail-on`; 4 an attack failed, so the audit is incomplete (with
+--fail-on too: a gate must not pass on attacks that measured nothing); 1 anything else.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from google.protobuf import json_format
 from client.api import FORMATS, AuditClient, AuditError, AuditOutcome
 from client.local_cluster import ClusterError, LocalCluster
 from client.progress import LiveProgress, ProgressPrinter, risk_word
-from privaudit.v1 import orchestrator_pb2, report_pb2
+from client.scores_export import SUFFIXES, write_scores
+from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
 from services.common import task_spec
 from services.common.auth import TokenFileError
 from services.common.config import add_client_tls_flags, flag
 from services.common.errors import Problem, TaskError
 from services.common.tls import TLSConfigError
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_RISKY = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_RISKY, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
 RISK_LEVELS = {"LOW": report_pb2.RISK_LEVEL_LOW, "MIDDLE": report_pb2.RISK_LEVEL_MIDDLE,
                "HIGH": report_pb2.RISK_LEVEL_HIGH}
 ORCHESTRATOR_ENV = "PRIVAUDIT_ORCHESTRATOR"
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--from", dest="from_sequence", type=int, default=0, help="first event number (0)")
             sub.add_argument("--output", type=Path, help="write the report to this file")
             sub.add_argument("--quiet", action="store_true", help="print no progress")
-            _add_fail_on(sub)
+            _add_outputs(sub)
 
     validate = commands.add_parser("validate", help="check a task file without running it")
     validate.add_argument("task", type=Path, help="the task file")
@@ -97,12 +99,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="write the report to this file instead of standard output")
     parser.add_argument("--seed", type=int, help="seed for every random choice (default: fixed)")
     parser.add_argument("--quiet", action="store_true", help="print no progress")
-    _add_fail_on(parser)
+    _add_outputs(parser)
 
 
-def _add_fail_on(parser: argparse.ArgumentParser) -> None:
+def _add_outputs(parser: argparse.ArgumentParser) -> None:
+    """What run and watch deliver besides the report: the scores file and the exit-code gate."""
+    parser.add_argument("--scores", type=_scores_path, metavar="FILE.csv|FILE.npz",
+                        help="also write every audited record's score: attack, dataset, record index, membership, "
+                             "label, score, decision, evaluated")
     parser.add_argument("--fail-on", choices=list(RISK_LEVELS), metavar="LOW|MIDDLE|HIGH",
-                        help=f"exit {EXIT_RISKY} when the overall risk reaches this level (to gate a release)")
+                        help=f"exit {EXIT_RISKY} when the overall risk reaches this level (to gate a release); "
+                             f"exit {EXIT_INCOMPLETE} when an attack failed")
+
+
+def _scores_path(value: str) -> Path:
+    path = Path(value)
+    if path.suffix not in SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{value!r}: the file name must end in {' or '.join(SUFFIXES)}")
+    return path
 
 
 def _add_orchestrator(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -214,6 +228,8 @@ def attacks_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     with _client(args) as auditor:
         status = auditor.status(args.task_id)
+    for result in status.results:  # every record's score is for --scores, not for reading on a terminal
+        result.ClearField("record_scores")
     print(json.dumps(json_format.MessageToDict(status, preserving_proto_field_name=True), indent=2))
     return EXIT_OK
 
@@ -268,6 +284,9 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         _say(args, f"report written to {args.output}")
     else:
         sys.stdout.write(outcome.report)
+    if args.scores:
+        rows = write_scores(args.scores, outcome.results)
+        _say(args, f"{rows} record scores written to {args.scores}")
     if outcome.done.cancelled:
         print(f"privaudit: audit {outcome.task_id} was cancelled", file=sys.stderr)
         return EXIT_FAILED
@@ -278,6 +297,13 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
     if args.fail_on and risk >= RISK_LEVELS[args.fail_on]:
         print(f"privaudit: overall risk {risk_word(risk)} reaches --fail-on {args.fail_on}", file=sys.stderr)
         return EXIT_RISKY
+    failed = [r for r in outcome.results if r.status != results_pb2.ATTACK_STATUS_SUCCEEDED]
+    if failed or not outcome.results:
+        what = (f"{len(failed)} of {len(outcome.results)} attacks failed" if outcome.results
+                else "no attack result arrived")
+        print(f"privaudit: the audit is incomplete: {what} (the report says why); nothing they would have "
+              "measured is in the risk", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return EXIT_OK
 
 

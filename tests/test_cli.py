@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -44,9 +45,14 @@ def test_cluster_up_run_inspect_down(tmp_path):
         address = record["orchestrator"]["address"]
 
         run = privaudit("run", "example/tasks/mem_inf.yaml", "--orchestrator", address, "--format", "json",
-                        "--output", str(tmp_path / "report.json"), "--quiet")
+                        "--output", str(tmp_path / "report.json"), "--scores", str(tmp_path / "scores.npz"),
+                        "--quiet")
         assert run.returncode == 0, run.stderr
         task_id = json.loads((tmp_path / "report.json").read_text())["task_id"]
+        scores = np.load(tmp_path / "scores.npz")
+        # 3 attacks x (400 members + 400 non-members), each attack's evaluated rows balanced.
+        assert len(scores["score"]) == 2400 and set(scores["attack"]) == {"BASELINE", "ML-LEAK", "LABEL-ONLY"}
+        assert scores["evaluated"].sum() == 3 * 800
 
         listed = privaudit("list", "--orchestrator", address)
         assert listed.returncode == 0 and task_id in listed.stdout and "SUCCEEDED" in listed.stdout
@@ -69,6 +75,15 @@ def test_cluster_up_run_inspect_down(tmp_path):
                           "--fail-on", "MIDDLE")
         assert gated.returncode == 3, gated.stderr
         assert "reaches --fail-on MIDDLE" in gated.stderr
+
+        # A gate must not pass on an audit that measured nothing: every attack failed, exit 4.
+        broken = tmp_path / "broken.yaml"
+        broken.write_text("- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args:\n"
+                          "    test_datasets: [./example/datasets/digits_target_members, ./no/such/folder]\n"
+                          "    target_model: ./example/models/digits_mlp\n")
+        incomplete = privaudit("run", str(broken), "--orchestrator", address, "--quiet", "--fail-on", "LOW")
+        assert incomplete.returncode == 4, incomplete.stderr
+        assert "incomplete: 1 of 1 attacks failed" in incomplete.stderr
 
         missing = privaudit("status", "no-such-task", "--orchestrator", address)
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
