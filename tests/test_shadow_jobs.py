@@ -18,7 +18,7 @@ from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import paddle_runtime
 from services.attack_worker.__main__ import parse_flags
 from services.attack_worker.attacks import lira, shadow_models
-from services.attack_worker.attacks.shadow_population import membership_masks, shadow_seed
+from services.attack_worker.attacks.shadow_population import Population, shadow_seed, training_masks
 from services.attack_worker.job import run_job
 from services.attack_worker.paddle_runtime import PaddleRuntime
 from services.attack_worker.server import SERVICE_NAME, register
@@ -26,6 +26,7 @@ from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.shadow_cache import ShadowCache, shadow_key
 from services.common import task_spec
 from services.common.channels import open_channel
+from services.common.errors import TaskError
 from services.common.server import start_server
 
 SEED = 7
@@ -128,20 +129,96 @@ def measurements(result: results_pb2.AttackResult) -> tuple:
 
 def fake_args(kind: type[task_spec.AttackArgs], **changes) -> task_spec.AttackArgs:
     return kind(target_datasets=AUDIT_PATHS["target_datasets"], target_model=AUDIT_PATHS["target_model"],
-                population_datasets=AUDIT_PATHS["shadow_datasets"], **{"num_shadow": 8, **changes})
+                **{"population_datasets": AUDIT_PATHS["shadow_datasets"], "num_shadow": 8, **changes})
 
 
-@pytest.mark.parametrize("kind", [task_spec.LiraArgs, task_spec.RmiaArgs])
-def test_on_a_memorising_model_each_shadow_trains_on_its_half_from_its_seed(kind):
+@pytest.mark.parametrize(("kind", "online"), [(task_spec.LiraArgs, True), (task_spec.LiraArgs, False),
+                                              (task_spec.RmiaArgs, False), (task_spec.RmiaArgs, True)])
+def test_on_a_memorising_model_each_shadow_trains_on_its_records_from_its_seed(kind, online):
     rt = audit_runtime(seed=SEED)
-    assert membership_auc(shadow_models.run(fake_args(kind), rt)) > 0.95
-    masks = membership_masks(8, 800, SEED)  # 4 datasets of 200 records
+    scores = shadow_models.run(fake_args(kind, online=online), rt)
+    assert membership_auc(scores) > 0.95
+    masks = training_masks(Population(200, 200, (200, 200)), 8, 200, online, SEED)  # 4 datasets of 200 records
     folders = (*AUDIT_PATHS["target_datasets"], *AUDIT_PATHS["shadow_datasets"])
     population = rt.records([rt.datasets[folder] for folder in folders], range(800), "all")
     assert [call.seed for call in rt.train_calls] == [shadow_seed(SEED, k) for k in range(8)]
     for call, mask in zip(rt.train_calls, masks, strict=True):
         np.testing.assert_array_equal(call.data.samples, population.samples[mask])
         assert (call.epochs, call.lr, call.batch_size) == (20, 0.001, 128)
+        assert len(call.data) == 200  # as many records as the target's members
+    # The scores carry the records' labels, where their threshold comes from, and no warning.
+    np.testing.assert_array_equal(scores.member_labels, population.labels[:200])
+    np.testing.assert_array_equal(scores.non_member_labels, population.labels[200:400])
+    assert scores.threshold_source and scores.warnings == ()
+
+
+def test_offline_every_model_is_a_reference_for_every_audited_record_and_online_half_are_in():
+    """RMIA offline with num_shadow 4: no audited record in any model, so 4 references each; LIRA
+    online with 8: each audited record in exactly 4 models, out of the other 4."""
+    rt = audit_runtime(seed=SEED)
+    setup = shadow_models.load(fake_args(task_spec.RmiaArgs, num_shadow=4), rt)
+    audited = setup.population.num_audited
+    assert ((~setup.query_masks[:, :audited]).sum(axis=0) == 4).all()
+    assert (setup.masks.sum(axis=1) == 200).all() and not setup.masks[:, :audited].any()
+    z_in = setup.query_masks[:, audited:].sum(axis=0)
+    assert (z_in < 4).all() and len(z_in) == (~setup.masks[:, audited:].all(axis=0)).sum()  # every one there is
+    setup = shadow_models.load(fake_args(task_spec.LiraArgs), rt)
+    assert (setup.query_masks.sum(axis=0) == 4).all() and (setup.masks.sum(axis=1) == 200).all()
+
+
+@pytest.mark.parametrize(("online", "short"), [(False, 500), (True, 700)])
+def test_shadow_train_size_sets_every_models_training_set_and_a_shortfall_is_a_warning(online, short):
+    rt = audit_runtime(seed=SEED)
+    shadow_models.run(fake_args(task_spec.LiraArgs, shadow_train_size=150, online=online), rt)
+    assert [len(call.data) for call in rt.train_calls] == [150 if not online else 200] * 8
+    rt = audit_runtime(seed=SEED)
+    scores = shadow_models.run(fake_args(task_spec.LiraArgs, shadow_train_size=short, online=online), rt)
+    there_is = 600 if online else 400  # online, half the 400 audited records and the 400 population records
+    assert [len(call.data) for call in rt.train_calls] == [there_is] * 8
+    assert scores.warnings[-1] == (f"LIRA's shadow models trained on {there_is} records, fewer than "
+                                   f"shadow_train_size ({short}): give more population_datasets (models that see less "
+                                   "data than the target did make the attack weaker than it could be)")
+
+
+@pytest.mark.parametrize(("online", "train_size"), [(False, 400), (True, 600)])
+def test_rmia_needs_population_records_left_over_for_its_z_samples(online, train_size):
+    """Where the population cannot supply train_size records to every model, RMIA's would all be
+    trained on every population record: none is left to serve as a z sample, and the task fails."""
+    args = fake_args(task_spec.RmiaArgs, shadow_train_size=train_size, online=online)
+    with pytest.raises(TaskError) as caught:
+        shadow_models.run(args, audit_runtime(seed=SEED))
+    assert [p.field for p in caught.value.problems] == ["population_datasets"]
+    assert "each of their 400 records is in every reference model's training set" in str(caught.value)
+    assert f"a smaller shadow_train_size (now {train_size})" in str(caught.value)
+
+
+def test_online_shadow_models_without_population_data_are_topped_up_to_nothing_and_say_so():
+    rt = audit_runtime(seed=SEED)
+    rt.datasets[AUDIT_PATHS["target_datasets"][1]] = rt.records(
+        [rt.datasets[AUDIT_PATHS["target_datasets"][1]]], range(100), "fewer non-members")
+    scores = shadow_models.run(fake_args(task_spec.LiraArgs, population_datasets=()), rt)
+    assert [len(call.data) for call in rt.train_calls] == [150] * 8  # half of 200 + 100 audited records
+    assert scores.warnings[0].startswith("LIRA's shadow models trained on 150 records, fewer than the target's "
+                                         "200 members: give more population_datasets")
+
+
+def test_online_shadow_models_with_more_audited_records_than_twice_train_size_say_so():
+    rt = audit_runtime(seed=SEED)
+    scores = shadow_models.run(fake_args(task_spec.LiraArgs, shadow_train_size=100), rt)
+    assert [len(call.data) for call in rt.train_calls] == [200] * 8
+    assert scores.warnings == ("LIRA's shadow models trained on 200 records, more than shadow_train_size (100): "
+                               "online, each trains on half of the 400 audited records; audit fewer non-members, "
+                               "or run offline (online: false)",)
+
+
+def test_offline_rmia_chooses_a_on_its_reference_models_unless_the_task_sets_it():
+    rt = audit_runtime(seed=SEED)
+    num_z = len(shadow_models.load(fake_args(task_spec.RmiaArgs), rt).query) - 400
+    scores = shadow_models.run(fake_args(task_spec.RmiaArgs), rt)
+    assert "chosen on the reference models" in scores.threshold_source
+    assert f"beats 95% of the {num_z} population samples z" in scores.threshold_source
+    scores = shadow_models.run(fake_args(task_spec.RmiaArgs, a=0.45), audit_runtime(seed=SEED))
+    assert "a = 0.45 set by the task" in scores.threshold_source
 
 
 @pytest.mark.parametrize("kind", [task_spec.LiraArgs, task_spec.RmiaArgs])
@@ -193,8 +270,8 @@ def test_shadow_parts_in_any_order_then_the_score_part_give_the_whole_attacks_re
 
 
 def test_a_shadow_output_describes_the_query_records(tree):
-    """LIRA queries the 24 audited records; RMIA also its 12 z samples; with augment, 10 views each."""
-    for args, rows in ((lira_args(tree), 24), (rmia_args(tree), 36), (lira_args(tree, augment=True), 240)):
+    """LIRA queries the 24 audited records; RMIA also its 12 z samples; with augment, 2 views each."""
+    for args, rows in ((lira_args(tree), 24), (rmia_args(tree, online=True), 36), (lira_args(tree, augment=True), 48)):
         outputs = shadow_outputs(tree, args, range(4))
         queries = 36 if isinstance(args, task_spec.RmiaArgs) else 24
         for index, output in enumerate(outputs):
@@ -202,7 +279,11 @@ def test_a_shadow_output_describes_the_query_records(tree):
             assert len(output.logits) == rows * 4 * 4 and len(output.in_mask) == queries
             assert len(output.cache_key) == 64
         in_counts = np.sum([np.frombuffer(o.in_mask, np.uint8) for o in outputs], axis=0)
-        assert (in_counts == 2).all()  # every query record is IN half the shadow models
+        assert (in_counts[:24] == 2).all()  # online, every audited record is IN half the shadow models
+        assert (in_counts[24:] < 4).all()  # a z sample is OUT of at least one
+    offline = shadow_outputs(tree, rmia_args(tree), range(4))
+    in_counts = np.sum([np.frombuffer(o.in_mask, np.uint8) for o in offline], axis=0)
+    assert (in_counts[:24] == 0).all() and (in_counts[24:] < 4).all()
 
 
 def test_each_shadow_model_has_its_own_seed_and_is_reproducible(tree):
@@ -242,9 +323,9 @@ def test_a_cached_shadow_model_is_not_trained_again_by_any_later_job(tree, tmp_p
     assert not any("training" in p.message for p in progress)
     assert "shadow 1/4: found in the shadow cache, not trained again" in [p.message for p in progress]
 
-    # RMIA with the same shadow models (same K, seed, population and training) reuses them too,
-    # and a whole-attack job trains only the three that are missing.
-    _, progress = run(tree, request(rmia_args(tree), 0), cache)
+    # Online RMIA with the same shadow models (same K, seed, population and training) reuses them
+    # too, and a whole-attack job trains only the three that are missing.
+    _, progress = run(tree, request(rmia_args(tree, online=True), 0), cache)
     assert not any("training" in p.message for p in progress)
     result, progress = run(tree, request(lira_args(tree)), cache)
     trained = {p.message.split(":")[0] for p in progress if "training" in p.message}
@@ -281,12 +362,20 @@ def test_the_cache_key_follows_what_decides_the_shadow_model(tree):
         return shadow_key(tree.root, shadow_models.load(args, PaddleRuntime(settings, seed, lambda *_: None)), index)
 
     base = key(lira_args(tree))
-    same = [lira_args(tree, online=False), lira_args(tree, fixed_variance=True), rmia_args(tree),
-            rmia_args(tree, num_population=3, a=0.9, gamma=2.0), lira_args(tree, seed=SEED)]
+    same = [lira_args(tree, fixed_variance=True), rmia_args(tree, online=True),
+            rmia_args(tree, online=True, num_population=3, gamma=2.0), lira_args(tree, seed=SEED),
+            lira_args(tree, shadow_train_size=12),  # the default: the 12 members
+            lira_args(tree, num_shadow=6)]  # its first model trains on the same records from the same seed
     assert {key(args) for args in same} == {base}
-    different = [key(lira_args(tree), index=1), key(lira_args(tree), seed=8), key(lira_args(tree, epochs=4)),
+    offline = key(lira_args(tree, online=False))
+    assert {key(rmia_args(tree)), key(rmia_args(tree, a=0.9))} == {offline}
+    # Online and offline models train on other records (the mask is part of the key), and so do
+    # models of another training-set size: a model trained under another recipe is never served.
+    different = [offline, key(lira_args(tree, shadow_train_size=13)), key(lira_args(tree), index=1),
+                 key(lira_args(tree), seed=8), key(lira_args(tree, epochs=4)),
                  key(lira_args(tree, lr=0.01)), key(lira_args(tree, batch_size=4)), key(lira_args(tree, augment=True)),
-                 key(lira_args(tree, num_shadow=6)), key(lira_args(tree, population_datasets=tree.population[:1]))]
+                 key(lira_args(tree, num_shadow=6), index=5),
+                 key(lira_args(tree, population_datasets=tree.population[:1]))]
     assert len({base, *different}) == 1 + len(different)
 
     # Datasets read into memory count by their records; others by their code and length.
@@ -323,7 +412,9 @@ def test_a_score_part_refuses_shadow_outputs_of_another_attack(tree):
     error = failed(run(tree, request(lira_args(tree), other_seed))[0])
     assert "shadow 0 was trained on other records" in error.message
     error = failed(run(tree, request(lira_args(tree, augment=True), outputs))[0])
-    assert "expected 10 views x 24 query records" in error.message
+    assert "expected 2 views x 24 query records" in error.message
+    error = failed(run(tree, request(lira_args(tree, online=False), outputs))[0])
+    assert "shadow 0 was trained on other records" in error.message  # online models for an offline attack
 
 
 def test_a_shadow_index_beyond_num_shadow_fails(tree):
@@ -341,7 +432,7 @@ def test_a_part_of_an_attack_without_shadow_models_is_invalid(tree):
 @pytest.mark.parametrize(("make_args", "field", "words"), [
     (lambda tree: lira_args(tree, population_datasets=("datasets/missing",)),
      "attacks[1].args.population_datasets[0]", "does not exist"),
-    (lambda tree: lira_args(tree, population_datasets=("datasets/flat",)),
+    (lambda tree: lira_args(tree, population_datasets=("datasets/flat",), shadow_train_size=14),
      "attacks[1].args.population_datasets[0]", "flat has samples of shape [4], unlike the datasets read with it"),
 ])
 def test_a_failed_shadow_part_answers_with_a_failed_result_naming_the_field(tree, make_args, field, words):

@@ -9,6 +9,7 @@ from test_task_spec import one_attack, problems
 
 from privaudit.v1 import task_pb2
 from services.common import task_spec
+from services.common.errors import TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = {"target_datasets": "[d/members, d/non_members]", "target_model": "m/target"}
@@ -21,18 +22,24 @@ def test_defaults():
     assert loss.batch_size == 128
     assert (lira.num_shadow, lira.online, lira.fixed_variance, lira.augment, lira.population_datasets) == (
         16, True, None, False, ())
-    assert (lira.epochs, lira.lr, lira.batch_size, lira.seed) == (20, 0.001, 128, None)
-    assert (rmia.num_shadow, rmia.online, rmia.a, rmia.gamma, rmia.num_population) == (4, False, 0.3, 1.0, 1000)
+    assert (lira.epochs, lira.lr, lira.batch_size, lira.seed, lira.shadow_train_size) == (20, 0.001, 128, None, None)
+    assert (rmia.num_shadow, rmia.online, rmia.a, rmia.gamma, rmia.num_population) == (4, False, None, 1.0, 1000)
+    assert rmia.shadow_train_size is None  # as many records as the target's members, counted by the worker
     assert rmia.population_datasets == ("d/population_a", "d/population_b")
     assert lira.shadow_parts and rmia.shadow_parts and not hasattr(loss, "shadow_parts")
 
 
 def test_the_typed_form_round_trips_with_every_default_filled_in():
     spec = task_spec.parse_yaml(one_attack("LOSS", **TARGET) + one_attack("LIRA", **SHADOWS, augment="true")
-                                + one_attack("RMIA", **SHADOWS, online="true", num_shadow=2, seed=5))
+                                + one_attack("RMIA", **SHADOWS, online="true", num_shadow=2, seed=5)
+                                + one_attack("RMIA", **SHADOWS, a=0.25, shadow_train_size=300)
+                                + one_attack("LIRA", **SHADOWS, online="false", shadow_train_size=7))
     message = task_spec.to_proto(spec)
     assert list(message.attacks[1].lira.population_datasets) == ["d/population_a", "d/population_b"]
-    assert message.attacks[2].rmia.HasField("a") and message.attacks[2].rmia.seed == 5
+    assert not message.attacks[2].rmia.HasField("a") and message.attacks[2].rmia.seed == 5
+    assert not message.attacks[1].lira.HasField("shadow_train_size")
+    assert (message.attacks[3].rmia.a, message.attacks[3].rmia.shadow_train_size) == (0.25, 300)
+    assert message.attacks[4].lira.shadow_train_size == 7 and not message.attacks[4].lira.online
     assert task_spec.from_proto(message) == spec
     assert task_spec.from_proto(task_pb2.Task.FromString(message.SerializeToString())) == spec
 
@@ -41,8 +48,11 @@ def test_the_shipped_task_with_the_state_of_the_art_attacks_parses():
     spec = task_spec.parse_yaml((REPO / "example" / "tasks" / "mem_inf_sota.yaml").read_text())
     assert [a.name for a in spec.attacks] == ["LOSS", "LIRA", "RMIA"]
     lira, rmia = spec.attacks[1:]
-    assert lira.num_shadow == 16 and lira.population_datasets == rmia.population_datasets
-    assert len(rmia.population_datasets) == 2
+    assert (lira.num_shadow, lira.online, lira.shadow_train_size) == (16, True, None)
+    assert (rmia.num_shadow, rmia.online, rmia.shadow_train_size, rmia.a) == (4, False, None, None)
+    assert lira.population_datasets == rmia.population_datasets and len(rmia.population_datasets) == 2
+    # They train as example/train_target.py trained the target.
+    assert {(a.epochs, a.lr, a.batch_size) for a in (lira, rmia)} == {(200, 0.003, 64)}
 
 
 @pytest.mark.parametrize(("name", "args", "field", "words"), [
@@ -56,6 +66,10 @@ def test_the_shipped_task_with_the_state_of_the_art_attacks_parses():
     ("RMIA", {"a": -0.1}, "a", "greater than or equal to 0"),
     ("RMIA", {"gamma": 0}, "gamma", "greater than 0"),
     ("RMIA", {"num_population": 0}, "num_population", "greater than or equal to 1"),
+    ("RMIA", {"shadow_train_size": 0}, "shadow_train_size", "greater than or equal to 1"),
+    ("LIRA", {"shadow_train_size": 0}, "shadow_train_size", "greater than or equal to 1"),
+    ("LIRA", {"shadow_train_size": 10**9}, "shadow_train_size", "less than or equal to 100000000"),
+    ("LIRA", {"shadow_train_size": 1.5}, "shadow_train_size", "integer"),
     ("LIRA", {"epochs": 0}, "epochs", "greater than or equal to 1"),
     ("LIRA", {"lr": 0}, "lr", "greater than 0"),
     ("LIRA", {"fixed_variance": "maybe"}, "fixed_variance", "boolean"),
@@ -77,9 +91,39 @@ def test_rmia_without_population_data_is_refused():
     assert "at least 1 item" in found["attacks[0].args.population_datasets"]
 
 
-def test_lira_without_population_data_is_accepted():
+def test_online_lira_without_population_data_is_accepted():
     """Its shadow models can train on halves of the audited records alone."""
     assert task_spec.parse_yaml(one_attack("LIRA", **TARGET)).attacks[0].population_datasets == ()
+
+
+@pytest.mark.parametrize("population", [None, "[]"])
+def test_offline_lira_without_population_data_is_refused_naming_the_field_and_what_to_do(population):
+    """Offline shadow models may not train on an audited record: population data is all they have."""
+    args = {**TARGET, "online": "false"} | ({} if population is None else {"population_datasets": population})
+    found = problems(one_attack("LIRA", **args))
+    assert list(found) == ["attacks[0].args.population_datasets"]
+    message = found["attacks[0].args.population_datasets"]
+    assert "offline LIRA trains its models on population data only" in message
+    assert "list population_datasets" in message and "or set online: true" in message
+    assert task_spec.parse_yaml(one_attack("LIRA", **SHADOWS, online="false")).attacks[0].online is False
+
+
+def test_the_typed_form_refuses_offline_lira_without_population_alike():
+    message = task_pb2.Task(attacks=[task_pb2.AttackSpec(
+        type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE,
+        lira=task_pb2.LiraArgs(target_datasets=task_pb2.DatasetPair(members="d/m", non_members="d/n"),
+                               target_model="m/t", online=False))])
+    with pytest.raises(TaskError) as caught:
+        task_spec.from_proto(message)
+    assert [p.field for p in caught.value.problems] == ["attacks[0].args.population_datasets"]
+
+
+def test_every_new_argument_is_described():
+    described = {a["name"]: {arg["name"]: arg for arg in a["arguments"]} for a in task_spec.describe_attacks()}
+    for name in ("LIRA", "RMIA"):
+        assert "as many as the target's members" in described[name]["shadow_train_size"]["description"]
+        assert described[name]["shadow_train_size"]["default"] == "null"
+    assert "chosen on the reference models" in described["RMIA"]["a"]["description"]
 
 
 @pytest.mark.parametrize(("name", "unknown", "suggestion"), [

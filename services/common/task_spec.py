@@ -38,6 +38,7 @@ MAX_ATTACKS = 64
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_SHADOW = 256
+MAX_SHADOW_TRAIN_SIZE = 100_000_000
 
 
 def _storage_path(value: str) -> str:
@@ -174,13 +175,16 @@ class LossArgs(AttackArgs):
 
 class ShadowModelArgs(AttackArgs):
     """Arguments of the attacks that train many shadow (reference) models of the target's
-    architecture, one job each (LIRA, RMIA). `shadow_parts` says they split that way."""
+    architecture, one job each (LIRA, RMIA). `shadow_parts` says they split that way. Offline,
+    the models train on population data only, so offline needs population_datasets."""
 
     shadow_parts: ClassVar[bool] = True
 
     target_datasets: DatasetPairField
     target_model: StoragePath
-    population_datasets: tuple[StoragePath, ...] = ()
+    online: bool = True
+    population_datasets: tuple[StoragePath, ...] = Field((), validate_default=True)
+    shadow_train_size: int | None = Field(None, ge=1, le=MAX_SHADOW_TRAIN_SIZE)
     epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
     lr: float = Field(0.001, gt=0, le=10)
     batch_size: int = Field(128, ge=1, le=MAX_BATCH_SIZE)
@@ -190,6 +194,15 @@ class ShadowModelArgs(AttackArgs):
     @classmethod
     def _population_as_tuple(cls, data: Any) -> Any:
         return _population_tuple(data)
+
+    @field_validator("population_datasets")
+    @classmethod
+    def _offline_needs_population(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("online") is False and not value:
+            raise ValueError(f"offline {cls.name} trains its models on population data only (never on an audited "
+                             "record): list population_datasets (data from the target's distribution that it did "
+                             "not train on), or set online: true")
+        return value
 
 
 def _population_tuple(data: Any) -> Any:
@@ -208,7 +221,6 @@ class LiraArgs(ShadowModelArgs):
     proto_type: ClassVar[type[Message]] = task_pb2.LiraArgs
 
     num_shadow: int = Field(16, ge=2, le=MAX_SHADOW, multiple_of=2)
-    online: bool = True
     fixed_variance: bool | None = None
     augment: bool = False
 
@@ -221,10 +233,10 @@ class RmiaArgs(ShadowModelArgs):
     proto_field: ClassVar[str] = "rmia"
     proto_type: ClassVar[type[Message]] = task_pb2.RmiaArgs
 
-    population_datasets: tuple[StoragePath, ...] = Field(min_length=1)
     online: bool = False
+    population_datasets: tuple[StoragePath, ...] = Field(min_length=1)
     num_shadow: int = Field(4, ge=2, le=MAX_SHADOW)
-    a: float = Field(0.3, ge=0, le=1)
+    a: float | None = Field(None, ge=0, le=1)
     gamma: float = Field(1.0, gt=0)
     num_population: int = Field(1000, ge=1, le=1_000_000)
 
@@ -259,15 +271,19 @@ ARGUMENT_HELP = {
     "attack_type": "r: rotate by every whole degree in [-r, r]; d: shift by every (dx, dy) with |dx|+|dy| <= d",
     "r": "largest rotation in degrees, with attack_type r (0 to 180; 0 = the record itself only)",
     "d": "largest shift in pixels, with attack_type d (0 to 64; 0 = the record itself only)",
-    "population_datasets": "folders of auxiliary data from the target's distribution",
+    "population_datasets": "folders of auxiliary data from the target's distribution (LIRA/RMIA: what the "
+                           "models train on besides the audited records; offline, all they train on)",
+    "shadow_train_size": "records each shadow (reference) model trains on; unset: as many as the target's members",
     "num_shadow": "shadow (reference) models to train, one job each",
-    "online": "use models trained with and without each record (online) or only without (offline)",
+    "online": "online: each audited record is in half of the models; offline: in none of them (needs "
+              "population_datasets)",
     "epochs": "training epochs of each shadow model (>= 1)",
     "lr": "Adam learning rate of the shadow models (> 0)",
     "seed": "this attack's seed instead of the task's",
     "fixed_variance": "one variance for all records; unset: on when num_shadow < 64",
     "augment": "average over flipped and shifted queries as well as the record itself",
-    "a": "offline approximation of Pr(x) from OUT models: ((1 + a) Pr(x|OUT) + (1 - a)) / 2 (0 to 1)",
+    "a": "offline approximation of Pr(x) from OUT models: ((1 + a) Pr(x|OUT) + (1 - a)) / 2 (0 to 1); "
+         "unset: chosen on the reference models, attacking each with the others",
     "gamma": "likelihood-ratio threshold a pair (x, z) must reach (> 0)",
     "num_population": "population samples z to compare each record with (>= 1)",
 }

@@ -5,8 +5,8 @@ with the same statistic of shadow models trained with the record (IN) and withou
 set summarised by a Gaussian. The online score is the log-likelihood ratio of the target's phi
 under the IN and the OUT Gaussians (member when >= 0, the more likely hypothesis); the offline
 score uses the OUT Gaussian only: -log of the one-sided p-value Pr[phi_OUT >= phi] (member when
-p <= OFFLINE_P_VALUE). With augmented queries, each view of a record gets its own Gaussians and
-the record's score is the mean of its views' scores.
+p <= NOMINAL_FPR: the OUT hypothesis is rejected at that level). With augmented queries, each
+view of a record gets its own Gaussians and the record's score is the mean of its views' scores.
 
 With few shadow models a per-record variance is noisy, so a fixed variance may be used instead:
 one variance for every record, view, IN and OUT, pooled from each group's deviations from its
@@ -22,9 +22,9 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from services.attack_worker.attacks import augment
+from services.attack_worker.attacks.base import NOMINAL_FPR
 
 ONLINE_THRESHOLD = 0.0  # log-likelihood ratio: IN at least as likely as OUT
-OFFLINE_P_VALUE = 0.05  # offline: member when the OUT hypothesis is rejected at this level
 # A Gaussian fitted to identical values (a model that ignores its input) gets this variance
 # rather than zero, so that scores stay finite; phi values are of order 1 to 100.
 VARIANCE_FLOOR = 1e-8
@@ -98,31 +98,43 @@ def scores(target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_in: np.ndarray
 
 def threshold(online: bool) -> float:
     """The score at or above which a record is called a member."""
-    return ONLINE_THRESHOLD if online else float(-np.log(OFFLINE_P_VALUE))
+    return ONLINE_THRESHOLD if online else float(-np.log(NOMINAL_FPR))
+
+
+def threshold_source(online: bool, num_shadow: int) -> str:
+    """Where `threshold(online)` comes from, in words."""
+    if online:
+        return (f"log-likelihood ratio 0: a record is called a member when its confidence is at least as likely "
+                f"under the Gaussian of the {num_shadow // 2} shadow models trained with it as under that of the "
+                f"{num_shadow // 2} trained without it")
+    return (f"p-value {NOMINAL_FPR:g} on the OUT Gaussian fitted on {num_shadow} shadow models that never trained "
+            f"on the audited records: a record is called a member when a model without it would reach its "
+            f"confidence less than {NOMINAL_FPR:.0%} of the time (nominal FPR {NOMINAL_FPR:.0%})")
 
 
 @dataclass(frozen=True)
 class View:
-    """A query of a batch of images: mirrored left-right when `mirror`, then shifted by `dx`
-    pixels right and `dy` down (zeros come in), on the spatial axes of any HW/CHW/HWC layout."""
+    """A query of a batch of images: the images themselves, or mirrored left-right (on the width
+    axis of any HW/CHW/HWC layout)."""
 
     mirror: bool = False
-    dx: int = 0
-    dy: int = 0
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        if self.mirror:
-            _, width = augment.spatial_axes(images.shape[1:])
-            images = np.flip(images, axis=width + 1)
-        return augment.Translation(self.dx, self.dy)(images) if self.dx or self.dy else images
+        if not self.mirror:
+            return images
+        _, width = augment.spatial_axes(images.shape[1:])
+        return np.flip(images, axis=width + 1)
 
 
 IDENTITY = View()
-_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-# The record itself first, then its one-pixel shifts, then the same mirrored.
-AUGMENTED_VIEWS = tuple(View(mirror, dx, dy) for mirror in (False, True) for dx, dy in _SHIFTS)
+# Carlini et al. query each record and its left-right mirror: their released inference code
+# (research/mi_lira_2021 in tensorflow/privacy) runs with no shift and mirroring on, which gives
+# exactly these two queries per record, one Gaussian pair per query, scores averaged. Shifted
+# copies (reflect-padded, on a grid of offsets) are an option of that code, off by default; they
+# are not queried here.
+AUGMENTED_VIEWS = (IDENTITY, View(mirror=True))
 
 
 def views(augmented: bool) -> tuple[View, ...]:
-    """The queries of each record: itself, or itself and its augmented copies."""
+    """The queries of each record: itself, or itself and its mirror image."""
     return AUGMENTED_VIEWS if augmented else (IDENTITY,)

@@ -1,10 +1,10 @@
 """LIRA and RMIA on a runtime: the population, one shadow model's outputs, and the scoring.
 
-Both attacks train K shadow (reference) models of the target's architecture, each on its half
-of the population (see `shadow_population`), and compare the target's outputs on the query
-records with theirs. A distributed attack runs `train_shadow` in one job per shadow model and
-`score` in a last job; `run` does the same one after the other in a single job. The maths are
-in `lira` and `rmia`.
+Both attacks train K shadow (reference) models of the target's architecture, each on as many
+records as the target's training set (see `shadow_population` for which), and compare the
+target's outputs on the query records with theirs. A distributed attack runs `train_shadow` in
+one job per shadow model and `score` in a last job; `run` does the same one after the other in a
+single job. The maths are in `lira` and `rmia`.
 
 A shadow model's outputs are its logits on every population record, one array per query view
 (the record itself, and for LIRA with `augment` its augmented copies): (views, N, classes).
@@ -23,11 +23,12 @@ import numpy as np
 from privaudit.v1 import results_pb2
 from services.attack_worker.attacks import augment, lira, rmia
 from services.attack_worker.attacks.base import Runtime, Scores
+from services.attack_worker.attacks.loss import true_label_log_probability
 from services.attack_worker.attacks.shadow_population import (
     Population,
-    membership_masks,
     query_indices,
     shadow_seed,
+    training_masks,
     z_samples,
 )
 from services.common.errors import TaskError
@@ -45,6 +46,7 @@ class Setup:
     target: Any  # the trained target model
     datasets: tuple[Any, ...]  # the target's members, its non-members, the population datasets
     population: Population
+    train_size: int  # records each shadow model should train on: shadow_train_size, else the member count
     masks: np.ndarray  # (K, N) bool: the records each shadow model trains on
     query: np.ndarray  # (Q,) population indices of the query records
     views: tuple[lira.View, ...]
@@ -74,10 +76,18 @@ def load(args: ShadowArgs, rt: Runtime) -> Setup:
             raise TaskError.at("target_model", f"has {classes} output; LIRA's confidence log p - log(1 - p) "
                                                "needs a model with at least 2 classes")
     population = Population(len(datasets[0]), len(datasets[1]), tuple(len(d) for d in datasets[2:]))
-    z = z_samples(population, args.num_population, seed) if isinstance(args, RmiaArgs) else np.array([], np.int64)
+    train_size = population.num_members if args.shadow_train_size is None else args.shadow_train_size
+    masks = training_masks(population, args.num_shadow, train_size, args.online, seed)
+    z = np.array([], np.int64)
+    if isinstance(args, RmiaArgs):
+        z = z_samples(population, masks, args.num_population, seed)
+        if not len(z):
+            raise TaskError.at("population_datasets", f"leave no population sample to compare with: each of "
+                               f"their {population.size - population.num_audited} records is in every reference "
+                               "model's training set; give more population data, or a smaller shadow_train_size "
+                               f"(now {train_size})")
     return Setup(args=args, seed=seed, target=target, datasets=datasets, population=population,
-                 masks=membership_masks(args.num_shadow, population.size, seed),
-                 query=query_indices(population, z),
+                 train_size=train_size, masks=masks, query=query_indices(population, z),
                  views=lira.views(args.augment) if isinstance(args, LiraArgs) else (lira.IDENTITY,))
 
 
@@ -89,7 +99,7 @@ def population_folders(args: ShadowArgs) -> list[tuple[str, str]]:
 
 
 def train_shadow(setup: Setup, rt: Runtime, index: int) -> np.ndarray:
-    """Shadow model `index`, trained on its half of the population from its own seed, and its
+    """Shadow model `index`, trained on its records of the population from its own seed, and its
     logits (views, N, classes) on every population record. A target architecture without
     weights (a fixed function) is its own shadow: nothing to train."""
     args, seed = setup.args, shadow_seed(setup.seed, index)
@@ -115,13 +125,55 @@ def score(setup: Setup, rt: Runtime, shadow_logits: np.ndarray, shadow_in: np.nd
             shadow_phi = lira.logit_scaled_confidence(shadow_logits, labels).transpose(0, 2, 1)  # (K, Q, views)
             fixed_variance = args.num_shadow < 64 if args.fixed_variance is None else args.fixed_variance
             values = lira.scores(target_phi, shadow_phi, shadow_in, args.online, fixed_variance)
-            threshold = lira.threshold(args.online)
+            threshold, source = lira.threshold(args.online), lira.threshold_source(args.online, args.num_shadow)
         else:
-            ratios = rmia.log_ratios(target_logits[0], shadow_logits[:, 0], shadow_in, labels, args.online, args.a)
-            values = rmia.scores(ratios[: population.num_audited], ratios[population.num_audited :], args.gamma)
+            values, source = _rmia_scores(args, population, target_logits[0], shadow_logits[:, 0], shadow_in, labels)
             threshold = rmia.THRESHOLD
-    return Scores(members=values[: population.num_members],
-                  non_members=values[population.num_members : population.num_audited], threshold=threshold)
+    members, audited = population.num_members, population.num_audited
+    return Scores(members=values[:members], non_members=values[members:audited], threshold=threshold,
+                  threshold_source=source, member_labels=labels[:members], non_member_labels=labels[members:audited],
+                  warnings=size_warnings(setup))
+
+
+def _rmia_scores(args: RmiaArgs, population: Population, target_logits: np.ndarray, reference_logits: np.ndarray,
+                 reference_in: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+    """RMIA's scores of every query record (the audited ones, then the z samples) and its
+    threshold's source, from the target's logits (Q, classes) and the reference models'
+    (K, Q, classes). Offline, `a` is the task's or, unset, chosen on the z samples."""
+    audited = population.num_audited
+    target_log_p = true_label_log_probability(target_logits, labels)
+    reference_log_p = np.stack([true_label_log_probability(logits, labels) for logits in reference_logits])
+    chosen, a = None, args.a
+    if not args.online and a is None:
+        chosen = rmia.choose_a(reference_log_p[:, audited:], reference_in[:, audited:])
+        if chosen is None:
+            raise TaskError.at("a", f"cannot be chosen on the reference models: among the "
+                                    f"{len(labels) - audited} population samples z, none has both members and "
+                                    "non-members to attack; set a (0 to 1), or raise num_population")
+        a = chosen.a
+    ratios = rmia.log_ratios(target_log_p, reference_log_p, reference_in, None if args.online else a)
+    values = rmia.scores(ratios[:audited], ratios[audited:], args.gamma)
+    return values, rmia.threshold_source(args.num_shadow, len(labels) - audited, chosen,
+                                         None if args.online else a)
+
+
+def size_warnings(setup: Setup) -> tuple[str, ...]:
+    """Plain-words warnings when the shadow models did not train on `setup.train_size` records each."""
+    args, sizes = setup.args, setup.masks.sum(axis=1)
+    models = "reference models" if isinstance(args, RmiaArgs) else "shadow models"
+    wanted = (f"the target's {setup.train_size} members" if args.shadow_train_size is None
+              else f"shadow_train_size ({setup.train_size})")
+    warnings = []
+    if sizes.min() < setup.train_size:
+        fewest = f"as few as {sizes.min()}" if sizes.max() > sizes.min() else str(sizes.min())
+        warnings.append(f"{args.name}'s {models} trained on {fewest} records, fewer than {wanted}: give more "
+                        f"population_datasets (models that see less data than the target did make the attack "
+                        f"weaker than it could be)")
+    if sizes.max() > setup.train_size:
+        warnings.append(f"{args.name}'s {models} trained on {sizes.max()} records, more than {wanted}: online, "
+                        f"each trains on half of the {setup.population.num_audited} audited records; audit fewer "
+                        f"non-members, or run offline (online: false)")
+    return tuple(warnings)
 
 
 def run(args: ShadowArgs, rt: Runtime, shadow: ShadowTrainer = train_shadow) -> Scores:

@@ -3,8 +3,18 @@
 The population is every record the shadow (reference) models may train on, laid end to end:
 the audited records (the target's members, then its non-members, in dataset order), then the
 records of each population dataset in turn. Shadow model k trains on the records where row k of
-`membership_masks` is True. The query records, on which the attack compares the target with its
+`training_masks` is True. The query records, on which the attack compares the target with its
 shadows, are the audited records and, for RMIA, the z samples drawn from the population datasets.
+
+Every shadow model mirrors the target: it trains on `train_size` records (by default as many as
+the target's members), or on every record there is when the population cannot supply that many.
+- Online, every audited record is IN exactly half of the models and OUT of the other half: the
+  models come in pairs, and each pair splits the audited records between its two models at
+  random. Each model is then topped up with population-dataset records to `train_size`. When half
+  the audited records already exceed `train_size`, a model trains on that half and no more.
+- Offline, no audited record is in any model (every model is a reference for every audited
+  record): each trains on `train_size` population-dataset records drawn at random, each model
+  on its own draw, as privacy_meter draws its reference models' datasets.
 
 Everything here follows from the attack's seed alone, so each job of a distributed attack (one
 per shadow model, then the scoring) computes the same masks and samples on its own.
@@ -42,25 +52,36 @@ class Population:
         return self.num_audited + sum(self.population_lengths)
 
 
-def membership_masks(num_shadow: int, num_records: int, seed: int) -> np.ndarray:
-    """(num_shadow, num_records) bool: which records each shadow model trains on. Every record
-    is IN exactly num_shadow // 2 shadow models: those with the lowest of its num_shadow draws
-    of a seeded uniform matrix (Carlini et al.'s construction), so each model gets about half."""
-    if num_shadow < 1 or num_records < 0:
-        raise ValueError(f"need num_shadow >= 1 and num_records >= 0, got {num_shadow} and {num_records}")
-    draws = np.random.default_rng([seed, _MASK_STREAM]).random((num_shadow, num_records))
-    ranks = draws.argsort(axis=0).argsort(axis=0)
-    return ranks < num_shadow // 2
+def training_masks(population: Population, num_shadow: int, train_size: int, online: bool, seed: int) -> np.ndarray:
+    """(num_shadow, population.size) bool: the records each shadow model trains on, as the module
+    says. Online needs an even num_shadow."""
+    if num_shadow < 1 or train_size < 0 or (online and num_shadow % 2):
+        raise ValueError(f"need num_shadow >= 1 (even when online) and train_size >= 0, got {num_shadow} "
+                         f"and {train_size}")
+    rng = np.random.default_rng([seed, _MASK_STREAM])
+    masks = np.zeros((num_shadow, population.size), dtype=bool)
+    audited = population.num_audited
+    if online:
+        for pair in range(num_shadow // 2):
+            order = rng.permutation(audited)
+            masks[2 * pair, order[: (audited + 1) // 2]] = True
+            masks[2 * pair + 1, order[(audited + 1) // 2 :]] = True
+    others = np.arange(audited, population.size)
+    for mask in masks:
+        missing = max(train_size - int(mask.sum()), 0)
+        mask[rng.choice(others, min(missing, len(others)), replace=False)] = True
+    return masks
 
 
-def z_samples(population: Population, num_population: int, seed: int) -> np.ndarray:
-    """Sorted population indices of RMIA's z samples: `num_population` records (all of them
-    when there are fewer) drawn without replacement from the population datasets, never from
-    the audited records."""
-    available = population.size - population.num_audited
-    drawn = np.random.default_rng([seed, _Z_STREAM]).choice(available, min(num_population, available),
+def z_samples(population: Population, masks: np.ndarray, num_population: int, seed: int) -> np.ndarray:
+    """Sorted population indices of RMIA's z samples: `num_population` records (all of them when
+    there are fewer) drawn without replacement from the population datasets, never from the
+    audited records, and never a record that every shadow model trained on (its Pr(z) offline
+    needs a model that did not)."""
+    candidates = population.num_audited + np.flatnonzero(~masks[:, population.num_audited :].all(axis=0))
+    drawn = np.random.default_rng([seed, _Z_STREAM]).choice(len(candidates), min(num_population, len(candidates)),
                                                             replace=False)
-    return population.num_audited + np.sort(drawn)
+    return np.sort(candidates[drawn])
 
 
 def query_indices(population: Population, z: np.ndarray) -> np.ndarray:

@@ -130,7 +130,7 @@ class LossArgs(_message.Message):
     def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., batch_size: _Optional[int] = ..., population_datasets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LiraArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "fixed_variance", "augment")
+    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "fixed_variance", "augment", "shadow_train_size")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class LiraArgs(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     FIXED_VARIANCE_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_TRAIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     population_datasets: _containers.RepeatedScalarFieldContainer[str]
@@ -153,10 +154,11 @@ class LiraArgs(_message.Message):
     seed: int
     fixed_variance: bool
     augment: bool
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., fixed_variance: _Optional[bool] = ..., augment: _Optional[bool] = ...) -> None: ...
+    shadow_train_size: int
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., fixed_variance: _Optional[bool] = ..., augment: _Optional[bool] = ..., shadow_train_size: _Optional[int] = ...) -> None: ...
 
 class RmiaArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "a", "gamma", "num_population")
+    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "a", "gamma", "num_population", "shadow_train_size")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +171,7 @@ class RmiaArgs(_message.Message):
     A_FIELD_NUMBER: _ClassVar[int]
     GAMMA_FIELD_NUMBER: _ClassVar[int]
     NUM_POPULATION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_TRAIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     population_datasets: _containers.RepeatedScalarFieldContainer[str]
@@ -181,4 +184,5 @@ class RmiaArgs(_message.Message):
     a: float
     gamma: float
     num_population: int
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., a: _Optional[float] = ..., gamma: _Optional[float] = ..., num_population: _Optional[int] = ...) -> None: ...
+    shadow_train_size: int
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., a: _Optional[float] = ..., gamma: _Optional[float] = ..., num_population: _Optional[int] = ..., shadow_train_size: _Optional[int] = ...) -> None: ...
