@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(find_browser() is None,
 
 WIDTH, HEIGHT = 1200, 2400
 HIGH_RED = (0xB9, 0x1C, 0x1C)  # --high in the template: the summary card's top border and the level
+WARNING_BG = (0xFE, 0xF3, 0xC7)  # --middle-bg: the MIDDLE badges and the warnings box
 
 
 def _pixels_near(png: Path, colour: str | tuple[int, int, int], tolerance: int = 24) -> int:
@@ -35,7 +36,7 @@ def _measured(index: int, name: str, separation: float, seed: int) -> results_pb
     """A succeeded attack whose measurements the worker's metrics computed from normal scores."""
     rng = np.random.default_rng(seed)
     scores = Scores(rng.normal(0.5 + separation, 0.15, 400), rng.normal(0.5, 0.15, 400), threshold=0.5)
-    result = succeeded(index, name)
+    result = succeeded(index, name, separation=None)
     for field in ("metrics", "roc", "most_exposed", "score_histogram"):
         result.ClearField(field)
     result.MergeFrom(metrics.to_proto(metrics.evaluate(scores, seed)))
@@ -58,3 +59,18 @@ def test_chromium_shows_the_styled_page_and_its_inline_figures(tmp_path: Path) -
     # non-member outline add over a thousand pixels, but only when Chromium shows the data: images.
     with_figures, without = _pixels_near(shot, ATTACK_COLOURS[0]), _pixels_near(bare_shot, ATTACK_COLOURS[0])
     assert with_figures - without > 1000, f"figures not shown: {with_figures} vs {without} pixels"
+
+
+def test_chromium_shows_an_attacks_warnings(tmp_path: Path) -> None:
+    """The warnings box is the one large area of the MIDDLE background on a page without MIDDLE
+    ratings: with a warning, thousands of its pixels appear."""
+    quiet = _measured(0, "ML-LEAK", 0.3, seed=1)
+    warned = _measured(0, "ML-LEAK", 0.3, seed=1)
+    warned.warnings.append("the attack classifier stopped before it converged; raise classifier_epoch")
+    counts = []
+    for name, result in (("quiet", quiet), ("warned", warned)):
+        page, shot = tmp_path / f"{name}.html", tmp_path / f"{name}.png"
+        page.write_text(render_html.render(make_report(result)).decode())
+        screenshot(page, shot, WIDTH, HEIGHT)
+        counts.append(_pixels_near(shot, WARNING_BG, tolerance=4))
+    assert counts[1] - counts[0] > 5000, f"no warnings box: {counts} pixels"

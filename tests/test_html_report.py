@@ -8,9 +8,11 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from test_reporter_fixtures import failed, make_report, succeeded
+from test_reporter_fixtures import class_metrics, failed, make_report, succeeded
 
 from services.reporter import render_html
+from services.reporter.epsilon import ASSUMPTION
+from services.reporter.report import NO_RECORD_SCORES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = '<script>alert("x")</script>'
@@ -39,9 +41,15 @@ class _Page(HTMLParser):
         return " ".join(" ".join(self.text).split())
 
 
+WARNING = "shadow models trained on 200 records, fewer than the target's 400"
+
+
 def _mixed():
-    return [succeeded(0, auc=0.6, train_acc=1.0, test_acc=0.8), failed(1),
-            succeeded(2, "ML-LEAK", auc=0.7, tpr_01=None, non_members=500)]
+    return [succeeded(0, auc=0.6, train_acc=1.0, test_acc=0.8, separation=1.0,
+                      per_class=(class_metrics(4, 480, 520, 0.64, 0.07), class_metrics(7, 520, 480, 0.57))),
+            failed(1),
+            succeeded(2, "ML-LEAK", auc=0.7, tpr_01=None, non_members=500, auc_p=3e-12, tpr_1_p=0.2,
+                      separation=None, warnings=(WARNING,))]
 
 
 def _html(*results, task_id: str = "task-1") -> str:
@@ -53,7 +61,9 @@ def test_the_page_has_the_summary_a_section_per_attack_and_the_advice() -> None:
     text = page.visible
     assert "Overall risk HIGH" in text
     assert "The model leaks membership to" in text
-    assert "Empirical privacy bound: ε ≥ " in text
+    assert "Empirical ε estimate: ε ≥ " in text
+    assert f"A lower bound on the epsilon of any differentially private training of this model only if {ASSUMPTION}; " \
+           "otherwise an estimate." in text
     for index in (0, 1, 2):
         assert f'attack-{index}' in page.attribute("id")
     assert "Failed (INVALID_ARGUMENT) at attacks[1].args.shadow_model" in text
@@ -63,6 +73,22 @@ def test_the_page_has_the_summary_a_section_per_attack_and_the_advice() -> None:
                   "How risk is rated", "Most exposed members"):
         assert title in text
     assert "#0 1.0000 #7 0.9844" in text
+
+
+def test_the_new_figures_appear_for_each_attack() -> None:
+    """Intervals, chance p-values and their level, the threshold's source, warnings, the per-class
+    table and the epsilon estimate or why there is none."""
+    text = _Page(_html(*_mixed())).visible
+    assert "AUC 0.7000 [0.6600, 0.7400] chance p = 3e-12" in text
+    assert "TPR@1%FPR 0.0100 [0.0000, 0.0500] chance p = 0.2" in text
+    assert "Beyond chance at p ≤ 0.025" in text and "Beyond chance at p ≤ 0.0167" in text
+    assert "Decision threshold 0.5 shadow model's members and non-members" in text
+    assert f"Warning {WARNING}" in text
+    assert ("Label Members Non-members AUC [95% interval] TPR@1%FPR 4 480 520 0.6400 [0.6000, 0.6800] 0.0700 "
+            "7 520 480 0.5700 [0.5300, 0.6100] n/a") in text
+    assert f"Empirical ε estimate None: {NO_RECORD_SCORES}." in text
+    assert f"A lower bound on the training's epsilon only if {ASSUMPTION}; otherwise an estimate." in text
+    assert "beyond chance: its chance p-value" in text  # the rule, under "How risk is rated"
 
 
 def test_figures_are_inline_pngs_one_roc_and_one_histogram_per_succeeded_attack() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from test_reporter_fixtures import POLICY, failed, make_report, succeeded
 
 from services.reporter.advice import NO_LEAK_NOTE, NOTHING_RATED_NOTE
+from services.reporter.epsilon import ASSUMPTION
 from services.reporter.report import Report
 
 HIGH_AUC, MIDDLE_AUC = 0.7, 0.6
@@ -16,17 +17,20 @@ def _ids(report: Report) -> list[str]:
 
 
 def test_everything_in_its_fixed_order_when_a_score_attack_is_high_and_the_gap_large() -> None:
-    report = make_report(succeeded(0, "LABEL-ONLY", auc=MIDDLE_AUC, train_acc=1.0, test_acc=0.8),
-                         succeeded(1, "ML-LEAK", auc=HIGH_AUC, train_acc=1.0, test_acc=0.8))
+    report = make_report(succeeded(0, "LABEL-ONLY", auc=MIDDLE_AUC, train_acc=1.0, test_acc=0.8, separation=2.0),
+                         succeeded(1, "ML-LEAK", auc=HIGH_AUC, train_acc=1.0, test_acc=0.8, separation=1.0))
     assert _ids(report) == ["differential_privacy", "confidence_masking", "regularisation", "knowledge_distillation"]
     why = {r.id: r.why for r in report.advice.recommendations}
     assert why["differential_privacy"].startswith(
         "Overall risk is HIGH (LABEL-ONLY (attacks[0]) rated MIDDLE, ML-LEAK (attacks[1]) rated HIGH)")
-    # Both attacks have the same ROC, so the same bound: the first is named.
+    # The more separated scores give the larger estimate.
+    estimate = report.attacks[0].epsilon.epsilon
+    assert estimate > report.attacks[1].epsilon.epsilon > 0
     assert why["differential_privacy"].endswith(
-        "LABEL-ONLY (attacks[0]) shows that any DP guarantee of this training has epsilon >= 0.2082 at delta = 1e-05 "
-        "(95% confidence): a budget below that would rule out what the attack achieved here. The bound is "
-        "empirical, a floor: stronger attacks may push it higher.")
+        f"LABEL-ONLY (attacks[0]) gives an empirical epsilon estimate of {estimate:.4f} at delta = 1e-05: if "
+        f"{ASSUMPTION}, any DP guarantee of this training would need epsilon of at least that (95% confidence), and "
+        "a budget below it would rule out what the attack achieved here. Unless the audited members were chosen that "
+        "way, it is an estimate, not a proof; stronger attacks may push it higher.")
     assert why["confidence_masking"] == (
         "Attacks reading confidence scores succeeded: ML-LEAK (attacks[1]) rated HIGH. "
         "It will not stop the label-only attacks: LABEL-ONLY (attacks[0]).")
@@ -93,20 +97,27 @@ def test_same_findings_same_advice_whatever_order_results_arrive_in() -> None:
     assert make_report(*reversed(results)).advice == first
 
 
-def test_dp_advice_names_the_attack_with_the_largest_epsilon_bound() -> None:
-    """Attack 1's ROC has more points on the same 1.3x slope; its bound is the larger."""
-    report = make_report(succeeded(0, auc=MIDDLE_AUC), succeeded(1, "LABEL-ONLY", auc=0.5, roc_points=9))
+def test_dp_advice_names_the_attack_with_the_largest_epsilon_estimate() -> None:
+    """Attack 1's scores are further apart; its estimate is the larger, whatever the risk levels."""
+    report = make_report(succeeded(0, auc=MIDDLE_AUC, separation=0.5),
+                         succeeded(1, "LABEL-ONLY", auc=0.5, separation=1.5), succeeded(2, separation=None))
     (dp,) = [r for r in report.advice.recommendations if r.id == "differential_privacy"]
-    assert report.strongest_bound is report.attacks[1]
+    assert report.strongest_estimate is report.attacks[1]
     assert report.attacks[1].epsilon.epsilon > report.attacks[0].epsilon.epsilon > 0
-    assert f"LABEL-ONLY (attacks[1]) shows that any DP guarantee of this training has epsilon >= " \
+    assert f"LABEL-ONLY (attacks[1]) gives an empirical epsilon estimate of " \
            f"{report.attacks[1].epsilon.epsilon:.4f} at delta = 1e-05" in dp.why
 
 
-def test_dp_advice_says_when_no_bound_rules_anything_out() -> None:
+def test_dp_advice_says_when_no_estimate_rules_anything_out() -> None:
     attack = succeeded(0, auc=MIDDLE_AUC)
-    del attack.roc[1]
+    attack.record_scores.members[:] = [0.0] * len(attack.record_scores.members)
+    attack.record_scores.non_members[:] = [0.0] * len(attack.record_scores.non_members)
     (dp,) = [r for r in make_report(attack).advice.recommendations if r.id == "differential_privacy"]
-    assert dp.why.endswith("The empirical privacy bound is epsilon >= 0 at delta = 1e-05: at 95% confidence, no "
-                           "attack's result on evaluation sets of this size rules out any budget, so it gives no "
-                           "guide to choosing one.")
+    assert dp.why.endswith("No attack's empirical epsilon estimate rules out any budget at delta = 1e-05 (95% "
+                           "confidence) on evaluation sets of this size, so it gives no guide to choosing one.")
+
+
+def test_dp_advice_without_any_estimate_says_so() -> None:
+    (dp,) = [r for r in make_report(succeeded(0, auc=MIDDLE_AUC, separation=None)).advice.recommendations
+             if r.id == "differential_privacy"]
+    assert dp.why.endswith("No attack gave an empirical epsilon estimate to compare a budget with.")

@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import numpy as np
 
 from privaudit.v1 import results_pb2
 from services.reporter import render_json
@@ -20,26 +21,69 @@ from services.reporter.report import Report, build_report
 POLICY = load_policy()
 SCHEMA = json.loads(resources.files("services.reporter").joinpath(render_json.SCHEMA_FILE).read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+# The chance p-value every measured figure gets unless a test says otherwise: far beyond chance.
+TINY_P = 1e-6
+# Half the width of the 95% intervals the helpers give, clipped to [0, 1].
+HALF_WIDTH = 0.04
+# Member records that `record_scores` adds outside the balanced evaluation set.
+UNEVALUATED = 3
 
 
 def metrics(auc: float = 0.5, tpr_1: float | None = 0.01, tpr_01: float | None = 0.001,
-            non_members: int = 1000) -> results_pb2.Metrics:
-    """Metrics of a balanced set; the TPRs default to chance (TPR = FPR), None leaves them unset."""
+            non_members: int = 1000, *, auc_p: float | None = TINY_P, tpr_1_p: float | None = TINY_P,
+            tpr_01_p: float | None = TINY_P, intervals: bool = True,
+            threshold_source: str = "shadow model's members and non-members") -> results_pb2.Metrics:
+    """Metrics of a balanced set; the TPRs default to chance (TPR = FPR), None leaves them unset.
+    Each set figure gets its p-value (None: unset, as from an older worker) and, with `intervals`,
+    the interval value +- HALF_WIDTH."""
     m = results_pb2.Metrics(num_members=non_members, num_non_members=non_members, accuracy=0.5 + (auc - 0.5) / 2,
                             precision=0.55, recall=0.6, auc=auc, advantage=max(auc - 0.5, 0.0),
-                            decision_threshold=0.5)
-    if tpr_1 is not None:
-        m.tpr_at_1pct_fpr = tpr_1
-    if tpr_01 is not None:
-        m.tpr_at_0_1pct_fpr = tpr_01
+                            decision_threshold=0.5, threshold_source=threshold_source)
+    for field, value, p_value in (("auc", auc, auc_p), ("tpr_at_1pct_fpr", tpr_1, tpr_1_p),
+                                  ("tpr_at_0_1pct_fpr", tpr_01, tpr_01_p)):
+        if value is None:
+            continue
+        setattr(m, field, value)
+        if p_value is not None:
+            setattr(m, f"{field}_p_value", p_value)
+        if intervals:
+            getattr(m, f"{field}_interval").CopyFrom(interval(value))
     return m
 
 
+def interval(value: float) -> results_pb2.Interval:
+    return results_pb2.Interval(lower=max(value - HALF_WIDTH, 0.0), upper=min(value + HALF_WIDTH, 1.0))
+
+
+def record_scores(num_members: int, num_non_members: int, separation: float,
+                  seed: int = 0) -> results_pb2.RecordScores:
+    """Normal scores, members shifted by `separation` standard deviations, every non-member and all
+    but UNEVALUATED members (which score highest, to show they are left out) in the evaluation set."""
+    rng = np.random.default_rng(seed)
+    members = np.concatenate([rng.normal(separation, 1, num_members), np.full(UNEVALUATED, 100.0)])
+    non_members = rng.normal(0, 1, num_non_members)
+    return results_pb2.RecordScores(
+        members=members, non_members=non_members,
+        member_labels=np.arange(len(members)) % 10, non_member_labels=np.arange(num_non_members) % 10,
+        member_evaluated=[True] * num_members + [False] * UNEVALUATED, non_member_evaluated=[True] * num_non_members)
+
+
+def class_metrics(label: int, members: int, non_members: int, auc: float,
+                  tpr_1: float | None = None) -> results_pb2.ClassMetrics:
+    per_class = results_pb2.ClassMetrics(label=label, num_members=members, num_non_members=non_members, auc=auc,
+                                         auc_interval=interval(auc))
+    if tpr_1 is not None:
+        per_class.tpr_at_1pct_fpr = tpr_1
+    return per_class
+
+
 def succeeded(index: int, name: str = "BASELINE", *, model: str = "digits_mlp", train_acc: float = 0.95,
-              test_acc: float = 0.93, roc_points: int = 3, exposed: int = 20,
+              test_acc: float = 0.93, roc_points: int = 3, exposed: int = 20, separation: float | None = 0.0,
+              warnings: tuple[str, ...] = (), per_class: tuple[results_pb2.ClassMetrics, ...] = (),
               **metric_args: Any) -> results_pb2.AttackResult:
     """A succeeded attack on `model` with the target datasets train/test, its `exposed` most exposed
-    members and a 4-bin score histogram; `metric_args` go to `metrics`."""
+    members, a 4-bin score histogram and record scores with members shifted by `separation` (None:
+    no record scores, as from an older worker); `metric_args` go to `metrics`."""
     roc = [results_pb2.RocPoint(fpr=i / (roc_points - 1), tpr=min(1.0, 1.3 * i / (roc_points - 1)) if i else 0.0)
            for i in range(roc_points)]
     measured = metrics(**metric_args)
@@ -65,6 +109,10 @@ def succeeded(index: int, name: str = "BASELINE", *, model: str = "digits_mlp", 
                                                    non_member_counts=[rest, quarter, quarter, quarter]),
         timings=[results_pb2.StageTiming(stage=results_pb2.STAGE_LOAD, seconds=0.25),
                  results_pb2.StageTiming(stage=results_pb2.STAGE_SCORE, seconds=0.5)],
+        warnings=warnings,
+        per_class=per_class,
+        record_scores=None if separation is None else record_scores(measured.num_members, measured.num_non_members,
+                                                                    separation, seed=index),
     )
 
 

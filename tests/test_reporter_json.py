@@ -7,15 +7,21 @@ import math
 
 import jsonschema
 import pytest
-from scipy.stats import binom
-from test_reporter_fixtures import SCHEMA, failed, make_report, succeeded, validate_json
+from scipy.stats import beta
+from test_reporter_fixtures import SCHEMA, class_metrics, failed, make_report, succeeded, validate_json
 
 from services.reporter import render_json
+from services.reporter.epsilon import ASSUMPTION
+from services.reporter.report import NO_RECORD_SCORES
+
+WARNING = "the attack classifier stopped before it converged: raise classifier_epoch"
 
 
 def _mixed_results():
-    return [succeeded(0, auc=0.6, tpr_01=None, non_members=500, train_acc=1.0, test_acc=0.85),
-            failed(1), succeeded(2, "LABEL-ONLY", auc=0.52, tpr_1=0.02, tpr_01=0.03)]
+    return [succeeded(0, auc=0.6, tpr_01=None, non_members=500, train_acc=1.0, test_acc=0.85, auc_p=2e-9,
+                      tpr_1_p=0.3, separation=1.0, warnings=(WARNING,),
+                      per_class=(class_metrics(0, 240, 260, 0.61, 0.04), class_metrics(1, 260, 240, 0.59))),
+            failed(1), succeeded(2, "LABEL-ONLY", auc=0.52, tpr_1=0.02, tpr_01=0.03, separation=None)]
 
 
 def _document(*results) -> dict:
@@ -32,13 +38,24 @@ def test_succeeded_attack_content() -> None:
     assert attack["metrics"] == {
         "acc": 0.55, "auc": 0.6, "precision": 0.55, "recall": 0.6, "advantage": pytest.approx(0.1),
         "tpr_at_1pct_fpr": 0.01, "tpr_at_0_1pct_fpr": None, "num_members": 500, "num_non_members": 500,
-        "decision_threshold": 0.5,
+        "decision_threshold": 0.5, "threshold_source": "shadow model's members and non-members",
+        "auc_interval": {"lower": pytest.approx(0.56), "upper": pytest.approx(0.64)},
+        "tpr_at_1pct_fpr_interval": {"lower": 0.0, "upper": 0.05}, "tpr_at_0_1pct_fpr_interval": None,
+        "auc_p_value": 2e-9, "tpr_at_1pct_fpr_p_value": 0.3, "tpr_at_0_1pct_fpr_p_value": None,
     }
+    assert attack["beyond_chance_at"] == 0.025
+    assert attack["warnings"] == [WARNING]
+    assert attack["per_class"] == [
+        {"label": 0, "num_members": 240, "num_non_members": 260, "auc": 0.61,
+         "auc_interval": {"lower": pytest.approx(0.57), "upper": pytest.approx(0.65)}, "tpr_at_1pct_fpr": 0.04},
+        {"label": 1, "num_members": 260, "num_non_members": 240, "auc": 0.59,
+         "auc_interval": {"lower": pytest.approx(0.55), "upper": pytest.approx(0.63)}, "tpr_at_1pct_fpr": None},
+    ]
     assert (attack["index"], attack["name"], attack["type"], attack["status"]) == (
         0, "BASELINE", "MEMBERSHIP_INFERENCE_ATTACK", "succeeded")
     assert attack["roc"] == [[0.0, 0.0], [0.5, 0.65], [1.0, 1.0]]
     assert attack["risk"] == "MIDDLE"
-    assert attack["risk_reason"].startswith("AUC 0.6000 >= 0.55")
+    assert attack["risk_reason"].startswith("AUC 0.6000 [0.5600, 0.6400] >= 0.55, beyond chance (p = 2e-09)")
     assert attack["error"] is None
     assert attack["timings"] == {"load": 0.25, "score": 0.5}
     assert attack["most_exposed"][:2] == [{"index": 0, "score": 1.0}, {"index": 7, "score": 0.984375}]
@@ -47,19 +64,38 @@ def test_succeeded_attack_content() -> None:
                                          "non_member_counts": [125, 125, 125, 125]}
 
 
-def test_epsilon_bound_with_the_point_and_interval_it_comes_from() -> None:
-    """ROC point (0.5, 0.65) on 500 + 500 records: 325 and 250 hits."""
-    bound = _document(*_mixed_results())["attacks"][0]["epsilon_bound"]
-    assert (bound["fpr"], bound["tpr"], bound["delta"], bound["confidence"]) == (0.5, 0.65, 1e-5, 0.95)
-    assert binom.sf(324, 500, bound["tpr_lower"]) == pytest.approx(0.025)
-    assert binom.cdf(250, 500, bound["fpr_upper"]) == pytest.approx(0.025)
-    assert bound["epsilon"] == pytest.approx(math.log((1 - bound["fpr_upper"] - 1e-5) / (1 - bound["tpr_lower"])))
+def test_epsilon_estimate_with_its_assumption_halves_and_the_counts_it_comes_from() -> None:
+    """Recomputed from the counts the report gives, with scipy's beta quantiles."""
+    estimate = _document(*_mixed_results())["attacks"][0]["epsilon_estimate"]
+    assert (estimate["delta"], estimate["confidence"], estimate["assumption"]) == (1e-5, 0.95, ASSUMPTION)
+    assert estimate["choosing_half"] == estimate["bounding_half"] == {"members": 250, "non_members": 250}
+    point = estimate["operating_point"]
+    tpr_lower = beta.ppf(0.025, point["true_positives"], 250 - point["true_positives"] + 1)
+    fpr_upper = beta.ppf(0.975, point["false_positives"] + 1, 250 - point["false_positives"])
+    assert (point["tpr"], point["fpr"]) == (point["true_positives"] / 250, point["false_positives"] / 250)
+    assert (point["tpr_lower"], point["fpr_upper"]) == (pytest.approx(tpr_lower), pytest.approx(fpr_upper))
+    expected = {"TPR <= e^epsilon * FPR + delta": math.log((tpr_lower - 1e-5) / fpr_upper),
+                "1 - FPR <= e^epsilon * (1 - TPR) + delta": math.log((1 - fpr_upper - 1e-5) / (1 - tpr_lower))}
+    assert estimate["epsilon"] > 0
+    assert estimate["epsilon"] == pytest.approx(expected[point["inequality"]])
+
+
+def test_an_attack_without_record_scores_says_why_it_has_no_estimate_and_no_score_is_exported() -> None:
+    document = _document(*_mixed_results())
+    assert (document["attacks"][2]["epsilon_estimate"], document["attacks"][2]["epsilon_estimate_missing"]) == (
+        None, NO_RECORD_SCORES)
+    assert document["attacks"][0]["epsilon_estimate_missing"] is None
+    text = json.dumps(document)
+    assert "record_scores" not in text and "100.0" not in text  # the unevaluated members' scores
 
 
 def test_failed_attack_content() -> None:
     attack = _document(*_mixed_results())["attacks"][1]
     assert (attack["status"], attack["metrics"], attack["risk"], attack["roc"]) == ("failed", None, None, [])
-    assert (attack["epsilon_bound"], attack["most_exposed"], attack["score_histogram"]) == (None, [], None)
+    assert (attack["epsilon_estimate"], attack["epsilon_estimate_missing"], attack["beyond_chance_at"]) == (
+        None, None, None)
+    assert (attack["most_exposed"], attack["score_histogram"], attack["warnings"], attack["per_class"]) == (
+        [], None, [], [])
     assert attack["error"] == {"code": "INVALID_ARGUMENT", "field": "attacks[1].args.shadow_model",
                                "message": "the folder has no .py file; add one defining get_model()"}
 
@@ -83,7 +119,8 @@ def test_models_datasets_and_policy() -> None:
     assert [(d["name"], d["is_member_dataset"], d["role"]) for d in document["datasets"]] == [
         ("digits_train", True, "target"), ("digits_test", False, "target")]
     assert document["risk_policy"]["levels"]["high"]["auc"] == 0.65
-    assert document["risk_policy"]["epsilon_bound"] == {"delta": 1e-5}
+    assert document["risk_policy"]["epsilon_estimate"] == {"delta": 1e-5}
+    assert document["risk_policy"]["beyond_chance"] == {"alpha": 0.05}
 
 
 def test_reruns_are_byte_identical_with_sorted_keys() -> None:
@@ -110,8 +147,16 @@ def test_only_failed_attacks_validate() -> None:
         lambda d: d["attacks"][0]["roc"].append([0.5]),
         lambda d: d["summary"].update(risk="SEVERE"),
         lambda d: d["summary"]["recommendations"][0].update(id="pray"),
-        lambda d: d["attacks"][0]["epsilon_bound"].update(epsilon=-0.1),
-        lambda d: d["attacks"][1].update(epsilon_bound=d["attacks"][0]["epsilon_bound"]),  # a failed attack bounded
+        lambda d: d["attacks"][0]["epsilon_estimate"].update(epsilon=-0.1),
+        lambda d: d["attacks"][0]["epsilon_estimate"].pop("assumption"),
+        lambda d: d["attacks"][1].update(epsilon_estimate=d["attacks"][0]["epsilon_estimate"]),  # failed, estimated
+        lambda d: d["attacks"][1].update(per_class=d["attacks"][0]["per_class"]),  # a failed attack's classes
+        lambda d: d["attacks"][1].update(beyond_chance_at=0.05),
+        lambda d: d["attacks"][0]["metrics"]["auc_interval"].update(upper=1.2),
+        lambda d: d["attacks"][0]["metrics"].pop("auc_p_value"),
+        lambda d: d["attacks"][0]["per_class"][0].pop("auc_interval"),
+        lambda d: d["attacks"][0].update(warnings="one string"),
+        lambda d: d["risk_policy"]["beyond_chance"].update(alpha=0.5),
         lambda d: d["attacks"][1]["most_exposed"].append({"index": 3, "score": 0.9}),
         lambda d: d["attacks"][0]["most_exposed"].append({"index": -1, "score": 0.9}),
         lambda d: d["attacks"][0]["score_histogram"].pop("edges"),

@@ -30,8 +30,15 @@ def test_shipped_policy_values_and_order() -> None:
     assert (levels.middle.auc, levels.high.auc) == (0.55, 0.65)
     assert (levels.middle.tpr_at_1pct_fpr, levels.high.tpr_at_1pct_fpr) == (0.05, 0.10)
     assert (levels.middle.tpr_at_0_1pct_fpr, levels.high.tpr_at_0_1pct_fpr) == (0.005, 0.02)
+    assert POLICY.beyond_chance.alpha == 0.05
     assert POLICY.advice.large_accuracy_gap == 0.10
-    assert POLICY.epsilon_bound.delta == 1e-5
+    assert POLICY.epsilon_estimate.delta == 1e-5
+
+
+def test_alpha_defaults_to_five_percent_when_the_policy_leaves_it_out() -> None:
+    document = yaml.safe_load(SHIPPED.read_text())
+    del document["beyond_chance"]
+    assert parse_policy(yaml.safe_dump(document)).beyond_chance.alpha == 0.05
 
 
 def test_replacement_file_is_used(tmp_path: Path) -> None:
@@ -51,9 +58,13 @@ def test_replacement_file_is_used(tmp_path: Path) -> None:
         (_policy_text(levels__high__auc="0.65"), "levels.high.auc: Input should be a valid number"),
         (_policy_text(levels__low={"auc": 0.5}), "levels.low: unknown key"),
         (_policy_text(advice={}), "advice.large_accuracy_gap: Field required"),
-        (_policy_text(epsilon_bound__delta=0.0), "epsilon_bound.delta: Input should be greater than 0 (got 0.0)"),
-        (_policy_text(epsilon_bound__delta=1.0), "epsilon_bound.delta: Input should be less than 1 (got 1.0)"),
-        (_policy_text(epsilon_bound={}), "epsilon_bound.delta: Field required"),
+        (_policy_text(epsilon_estimate__delta=0.0), "epsilon_estimate.delta: Input should be greater than 0 (got 0.0)"),
+        (_policy_text(epsilon_estimate__delta=1.0), "epsilon_estimate.delta: Input should be less than 1 (got 1.0)"),
+        (_policy_text(epsilon_estimate={}), "epsilon_estimate.delta: Field required"),
+        (_policy_text(beyond_chance__alpha=0.0), "beyond_chance.alpha: Input should be greater than 0 (got 0.0)"),
+        (_policy_text(beyond_chance__alpha=0.2), "beyond_chance.alpha: Input should be less than or equal to 0.1"),
+        (_policy_text(beyond_chance={"alpha": 0.05, "beta": 0.2}), "beyond_chance.beta: unknown key"),
+        (_policy_text(epsilon_bound={"delta": 1e-5}), "epsilon_bound: renamed epsilon_estimate"),
         ("levels: [", "not valid YAML at line 1"),
         ("", "Input should be a valid dictionary"),
     ],

@@ -66,7 +66,7 @@ def test_text_report_by_default(stub) -> None:
     assert [(a.attack_index, a.attack_name, a.risk) for a in summary.attacks] == [
         (0, "BASELINE", report_pb2.RISK_LEVEL_MIDDLE), (1, "ML-LEAK", report_pb2.RISK_LEVEL_UNSPECIFIED),
         (2, "ML-LEAK", report_pb2.RISK_LEVEL_HIGH)]
-    assert summary.attacks[2].reason == "AUC 0.7000 >= 0.65"
+    assert summary.attacks[2].reason == "AUC 0.7000 [0.6600, 0.7400] >= 0.65, beyond chance (p = 1e-06)"
     assert [(c.format, c.last) for c in pieces] == [(report_pb2.REPORT_FORMAT_TEXT, True)]
     text = pieces[0].data.decode()
     assert text.startswith("Membership Inference Audit Report\nTask: task-1\nModels:\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from test_reporter_fixtures import failed, make_report, succeeded
+from test_reporter_fixtures import class_metrics, failed, make_report, succeeded
 
 from services.common.task_spec import ATTACKS as TASK_ATTACKS
 from services.reporter import catalog, render_text
@@ -41,33 +41,70 @@ def test_models_and_datasets_once_per_distinct_entry() -> None:
     ]
 
 
-def test_attack_entry_shows_description_results_and_low_fpr_figures() -> None:
-    attack = succeeded(0, "ML-LEAK", auc=0.5949353236670549, tpr_1=0.0312, tpr_01=None, non_members=500)
+def test_attack_entry_shows_description_results_intervals_evidence_and_the_estimate() -> None:
+    attack = succeeded(0, "ML-LEAK", auc=0.5949353236670549, tpr_1=0.0312, tpr_01=None, non_members=500,
+                       auc_p=2.5e-7, tpr_1_p=0.0412, separation=1.0,
+                       warnings=("the attack classifier stopped\n  before it converged",),
+                       per_class=(class_metrics(3, 48, 52, 0.71), class_metrics(12, 400, 410, 0.5512, 0.02)))
     attack.metrics.accuracy = 0.7540833333333333
-    assert _section(_text(attack), "Attacks") == [
+    attack.metrics.decision_threshold = 0.58731234
+    lines = _section(_text(attack), "Attacks")
+    epsilon_line = next(line for line in lines if line.startswith("\t  empirical epsilon estimate: "))
+    assert [line for line in lines if line is not epsilon_line] == [
         "\t- name: ML-LEAK (attacks[0])",
         f"\t  attack description: {catalog.ATTACKS['ML-LEAK'].description}",
-        "\t  attack results: acc = 0.7541, auc = 0.5949, precision = 0.5500, recall = 0.6000",
-        "\t  advantage = 0.0949, TPR@1%FPR = 0.0312, TPR@0.1%FPR = n/a (needs >= 1000 non-members, had 500)",
+        "\t  attack results: acc = 0.7541, auc = 0.5949 [0.5549, 0.6349], precision = 0.5500, recall = 0.6000",
+        "\t  advantage = 0.0949, TPR@1%FPR = 0.0312 [0.0000, 0.0712], TPR@0.1%FPR = n/a (needs >= 1000 non-members, "
+        "had 500)",
         "\t  evaluation set: 500 members, 500 non-members",
-        "\t  risk: MIDDLE, AUC 0.5949 >= 0.55; TPR@0.1%FPR not measurable (needs >= 1000 non-members, had 500), "
-        "so low FPR is judged by TPR@1%FPR",
-        "\t  privacy bound: epsilon >= 0.1456 at delta = 1e-05 (from FPR 0.5000 and TPR 0.6500, 95% Clopper-Pearson "
-        "intervals)",
+        "\t  decision threshold: 0.5873 (shadow model's members and non-members)",
+        "\t  warning: the attack classifier stopped before it converged",
+        "\t  chance p-values (beyond chance at p <= 0.025): AUC 2.5e-07, TPR@1%FPR 0.0412",
+        "\t  risk: MIDDLE, AUC 0.5949 [0.5549, 0.6349] >= 0.55, beyond chance (p = 2.5e-07); TPR@0.1%FPR not "
+        "measurable (needs >= 1000 non-members, had 500), so low FPR is judged by TPR@1%FPR",
+        "\t  per class:",
+        "\t    label  members  non-members  AUC [95% interval]       TPR@1%FPR",
+        "\t    3           48           52  0.7100 [0.6700, 0.7500]  n/a",
+        "\t    12         400          410  0.5512 [0.5112, 0.5912]  0.0200",
         "\t  most exposed members (record #, score): #0 (1.0000), #7 (0.9844), #14 (0.9688), #21 (0.9531), "
         "#28 (0.9375); 20 in the JSON and HTML reports",
     ]
+    assert lines.index(epsilon_line) == lines.index("\t  per class:") - 1
+    assert re.fullmatch(r"\t  empirical epsilon estimate: epsilon >= \d\.\d{4} at delta = 1e-05, 95% confidence "
+                        r"\(threshold -?[\d.]+ with (TPR <= e\^epsilon \* FPR|1 - FPR <= e\^epsilon \* \(1 - TPR\)) "
+                        r"\+ delta, chosen on 250 \+ 250 records; on the other 250 \+ 250: TPR \d\.\d{4} >= \d\.\d{4}, "
+                        r"FPR \d\.\d{4} <= \d\.\d{4}\)", epsilon_line), epsilon_line
 
 
-def test_a_chance_level_attack_bounds_nothing_and_a_short_list_is_shown_whole() -> None:
+def test_a_guessing_attack_estimates_nothing_and_a_short_list_is_shown_whole() -> None:
+    """Identical member and non-member scores: no operating point rules out anything."""
     attack = succeeded(0, exposed=2)
-    del attack.roc[1]  # (0, 0) -> (1, 1): the diagonal
+    attack.record_scores.members[:] = [0.5] * len(attack.record_scores.members)
+    attack.record_scores.non_members[:] = [0.5] * len(attack.record_scores.non_members)
     lines = _section(_text(attack), "Attacks")
     assert lines[-2:] == [
-        "\t  privacy bound: epsilon >= 0 at delta = 1e-05 (no point of the ROC curve rules out any epsilon with "
-        "95% Clopper-Pearson intervals)",
+        "\t  empirical epsilon estimate: epsilon >= 0 at delta = 1e-05, 95% confidence (no operating point on the "
+        "500 + 500 records that choose it rules out any epsilon)",
         "\t  most exposed members (record #, score): #0 (1.0000), #7 (0.9844)",
     ]
+
+
+def test_without_record_scores_there_is_no_estimate_and_the_report_says_why() -> None:
+    lines = _section(_text(succeeded(0, separation=None)), "Attacks")
+    assert "\t  empirical epsilon estimate: none: the result carries no record scores (it comes from a worker older " \
+           "than that field), so the operating point cannot be chosen on records other than those that measure " \
+           "it" in lines
+
+
+def test_a_result_without_the_new_fields_still_reads_plainly() -> None:
+    """An older worker's result: no intervals, p-values, threshold source or classes."""
+    text = _text(succeeded(0, auc=0.7, intervals=False, auc_p=None, tpr_1_p=None, tpr_01_p=None, threshold_source="",
+                           separation=None))
+    lines = _section(text, "Attacks")
+    assert "\t  attack results: acc = 0.6000, auc = 0.7000, precision = 0.5500, recall = 0.6000" in lines
+    assert "\t  decision threshold: 0.5 (the worker did not say where it comes from)" in lines
+    assert "\t  chance p-values (beyond chance at p <= 0.0167): AUC n/a, TPR@1%FPR n/a, TPR@0.1%FPR n/a" in lines
+    assert not any("per class" in line for line in lines)
 
 
 def test_no_raw_floats_anywhere() -> None:
@@ -87,7 +124,7 @@ def test_summary_warns_lists_failed_apart_and_numbers_the_advice() -> None:
     assert summary[:5] == [
         "\tOverall risk: HIGH",
         "\tWARNING! The model leaks membership to these attacks:",
-        "\t1, ML-LEAK (attacks[1]): HIGH risk, AUC 0.7000 >= 0.65",
+        "\t1, ML-LEAK (attacks[1]): HIGH risk, AUC 0.7000 [0.6600, 0.7400] >= 0.65, beyond chance (p = 1e-06)",
         "\tFailed attacks (not rated, not counted in the overall risk):",
         "\t- LABEL-ONLY (attacks[2]): (INVALID_ARGUMENT) attacks[1].args.shadow_model: the folder has no .py file; "
         "add one defining get_model()",

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from privaudit.v1 import results_pb2
 from services.reporter.catalog import attack_info
-from services.reporter.epsilon import CONFIDENCE, EpsilonBound
-from services.reporter.figures import decimal, epsilon_claim
+from services.reporter.epsilon import ASSUMPTION, CONFIDENCE, EpsilonEstimate
+from services.reporter.figures import decimal, epsilon_value
 from services.reporter.policy import Advice as AdviceSettings
 from services.reporter.risk import Assessment, Risk
 
@@ -79,9 +79,9 @@ def advise(
     models: Sequence[results_pb2.ModelSummary],
     overall: Risk | None,
     settings: AdviceSettings,
-    strongest_bound: tuple[Assessment, EpsilonBound] | None,
+    strongest_estimate: tuple[Assessment, EpsilonEstimate] | None,
 ) -> Advice:
-    """The advice for these ratings and models, given the attack with the largest epsilon bound;
+    """The advice for these ratings and models, given the attack with the largest epsilon estimate;
     the same input always gives the same output."""
     if overall is None:
         return Advice((), (NOTHING_RATED_NOTE,))
@@ -90,7 +90,7 @@ def advise(
     risky = [a for a in assessments if a.is_risky]
     reasons: dict[str, str] = {
         "differential_privacy": f"Overall risk is {overall.name} ({_levels(risky)}); DP-SGD is the one "
-        "defence here that bounds every attack, not only the ones this audit ran. " + _budget(strongest_bound)
+        "defence here that bounds every attack, not only the ones this audit ran. " + _budget(strongest_estimate)
     }
     notes: list[str] = []
     by_scores = [a for a in risky if attack_info(a.attack_name).reads_scores is True]
@@ -121,18 +121,19 @@ def advise(
     return Advice(recommendations, tuple(notes))
 
 
-def _budget(strongest_bound: tuple[Assessment, EpsilonBound] | None) -> str:
-    """What the empirical epsilon bound says about choosing a budget."""
-    if strongest_bound is None:
-        return "No attack gave an empirical privacy bound to compare a budget with."
-    assessment, bound = strongest_bound
-    confidence = f"{CONFIDENCE:.0%} confidence"
-    if not bound.epsilon:
-        return (f"The empirical privacy bound is {epsilon_claim(bound)}: at {confidence}, no attack's result on "
-                "evaluation sets of this size rules out any budget, so it gives no guide to choosing one.")
-    return (f"{assessment.label} shows that any DP guarantee of this training has {epsilon_claim(bound)} "
-            f"({confidence}): a budget below that would rule out what the attack achieved here. The bound is "
-            "empirical, a floor: stronger attacks may push it higher.")
+def _budget(strongest_estimate: tuple[Assessment, EpsilonEstimate] | None) -> str:
+    """What the empirical epsilon estimate says about choosing a budget."""
+    if strongest_estimate is None:
+        return "No attack gave an empirical epsilon estimate to compare a budget with."
+    assessment, estimate = strongest_estimate
+    if not estimate.epsilon:
+        return (f"No attack's empirical epsilon estimate rules out any budget at delta = {estimate.delta:g} "
+                f"({CONFIDENCE:.0%} confidence) on evaluation sets of this size, so it gives no guide to choosing one.")
+    return (f"{assessment.label} gives an empirical epsilon estimate of {epsilon_value(estimate)} at delta = "
+            f"{estimate.delta:g}: if {ASSUMPTION}, any DP guarantee of this training would need epsilon of at "
+            f"least that ({CONFIDENCE:.0%} confidence), and a budget below it would rule out what the attack "
+            "achieved here. Unless the audited members were chosen that way, it is an estimate, not a proof; "
+            "stronger attacks may push it higher.")
 
 
 def _gap(model: results_pb2.ModelSummary) -> float:

@@ -1,12 +1,14 @@
-"""The metrics the risk policy reads, how they are named in reports and how numbers and the
-epsilon bound are written."""
+"""The metrics the risk policy reads, how they are named in reports, and how numbers, intervals,
+p-values and the epsilon estimate are written."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from privaudit.v1 import results_pb2
-from services.reporter.epsilon import CONFIDENCE, EpsilonBound
+from services.reporter.epsilon import CONFIDENCE, EpsilonEstimate
+
+Interval = tuple[float, float]
 
 
 def decimal(value: float) -> str:
@@ -14,28 +16,58 @@ def decimal(value: float) -> str:
     return f"{value:.4f}"
 
 
-def epsilon_value(bound: EpsilonBound) -> str:
-    """The bound's epsilon as reports print it: four decimals, or `0` when it rules out nothing."""
-    return decimal(bound.epsilon) if bound.epsilon else "0"
+def score(value: float) -> str:
+    """A membership score or threshold as reports print it: four significant digits (scores have
+    any scale, a loss of 1e-7 included); the JSON report keeps the exact value."""
+    return f"{value:.4g}"
 
 
-def epsilon_claim(bound: EpsilonBound) -> str:
-    """What the bound says, e.g. `epsilon >= 0.7312 at delta = 1e-05`."""
-    return f"epsilon >= {epsilon_value(bound)} at delta = {bound.delta:g}"
+def probability(value: float) -> str:
+    """A p-value or significance level as reports print it: three significant digits (3e-12, 0.0167)."""
+    return f"{value:.3g}"
 
 
-def epsilon_basis(bound: EpsilonBound) -> str:
-    """Where the bound comes from, e.g. `from FPR 0.0100 and TPR 0.3000, 95% Clopper-Pearson intervals`."""
-    confidence = f"{CONFIDENCE:.0%} Clopper-Pearson intervals"
-    if not bound.epsilon:
-        return f"no point of the ROC curve rules out any epsilon with {confidence}"
-    return f"from FPR {decimal(bound.fpr)} and TPR {decimal(bound.tpr)}, {confidence}"
+def with_interval(value: float, interval: Interval | None) -> str:
+    """`0.7050 [0.6700, 0.7400]`, or the value alone when the result carries no interval."""
+    return decimal(value) + (f" [{decimal(interval[0])}, {decimal(interval[1])}]" if interval else "")
+
+
+def interval_of(message: results_pb2.Metrics | results_pb2.ClassMetrics, field: str) -> Interval | None:
+    """The `Interval` in `field` as (lower, upper); None when unset."""
+    if not message.HasField(field):
+        return None
+    interval = getattr(message, field)
+    return interval.lower, interval.upper
+
+
+def epsilon_value(estimate: EpsilonEstimate) -> str:
+    """The estimate's epsilon as reports print it: four decimals, or `0` when it rules out nothing."""
+    return decimal(estimate.epsilon) if estimate.epsilon else "0"
+
+
+def epsilon_claim(estimate: EpsilonEstimate) -> str:
+    """What the estimate says, e.g. `epsilon >= 0.7312 at delta = 1e-05, 95% confidence`."""
+    return f"epsilon >= {epsilon_value(estimate)} at delta = {estimate.delta:g}, {CONFIDENCE:.0%} confidence"
+
+
+def epsilon_basis(estimate: EpsilonEstimate) -> str:
+    """Where the estimate comes from: the operating point, the half it was chosen on and the
+    other half's rates with the limits used."""
+    chosen_on = f"{estimate.choosing_members} + {estimate.choosing_non_members} records"
+    if estimate.point is None or estimate.bounding is None:
+        return f"no operating point on the {chosen_on} that choose it rules out any epsilon"
+    measured = estimate.bounding
+    return (f"threshold {score(estimate.point.threshold)} with {estimate.point.inequality}, chosen on {chosen_on}; "
+            f"on the other {estimate.bounding_members} + {estimate.bounding_non_members}: "
+            f"TPR {decimal(estimate.tpr)} >= {decimal(measured.tpr_lower)}, "
+            f"FPR {decimal(estimate.fpr)} <= {decimal(measured.fpr_upper)}")
 
 
 @dataclass(frozen=True)
 class Figure:
     """A `Metrics` field that is risk evidence. `field` is also its key in the policy file;
-    `fpr` is the false-positive rate a TPR figure is read at (None for AUC)."""
+    `fpr` is the false-positive rate a TPR figure is read at (None for AUC). Its interval and
+    chance p-value are the fields `<field>_interval` and `<field>_p_value`."""
 
     field: str
     label: str
@@ -52,6 +84,27 @@ class Figure:
         if self.fpr is not None and not metrics.HasField(self.field):
             return None
         return getattr(metrics, self.field)
+
+    def interval(self, metrics: results_pb2.Metrics) -> Interval | None:
+        """Its 95% interval; None when unset (not measurable, or a result of an older worker)."""
+        return interval_of(metrics, f"{self.field}_interval")
+
+    def p_value(self, metrics: results_pb2.Metrics) -> float | None:
+        """The chance that guessing does at least as well on this set; None when unset."""
+        field = f"{self.field}_p_value"
+        return getattr(metrics, field) if metrics.HasField(field) else None
+
+    def evidence(self, metrics: results_pb2.Metrics) -> str:
+        """The measured figure with its interval, e.g. `AUC 0.7100 [0.6700, 0.7500]`."""
+        value = self.value(metrics)
+        assert value is not None, f"{self.label} was not measured"
+        return f"{self.label} {with_interval(value, self.interval(metrics))}"
+
+    def shown(self, metrics: results_pb2.Metrics) -> str:
+        """The figure with its interval, or `n/a (why)`."""
+        value = self.value(metrics)
+        return with_interval(value, self.interval(metrics)) if value is not None else \
+            f"n/a ({self.not_measurable(metrics)})"
 
     def not_measurable(self, metrics: results_pb2.Metrics) -> str:
         """Why the figure is missing, e.g. `needs >= 1000 non-members, had 500`."""

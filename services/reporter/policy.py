@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from services.reporter.figures import RISK_FIGURES
 
 DEFAULT_POLICY = "risk_policy.yaml"
+# Keys of older policy files and what they are called now.
+_RENAMED = {"epsilon_bound": "epsilon_estimate"}
 
 
 class PolicyError(ValueError):
@@ -49,8 +51,16 @@ class Advice(_Strict):
     large_accuracy_gap: float = Field(gt=0, le=1)
 
 
+class Chance(_Strict):
+    """How unlikely under guessing a figure must be before it counts as evidence: its chance p-value
+    must be at most `alpha` divided by the number of figures measured for the attack (Bonferroni),
+    so that a guessing attack is rated above LOW at most `alpha` of the time."""
+
+    alpha: float = Field(default=0.05, gt=0, le=0.1)
+
+
 class EpsilonSettings(_Strict):
-    """Settings of the empirical privacy bound: the delta its epsilon is stated at."""
+    """Settings of the empirical epsilon estimate: the delta it is stated at."""
 
     delta: float = Field(gt=0, lt=1)
 
@@ -59,8 +69,9 @@ class Policy(_Strict):
     """A validated risk policy."""
 
     levels: Levels
+    beyond_chance: Chance = Chance()
     advice: Advice
-    epsilon_bound: EpsilonSettings
+    epsilon_estimate: EpsilonSettings
 
 
 def load_policy(path: Path | None = None) -> Policy:
@@ -96,7 +107,7 @@ def _problem(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = f"renamed {_RENAMED[key]}" if key in _RENAMED else "unknown key"
     elif error["type"] != "missing" and error["type"] != "value_error":
         message = f"{message} (got {error['input']!r})"
     return f"{key}: {message}" if key else message

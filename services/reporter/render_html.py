@@ -7,8 +7,17 @@ from functools import cache
 
 import jinja2
 
-from services.reporter.epsilon import CONFIDENCE
-from services.reporter.figures import LOW_FPR_FIGURES, decimal, epsilon_basis, epsilon_value
+from services.reporter.epsilon import ASSUMPTION, CONFIDENCE
+from services.reporter.figures import (
+    AUC,
+    LOW_FPR_FIGURES,
+    decimal,
+    epsilon_basis,
+    epsilon_value,
+    interval_of,
+    probability,
+    score,
+)
 from services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
 from services.reporter.render_text import TITLE
 from services.reporter.report import AttackEntry, Report
@@ -22,8 +31,11 @@ def render(report: Report) -> bytes:
     page = _template().render(
         title=TITLE,
         report=report,
+        auc=AUC,
         low_fpr_figures=LOW_FPR_FIGURES,
         confidence=f"{CONFIDENCE:.0%}",
+        assumption=ASSUMPTION,
+        interval_of=interval_of,
         colours={e.result.attack_index: ATTACK_COLOURS[i % len(ATTACK_COLOURS)] for i, e in enumerate(succeeded)},
         roc_image=roc_png([_curve(e) for e in succeeded]) if succeeded else None,
         histogram_images={e.result.attack_index: histogram_png(e.result.score_histogram,
@@ -42,7 +54,8 @@ def _template() -> jinja2.Template:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(decimal=decimal, epsilon=epsilon_value, epsilon_basis=epsilon_basis, risk=_risk_name)
+    environment.filters.update(decimal=decimal, epsilon=epsilon_value, epsilon_basis=epsilon_basis, risk=_risk_name,
+                               probability=probability, score=score)
     return environment.get_template(TEMPLATE)
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from privaudit.v1 import results_pb2
 from services.common.task_spec import YAML_ATTACK_TYPE
-from services.reporter.epsilon import CONFIDENCE, EpsilonBound
-from services.reporter.figures import TPR_AT_0_1PCT_FPR, TPR_AT_1PCT_FPR
+from services.reporter.epsilon import ASSUMPTION, CONFIDENCE, EpsilonEstimate
+from services.reporter.figures import RISK_FIGURES, Interval, interval_of
 from services.reporter.report import AttackEntry, Report
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
 SCHEMA_FILE = "report.schema.json"
 
 
@@ -73,7 +73,11 @@ def _attack(entry: AttackEntry) -> dict[str, Any]:
         "roc": [[point.fpr, point.tpr] for point in result.roc],
         "risk": assessment.risk.name if assessment.risk else None,
         "risk_reason": assessment.reason,
-        "epsilon_bound": _epsilon(entry.epsilon) if entry.epsilon else None,
+        "beyond_chance_at": assessment.significance,
+        "warnings": list(result.warnings),
+        "per_class": [_class(c) for c in result.per_class],
+        "epsilon_estimate": _epsilon(entry.epsilon) if entry.epsilon else None,
+        "epsilon_estimate_missing": entry.epsilon_missing or None,
         "most_exposed": [{"index": r.index, "score": r.score} for r in result.most_exposed],
         "score_histogram": _histogram(result.score_histogram) if result.HasField("score_histogram") else None,
         "error": None if entry.succeeded else _error(result.error),
@@ -82,23 +86,51 @@ def _attack(entry: AttackEntry) -> dict[str, Any]:
 
 
 def _metrics(metrics: results_pb2.Metrics) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for figure in RISK_FIGURES:
+        figures[figure.field] = figure.value(metrics)
+        figures[f"{figure.field}_interval"] = _interval(figure.interval(metrics))
+        figures[f"{figure.field}_p_value"] = figure.p_value(metrics)
     return {
         "acc": metrics.accuracy,
-        "auc": metrics.auc,
         "precision": metrics.precision,
         "recall": metrics.recall,
         "advantage": metrics.advantage,
-        TPR_AT_1PCT_FPR.field: TPR_AT_1PCT_FPR.value(metrics),
-        TPR_AT_0_1PCT_FPR.field: TPR_AT_0_1PCT_FPR.value(metrics),
+        **figures,
         "num_members": metrics.num_members,
         "num_non_members": metrics.num_non_members,
         "decision_threshold": metrics.decision_threshold,
+        "threshold_source": metrics.threshold_source,
     }
 
 
-def _epsilon(bound: EpsilonBound) -> dict[str, float]:
-    return {"epsilon": bound.epsilon, "delta": bound.delta, "confidence": CONFIDENCE, "fpr": bound.fpr,
-            "tpr": bound.tpr, "fpr_upper": bound.fpr_upper, "tpr_lower": bound.tpr_lower}
+def _interval(interval: Interval | None) -> dict[str, float] | None:
+    return {"lower": interval[0], "upper": interval[1]} if interval else None
+
+
+def _class(per_class: results_pb2.ClassMetrics) -> dict[str, Any]:
+    return {"label": per_class.label, "num_members": per_class.num_members,
+            "num_non_members": per_class.num_non_members, "auc": per_class.auc,
+            "auc_interval": _interval(interval_of(per_class, "auc_interval")),
+            "tpr_at_1pct_fpr": per_class.tpr_at_1pct_fpr if per_class.HasField("tpr_at_1pct_fpr") else None}
+
+
+def _epsilon(estimate: EpsilonEstimate) -> dict[str, Any]:
+    point, measured = estimate.point, estimate.bounding
+    return {
+        "epsilon": estimate.epsilon,
+        "delta": estimate.delta,
+        "confidence": CONFIDENCE,
+        "assumption": ASSUMPTION,
+        "choosing_half": {"members": estimate.choosing_members, "non_members": estimate.choosing_non_members},
+        "bounding_half": {"members": estimate.bounding_members, "non_members": estimate.bounding_non_members},
+        "operating_point": None if point is None or measured is None else {
+            "threshold": point.threshold, "inequality": str(point.inequality),
+            "true_positives": measured.true_positives, "false_positives": measured.false_positives,
+            "tpr": estimate.tpr, "fpr": estimate.fpr, "tpr_lower": measured.tpr_lower,
+            "fpr_upper": measured.fpr_upper,
+        },
+    }
 
 
 def _histogram(histogram: results_pb2.ScoreHistogram) -> dict[str, list[float] | list[int]]:

@@ -6,7 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from privaudit.v1 import results_pb2
-from services.reporter.figures import LOW_FPR_FIGURES, decimal, epsilon_basis, epsilon_claim
+from services.reporter.epsilon import ASSUMPTION
+from services.reporter.figures import (
+    AUC,
+    LOW_FPR_FIGURES,
+    RISK_FIGURES,
+    decimal,
+    epsilon_basis,
+    epsilon_claim,
+    interval_of,
+    probability,
+    score,
+    with_interval,
+)
 from services.reporter.report import AttackEntry, Report
 
 TITLE = "Membership Inference Audit Report"
@@ -41,23 +53,58 @@ def _attack(entry: AttackEntry) -> list[str]:
     if not entry.succeeded:
         return [*lines, f"\t  FAILED: {_error(entry.result.error)}"]
     m = entry.result.metrics
-    low_fpr = ", ".join(f"{figure.label} = {_measured(figure.value(m), figure.not_measurable(m))}"
-                        for figure in LOW_FPR_FIGURES)
+    low_fpr = ", ".join(f"{figure.label} = {figure.shown(m)}" for figure in LOW_FPR_FIGURES)
     return [
         *lines,
-        f"\t  attack results: acc = {decimal(m.accuracy)}, auc = {decimal(m.auc)}, "
+        f"\t  attack results: acc = {decimal(m.accuracy)}, auc = {AUC.shown(m)}, "
         f"precision = {decimal(m.precision)}, recall = {decimal(m.recall)}",
         f"\t  advantage = {decimal(m.advantage)}, {low_fpr}",
         f"\t  evaluation set: {m.num_members} members, {m.num_non_members} non-members",
+        f"\t  decision threshold: {score(m.decision_threshold)} ({_threshold_source(m)})",
+        *(f"\t  warning: {' '.join(warning.split())}" for warning in entry.result.warnings),
+        f"\t  {_p_values(entry)}",
         f"\t  risk: {entry.assessment.risk.name}, {entry.assessment.reason}",
-        *_epsilon(entry),
+        f"\t  empirical epsilon estimate: {_epsilon(entry)}",
+        *_per_class(entry.result.per_class),
         *_exposed(entry.result.most_exposed),
     ]
 
 
-def _epsilon(entry: AttackEntry) -> list[str]:
-    bound = entry.epsilon
-    return [f"\t  privacy bound: {epsilon_claim(bound)} ({epsilon_basis(bound)})"] if bound else []
+def _threshold_source(metrics: results_pb2.Metrics) -> str:
+    source = " ".join(metrics.threshold_source.split())
+    return source or "the worker did not say where it comes from"
+
+
+def _p_values(entry: AttackEntry) -> str:
+    """The chance p-values of the measured figures and the level they are held to."""
+    m = entry.result.metrics
+    measured = [figure for figure in RISK_FIGURES if figure.value(m) is not None]
+    shown = ", ".join(f"{figure.label} {probability(p) if (p := figure.p_value(m)) is not None else 'n/a'}"
+                      for figure in measured)
+    return f"chance p-values (beyond chance at p <= {probability(entry.assessment.significance)}): {shown}"
+
+
+def _epsilon(entry: AttackEntry) -> str:
+    if entry.epsilon is None:
+        return f"none: {entry.epsilon_missing}"
+    return f"{epsilon_claim(entry.epsilon)} ({epsilon_basis(entry.epsilon)})"
+
+
+def _per_class(classes: Sequence[results_pb2.ClassMetrics]) -> list[str]:
+    """A compact table, columns aligned: label, members, non-members, AUC [interval], TPR@1%FPR."""
+    if not classes:
+        return []
+    rows = [("label", "members", "non-members", "AUC [95% interval]", "TPR@1%FPR")] + [
+        (str(c.label), str(c.num_members), str(c.num_non_members),
+         with_interval(c.auc, interval_of(c, "auc_interval")),
+         decimal(c.tpr_at_1pct_fpr) if c.HasField("tpr_at_1pct_fpr") else "n/a")
+        for c in classes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = (False, True, True, False, False)
+    table = ["  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right, strict=True))
+             .rstrip() for row in rows]
+    return ["\t  per class:", *(f"\t    {line}" for line in table)]
 
 
 def _exposed(records: Sequence[results_pb2.ExposedRecord]) -> list[str]:
@@ -77,6 +124,9 @@ def _summary(report: Report) -> list[str]:
     if report.failed:
         lines.append("\tFailed attacks (not rated, not counted in the overall risk):")
         lines += [f"\t- {e.assessment.label}: {_error(e.result.error)}" for e in report.failed]
+    if report.strongest_estimate:
+        lines.append(f"\tEpsilon estimates are lower bounds on the training's epsilon only if {ASSUMPTION}; "
+                     "otherwise they are empirical estimates.")
     advice = report.advice
     if advice.recommendations:
         lines += ["", "\tRecommended defences, in this order:"]
@@ -84,10 +134,6 @@ def _summary(report: Report) -> list[str]:
             lines += [f"\t{n}, {rec.title}. {rec.description}", f"\t   Why here: {rec.why}"]
     lines += ["", *(f"\tNote: {note}" for note in advice.notes)] if advice.notes else []
     return lines
-
-
-def _measured(value: float | None, why_not: str) -> str:
-    return decimal(value) if value is not None else f"n/a ({why_not})"
 
 
 def _error(error: results_pb2.AttackError) -> str:

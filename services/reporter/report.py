@@ -11,15 +11,23 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TypeVar
 
+import numpy as np
+
 from privaudit.v1 import report_pb2, results_pb2
 from services.reporter.advice import Advice, advise
 from services.reporter.catalog import AttackInfo, attack_info
-from services.reporter.epsilon import EpsilonBound, lower_bound
+from services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
 from services.reporter.policy import Policy
 from services.reporter.risk import Assessment, Risk, assess, overall_risk
 
 # Metrics that are rates or probabilities, so must lie in [0, 1].
-_UNIT_METRICS = ("accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr")
+_UNIT_METRICS = ("accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr",
+                 "auc_p_value", "tpr_at_1pct_fpr_p_value", "tpr_at_0_1pct_fpr_p_value")
+_INTERVALS = ("auc_interval", "tpr_at_1pct_fpr_interval", "tpr_at_0_1pct_fpr_interval")
+NO_RECORD_SCORES = ("the result carries no record scores (it comes from a worker older than that field), so the "
+                    "operating point cannot be chosen on records other than those that measure it")
+TOO_FEW_RECORDS = (f"the evaluation set needs at least {MIN_RECORDS} members and {MIN_RECORDS} non-members to be "
+                   "split into a half that chooses the operating point and a half that measures it")
 _Summary = TypeVar("_Summary", results_pb2.ModelSummary, results_pb2.DatasetSummary)
 
 
@@ -33,11 +41,13 @@ class ReportRequestError(ValueError):
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack's result, its rating and, when it succeeded, its empirical privacy bound."""
+    """One attack's result, its rating and, when it succeeded, its empirical epsilon estimate or,
+    in `epsilon_missing`, why it has none (empty otherwise)."""
 
     result: results_pb2.AttackResult
     assessment: Assessment
-    epsilon: EpsilonBound | None
+    epsilon: EpsilonEstimate | None
+    epsilon_missing: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -80,9 +90,9 @@ class Report:
         return tuple(e for e in self.attacks if not e.succeeded)
 
     @property
-    def strongest_bound(self) -> AttackEntry | None:
-        """The attack with the largest epsilon bound (the first on ties); None when none has one."""
-        return strongest_bound(self.attacks)
+    def strongest_estimate(self) -> AttackEntry | None:
+        """The attack with the largest epsilon estimate (the first on ties); None when none has one."""
+        return strongest_estimate(self.attacks)
 
     def summary_proto(self) -> report_pb2.ReportSummary:
         return report_pb2.ReportSummary(
@@ -96,12 +106,12 @@ def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], poli
     """Checks, rates and advises; raises ReportRequestError on results it cannot report."""
     _check(results)
     ordered = sorted(results, key=lambda r: r.attack_index)
-    attacks = tuple(AttackEntry(r, assess(r, policy), _epsilon_bound(r, policy.epsilon_bound.delta))
+    attacks = tuple(AttackEntry(r, assess(r, policy), *_epsilon_estimate(r, policy.epsilon_estimate.delta))
                     for r in ordered)
     measured = [e.result for e in attacks if e.succeeded]
     models = _distinct(r.target_model for r in measured)
     overall = overall_risk(e.assessment for e in attacks)
-    strongest = strongest_bound(attacks)
+    strongest = strongest_estimate(attacks)
     return Report(
         task_id=task_id,
         policy=policy,
@@ -114,17 +124,23 @@ def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], poli
     )
 
 
-def strongest_bound(attacks: Iterable[AttackEntry]) -> AttackEntry | None:
-    """The attack with the largest epsilon bound, the first on ties; None when none has one."""
-    bounded = [e for e in attacks if e.epsilon is not None]
-    return max(bounded, key=lambda e: e.epsilon.epsilon, default=None)
+def strongest_estimate(attacks: Iterable[AttackEntry]) -> AttackEntry | None:
+    """The attack with the largest epsilon estimate, the first on ties; None when none has one."""
+    estimated = [e for e in attacks if e.epsilon is not None]
+    return max(estimated, key=lambda e: e.epsilon.epsilon, default=None)
 
 
-def _epsilon_bound(result: results_pb2.AttackResult, delta: float) -> EpsilonBound | None:
+def _epsilon_estimate(result: results_pb2.AttackResult, delta: float) -> tuple[EpsilonEstimate | None, str]:
+    """The estimate from the evaluated records' scores, or why there is none."""
     if result.status != results_pb2.ATTACK_STATUS_SUCCEEDED:
-        return None
-    return lower_bound([(point.fpr, point.tpr) for point in result.roc], result.metrics.num_members,
-                       result.metrics.num_non_members, delta)
+        return None, ""
+    if not result.HasField("record_scores"):
+        return None, NO_RECORD_SCORES
+    scores = result.record_scores
+    members = np.asarray(scores.members, dtype=np.float64)[np.asarray(scores.member_evaluated, dtype=bool)]
+    non_members = np.asarray(scores.non_members, dtype=np.float64)[np.asarray(scores.non_member_evaluated, dtype=bool)]
+    found = estimate(members, non_members, delta)
+    return found, "" if found else TOO_FEW_RECORDS
 
 
 def _distinct(items: Iterable[_Summary]) -> tuple[_Summary, ...]:
@@ -176,6 +192,42 @@ def _check_metrics(result: results_pb2.AttackResult, field: str) -> None:
             raise ReportRequestError(f"{field}.most_exposed[{j}].score", f"must be a finite number, got {record.score}")
     if result.HasField("score_histogram"):
         _check_histogram(result.score_histogram, f"{field}.score_histogram")
+    for name in _INTERVALS:
+        if metrics.HasField(name):
+            _check_interval(getattr(metrics, name), f"{field}.metrics.{name}")
+    for j, per_class in enumerate(result.per_class):
+        _check_class(per_class, f"{field}.per_class[{j}]")
+    if result.HasField("record_scores"):
+        _check_record_scores(result.record_scores, metrics, f"{field}.record_scores")
+
+
+def _check_interval(interval: results_pb2.Interval, field: str) -> None:
+    if not 0 <= interval.lower <= interval.upper <= 1:
+        raise ReportRequestError(field, f"must have 0 <= lower <= upper <= 1, got [{interval.lower}, {interval.upper}]")
+
+
+def _check_class(per_class: results_pb2.ClassMetrics, field: str) -> None:
+    values = [("auc", per_class.auc)]
+    if per_class.HasField("tpr_at_1pct_fpr"):
+        values.append(("tpr_at_1pct_fpr", per_class.tpr_at_1pct_fpr))
+    for name, value in values:
+        if not 0 <= value <= 1:
+            raise ReportRequestError(f"{field}.{name}", f"must be between 0 and 1, got {value}")
+    if per_class.HasField("auc_interval"):
+        _check_interval(per_class.auc_interval, f"{field}.auc_interval")
+
+
+def _check_record_scores(scores: results_pb2.RecordScores, metrics: results_pb2.Metrics, field: str) -> None:
+    for side, count in (("member", metrics.num_members), ("non_member", metrics.num_non_members)):
+        values, evaluated = getattr(scores, f"{side}s"), getattr(scores, f"{side}_evaluated")
+        if len(evaluated) != len(values):
+            raise ReportRequestError(f"{field}.{side}_evaluated",
+                                     f"must have one flag per score ({len(values)}), got {len(evaluated)}")
+        if sum(evaluated) != count:
+            raise ReportRequestError(f"{field}.{side}_evaluated",
+                                     f"flags {sum(evaluated)} records, but metrics.num_{side}s is {count}")
+        if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+            raise ReportRequestError(f"{field}.{side}s", "must be finite numbers")
 
 
 def _check_histogram(histogram: results_pb2.ScoreHistogram, field: str) -> None:
