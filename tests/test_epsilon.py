@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import beta, binom
+from test_reporter_fixtures import make_report, succeeded
 
 from services.reporter.epsilon import (
     CONFIDENCE,
@@ -208,3 +209,14 @@ def test_a_large_set_is_searched_at_its_extremes() -> None:
     assert point.inequality is Inequality.TPR
     assert choosing.non_members.max() < point.threshold <= 10
     assert point.threshold == choosing.members[choosing.members > choosing.non_members.max()].min()
+
+
+def test_a_report_estimates_from_the_evaluated_records_only() -> None:
+    """The helper's result adds members outside the balanced set, scoring above everyone: they
+    must not enter the estimate."""
+    result = succeeded(0, separation=0.5)
+    scores = result.record_scores
+    evaluated = np.array(scores.member_evaluated)
+    assert not evaluated.all()
+    (entry,) = make_report(result).attacks
+    assert entry.epsilon == estimate(np.array(scores.members)[evaluated], np.array(scores.non_members), DELTA)

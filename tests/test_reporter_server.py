@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_reporter_fixtures import POLICY, failed, make_report, succeeded, validate_json
+from test_reporter_fixtures import POLICY, class_metrics, failed, make_report, succeeded, validate_json
 
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2
 from services.common.channels import open_channel
@@ -120,6 +120,20 @@ def _nan_auc() -> results_pb2.AttackResult:
          "results[0].score_histogram.edges: must be finite and strictly increasing"),
         ([_with(succeeded(0), lambda r: r.most_exposed.add(index=3, score=float("inf")))],
          report_pb2.REPORT_FORMAT_JSON, "results[0].most_exposed[20].score: must be a finite number, got inf"),
+        ([_with(succeeded(0), lambda r: setattr(r.metrics.auc_interval, "lower", 0.9))], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].metrics.auc_interval: must have 0 <= lower <= upper <= 1, got [0.9, 0.54]"),
+        ([_with(succeeded(0), lambda r: setattr(r.metrics, "tpr_at_1pct_fpr_p_value", 1.5))],
+         report_pb2.REPORT_FORMAT_TEXT, "results[0].metrics.tpr_at_1pct_fpr_p_value: must be between 0 and 1, got 1.5"),
+        ([_with(succeeded(0, per_class=(class_metrics(1, 10, 10, 0.6),)),
+                lambda r: setattr(r.per_class[0], "auc", -0.1))],
+         report_pb2.REPORT_FORMAT_JSON, "results[0].per_class[0].auc: must be between 0 and 1, got -0.1"),
+        ([_with(succeeded(0), lambda r: r.record_scores.member_evaluated.append(True))], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].record_scores.member_evaluated: must have one flag per score (1003), got 1004"),
+        ([_with(succeeded(0), lambda r: r.record_scores.non_member_evaluated.__setitem__(0, False))],
+         report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].record_scores.non_member_evaluated: flags 999 records, but metrics.num_non_members is 1000"),
+        ([_with(succeeded(0), lambda r: r.record_scores.members.__setitem__(5, float("nan")))],
+         report_pb2.REPORT_FORMAT_TEXT, "results[0].record_scores.members: must be finite numbers"),
     ],
 )
 def test_requests_it_cannot_render_are_invalid_argument(stub, results, report_format, message) -> None:
