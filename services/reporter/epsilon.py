@@ -123,21 +123,6 @@ def clopper_pearson(successes: np.ndarray, trials: int,
     return lower, upper
 
 
-def rate_limits(true_positives: np.ndarray, false_positives: np.ndarray, members: int,
-                non_members: int) -> tuple[np.ndarray, np.ndarray]:
-    """(TPR lower limits, FPR upper limits) of count pairs: the ends of their CONFIDENCE intervals."""
-    tpr_lower, _ = clopper_pearson(true_positives, members)
-    _, fpr_upper = clopper_pearson(false_positives, non_members)
-    return tpr_lower, fpr_upper
-
-
-def ruled_out(tpr_lower: np.ndarray, fpr_upper: np.ndarray, delta: float) -> dict[Inequality, np.ndarray]:
-    """Per inequality, the epsilon that rates at these limits rule out, 0 where they rule out
-    nothing; finite, since a lower limit is below 1 and an upper limit above 0."""
-    return {Inequality.TPR: _log_ratio(tpr_lower - delta, fpr_upper),
-            Inequality.TNR: _log_ratio(1 - fpr_upper - delta, 1 - tpr_lower)}
-
-
 def split(members: np.ndarray, non_members: np.ndarray, seed: int = SPLIT_SEED) -> tuple[Half, Half]:
     """(choosing half, bounding half). Members and non-members are shuffled separately with
     `numpy.random.default_rng(seed)`; the choosing half takes the first n // 2 of each. Each
@@ -158,9 +143,9 @@ def choose(half: Half, delta: float) -> OperatingPoint | None:
     """The candidate operating point with the largest conservative estimate on `half`; ties go
     to the TPR inequality, then to the higher threshold. None when every candidate gives 0."""
     thresholds = _candidates(np.concatenate([half.members, half.non_members]))
-    limits = rate_limits(*_counts(half, thresholds), len(half.members), len(half.non_members))
+    limits = _rate_limits(*_counts(half, thresholds), len(half.members), len(half.non_members))
     # Rounded so that ties in exact arithmetic stay ties (a perfect separator's two sides agree).
-    epsilons = {side: np.round(values, _TIE_DECIMALS) for side, values in ruled_out(*limits, delta).items()}
+    epsilons = {side: np.round(values, _TIE_DECIMALS) for side, values in _ruled_out(*limits, delta).items()}
     inequality = max(epsilons, key=lambda side: epsilons[side].max())  # dict order: TPR first on ties
     best = int(np.argmax(epsilons[inequality]))
     if epsilons[inequality][best] <= 0:
@@ -171,9 +156,9 @@ def choose(half: Half, delta: float) -> OperatingPoint | None:
 def bound(half: Half, point: OperatingPoint, delta: float) -> tuple[float, Bounding]:
     """The epsilon that `point`'s inequality rules out on `half`, and the counts behind it."""
     (true_positives,), (false_positives,) = _counts(half, np.array([point.threshold]))
-    tpr_lower, fpr_upper = rate_limits(np.array([true_positives]), np.array([false_positives]), len(half.members),
+    tpr_lower, fpr_upper = _rate_limits(np.array([true_positives]), np.array([false_positives]), len(half.members),
                                        len(half.non_members))
-    (epsilon,) = ruled_out(tpr_lower, fpr_upper, delta)[point.inequality]
+    (epsilon,) = _ruled_out(tpr_lower, fpr_upper, delta)[point.inequality]
     counts = Bounding(int(true_positives), int(false_positives), float(tpr_lower[0]), float(fpr_upper[0]))
     return float(epsilon), counts
 
@@ -196,6 +181,21 @@ def estimate_from_halves(choosing: Half, bounding: Half, delta: float) -> Epsilo
         return EpsilonEstimate(epsilon=0.0, delta=delta, point=None, bounding=None, **sizes)
     epsilon, counts = bound(bounding, point, delta)
     return EpsilonEstimate(epsilon=epsilon, delta=delta, point=point, bounding=counts, **sizes)
+
+
+def _rate_limits(true_positives: np.ndarray, false_positives: np.ndarray, members: int,
+                non_members: int) -> tuple[np.ndarray, np.ndarray]:
+    """(TPR lower limits, FPR upper limits) of count pairs: the ends of their CONFIDENCE intervals."""
+    tpr_lower, _ = clopper_pearson(true_positives, members)
+    _, fpr_upper = clopper_pearson(false_positives, non_members)
+    return tpr_lower, fpr_upper
+
+
+def _ruled_out(tpr_lower: np.ndarray, fpr_upper: np.ndarray, delta: float) -> dict[Inequality, np.ndarray]:
+    """Per inequality, the epsilon that rates at these limits rule out, 0 where they rule out
+    nothing; finite, since a lower limit is below 1 and an upper limit above 0."""
+    return {Inequality.TPR: _log_ratio(tpr_lower - delta, fpr_upper),
+            Inequality.TNR: _log_ratio(1 - fpr_upper - delta, 1 - tpr_lower)}
 
 
 def _candidates(scores: np.ndarray) -> np.ndarray:
