@@ -1,8 +1,9 @@
 """LOSS, LIRA and RMIA on the shipped example, through the real Paddle runtime, as worker jobs.
 
 The example's target, digits_mlp, memorised its 400 members. The attacks that calibrate each
-record against shadow models (LIRA with 16, RMIA with 4) must find them better than LOSS's one
-global loss threshold, both in AUC and in TPR at the lowest FPR the 400 non-members resolve (1%).
+record against shadow models (LIRA online with 16, RMIA offline with 4 references), trained as the
+target was on as many records, must find them better than LOSS's one global loss threshold, both
+in AUC and in TPR at the lowest FPR the 400 non-members resolve (1%).
 Against the control, digits_constant, which answers every input alike (its shadow models are
 itself: it has nothing to train), every attack must get chance: AUC 0.5 +- 0.03. The task is
 example/tasks/mem_inf_sota.yaml as shipped. Needs the trained example (`make example`).
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
+from services.attack_worker.attacks import shadow_models
 from services.attack_worker.job import run_job
+from services.attack_worker.paddle_runtime import PaddleRuntime
 from services.attack_worker.settings import WorkerSettings
 from services.common import task_spec
 
@@ -48,6 +51,18 @@ def on_control() -> dict[str, results_pb2.Metrics]:
 def test_the_task_is_the_one_the_issue_asks_for():
     assert [a.name for a in TASK.attacks] == list(NAMES)
     assert TASK.attacks[1].num_shadow == 16
+
+
+def test_the_models_mirror_the_target_lira_online_half_in_and_rmia_offline_four_references():
+    """From the masks alone (no training): every model trains on 400 records, as the target did;
+    LIRA's 16 put each audited record in exactly 8 of them; RMIA's 4 are all references (OUT) for
+    every audited record."""
+    runtime = PaddleRuntime(WorkerSettings(str(ROOT)), TASK.seed, lambda *_: None)
+    lira, rmia = (shadow_models.load(TASK.attacks[index], runtime) for index in (1, 2))
+    for setup in (lira, rmia):
+        assert setup.train_size == 400 and (setup.masks.sum(axis=1) == 400).all()
+    assert (lira.masks[:, :800].sum(axis=0) == 8).all()
+    assert (~rmia.query_masks[:, :800]).sum(axis=0).tolist() == [4] * 800
 
 
 def test_every_attack_is_measured_on_the_whole_balanced_example(on_target):

@@ -198,6 +198,16 @@ def test_the_choice_agrees_with_a_brute_force_of_its_definition(seed):
     assert chosen.a == a and chosen.auc == pytest.approx(auc, abs=1e-12)
 
 
+def test_a_stand_in_is_attacked_on_the_records_another_model_is_out_of():
+    members = np.array([[True, False, True, False], [True, True, False, False], [True, False, False, True]])
+    assert rmia.stand_in_records(members, 0).tolist() == [False, True, True, True]  # record 0 is IN the others
+    assert rmia.stand_in_records(members, 1).tolist() == [False, True, True, True]
+    assert rmia.stand_in_records(members[:2], 0).tolist() == [False, False, True, True]  # one IN it, one OUT
+    two = np.array([[True, True], [False, True]])
+    assert rmia.stand_in_records(two, 0) is None  # record 0, the only one model 1 is OUT of, is a member
+    assert rmia.stand_in_records(two, 1) is None  # model 0 is OUT of no record
+
+
 def test_no_stand_in_with_members_and_non_members_means_no_choice():
     members = np.array([[True, True], [False, False]])
     assert rmia.choose_a(np.log(np.full((2, 2), 0.5)), members) is None  # model 1 has no member, 0 no non-member

@@ -211,6 +211,16 @@ def test_online_shadow_models_with_more_audited_records_than_twice_train_size_sa
                                "or run offline (online: false)",)
 
 
+def test_offline_rmia_refuses_before_training_when_a_cannot_be_chosen():
+    """One z sample is a member or a non-member of each reference model, never both."""
+    rt = audit_runtime(seed=SEED)
+    with pytest.raises(TaskError) as caught:
+        shadow_models.run(fake_args(task_spec.RmiaArgs, num_population=1), rt)
+    assert [p.field for p in caught.value.problems] == ["a"] and not rt.train_calls
+    assert "set a (0 to 1), or raise num_population" in str(caught.value)
+    shadow_models.run(fake_args(task_spec.RmiaArgs, num_population=1, a=0.5), audit_runtime(seed=SEED))
+
+
 def test_offline_rmia_chooses_a_on_its_reference_models_unless_the_task_sets_it():
     rt = audit_runtime(seed=SEED)
     num_z = len(shadow_models.load(fake_args(task_spec.RmiaArgs), rt).query) - 400

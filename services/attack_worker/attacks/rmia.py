@@ -92,28 +92,37 @@ class ChosenA:
     stand_ins: int
 
 
+def stand_in_records(reference_in: np.ndarray, stand_in: int) -> np.ndarray | None:
+    """(n,) bool: the records on which reference model `stand_in` can stand in for the target,
+    the others serving as its references: those some other model is OUT of. None when they
+    hold no member of it or no non-member, so that it cannot be attacked."""
+    reference_in = np.asarray(reference_in, dtype=bool)
+    usable = (~np.delete(reference_in, stand_in, axis=0)).any(axis=0)
+    members = reference_in[stand_in, usable]
+    return usable if members.any() and not members.all() else None
+
+
 def choose_a(reference_log_p: np.ndarray, reference_in: np.ndarray, grid: tuple[float, ...] = A_GRID) -> ChosenA | None:
     """The `a` of `grid` under which offline RMIA best tells each reference model's members from
     its non-members, the other models serving as its references. reference_log_p (models, n) are
     the models' log Pr(x | theta) on records whose membership reference_in (models, n) is known.
-    A stand-in counts only with members and non-members among its records that some other model
-    is OUT of; the AUC is averaged over those stand-ins, the smallest best `a` wins, and None
-    says no stand-in counts. The AUC is taken of ratio(x): whatever the z samples and gamma, the
-    tie-broken score ranks records as ratio(x) does, so it has the same AUC."""
+    Each model that can stand in (see `stand_in_records`) is attacked on its records; the AUC is
+    averaged over them, the smallest best `a` wins, and None says no model can stand in. The AUC
+    is taken of ratio(x): whatever the z samples and gamma, the tie-broken score ranks records as
+    ratio(x) does, so it has the same AUC."""
     reference_log_p = np.asarray(reference_log_p, dtype=np.float64)
     reference_in = np.asarray(reference_in, dtype=bool)
     totals, stand_ins = np.zeros(len(grid)), 0
     for stand_in in range(len(reference_log_p)):
-        others = np.arange(len(reference_log_p)) != stand_in
-        usable = (~reference_in[others]).any(axis=0)
-        members = reference_in[stand_in, usable]
-        if members.all() or not members.any():
+        usable = stand_in_records(reference_in, stand_in)
+        if usable is None:
             continue
         stand_ins += 1
+        others = np.arange(len(reference_log_p)) != stand_in
         for index, a in enumerate(grid):
             ratios = log_ratios(reference_log_p[stand_in, usable], reference_log_p[others][:, usable],
                                 reference_in[others][:, usable], a)
-            totals[index] += roc_auc_score(members, ratios)
+            totals[index] += roc_auc_score(reference_in[stand_in, usable], ratios)
     if not stand_ins:
         return None
     best = int(np.argmax(totals))  # the first of equal totals: the smallest a

@@ -86,6 +86,12 @@ def load(args: ShadowArgs, rt: Runtime) -> Setup:
                                f"their {population.size - population.num_audited} records is in every reference "
                                "model's training set; give more population data, or a smaller shadow_train_size "
                                f"(now {train_size})")
+        z_in = masks[:, z]
+        if not args.online and args.a is None and all(rmia.stand_in_records(z_in, k) is None
+                                                      for k in range(args.num_shadow)):
+            raise TaskError.at("a", f"cannot be chosen on the reference models: no reference model has both "
+                                    f"members and non-members among the {len(z)} population samples z to be "
+                                    "attacked on; set a (0 to 1), or raise num_population")
     return Setup(args=args, seed=seed, target=target, datasets=datasets, population=population,
                  train_size=train_size, masks=masks, query=query_indices(population, z),
                  views=lira.views(args.augment) if isinstance(args, LiraArgs) else (lira.IDENTITY,))
@@ -139,17 +145,15 @@ def _rmia_scores(args: RmiaArgs, population: Population, target_logits: np.ndarr
                  reference_in: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
     """RMIA's scores of every query record (the audited ones, then the z samples) and its
     threshold's source, from the target's logits (Q, classes) and the reference models'
-    (K, Q, classes). Offline, `a` is the task's or, unset, chosen on the z samples."""
+    (K, Q, classes). Offline, `a` is the task's or, unset, chosen on the z samples (whose
+    membership in each reference model is known)."""
     audited = population.num_audited
     target_log_p = true_label_log_probability(target_logits, labels)
     reference_log_p = np.stack([true_label_log_probability(logits, labels) for logits in reference_logits])
     chosen, a = None, args.a
     if not args.online and a is None:
         chosen = rmia.choose_a(reference_log_p[:, audited:], reference_in[:, audited:])
-        if chosen is None:
-            raise TaskError.at("a", f"cannot be chosen on the reference models: among the "
-                                    f"{len(labels) - audited} population samples z, none has both members and "
-                                    "non-members to attack; set a (0 to 1), or raise num_population")
+        assert chosen is not None, "load() refuses a task whose a cannot be chosen"
         a = chosen.a
     ratios = rmia.log_ratios(target_log_p, reference_log_p, reference_in, None if args.online else a)
     values = rmia.scores(ratios[:audited], ratios[audited:], args.gamma)
