@@ -1,9 +1,16 @@
-"""The attack classifier separates what is separable, is class-balanced and is seeded."""
+"""The attack classifier separates what is separable (tiny differences included), is class-balanced,
+seeded, scaled on its training features only, and says whether its training settled."""
 
 import numpy as np
 import pytest
 
-from services.attack_worker.attacks.attack_classifier import fit
+from services.attack_worker.attacks.attack_classifier import (
+    CONVERGENCE_PATIENCE,
+    CONVERGENCE_TOLERANCE,
+    UNSTABLE_GAP,
+    Convergence,
+    fit,
+)
 
 SEED = 7
 
@@ -51,3 +58,67 @@ def test_accepts_seeds_beyond_32_bits():
 def test_needs_both_classes():
     with pytest.raises(ValueError, match="at least one member and one non-member"):
         fit(np.zeros((5, 3)), np.zeros((0, 3)), lr=0.01, epochs=2, batch_size=8, seed=SEED)
+
+
+# ------------------------------------------------------------------ scaling
+
+
+def test_separates_features_that_barely_vary():
+    # Posteriors within 1e-6 of 1 (members) and 1e-4 of 1 (non-members), as an overfit model gives:
+    # unscaled, these differences are invisible to the network; standardised, they are its input.
+    rng = np.random.default_rng(4)
+
+    def near_one(n: int, gap: float) -> np.ndarray:
+        return 1 - gap * rng.uniform(0.5, 1.5, (n, 1))
+
+    classifier = fit(near_one(200, 1e-6), near_one(200, 1e-4), lr=0.01, epochs=200, batch_size=32, seed=SEED)
+
+    members, non_members = classifier.member_probability(near_one(100, 1e-6)), classifier.member_probability(
+        near_one(100, 1e-4))
+    assert members.min() > 0.9 and non_members.max() < 0.1
+
+
+def test_the_scaler_is_fitted_on_the_training_features_and_never_refitted():
+    rng = np.random.default_rng(5)
+    members, non_members = blob(rng, 80, 10.0), blob(rng, 40, 4.0)
+    classifier = fit(members, non_members, lr=0.01, epochs=50, batch_size=16, seed=SEED)
+    training = np.concatenate([members, non_members])
+    np.testing.assert_allclose(classifier.scaler.mean_, training.mean(axis=0))
+    np.testing.assert_allclose(classifier.scaler.scale_, training.std(axis=0))
+
+    classifier.member_probability(blob(rng, 30, 100.0))  # far-off queries do not move the scaler
+
+    np.testing.assert_allclose(classifier.scaler.mean_, training.mean(axis=0))
+
+
+# ------------------------------------------------------------------ convergence
+
+
+def test_enough_epochs_settle_before_they_run_out():
+    rng = np.random.default_rng(6)
+    classifier = fit(blob(rng, 100, 0.3), blob(rng, 100, -0.3), lr=0.01, epochs=1000, batch_size=32, seed=SEED)
+
+    assert classifier.convergence is Convergence.SETTLED
+    assert classifier.epochs_run < 1000
+    curve = classifier.loss_curve
+    assert len(curve) == classifier.epochs_run
+    # scikit-learn's rule: the last CONVERGENCE_PATIENCE epochs did not beat the best before them by tol.
+    best_before = min(curve[: -CONVERGENCE_PATIENCE])
+    assert min(curve[-CONVERGENCE_PATIENCE:]) > best_before - CONVERGENCE_TOLERANCE
+
+
+def test_too_few_epochs_are_reported_as_still_falling():
+    rng = np.random.default_rng(6)
+    classifier = fit(blob(rng, 100, 0.3), blob(rng, 100, -0.3), lr=0.01, epochs=3, batch_size=32, seed=SEED)
+
+    assert classifier.convergence is Convergence.STILL_FALLING
+    assert classifier.epochs_run == 3
+    assert classifier.loss_curve[-1] < classifier.loss_curve[0]
+
+
+def test_a_learning_rate_too_large_is_reported_as_unstable():
+    rng = np.random.default_rng(6)
+    classifier = fit(blob(rng, 100, 0.3), blob(rng, 100, -0.3), lr=10.0, epochs=200, batch_size=32, seed=SEED)
+
+    assert classifier.convergence is Convergence.UNSTABLE
+    assert classifier.loss_curve[-1] > min(classifier.loss_curve) + UNSTABLE_GAP

@@ -1,12 +1,13 @@
-"""ML-LEAK: the top-k posterior features on known answers, and the attack end to end on fakes."""
+"""ML-LEAK: the top-k logit-scaled posterior features on known answers, and the attack end to end on fakes."""
 
 import numpy as np
 import pytest
 from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_auc
+from scipy.special import softmax
 
 from privaudit.v1 import results_pb2
 from services.attack_worker.attacks import ml_leak
-from services.attack_worker.attacks.ml_leak import top_k_posteriors
+from services.attack_worker.attacks.ml_leak import top_k_logit_posteriors
 from services.common.errors import TaskError
 from services.common.task_spec import MlLeakArgs
 
@@ -20,32 +21,44 @@ def args(**overrides) -> MlLeakArgs:
 # ------------------------------------------------------------------ features
 
 
-def test_top_k_posteriors_hand_computed():
+def logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def test_top_k_logit_posteriors_hand_computed():
     # softmax(log([1, 2, 3, 4]) + c) = [0.1, 0.2, 0.3, 0.4] for any shift c.
     logits = np.array([np.log([1.0, 2.0, 3.0, 4.0]) + 7.0, np.log([4.0, 1.0, 3.0, 2.0]), [0.0, 0.0, 0.0, 0.0]])
-    np.testing.assert_allclose(top_k_posteriors(logits, 2), [[0.4, 0.3], [0.4, 0.3], [0.25, 0.25]])
+    np.testing.assert_allclose(top_k_logit_posteriors(logits, 2),
+                               [logit(np.array([0.4, 0.3]))] * 2 + [[np.log(1 / 3)] * 2])
 
 
-def test_features_are_sorted_probabilities_summing_to_at_most_one():
-    logits = np.random.default_rng(0).normal(scale=5.0, size=(200, 10)).astype(np.float32)
+def test_features_are_the_logits_of_the_sorted_top_k_softmax_probabilities():
+    # An independent reference where probabilities are safe to form: scipy's softmax, sorted, then logit.
+    logits = np.random.default_rng(0).normal(scale=3.0, size=(200, 10)).astype(np.float32)
 
-    top3, all10 = top_k_posteriors(logits, 3), top_k_posteriors(logits, 10)
+    top3, all10 = top_k_logit_posteriors(logits, 3), top_k_logit_posteriors(logits, 10)
 
+    probabilities = -np.sort(-softmax(logits.astype(np.float64), axis=1), axis=1)
     assert top3.shape == (200, 3)
-    assert (np.diff(top3, axis=1) <= 0).all()
-    assert (top3 >= 0).all()
-    assert (top3.sum(axis=1) <= 1 + 1e-12).all()
-    np.testing.assert_allclose(all10.sum(axis=1), 1.0)
+    np.testing.assert_allclose(all10, logit(probabilities), rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(top3, all10[:, :3])
+    assert (np.diff(all10, axis=1) <= 0).all()
 
 
-def test_features_are_stable_for_huge_logits():
-    logits = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [-1e4, -1e4, -1e4]], np.float32)
+def test_features_are_finite_and_still_ordered_where_probabilities_round_to_0_and_1():
+    # softmax([40, 20, 0]) is 1 - 2e-9, 2e-9, 4e-18: the first rounds to 1 in float32, the last
+    # to 0, so log(p) - log(1 - p) of the probabilities would be inf and -inf.
+    logits = np.array([[40.0, 20.0, 0.0], [1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [-1e4, -1e4, -1e4]], np.float32)
 
-    features = top_k_posteriors(logits, 2)
+    features = top_k_logit_posteriors(logits, 3)
 
     assert np.isfinite(features).all()
-    np.testing.assert_allclose(features, [[1.0, 0.0], [0.5, 0.5], [1 / 3, 1 / 3]])
+    np.testing.assert_allclose(features[0], [40 - np.logaddexp(20, 0), 20 - np.logaddexp(40, 0),
+                                             0 - np.logaddexp(40, 20)])
+    np.testing.assert_allclose(features[1], [1e4, -1e4, -2e4])
+    tied = 1e4 - np.logaddexp(1e4, 0.0)
+    np.testing.assert_allclose(features[2], [tied, tied, -1e4 - np.log(2)])
+    np.testing.assert_allclose(features[3], [-np.log(2)] * 3)
 
 
 # ------------------------------------------------------------------ the attack
@@ -111,3 +124,60 @@ def test_missing_dataset_names_its_field():
         ml_leak.run(args(), rt)
 
     assert caught.value.field == "shadow_datasets.non_members"
+
+
+def test_scores_say_where_the_threshold_comes_from_and_carry_the_target_labels():
+    rt = audit_runtime()
+
+    scores = ml_leak.run(args(classifier_epoch=500), rt)
+
+    assert scores.threshold == 0.5
+    assert "shadow model's members and non-members" in scores.threshold_source
+    assert "weighted equally" in scores.threshold_source
+    members, non_members = (rt.datasets[path] for path in AUDIT_PATHS["target_datasets"])
+    np.testing.assert_array_equal(scores.member_labels, members.labels)
+    np.testing.assert_array_equal(scores.non_member_labels, non_members.labels)
+    assert scores.warnings == ()
+
+
+def test_an_unconverged_classifier_is_reported_with_what_to_change():
+    scores = ml_leak.run(args(classifier_epoch=3, classifier_lr=0.0005), audit_runtime())
+
+    (warning,) = scores.warnings
+    assert "had not converged" in warning
+    assert "classifier_epoch (3)" in warning and "Raise classifier_epoch" in warning and "0.0005" in warning
+
+
+def test_an_unstable_classifier_is_reported_with_what_to_change():
+    scores = ml_leak.run(args(classifier_epoch=200, classifier_lr=10.0), audit_runtime())
+
+    (warning,) = scores.warnings
+    assert "unstable" in warning and "Lower classifier_lr" in warning
+
+
+def test_posteriors_within_a_millionth_of_one_still_rank_the_members_apart():
+    # The issue's overfit target: posteriors so close to [1, 0, ...] that, as probabilities, the
+    # features hardly vary and the classifier's output barely moved.
+    rt = audit_runtime()
+    for path in (AUDIT_PATHS["target_model"], AUDIT_PATHS["shadow_model"]):
+        rt.models[path].temperature /= 100
+    non_members = rt.datasets[AUDIT_PATHS["target_datasets"][1]]
+    target_logits = rt.predict(rt.models[AUDIT_PATHS["target_model"]], non_members, 128).logits
+    assert np.median(1 - softmax(target_logits.astype(np.float64), axis=1).max(axis=1)) < 1e-5
+
+    scores = ml_leak.run(args(classifier_epoch=500), rt)
+
+    assert membership_auc(scores) > 0.9
+    assert np.ptp(np.r_[scores.members, scores.non_members]) > 0.5
+
+
+@pytest.mark.parametrize("which", ["target", "shadow"])
+def test_a_model_with_one_output_is_refused_naming_it(which):
+    rt = audit_runtime(target=ConstantModel([1.0]) if which == "target" else None,
+                       shadow_classes=1 if which == "shadow" else None)
+
+    with pytest.raises(TaskError) as caught:
+        ml_leak.run(args(topk=1), rt)
+
+    assert caught.value.field == f"{which}_model"
+    assert "at least 2 classes" in str(caught.value)

@@ -3,6 +3,7 @@
 Train a fresh copy of the shadow architecture on the shadow members, compute features of the
 shadow members (label 1) and non-members (label 0), fit the attack classifier on them, and score
 the target model's members and non-members with it: score = P(member), member when >= 0.5.
+When the classifier's training did not settle, the scores carry a warning saying what to change.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import numpy as np
 
 from privaudit.v1 import results_pb2
 from services.attack_worker.attacks import attack_classifier
+from services.attack_worker.attacks.attack_classifier import CONVERGENCE_PATIENCE, AttackClassifier, Convergence
 from services.attack_worker.attacks.base import Runtime, Scores
 from services.common.task_spec import ShadowAttackArgs
 
 THRESHOLD = 0.5
+THRESHOLD_SOURCE = ("P(member) >= 0.5 from the attack classifier fitted on the shadow model's members and "
+                    "non-members, the two classes weighted equally")
 
 # (model, dataset, field naming the dataset) -> (n, d) features, one row per record.
 Features = Callable[[Any, Any, str], np.ndarray]
@@ -59,6 +63,8 @@ def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, features: Features
         shadow_out = features(setup.shadow, setup.shadow_non_members, "shadow_datasets.non_members")
         target_in = features(setup.target, setup.target_members, "target_datasets.members")
         target_out = features(setup.target, setup.target_non_members, "target_datasets.non_members")
+        member_labels = rt.predict(setup.target, setup.target_members, args.batch_size).labels
+        non_member_labels = rt.predict(setup.target, setup.target_non_members, args.batch_size).labels
 
     with rt.stage(results_pb2.STAGE_FIT_ATTACK):
         classifier = attack_classifier.fit(shadow_in, shadow_out, args.classifier_lr, args.classifier_epoch,
@@ -69,5 +75,25 @@ def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, features: Features
             members=classifier.member_probability(target_in),
             non_members=classifier.member_probability(target_out),
             threshold=THRESHOLD,
+            threshold_source=THRESHOLD_SOURCE,
+            member_labels=member_labels,
+            non_member_labels=non_member_labels,
+            warnings=convergence_warnings(classifier, args),
         )
 
+
+def convergence_warnings(classifier: AttackClassifier, args: ShadowAttackArgs) -> tuple[str, ...]:
+    """What a reader must know when the classifier's training did not settle, and what to change."""
+    curve = classifier.loss_curve
+    if classifier.convergence is Convergence.STILL_FALLING:
+        recent = curve[-min(len(curve), CONVERGENCE_PATIENCE + 1):]
+        fall = (f"by {recent[0] - recent[-1]:.4f} over its last {len(recent) - 1} epochs, to {curve[-1]:.4f}"
+                if len(recent) > 1 else f"at {curve[-1]:.4f} after one epoch")
+        return (f"The attack classifier had not converged: its training loss was still falling ({fall}) "
+                f"when classifier_epoch ({args.classifier_epoch}) ran out, so the scores may understate "
+                f"the leak. Raise classifier_epoch, or classifier_lr (now {args.classifier_lr:g}).",)
+    if classifier.convergence is Convergence.UNSTABLE:
+        return (f"The attack classifier's training was unstable: its loss stopped at {curve[-1]:.4f}, "
+                f"well above the {min(curve):.4f} it reached on the way, so the scores may understate the "
+                f"leak. Lower classifier_lr (now {args.classifier_lr:g}).",)
+    return ()
