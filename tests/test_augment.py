@@ -106,20 +106,32 @@ def test_translation_fills_with_zeros():
     np.testing.assert_array_equal(moved[2:, :3], 1)
 
 
-@pytest.mark.parametrize(("d", "count"), [(0, 1), (1, 5), (2, 13), (3, 25)])
-def test_translation_count(d, count):
-    shifts = translations(d)
-    assert len(shifts) == count
-    assert len({(t.dx, t.dy) for t in shifts}) == count
-    assert all(abs(t.dx) + abs(t.dy) <= d for t in shifts)
+@pytest.mark.parametrize("d", [0, 1, 2, 3, 7])
+def test_translations_are_the_identity_and_every_shift_by_exactly_d(d):
+    # Choquette-Choo et al.: 4d + 1 queries, the unshifted image and the ring |dx| + |dy| = d.
+    expected = {(0, 0)} | {(dx, dy) for dx in range(-d, d + 1) for dy in range(-d, d + 1) if abs(dx) + abs(dy) == d}
+    shifts = [(t.dx, t.dy) for t in translations(d)]
+    assert len(shifts) == len(set(shifts)) == 4 * d + 1
+    assert set(shifts) == expected
+    assert shifts[0] == (0, 0)
 
 
 def test_translations_within_one_pixel():
     assert {(t.dx, t.dy) for t in translations(1)} == {(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)}
 
 
+def test_translations_by_two_leave_out_the_one_pixel_shifts():
+    assert {(t.dx, t.dy) for t in translations(2)} == {
+        (0, 0), (2, 0), (-2, 0), (0, 2), (0, -2), (1, 1), (1, -1), (-1, 1), (-1, -1)}
+
+
 def test_rotations_cover_each_whole_degree():
     assert [t.degrees for t in rotations(3)] == [-3, -2, -1, 0, 1, 2, 3]
+
+
+def test_rotations_by_one_are_three_queries_as_the_paper_counts():
+    # 2r + 1; the paper's reference code special-cases r = 1 to the identity alone.
+    assert [t.degrees for t in rotations(1)] == [-1, 0, 1]
 
 
 @pytest.mark.parametrize("augments", [rotations(0), translations(0)])

@@ -75,10 +75,18 @@ class Translation:
 
 
 def rotations(r: int) -> list[Augment]:
-    """One rotation per whole degree in [-r, r]; r=0 gives only the identity."""
+    """The rotations of Choquette-Choo et al.'s augmentation attack for `r`: one per whole degree
+    in [-r, r], the identity included (2r + 1 queries); r=0 gives only the identity. (Their code
+    special-cases r=1 to the identity alone; the paper's 2r + 1 is followed here.)"""
     return [Rotation(degrees) for degrees in range(-r, r + 1)]
 
 
 def translations(d: int) -> list[Augment]:
-    """One translation per (dx, dy) with |dx| + |dy| <= d; d=0 gives only the identity."""
-    return [Translation(dx, dy) for dx in range(-d, d + 1) for dy in range(-d, d + 1) if abs(dx) + abs(dy) <= d]
+    """The translations of Choquette-Choo et al.'s augmentation attack for `d`: the identity and
+    every shift (dx, dy) by exactly d pixels in total, |dx| + |dy| = d: 4d + 1 queries, the count
+    the paper gives and its reference code builds (it walks the ring |dx| + |dy| = d and adds the
+    unshifted image). Not the 2d^2 + 2d + 1 shifts with |dx| + |dy| <= d: the two sets agree only
+    for d <= 1. d=0 gives only the identity."""
+    ring = [(dx, dy) for dx in range(-d, d + 1) for dy in (d - abs(dx), abs(dx) - d) if d > 0]
+    shifts = [(0, 0), *dict.fromkeys(ring)]  # dict.fromkeys drops the repeated dy = 0 at dx = +-d
+    return [Translation(dx, dy) for dx, dy in shifts]

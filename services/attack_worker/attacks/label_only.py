@@ -1,9 +1,13 @@
 """LABEL-ONLY (Choquette-Choo et al., ICML 2021), data-augmentation attack.
 
-The feature of a record is which augmented copies of it (rotations within +-r degrees, or
-translations by up to d pixels) the model labels correctly: a model tends to stay right on
-perturbed versions of the records it was trained on. Needs only predicted labels. The attack
-classifier learns that pattern on a shadow model trained by us, then scores the target.
+The feature of a record is which augmented copies of it the model labels correctly (1 or 0 per
+copy): a model tends to stay right on perturbed versions of the records it was trained on. Needs
+only predicted labels. The attack classifier learns that pattern on a shadow model trained by us,
+then scores the target.
+
+The copies are the paper's sets (see `augment.rotations` and `augment.translations`): for
+`attack_type: r`, a rotation by each whole degree from -r to r (2r + 1 queries; `r: 6` gives 13);
+for `d`, the unshifted image and every shift by exactly d pixels, |dx| + |dy| = d (4d + 1).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from services.common.task_spec import LabelOnlyArgs
 
 
 def augments_for(args: LabelOnlyArgs) -> list[Augment]:
-    """The queries of `attack_type`: `r` rotations within +-r degrees, `d` translations up to d pixels."""
+    """The queries of `attack_type`: `r` rotations within +-r degrees, `d` translations by d pixels."""
     return augment.rotations(args.r) if args.attack_type == "r" else augment.translations(args.d)
 
 
