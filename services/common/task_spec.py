@@ -271,17 +271,16 @@ ARGUMENT_HELP = {
     "attack_type": "r: rotate by every whole degree in [-r, r]; d: shift by every (dx, dy) with |dx|+|dy| <= d",
     "r": "largest rotation in degrees, with attack_type r (0 to 180; 0 = the record itself only)",
     "d": "largest shift in pixels, with attack_type d (0 to 64; 0 = the record itself only)",
-    "population_datasets": "folders of auxiliary data from the target's distribution (LIRA/RMIA: what the "
-                           "models train on besides the audited records; offline, all they train on)",
+    "population_datasets": "folders of auxiliary data from the target's distribution",
     "shadow_train_size": "records each shadow (reference) model trains on; unset: as many as the target's members",
     "num_shadow": "shadow (reference) models to train, one job each",
-    "online": "online: each audited record is in half of the models; offline: in none of them (needs "
-              "population_datasets)",
+    "online": "online: each audited record is in half of the models; offline: in none, which then train on "
+              "population_datasets alone",
     "epochs": "training epochs of each shadow model (>= 1)",
     "lr": "Adam learning rate of the shadow models (> 0)",
     "seed": "this attack's seed instead of the task's",
     "fixed_variance": "one variance for all records; unset: on when num_shadow < 64",
-    "augment": "average over flipped and shifted queries as well as the record itself",
+    "augment": "average over the record and its left-right mirror image, as Carlini et al. query",
     "a": "offline approximation of Pr(x) from OUT models: ((1 + a) Pr(x|OUT) + (1 - a)) / 2 (0 to 1); "
          "unset: chosen on the reference models, attacking each with the others",
     "gamma": "likelihood-ratio threshold a pair (x, z) must reach (> 0)",
