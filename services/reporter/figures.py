@@ -103,8 +103,9 @@ class Figure:
     def shown(self, metrics: results_pb2.Metrics) -> str:
         """The figure with its interval, or `n/a (why)`."""
         value = self.value(metrics)
-        return with_interval(value, self.interval(metrics)) if value is not None else \
-            f"n/a ({self.not_measurable(metrics)})"
+        if value is None:
+            return f"n/a ({self.not_measurable(metrics)})"
+        return with_interval(value, self.interval(metrics))
 
     def not_measurable(self, metrics: results_pb2.Metrics) -> str:
         """Why the figure is missing, e.g. `needs >= 1000 non-members, had 500`."""
