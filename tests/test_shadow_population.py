@@ -133,6 +133,19 @@ def test_z_samples_skip_records_every_model_trained_on_and_are_capped_at_what_is
     assert len(z_samples(POPULATION, np.ones((3, POPULATION.size), dtype=bool), 5, seed=9)) == 0
 
 
+def test_z_samples_are_first_the_records_in_as_many_models_as_an_audited_record():
+    population = Population(10, 10, (2000,))
+    offline = training_masks(population, 4, train_size=1000, online=False, seed=3)
+    in_counts = offline[:, 20:].sum(axis=0)
+    z = z_samples(population, offline, 100, seed=3)
+    assert (offline[:, z].sum(axis=0) == 0).all()  # enough records no model trained on: only those
+    more = z_samples(population, offline, (in_counts == 0).sum() + 10, seed=3)
+    assert sorted(np.bincount(offline[:, more].sum(axis=0)).tolist()) == [10, (in_counts == 0).sum()]
+    online = training_masks(population, 4, train_size=1000, online=True, seed=3)
+    z = z_samples(population, online, 100, seed=3)
+    assert (online[:, z].sum(axis=0) == 2).all()  # online, records in half of the models first
+
+
 def test_query_records_are_the_audited_records_then_z():
     z = np.array([60, 75, 99])
     assert query_indices(POPULATION, z).tolist() == [*range(50), 60, 75, 99]

@@ -17,9 +17,11 @@ Offline, Pr(z) is computed as privacy_meter's `run_rmia` computes it: with the s
 Pr(x), from the reference models z is OUT of, corrected by the same `a`. privacy_meter's z are
 never in a reference model's training set, so it averages over all of them; ours are drawn from
 the population datasets the reference models train on, so a z may be IN some of them, and the
-mean runs over those it is OUT of (a z IN every reference model is never drawn). An audited
-non-member x and a z are thus estimated the same way (a z from fewer models when it is IN some),
-as the rule "x beats 95% of the z" needs for its nominal false-positive rate.
+mean runs over those it is OUT of. The z samples are first the records no reference model trained
+on (`shadow_population.z_samples`): where the population datasets have enough of them, every z is
+estimated exactly as an audited x is, as the rule "x beats 95% of the z" needs for its nominal
+false-positive rate; where they do not, a z estimated from fewer models is noisier, and the rule's
+false-positive rate may differ from the nominal one.
 
 Unless the task sets it, `a` is chosen offline as the paper does (and privacy_meter's
 `tune_offline_a`): a reference model stands in for the target, the others serve as its

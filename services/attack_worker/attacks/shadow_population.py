@@ -75,13 +75,19 @@ def training_masks(population: Population, num_shadow: int, train_size: int, onl
 
 def z_samples(population: Population, masks: np.ndarray, num_population: int, seed: int) -> np.ndarray:
     """Sorted population indices of RMIA's z samples: `num_population` records (all of them when
-    there are fewer) drawn without replacement from the population datasets, never from the
-    audited records, and never a record that every shadow model trained on (its Pr(z) offline
-    needs a model that did not)."""
-    candidates = population.num_audited + np.flatnonzero(~masks[:, population.num_audited :].all(axis=0))
-    drawn = np.random.default_rng([seed, _Z_STREAM]).choice(len(candidates), min(num_population, len(candidates)),
-                                                            replace=False)
-    return np.sort(candidates[drawn])
+    there are fewer) of the population datasets, never audited records, and never a record that
+    every shadow model trained on (its Pr(z) offline needs a model that did not). Records in as
+    many models as an audited record is (half of them online, none offline) come first, then the
+    nearest to it, drawn at random among equals. Where there are enough, every z's Pr(z) is then
+    estimated from as many models as an audited record's Pr(x), so that an audited non-member
+    and a z are alike, as RMIA's threshold (beat 1 - NOMINAL_FPR of the z) assumes."""
+    audited = population.num_audited
+    in_counts = masks[:, audited:].sum(axis=0)
+    candidates = np.flatnonzero(in_counts < len(masks))
+    like_audited = masks[:, :audited].sum(axis=0).max(initial=0)
+    draws = np.random.default_rng([seed, _Z_STREAM]).random(len(candidates))
+    order = np.lexsort((draws, np.abs(in_counts[candidates] - like_audited)))
+    return audited + np.sort(candidates[order[:num_population]])
 
 
 def query_indices(population: Population, z: np.ndarray) -> np.ndarray:
