@@ -40,6 +40,11 @@ def interval_of(message: results_pb2.Metrics | results_pb2.ClassMetrics, field: 
     return interval.lower, interval.upper
 
 
+def threshold_source(metrics: results_pb2.Metrics) -> str:
+    """Where the decision threshold comes from, on one line, or that the worker did not say."""
+    return " ".join(metrics.threshold_source.split()) or "the worker did not say where it comes from"
+
+
 def epsilon_value(estimate: EpsilonEstimate) -> str:
     """The estimate's epsilon as reports print it: four decimals, or `0` when it rules out nothing."""
     return decimal(estimate.epsilon) if estimate.epsilon else "0"

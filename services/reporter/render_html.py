@@ -17,6 +17,7 @@ from services.reporter.figures import (
     interval_of,
     probability,
     score,
+    threshold_source,
 )
 from services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
 from services.reporter.render_text import TITLE
@@ -55,7 +56,7 @@ def _template() -> jinja2.Template:
         lstrip_blocks=True,
     )
     environment.filters.update(decimal=decimal, epsilon=epsilon_value, epsilon_basis=epsilon_basis, risk=_risk_name,
-                               probability=probability, score=score)
+                               probability=probability, score=score, threshold_source=threshold_source)
     return environment.get_template(TEMPLATE)
 
 

@@ -17,6 +17,7 @@ from services.reporter.figures import (
     interval_of,
     probability,
     score,
+    threshold_source,
     with_interval,
 )
 from services.reporter.report import AttackEntry, Report
@@ -60,7 +61,7 @@ def _attack(entry: AttackEntry) -> list[str]:
         f"precision = {decimal(m.precision)}, recall = {decimal(m.recall)}",
         f"\t  advantage = {decimal(m.advantage)}, {low_fpr}",
         f"\t  evaluation set: {m.num_members} members, {m.num_non_members} non-members",
-        f"\t  decision threshold: {score(m.decision_threshold)} ({_threshold_source(m)})",
+        f"\t  decision threshold: {score(m.decision_threshold)} ({threshold_source(m)})",
         *(f"\t  warning: {' '.join(warning.split())}" for warning in entry.result.warnings),
         f"\t  {_p_values(entry)}",
         f"\t  risk: {entry.assessment.risk.name}, {entry.assessment.reason}",
@@ -68,11 +69,6 @@ def _attack(entry: AttackEntry) -> list[str]:
         *_per_class(entry.result.per_class),
         *_exposed(entry.result.most_exposed),
     ]
-
-
-def _threshold_source(metrics: results_pb2.Metrics) -> str:
-    source = " ".join(metrics.threshold_source.split())
-    return source or "the worker did not say where it comes from"
 
 
 def _p_values(entry: AttackEntry) -> str:
