@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score, roc_curve
 
-from services.attack_worker import metrics
+from services.attack_worker import intervals, metrics
 from services.attack_worker.attacks.base import Scores
 
 SEED = 11
@@ -81,23 +81,29 @@ def test_an_unbalanced_set_is_balanced_before_measuring():
     assert (evaluation.accuracy, evaluation.precision, evaluation.recall) == (0.5, 0.5, 1.0)
 
 
+def balance(members: np.ndarray, non_members: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of the records the balanced set keeps."""
+    member_kept, non_member_kept = metrics.balanced_indices(len(members), len(non_members), seed)
+    return members[member_kept], non_members[non_member_kept]
+
+
 def test_balancing_subsamples_the_larger_set_reproducibly():
     members, non_members = np.arange(50.0), np.arange(100.0, 110.0)
-    kept, untouched = metrics.balance(members, non_members, SEED)
+    kept, untouched = balance(members, non_members, SEED)
     np.testing.assert_array_equal(untouched, non_members)
     assert len(kept) == 10 and len(set(kept)) == 10 and set(kept) <= set(members)
     assert np.all(np.diff(kept) > 0), "records keep their order"
-    np.testing.assert_array_equal(kept, metrics.balance(members, non_members, SEED)[0])
-    assert not np.array_equal(kept, metrics.balance(members, non_members, SEED + 1)[0])
+    np.testing.assert_array_equal(kept, balance(members, non_members, SEED)[0])
+    assert not np.array_equal(kept, balance(members, non_members, SEED + 1)[0])
     # Whichever side is larger is subsampled by the same draws.
-    np.testing.assert_array_equal(metrics.balance(non_members, members, SEED)[1], kept)
+    np.testing.assert_array_equal(balance(non_members, members, SEED)[1], kept)
 
 
 def test_metrics_of_an_unbalanced_set_are_sklearns_on_its_balanced_subsample():
     rng = np.random.default_rng(1)
     members, non_members = rng.random(70), rng.random(200) * 0.8
     evaluation = metrics.evaluate(Scores(members, non_members, threshold=0.5), SEED)
-    assert_matches_sklearn(evaluation, *metrics.balance(members, non_members, SEED), 0.5)
+    assert_matches_sklearn(evaluation, *balance(members, non_members, SEED), 0.5)
 
 
 def test_precision_with_no_record_called_a_member_is_zero():
@@ -166,6 +172,16 @@ def test_to_proto_leaves_not_measurable_figures_unset():
     histogram = result.score_histogram
     assert (tuple(histogram.edges), tuple(histogram.member_counts), tuple(histogram.non_member_counts)) == (
         evaluation.histogram.edges, evaluation.histogram.member_counts, evaluation.histogram.non_member_counts)
+    # A figure's interval and p-value go with it: set when it is, unset when it is not measurable.
+    assert message.HasField("tpr_at_1pct_fpr_interval") and message.HasField("tpr_at_1pct_fpr_p_value")
+    assert not message.HasField("tpr_at_0_1pct_fpr_interval") and not message.HasField("tpr_at_0_1pct_fpr_p_value")
+    interval = evaluation.at_1pct_fpr.interval
+    assert (message.tpr_at_1pct_fpr_interval.lower, message.tpr_at_1pct_fpr_interval.upper) == (
+        interval.lower, interval.upper)
+    assert message.tpr_at_1pct_fpr_p_value == evaluation.at_1pct_fpr.p_value
+    assert (message.auc_interval.lower, message.auc_interval.upper) == (
+        evaluation.auc_interval.lower, evaluation.auc_interval.upper)
+    assert message.HasField("auc_p_value") and message.auc_p_value == evaluation.auc_p_value
 
 
 def test_most_exposed_are_the_top_members_of_the_whole_set_ties_by_index():
@@ -204,3 +220,120 @@ def test_histogram_of_one_repeated_score_is_one_unit_wide():
     histogram = metrics.histogram(np.full(5, 0.7), np.full(5, 0.7), bins=2)
     assert histogram.edges == pytest.approx((0.2, 0.7, 1.2))
     assert (histogram.member_counts, histogram.non_member_counts) == ((0, 5), (0, 5))
+
+
+def test_intervals_and_p_values_are_of_the_balanced_set():
+    """Each figure's interval and chance p-value come from the same balanced records and the same
+    reading as the figure itself."""
+    rng = np.random.default_rng(6)
+    members, non_members = rng.normal(1.0, 1, 1500), rng.normal(0, 1, 1100)
+    evaluation = metrics.evaluate(Scores(members, non_members, threshold=0.5), SEED)
+    kept, kept_non = balance(members, non_members, SEED)
+    auc, interval = intervals.auc_with_interval(kept, kept_non)
+    assert evaluation.auc == pytest.approx(auc) and evaluation.auc_interval == interval
+    assert interval.lower < evaluation.auc < interval.upper
+    assert evaluation.auc_p_value == intervals.auc_p_value(kept, kept_non)
+    for figure, denominator in ((evaluation.at_1pct_fpr, 100), (evaluation.at_0_1pct_fpr, 1000)):
+        budget = 1100 // denominator
+        true_positives = intervals.true_positives_within(np.sort(kept), np.sort(kept_non)[::-1], budget)
+        assert figure.tpr == true_positives / 1100
+        assert figure.p_value == intervals.tpr_p_value(true_positives, 1100, 1100, budget)
+        assert figure.interval == intervals.tpr_interval(np.sort(kept), np.sort(kept_non)[::-1], 1 / denominator, SEED)
+
+
+def test_a_guessing_attack_has_large_p_values_and_a_leaking_one_small():
+    rng = np.random.default_rng(7)
+    guessing = metrics.evaluate(Scores(rng.random(1000), rng.random(1000), threshold=0.5), SEED)
+    leaking = metrics.evaluate(Scores(rng.random(1000) + 0.1, rng.random(1000), threshold=0.5), SEED)
+    assert leaking.auc_p_value < 1e-6 < 0.01 < guessing.auc_p_value
+    assert guessing.auc_interval.lower < 0.5 < guessing.auc_interval.upper
+    assert leaking.at_1pct_fpr.p_value < 1e-6 and leaking.at_1pct_fpr.interval.lower > 0.01
+
+
+def labelled_scores(rng: np.random.Generator, num_members: int, num_non_members: int) -> Scores:
+    """Class 0 leaks, class 1 does not, class 2 has members only, class 3 non-members only."""
+    member_labels = rng.choice([0, 1, 2], num_members, p=[0.5, 0.45, 0.05])
+    non_member_labels = rng.choice([0, 1, 3], num_non_members, p=[0.5, 0.45, 0.05])
+    return Scores(rng.random(num_members) + 0.5 * (member_labels == 0), rng.random(num_non_members), threshold=0.5,
+                  member_labels=member_labels, non_member_labels=non_member_labels)
+
+
+def test_per_class_figures_are_sklearns_on_each_labels_balanced_records():
+    rng = np.random.default_rng(8)
+    scores = labelled_scores(rng, 700, 500)
+    evaluation = metrics.evaluate(scores, SEED)
+    member_kept, non_member_kept = metrics.balanced_indices(700, 500, SEED)
+    members, member_labels = scores.members[member_kept], scores.member_labels[member_kept]
+    non_members, non_member_labels = scores.non_members[non_member_kept], scores.non_member_labels[non_member_kept]
+    assert [c.label for c in evaluation.per_class] == [0, 1]  # 2 and 3 lack a side
+    for figures in evaluation.per_class:
+        class_members = members[member_labels == figures.label]
+        class_non_members = non_members[non_member_labels == figures.label]
+        assert (figures.num_members, figures.num_non_members) == (len(class_members), len(class_non_members))
+        assert figures.auc == pytest.approx(roc_auc_score(*truth_and_scores(class_members, class_non_members)))
+        assert figures.auc_interval == intervals.auc_with_interval(class_members, class_non_members)[1]
+        fpr, tpr, _ = roc_curve(*truth_and_scores(class_members, class_non_members), drop_intermediate=False)
+        assert figures.tpr_at_1pct_fpr == pytest.approx(tpr[fpr <= 0.01].max())
+    leaking, chance = evaluation.per_class
+    assert leaking.auc_interval.lower > 0.6 and chance.auc_interval.lower < 0.5 < chance.auc_interval.upper
+    message = metrics.to_proto(evaluation).per_class
+    assert [(c.label, c.num_members, c.num_non_members, c.auc, c.auc_interval.lower, c.auc_interval.upper,
+             c.tpr_at_1pct_fpr) for c in message] == [
+        (c.label, c.num_members, c.num_non_members, c.auc, c.auc_interval.lower, c.auc_interval.upper,
+         c.tpr_at_1pct_fpr) for c in evaluation.per_class]
+
+
+def test_per_class_tpr_at_1pct_needs_100_non_members_of_the_label():
+    rng = np.random.default_rng(9)
+    labels = np.r_[np.zeros(100, dtype=np.int64), np.ones(99, dtype=np.int64)]
+    evaluation = metrics.evaluate(Scores(rng.random(199), rng.random(199), 0.5, member_labels=labels,
+                                         non_member_labels=labels), SEED)
+    assert [c.tpr_at_1pct_fpr is not None for c in evaluation.per_class] == [True, False]
+    assert [c.HasField("tpr_at_1pct_fpr") for c in metrics.to_proto(evaluation).per_class] == [True, False]
+
+
+def test_without_labels_there_are_no_per_class_figures():
+    rng = np.random.default_rng(10)
+    scores = Scores(rng.random(50), rng.random(50), 0.5, member_labels=rng.integers(0, 3, 50))
+    assert metrics.evaluate(scores, SEED).per_class == ()
+    with pytest.raises(ValueError, match="49 class labels for 50 scores"):
+        metrics.evaluate(Scores(rng.random(50), rng.random(50), 0.5, member_labels=np.zeros(49),
+                                non_member_labels=np.zeros(50)), SEED)
+
+
+@pytest.mark.parametrize(("num_members", "num_non_members"), [(700, 500), (300, 800), (60, 60)])
+def test_record_scores_round_trip_and_flag_the_balanced_subsample(num_members, num_non_members):
+    rng = np.random.default_rng(num_members)
+    scores = labelled_scores(rng, num_members, num_non_members)
+    result = metrics.to_proto(metrics.evaluate(scores, SEED))
+    records = result.record_scores
+    np.testing.assert_array_equal(records.members, scores.members)
+    np.testing.assert_array_equal(records.non_members, scores.non_members)
+    np.testing.assert_array_equal(records.member_labels, scores.member_labels)
+    np.testing.assert_array_equal(records.non_member_labels, scores.non_member_labels)
+    member_evaluated, non_member_evaluated = np.array(records.member_evaluated), np.array(records.non_member_evaluated)
+    kept, kept_non = balance(scores.members, scores.non_members, SEED)
+    np.testing.assert_array_equal(scores.members[member_evaluated], kept)
+    np.testing.assert_array_equal(scores.non_members[non_member_evaluated], kept_non)
+    assert member_evaluated.sum() == non_member_evaluated.sum() == result.metrics.num_members
+    # The flagged records alone give back the figures.
+    again = metrics.evaluate(Scores(np.array(records.members)[member_evaluated],
+                                    np.array(records.non_members)[non_member_evaluated], threshold=0.5), SEED)
+    assert (again.auc, again.accuracy) == (result.metrics.auc, result.metrics.accuracy)
+
+
+def test_record_scores_without_labels_leave_the_labels_empty():
+    rng = np.random.default_rng(11)
+    records = metrics.to_proto(metrics.evaluate(Scores(rng.random(30), rng.random(20), 0.5), SEED)).record_scores
+    assert (len(records.members), len(records.non_members)) == (30, 20)
+    assert (len(records.member_labels), len(records.non_member_labels)) == (0, 0)
+    assert (sum(records.member_evaluated), sum(records.non_member_evaluated)) == (20, 20)
+
+
+def test_threshold_source_and_warnings_reach_the_result():
+    scores = Scores(np.r_[np.ones(5), np.zeros(5)], np.zeros(10), threshold=0.5,
+                    threshold_source="fixed: a correctly labelled record is called a member",
+                    warnings=("the attack classifier stopped before it converged", "few shadow records"))
+    result = metrics.to_proto(metrics.evaluate(scores, SEED))
+    assert result.metrics.threshold_source == scores.threshold_source
+    assert list(result.warnings) == list(scores.warnings)
