@@ -11,7 +11,7 @@ Monte-Carlo margin: with N simulations, the observed rate of a true rate of exac
 error sqrt(0.05 * 0.95 / N); a rate may exceed 5% by at most Z = 2.33 standard errors (a true 5%
 would fail 1% of the time; seeds are fixed, so the outcome is reproducible). Each case is checked
 alone, and pooled over the three distributions per evaluated size, where N is larger and the margin
-smaller (1.8 points at 50 + 50). Most simulations go to the small sizes, where the rate comes
+smaller (1.1 points at 50 + 50). Most simulations go to the small sizes, where the rate comes
 closest to alpha; at 400 + 400 and above the thresholds, not the chance test, keep it near 0.
 """
 
@@ -33,7 +33,7 @@ ALPHA = POLICY.beyond_chance.alpha
 Z = 2.33
 # Simulations per case, by the (members, non-members) given to the worker; it balances unbalanced
 # sets to the smaller size.
-RUNS = {(50, 50): 200, (100, 100): 120, (400, 400): 50, (1000, 1000): 30, (50, 400): 100, (1500, 1000): 30}
+RUNS = {(50, 50): 500, (100, 100): 300, (400, 400): 120, (1000, 1000): 60, (50, 400): 250, (1500, 1000): 60}
 Draw = Callable[[np.random.Generator, int], np.ndarray]
 GUESSING: dict[str, Draw] = {
     "continuous": lambda rng, n: rng.normal(size=n),
