@@ -124,6 +124,11 @@ def test_the_chance_level_is_alpha_over_the_figures_measured(non_members, tpr_ar
     assert rated(significance * 1.001) is Risk.LOW
 
 
+def test_a_p_value_that_underflowed_to_zero_is_not_stated_as_zero() -> None:
+    assert rate(metrics(auc=0.9, auc_p=0.0, intervals=False), POLICY) == (
+        Risk.HIGH, "AUC 0.9000 >= 0.65, beyond chance (p < 1e-300)")
+
+
 def test_a_figure_held_back_by_chance_is_named_beside_the_level_another_reaches() -> None:
     risk, reason = rate(metrics(auc=0.7, auc_p=0.2, tpr_1=0.06, tpr_1_p=1e-4), POLICY)
     assert risk is Risk.MIDDLE

@@ -59,7 +59,7 @@ def test_attack_entry_shows_description_results_intervals_evidence_and_the_estim
         "\t  evaluation set: 500 members, 500 non-members",
         "\t  decision threshold: 0.5873 (shadow model's members and non-members)",
         "\t  warning: the attack classifier stopped before it converged",
-        "\t  chance p-values (beyond chance at p <= 0.025): AUC 2.5e-07, TPR@1%FPR 0.0412",
+        "\t  chance p-values: AUC p = 2.5e-07, TPR@1%FPR p = 0.0412 (beyond chance at p <= 0.025)",
         "\t  risk: MIDDLE, AUC 0.5949 [0.5549, 0.6349] >= 0.55, beyond chance (p = 2.5e-07); TPR@0.1%FPR not "
         "measurable (needs >= 1000 non-members, had 500), so low FPR is judged by TPR@1%FPR",
         "\t  per class:",
@@ -103,7 +103,7 @@ def test_a_result_without_the_new_fields_still_reads_plainly() -> None:
     lines = _section(text, "Attacks")
     assert "\t  attack results: acc = 0.6000, auc = 0.7000, precision = 0.5500, recall = 0.6000" in lines
     assert "\t  decision threshold: 0.5 (the worker did not say where it comes from)" in lines
-    assert "\t  chance p-values (beyond chance at p <= 0.0167): AUC n/a, TPR@1%FPR n/a, TPR@0.1%FPR n/a" in lines
+    assert "\t  chance p-values: AUC n/a, TPR@1%FPR n/a, TPR@0.1%FPR n/a (beyond chance at p <= 0.0167)" in lines
     assert not any("per class" in line for line in lines)
 
 

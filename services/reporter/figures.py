@@ -9,6 +9,8 @@ from privaudit.v1 import results_pb2
 from services.reporter.epsilon import CONFIDENCE, EpsilonEstimate
 
 Interval = tuple[float, float]
+# Below this a p-value computed in double precision may have underflowed to 0.
+_SMALLEST_P = 1e-300
 
 
 def decimal(value: float) -> str:
@@ -25,6 +27,11 @@ def score(value: float) -> str:
 def probability(value: float) -> str:
     """A p-value or significance level as reports print it: three significant digits (3e-12, 0.0167)."""
     return f"{value:.3g}"
+
+
+def p_equals(p_value: float) -> str:
+    """A chance p-value as reports state it: `p = 3e-12`, or `p < 1e-300` for one that underflowed to 0."""
+    return f"p = {probability(p_value)}" if p_value > 0 else f"p < {probability(_SMALLEST_P)}"
 
 
 def with_interval(value: float, interval: Interval | None) -> str:

@@ -15,6 +15,7 @@ from services.reporter.figures import (
     epsilon_basis,
     epsilon_value,
     interval_of,
+    p_equals,
     probability,
     score,
     threshold_source,
@@ -56,7 +57,8 @@ def _template() -> jinja2.Template:
         lstrip_blocks=True,
     )
     environment.filters.update(decimal=decimal, epsilon=epsilon_value, epsilon_basis=epsilon_basis, risk=_risk_name,
-                               probability=probability, score=score, threshold_source=threshold_source)
+                               probability=probability, p_equals=p_equals, score=score,
+                               threshold_source=threshold_source)
     return environment.get_template(TEMPLATE)
 
 

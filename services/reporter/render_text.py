@@ -15,6 +15,7 @@ from services.reporter.figures import (
     epsilon_basis,
     epsilon_claim,
     interval_of,
+    p_equals,
     probability,
     score,
     threshold_source,
@@ -75,9 +76,9 @@ def _p_values(entry: AttackEntry) -> str:
     """The chance p-values of the measured figures and the level they are held to."""
     m = entry.result.metrics
     measured = [figure for figure in RISK_FIGURES if figure.value(m) is not None]
-    shown = ", ".join(f"{figure.label} {probability(p) if (p := figure.p_value(m)) is not None else 'n/a'}"
+    shown = ", ".join(f"{figure.label} {p_equals(p) if (p := figure.p_value(m)) is not None else 'n/a'}"
                       for figure in measured)
-    return f"chance p-values (beyond chance at p <= {probability(entry.assessment.significance)}): {shown}"
+    return f"chance p-values: {shown} (beyond chance at p <= {probability(entry.assessment.significance)})"
 
 
 def _epsilon(entry: AttackEntry) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from privaudit.v1 import report_pb2, results_pb2
-from services.reporter.figures import AUC, LOW_FPR_FIGURES, RISK_FIGURES, TPR_AT_1PCT_FPR, Figure, probability
+from services.reporter.figures import AUC, LOW_FPR_FIGURES, RISK_FIGURES, TPR_AT_1PCT_FPR, Figure, p_equals, probability
 from services.reporter.policy import Policy
 
 # Figures are compared at this many decimals, so that an AUC of 0.55 computed as
@@ -93,7 +93,7 @@ def rate(metrics: results_pb2.Metrics, policy: Policy) -> tuple[Risk, str]:
     held_back = [_within_chance(f, level_of_chance) for f in findings if not f.beyond_chance and f.reached > risk]
     caveat = _unmeasured_caveat(metrics)
     if risk is not Risk.LOW:
-        reached = [f"{f.evidence} >= {f.threshold:g}, beyond chance (p = {probability(f.p_value)})"
+        reached = [f"{f.evidence} >= {f.threshold:g}, beyond chance ({p_equals(f.p_value)})"
                    for f in findings if f.beyond_chance and f.reached is risk]
         return risk, "; ".join([" and ".join(reached), *held_back]) + caveat
     middle = policy.levels.middle
@@ -127,7 +127,7 @@ def _within_chance(finding: _Finding, level_of_chance: float) -> str:
         return (f"{reaches} has no chance p-value (the result comes from a worker older than that field), "
                 "so it does not count as beyond chance")
     return (f"{reaches} is within chance at this size "
-            f"(p = {probability(finding.p_value)} > {probability(level_of_chance)})")
+            f"({p_equals(finding.p_value)} > {probability(level_of_chance)})")
 
 
 def _unmeasured_caveat(metrics: results_pb2.Metrics) -> str:
