@@ -268,9 +268,10 @@ ARGUMENT_HELP = {
     "classifier_lr": "Adam learning rate of the attack classifier (> 0)",
     "batch_size": "records per batch for training and prediction (>= 1)",
     "topk": "how many of the largest posteriors form the attack's feature (1 to the number of classes)",
-    "attack_type": "r: rotate by every whole degree in [-r, r]; d: shift by every (dx, dy) with |dx|+|dy| <= d",
+    "attack_type": "r: rotate by every whole degree in [-r, r]; d: the record and every shift (dx, dy) with "
+                   "|dx|+|dy| = d",
     "r": "largest rotation in degrees, with attack_type r (0 to 180; 0 = the record itself only)",
-    "d": "largest shift in pixels, with attack_type d (0 to 64; 0 = the record itself only)",
+    "d": "shift in pixels (L1), with attack_type d (0 to 64; 0 = the record itself only)",
     "population_datasets": "folders of auxiliary data from the target's distribution",
     "shadow_train_size": "records each shadow (reference) model trains on; unset: as many as the target's members",
     "num_shadow": "shadow (reference) models to train, one job each",
