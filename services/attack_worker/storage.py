@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from services.attack_worker.weights import NotWeights, read_state_dict
 from services.common.errors import TaskError
 
 # How many offending keys a weights error lists before summarising the rest.
@@ -196,34 +197,45 @@ def _call(real_root: Path, code: Path, module: ModuleType, function: str, field:
 
 
 def _load_weights(layer: paddle.nn.Layer, weights: Path, model: str, shown: str, field: str) -> None:
-    """Loads `weights` into `layer`, refusing any missing, unexpected or mis-shaped key (Paddle
-    itself only warns about those and leaves the parameters as initialised)."""
+    """Loads `weights` into `layer`, read as data (`weights.read_state_dict`: nothing in the file
+    runs), refusing any missing, unexpected, mis-shaped or mis-typed key (Paddle itself only warns
+    about the first three and leaves the parameters as initialised)."""
     try:
-        state = paddle.load(str(weights))
-    except Exception as exc:
-        raise TaskError.at(field, f"cannot read {shown} with paddle.load: {one_line(exc)}") from exc
-    if not isinstance(state, dict):
-        raise TaskError.at(field, f"{shown} must hold a state dict (paddle.save(model.state_dict(), ...)), "
-                                  f"got {_kind(state)}")
-    expected = {key: tuple(value.shape) for key, value in layer.state_dict().items()}
-    given = {key: tuple(getattr(value, "shape", ())) for key, value in state.items()}
-    problems = _key_problems(expected, given)
+        arrays = read_state_dict(weights)
+    except NotWeights as exc:
+        raise TaskError.at(field, f"{shown} holds something other than weights: {exc}. It was not loaded and "
+                                  "nothing in it ran; give the state dict written by "
+                                  "paddle.save(model.state_dict(), 'NAME.pdparams')") from exc
+    except OSError as exc:
+        raise TaskError.at(field, f"cannot read {shown}: {one_line(exc)}") from exc
+    # As paddle.load does: numpy arrays become tensors (uint16 ones bfloat16).
+    state = {key: paddle.to_tensor(array) for key, array in arrays.items()}
+    expected = {key: (tuple(value.shape), value.dtype) for key, value in layer.state_dict().items()}
+    problems = _key_problems(expected, {key: (tuple(value.shape), value.dtype) for key, value in state.items()})
     if not problems:
         missing, unexpected = layer.set_state_dict(state)
-        problems = _key_problems({k: () for k in missing}, {k: () for k in unexpected})
+        problems = _key_problems({k: None for k in missing}, {k: None for k in unexpected})
     if problems:
         raise TaskError.at(field, f"{shown} does not fit {model}: {'; '.join(problems)}. Save the weights with "
                                   "paddle.save(model.state_dict(), ...) from the same get_model()")
 
 
-def _key_problems(expected: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]]) -> list[str]:
-    """What keeps `given` (name -> shape) from fitting `expected`, one phrase per kind of fault."""
+def _key_problems(expected: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """What keeps `given` (name -> (shape, dtype)) from fitting `expected`, one phrase per kind of fault."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
-    misshaped = [f"{k} {list(given[k])} (the model's is {list(expected[k])})"
-                 for k in expected if k in given and given[k] != expected[k]]
+    both = [k for k in expected if k in given]
+    misshaped = [f"{k} {list(given[k][0])} (the model's is {list(expected[k][0])})"
+                 for k in both if given[k][0] != expected[k][0]]
+    mistyped = [f"{k} {_dtype_name(given[k][1])} (the model's is {_dtype_name(expected[k][1])})"
+                for k in both if given[k][0] == expected[k][0] and given[k][1] != expected[k][1]]
     return [f"{label}: {_first(keys)}" for label, keys in
-            (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)) if keys]
+            (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped),
+             ("wrong dtypes", mistyped)) if keys]
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("paddle.")
 
 
 def _first(items: list[str]) -> str:
