@@ -40,7 +40,7 @@ def retry_policy(service: str, attempts: int = 4) -> str:
                         "initialBackoff": "0.5s",
                         "maxBackoff": "5s",
                         "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
+                        "retryableStatusCodes": [grpc.StatusCode.UNAVAILABLE.name],
                     },
                 }
             ]

@@ -1,8 +1,11 @@
 """Running a gRPC service: health, reflection, TLS, bearer tokens, message size limit,
-readiness file and graceful shutdown.
+the mapping of exceptions to statuses, readiness file and graceful shutdown.
 
 Every service's `__main__` calls `start_server` with a function that registers its
-servicers; everything else about serving is the same for all of them.
+servicers; everything else about serving is the same for all of them. Servicers raise the
+typed failures of `services.common.errors` and never call `context.abort`:
+`FailureInterceptor`, installed on every server, is the one place where an exception becomes
+a status.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import TokenAuth
 from services.common.channels import MAX_MESSAGE_BYTES
+from services.common.errors import Failure, InvalidArgument, ServiceBug
 from services.common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,90 @@ class ServerOptions:
 
 
 DEFAULT_OPTIONS = ServerOptions()  # plaintext, open to every caller
+OWN_METHOD_PREFIX = "/privaudit."
+
+
+class FailureInterceptor(grpc.ServerInterceptor):
+    """Turns what a servicer raises into its status: a `Failure` into its code, message and
+    details (`Failure.to_status`); any other exception into INTERNAL with an incident id, the
+    exception logged once with its traceback and never sent to the caller. A request that does
+    not decode is INVALID_ARGUMENT, logged in one line. A status the handler set itself (a
+    `context.abort`) is left as it is."""
+
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        if handler is None or not details.method.startswith(OWN_METHOD_PREFIX):
+            return handler  # gRPC's own services (health, reflection) map their errors themselves
+        return _guarded(handler, details.method)
+
+
+class _Undecodable:
+    """Stands for a request whose bytes did not decode, so the handler can refuse it."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """`handler` with every exception it raises mapped to a status."""
+    decode = handler.request_deserializer
+
+    def decoded(data: bytes) -> Any:
+        try:
+            return decode(data) if decode else data
+        except Exception as error:  # what a malformed message raises depends on the protobuf runtime
+            return _Undecodable(error)
+
+    def fail(context: grpc.ServicerContext, error: Exception) -> None:
+        if context.code() is not None:  # the handler chose the status (context.abort): keep it
+            raise error
+        context.abort_with_status(status_of(error, method, context.peer()))
+
+    def check(request: Any) -> None:
+        if isinstance(request, _Undecodable):
+            log.warning("refused %s: its request did not decode (%s)", method, type(request.error).__name__)
+            raise InvalidArgument.at("", f"the request is not a valid message for {method}: "
+                                         f"{type(request.error).__name__}: {request.error}")
+
+    if handler.response_streaming:
+        stream = handler.unary_stream or handler.stream_stream
+
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                check(request)
+                yield from stream(request, context)
+            except Exception as error:
+                fail(context, error)
+    else:
+        unary = handler.unary_unary or handler.stream_unary
+
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                check(request)
+                return unary(request, context)
+            except Exception as error:
+                fail(context, error)
+
+    build = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    # A streamed request's messages are decoded as they come; only a unary one is checked here.
+    return build(behaviour, request_deserializer=handler.request_deserializer if handler.request_streaming else decoded,
+                 response_serializer=handler.response_serializer)
+
+
+def status_of(error: Exception, method: str, peer: str = "") -> grpc.Status:
+    """The status `error` travels as; an exception that is not a Failure is logged here."""
+    if isinstance(error, Failure):
+        return error.to_status()
+    incident = uuid.uuid4().hex[:8]
+    log.error("INTERNAL answered to %s for %s (incident %s): %s: %s", peer or "a caller", method, incident,
+              type(error).__name__, error, exc_info=error)
+    return ServiceBug(f"the service failed (incident {incident}); its log has the details").to_status()
 
 
 class Service:
@@ -81,7 +171,7 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         options=[*SERVER_OPTIONS, ("grpc.max_receive_message_length", options.max_receive_bytes)],
-        interceptors=[*([options.auth] if options.auth else []), *interceptors],
+        interceptors=[*([options.auth] if options.auth else []), *interceptors, FailureInterceptor()],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

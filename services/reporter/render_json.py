@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from privaudit.v1 import results_pb2
+from services.common.errors import code_name
 from services.common.task_spec import YAML_ATTACK_TYPE
 from services.reporter.epsilon import ASSUMPTION, CONFIDENCE, EpsilonEstimate
 from services.reporter.figures import RISK_FIGURES, Interval, interval_of
@@ -139,4 +140,4 @@ def _histogram(histogram: results_pb2.ScoreHistogram) -> dict[str, list[float] |
 
 
 def _error(error: results_pb2.AttackError) -> dict[str, str]:
-    return {"code": error.code or "UNKNOWN", "field": error.field, "message": error.message}
+    return {"code": code_name(error), "field": error.field, "message": error.message}

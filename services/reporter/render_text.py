@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from privaudit.v1 import results_pb2
+from services.common.errors import code_name
 from services.reporter.epsilon import ASSUMPTION
 from services.reporter.figures import (
     AUC,
@@ -136,4 +137,4 @@ def _summary(report: Report) -> list[str]:
 def _error(error: results_pb2.AttackError) -> str:
     where = f"{error.field}: " if error.field else ""
     message = " ".join(error.message.split()) or "no message"
-    return f"({error.code or 'UNKNOWN'}) {where}{message}"
+    return f"({code_name(error)}) {where}{message}"

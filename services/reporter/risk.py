@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from privaudit.v1 import report_pb2, results_pb2
+from services.common.errors import failure_summary
 from services.reporter.figures import AUC, LOW_FPR_FIGURES, RISK_FIGURES, TPR_AT_1PCT_FPR, Figure, p_equals, probability
 from services.reporter.policy import Policy
 
@@ -145,5 +146,4 @@ def _unmeasured_caveat(metrics: results_pb2.Metrics) -> str:
 
 
 def _failure_reason(error: results_pb2.AttackError) -> str:
-    where = f" at {error.field}" if error.field else ""
-    return f"not rated: the attack failed ({error.code or 'UNKNOWN'}{where})"
+    return f"not rated: the attack failed ({failure_summary(error)})"

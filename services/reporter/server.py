@@ -1,4 +1,7 @@
-"""The ReporterService: rate the results, render the report, stream summary then chunks."""
+"""The ReporterService: rate the results, render the report, stream summary then chunks.
+
+A request it cannot render raises InvalidArgument; the server's interceptor makes it the status.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc
+from services.common.errors import InvalidArgument
 from services.reporter import render_html, render_json, render_text
 from services.reporter.policy import Policy
 from services.reporter.report import Report, ReportRequestError, build_report
@@ -32,6 +36,12 @@ def chunks(data: bytes, report_format: int, size: int = CHUNK_BYTES) -> Iterator
         yield report_pb2.ReportChunk(format=report_format, data=data[start:end], last=end >= len(data))
 
 
+class ReportRefused(InvalidArgument):
+    """Results that cannot be reported, the field at fault named."""
+
+    prefix = "cannot build the report: "
+
+
 class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     def __init__(self, policy: Policy):
         self.policy = policy
@@ -43,12 +53,12 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         renderer = RENDERERS.get(report_format)
         if renderer is None:
             supported = ", ".join(report_pb2.ReportFormat.Name(f) for f in RENDERERS)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"format: {request.format} is not a format this reporter renders; use one of {supported}")
+            raise InvalidArgument.at("format", f"{request.format} is not a format this reporter renders; use one "
+                                               f"of {supported}")
         try:
             report = build_report(request.task_id, request.results, self.policy)
         except ReportRequestError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot build the report: {exc}")
+            raise ReportRefused.at(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
         data = renderer(report)
         log.info("report built: task %s, format %s, %d attacks, overall risk %s, %d bytes",
                  request.task_id or "(no id)", report_pb2.ReportFormat.Name(report_format), len(report.attacks),

@@ -13,6 +13,13 @@ class AttackStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTACK_STATUS_SUCCEEDED: _ClassVar[AttackStatus]
     ATTACK_STATUS_FAILED: _ClassVar[AttackStatus]
 
+class Fault(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAULT_UNSPECIFIED: _ClassVar[Fault]
+    FAULT_TASK: _ClassVar[Fault]
+    FAULT_INFRASTRUCTURE: _ClassVar[Fault]
+    FAULT_SERVICE: _ClassVar[Fault]
+
 class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STAGE_UNSPECIFIED: _ClassVar[Stage]
@@ -25,6 +32,10 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 ATTACK_STATUS_UNSPECIFIED: AttackStatus
 ATTACK_STATUS_SUCCEEDED: AttackStatus
 ATTACK_STATUS_FAILED: AttackStatus
+FAULT_UNSPECIFIED: Fault
+FAULT_TASK: Fault
+FAULT_INFRASTRUCTURE: Fault
+FAULT_SERVICE: Fault
 STAGE_UNSPECIFIED: Stage
 STAGE_QUEUED: Stage
 STAGE_LOAD: Stage
@@ -66,14 +77,18 @@ class AttackResult(_message.Message):
     def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., record_scores: _Optional[_Union[RecordScores, _Mapping]] = ...) -> None: ...
 
 class AttackError(_message.Message):
-    __slots__ = ("code", "field", "message")
+    __slots__ = ("code", "field", "message", "fault", "retryable")
     CODE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     code: str
     field: str
     message: str
-    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    fault: Fault
+    retryable: bool
+    def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., fault: _Optional[_Union[Fault, str]] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class ModelSummary(_message.Message):
     __slots__ = ("name", "path", "train_acc", "test_acc")
