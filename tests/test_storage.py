@@ -219,6 +219,9 @@ def dataset_code(get_dataset_body: str) -> str:
     ("return [(np.zeros(3), np.array([1, 2]))]", "the label of record 0 must be a class index"),
     ("return [(np.zeros(3), -1)]", "the label of record 0 must be a class index"),
     ("return [(np.zeros(3), 1.5)]", "the label of record 0 must be a class index"),
+    ("return [(np.zeros(3), float('nan'))]", "the label of record 0 must be a class index"),
+    ("return [(np.zeros(3), np.array([np.inf]))]", "the label of record 0 must be a class index"),
+    ("return [(np.array([0.0, np.nan, 1.0]), 0)]", "the sample of record 0 holds NaN or infinite values"),
     ("return [('pixels', 1)]", "the sample of record 0 must be a numeric array or tensor"),
 ])
 def test_datasets_breaking_the_contract_are_refused(tmp_path, body, expected):
@@ -235,6 +238,19 @@ def test_samples_of_different_shapes_are_refused(tmp_path):
     dataset = storage.load_dataset(tmp_path, "d", FIELD)
     message = str(error_of(storage.read_records, dataset, [0, 1], FIELD))
     assert "record 0 is [3], record 1 is [4]" in message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39], ids=["nan", "inf", "-inf", "beyond float32"])
+@pytest.mark.parametrize("sample_form", list(SAMPLE_FORMS))
+def test_non_finite_samples_are_refused_naming_the_first_such_record(tmp_path, bad, sample_form):
+    samples, labels = records([0, 1, 2, 3, 0], [True] * 5, layout="CHW")
+    samples = samples.astype(np.float64)
+    samples[[3, 1], 0, 1, 0] = bad
+    write_dataset(tmp_path / "d", samples, labels, sample_form=sample_form)
+    dataset = storage.load_dataset(tmp_path, "d", FIELD)
+    message = str(error_of(storage.read_records, dataset, [4, 3, 0, 1], FIELD))
+    assert "the sample of record 3 holds NaN or infinite values" in message
+    assert storage.read_records(dataset, [0, 2, 4], FIELD)[0].shape == (3, 1, 2, 2)
 
 
 def test_a_model_file_is_run_fresh_from_its_own_path(tmp_path):

@@ -155,6 +155,32 @@ def test_a_model_must_return_2d_logits(tmp_path):
         rt.predict(model, dataset, batch_size=8)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("memory_mb", [1024, 0], ids=["in memory", "record by record"])
+def test_non_finite_samples_are_refused_naming_the_dataset_and_the_record(tmp_path, bad, memory_mb):
+    """Read into memory, the dataset is refused as it loads; read record by record (larger than
+    --dataset-memory-mb), as soon as a batch holding the record is read, for querying or training."""
+    tree = write_audit_tree(tmp_path)
+    samples, labels = records([i % NUM_CLASSES for i in range(12)], [True] * 12)
+    samples[9, 1, 0] = bad
+    write_dataset(tmp_path / "datasets" / "holed", samples, labels)
+    rt = PaddleRuntime(WorkerSettings(str(tree.root), dataset_memory_mb=memory_mb), 5, lambda *_: None)
+    model = rt.load_model("target_model", tree.model)
+    reads = [lambda: rt.load_dataset("target_datasets.members", "datasets/holed")]
+    if memory_mb == 0:
+        dataset = reads.pop()()
+        assert dataset.records is None, "read record by record"
+        fresh = rt.load_model("shadow_model", tree.model, trained=False)
+        reads = [lambda: rt.predict(model, dataset, batch_size=4),
+                 lambda: rt.train(fresh, rt.records([dataset], range(12), "shadow training set"), 1, 0.1, 4)]
+    for read in reads:
+        with pytest.raises(TaskError) as caught:
+            read()
+        assert caught.value.field == "target_datasets.members"
+        assert "the sample of record 9 holds NaN or infinite values" in str(caught.value)
+        assert "fix, impute or drop such records in get_dataset()" in str(caught.value)
+
+
 def test_stages_are_timed_and_reported(tree, monkeypatch):
     monkeypatch.setattr(paddle_runtime, "PROGRESS_INTERVAL_S", 0.0)
     events: list = []
