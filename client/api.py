@@ -24,6 +24,9 @@ from services.common.tls import ClientTLS
 
 FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
            "html": report_pb2.REPORT_FORMAT_HTML}
+# An audit's stream carries a heartbeat at least every 10 s (services/orchestrator/event_log.py);
+# this long without any event means the orchestrator or the link is gone.
+IDLE_TIMEOUT = 60.0
 
 
 class AuditError(RuntimeError):
@@ -51,14 +54,18 @@ class AuditClient:
     mTLS; `tls_server_name` is the name in the orchestrator's certificate when it is not the
     address's host. With `token_file`, its first token is sent as the bearer token. A missing
     or malformed file raises TLSConfigError or TokenFileError (both ValueError) at once.
+    An audit's stream that carries nothing, not even a heartbeat, for `idle_timeout` seconds
+    ends with an AuditError: never a silent hang.
     """
 
     def __init__(self, address: str, connect_timeout: float = 30.0, call_timeout: float = 30.0, *,
+                 idle_timeout: float = IDLE_TIMEOUT,
                  tls_ca: Path | None = None, tls_cert: Path | None = None, tls_key: Path | None = None,
                  tls_server_name: str | None = None, token_file: Path | None = None):
         self.address = address
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
+        self.idle_timeout = idle_timeout
         security = ChannelSecurity(ClientTLS.from_files(tls_ca, tls_cert, tls_key, tls_server_name),
                                    read_tokens(token_file)[0] if token_file else None)
         self._channel = open_channel(address, security=security)
@@ -158,11 +165,23 @@ class AuditClient:
 
     def _stream(self, method, request) -> Iterator[orchestrator_pb2.AuditEvent]:
         self._connect()
+        call = method(request)
+        idle = _IdleDeadline(self.idle_timeout, call.cancel)
+        task_id = ""
         try:
-            for response in method(request):
+            for response in call:
+                idle.reset()
+                task_id = response.event.task_id or task_id
                 yield response.event
         except grpc.RpcError as error:
+            if idle.expired:
+                watch = f"; it may still be running: privaudit watch {task_id}" if task_id else ""
+                raise AuditError(f"no word from the orchestrator at {self.address} for {self.idle_timeout:g} s, "
+                                 f"not even a heartbeat: the connection or the orchestrator is gone{watch}") from None
             raise self._error(error) from None
+        finally:
+            idle.stop()
+            call.cancel()  # a consumer that stops early (or the deadline) releases the stream
 
     def _call(self, method, request):
         self._connect()
@@ -175,3 +194,27 @@ class AuditClient:
         if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
             return TaskError(problems_from_status(error))
         return AuditError(f"orchestrator {self.address}: {error.code().name}: {error.details()}")
+
+
+class _IdleDeadline:
+    """Calls `expire` once `seconds` pass without a reset()."""
+
+    def __init__(self, seconds: float, expire: Callable[[], object]):
+        self.seconds, self._expire = seconds, expire
+        self.expired = False
+        self._timer: threading.Timer | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.stop()
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        self.expired = True
+        self._expire()

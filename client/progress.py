@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
@@ -59,6 +60,8 @@ class ProgressPrinter:
             for attack in event.report_summary.attacks:
                 if attack.risk:
                     self._line(f"{self._label(attack.attack_index)} risk {risk_word(attack.risk)}")
+        elif kind == "notice":
+            self._line(f"audit {event.task_id}: {event.notice.message}")
         elif kind == "done" and event.done.error:
             self._line(f"audit {event.task_id}: {event.done.error}")
 
@@ -111,5 +114,7 @@ class LiveProgress:
                     row = self.rows[attack.attack_index]
                     current = self.bars.tasks[row].fields["status"]
                     self.bars.update(row, status=f"{current}, risk {risk_word(attack.risk)}")
+        elif kind == "notice":
+            self.console.print(f"[yellow]audit {event.task_id}: {escape(event.notice.message)}[/]")
         elif kind == "done" and event.done.error:
-            self.console.print(f"[red]audit {event.task_id}: {event.done.error}[/]")
+            self.console.print(f"[red]audit {event.task_id}: {escape(event.done.error)}[/]")

@@ -29,6 +29,7 @@ class OrchestratorConfig:
     probe_interval: float = 2.0
     limits: TaskLimits = field(default_factory=TaskLimits)
     peers: ChannelSecurity = PLAINTEXT  # how to reach the workers and the reporter
+    report_wait: float = 600.0  # seconds an unreachable reporter is waited for before an audit fails
 
 
 class Orchestrator:
@@ -40,7 +41,8 @@ class Orchestrator:
         self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE, security=config.peers)
         self.scheduler = Scheduler(self.pool, config.jobs)
         self.runner = AuditRunner(self.store, self.scheduler,
-                                  reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel))
+                                  reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel),
+                                  report_wait=config.report_wait, reporter_address=config.reporter)
         self.service: Service | None = None
 
     def start(self, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:

@@ -9,12 +9,18 @@ An attack trained on many shadow models (LIRA, RMIA) runs as one job per shadow
 model, spread over the workers, then a score job that receives all their
 outputs. Finished shadow models are stored, so a restart trains only the
 missing ones.
+
+When the reporter cannot be reached, the report is asked for again with growing
+pauses (up to REPORT_RETRY_MAX_PAUSE) for `report_wait` seconds: the stream says
+so in a notice at once, and the report follows as soon as the reporter is back.
+Only after `report_wait` does the audit end with an error naming the reporter.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -37,9 +43,16 @@ from services.orchestrator.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
 
+REPORT_RETRY_FIRST_PAUSE = 0.5  # seconds; doubled after each failed try
+REPORT_RETRY_MAX_PAUSE = 15.0
+
 
 class AuditNotFound(LookupError):
     pass
+
+
+class _NoReport(Exception):
+    """The reporter did not build the report; the message says why, for the `done` event."""
 
 
 @dataclass
@@ -55,11 +68,13 @@ class LiveAudit:
 
 class AuditRunner:
     def __init__(self, store: TaskStore, scheduler: Scheduler, reporter: reporter_pb2_grpc.ReporterServiceStub,
-                 report_timeout: float = 300.0):
+                 report_timeout: float = 300.0, report_wait: float = 600.0, reporter_address: str = "the reporter"):
         self.store = store
         self.scheduler = scheduler
         self.reporter = reporter
-        self.report_timeout = report_timeout
+        self.report_timeout = report_timeout  # one BuildReport call
+        self.report_wait = report_wait  # how long an unreachable reporter is waited for
+        self.reporter_address = reporter_address
         self._live: dict[str, LiveAudit] = {}
         self._admission = threading.Lock()  # one task at a time checks the queue's room and enters it
         scheduler.on_progress = self._on_progress
@@ -206,19 +221,15 @@ class AuditRunner:
         results = sorted((e.attack_result for e in self.store.events(audit.task_id) if e.HasField("attack_result")),
                          key=lambda r: r.attack_index)
         request = reporter_pb2.BuildReportRequest(task_id=audit.task_id, results=results, format=audit.report_format)
-        parts: list[dict] = []
         done = self._done(audit, results=results)
         try:
-            for part in self.reporter.BuildReport(request, timeout=self.report_timeout, wait_for_ready=True):
-                if part.HasField("summary"):
-                    done.overall_risk = part.summary.overall_risk
-                    parts.append({"report_summary": part.summary})
-                else:
-                    parts.append({"report_chunk": part.chunk})
-        except grpc.RpcError as error:
-            parts = []
-            done.error = f"the report could not be built: reporter {error.code().name}: {error.details()}"
+            parts = self._report_parts(audit, request)
+        except _NoReport as failure:
+            parts, done.error = [], f"the report could not be built: {failure}"
             log.error("audit task=%s: %s", audit.task_id, done.error)
+        for part in parts:
+            if "report_summary" in part:
+                done.overall_risk = part["report_summary"].overall_risk
         with audit.lock:
             if audit.cancelled:
                 return
@@ -226,6 +237,42 @@ class AuditRunner:
             self._live.pop(audit.task_id, None)
         log.info("audit done task=%s succeeded=%d failed=%d risk=%s", audit.task_id, done.succeeded_attacks,
                  done.failed_attacks, report_pb2.RiskLevel.Name(done.overall_risk))
+
+    def _report_parts(self, audit: LiveAudit, request: reporter_pb2.BuildReportRequest) -> list[dict]:
+        """The report's events, from BuildReport tried again while the reporter is unavailable (for
+        up to `report_wait` seconds, a notice on the stream when it first is). _NoReport when it
+        fails otherwise, or when the wait is over."""
+        pause, gave_notice = REPORT_RETRY_FIRST_PAUSE, False
+        started = time.monotonic()
+        while True:
+            try:
+                return [{"report_summary": part.summary} if part.HasField("summary") else {"report_chunk": part.chunk}
+                        for part in self.reporter.BuildReport(request, timeout=self.report_timeout)]
+            except grpc.RpcError as error:
+                failure = f"reporter {error.code().name}: {error.details()}"
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise _NoReport(failure) from None
+                waited = time.monotonic() - started
+                if waited + pause > self.report_wait:
+                    raise _NoReport(f"{failure}; {self.reporter_address} still unavailable after {waited:.0f} s "
+                                    f"of retries (the orchestrator waits up to {self.report_wait:g} s)") from None
+                if audit.cancelled:
+                    raise _NoReport("the audit was cancelled while the reporter was unavailable") from None
+                if not gave_notice:
+                    self._notice(audit, f"waiting for the reporter at {self.reporter_address}: unavailable since "
+                                        f"{time.strftime('%H:%M:%S UTC', time.gmtime())} ({error.details()}); "
+                                        f"retrying for up to {self.report_wait:g} s, the report follows as soon "
+                                        "as it answers")
+                    gave_notice = True
+                time.sleep(pause)
+                pause = min(2 * pause, REPORT_RETRY_MAX_PAUSE)
+
+    def _notice(self, audit: LiveAudit, message: str) -> None:
+        """Tells the audit's stream (and the log) what the audit is waiting on."""
+        log.warning("audit task=%s: %s", audit.task_id, message)
+        with audit.lock:
+            if not audit.cancelled:
+                audit.events.append(notice=orchestrator_pb2.AuditNotice(message=message))
 
     def _done(self, audit: LiveAudit, results: list[results_pb2.AttackResult] = (),
               cancelled: bool = False) -> orchestrator_pb2.AuditDone:

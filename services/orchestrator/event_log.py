@@ -2,17 +2,22 @@
 
 The audit's runner appends; each client stream (SubmitAudit, WatchAudit) follows
 from an event number, reading stored events and waiting for more. The stream
-ends with the `done` event.
+ends with the `done` event. A follower that has had nothing to send for
+HEARTBEAT_SECONDS sends a heartbeat (never stored), so that a client can put an
+idle deadline on its stream without mistaking a long quiet job for a hang.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from privaudit.v1 import orchestrator_pb2
 from services.orchestrator.store import TaskStore
+
+HEARTBEAT_SECONDS = 10.0
 
 
 class EventLog:
@@ -50,17 +55,27 @@ class EventLog:
         with self._changed:
             return self._length
 
-    def follow(self, start: int = 0, keep_going: Callable[[], bool] = lambda: True,
-               poll_seconds: float = 1.0) -> Iterator[orchestrator_pb2.AuditEvent]:
+    def follow(self, start: int = 0, keep_going: Callable[[], bool] = lambda: True, poll_seconds: float = 1.0,
+               heartbeat_seconds: float | None = None) -> Iterator[orchestrator_pb2.AuditEvent]:
         """Yields events from number `start` on, waiting for new ones, until `done` or
-        until keep_going() turns false (the reader went away)."""
-        position = start
+        until keep_going() turns false (the reader went away); a heartbeat whenever
+        `heartbeat_seconds` (default HEARTBEAT_SECONDS) pass without anything to yield."""
+        heartbeat_seconds = HEARTBEAT_SECONDS if heartbeat_seconds is None else heartbeat_seconds
+        position, quiet_since = start, time.monotonic()
         while True:
             with self._changed:
                 while position >= self._length and not self._finished:
                     if not keep_going():
                         return
-                    self._changed.wait(poll_seconds)
+                    if time.monotonic() - quiet_since >= heartbeat_seconds:
+                        break
+                    self._changed.wait(min(poll_seconds, heartbeat_seconds))
+                has_news = position < self._length or self._finished
+            if not has_news:
+                yield orchestrator_pb2.AuditEvent(sequence=position, task_id=self.task_id,
+                                                  heartbeat=orchestrator_pb2.AuditHeartbeat())
+                quiet_since = time.monotonic()
+                continue
             batch = self.store.events(self.task_id, position)
             if not batch:
                 return  # finished, and `start` was past the end
@@ -68,4 +83,4 @@ class EventLog:
                 yield event
                 if event.HasField("done"):
                     return
-            position = batch[-1].sequence + 1
+            position, quiet_since = batch[-1].sequence + 1, time.monotonic()

@@ -47,7 +47,7 @@ class SubmitAuditResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[AuditEvent, _Mapping]] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("sequence", "task_id", "accepted", "progress", "attack_result", "report_summary", "report_chunk", "done")
+    __slots__ = ("sequence", "task_id", "accepted", "progress", "attack_result", "report_summary", "report_chunk", "done", "notice", "heartbeat")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,8 @@ class AuditEvent(_message.Message):
     REPORT_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     REPORT_CHUNK_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     task_id: str
     accepted: AuditAccepted
@@ -64,7 +66,19 @@ class AuditEvent(_message.Message):
     report_summary: _report_pb2.ReportSummary
     report_chunk: _report_pb2.ReportChunk
     done: AuditDone
-    def __init__(self, sequence: _Optional[int] = ..., task_id: _Optional[str] = ..., accepted: _Optional[_Union[AuditAccepted, _Mapping]] = ..., progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., attack_result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., report_summary: _Optional[_Union[_report_pb2.ReportSummary, _Mapping]] = ..., report_chunk: _Optional[_Union[_report_pb2.ReportChunk, _Mapping]] = ..., done: _Optional[_Union[AuditDone, _Mapping]] = ...) -> None: ...
+    notice: AuditNotice
+    heartbeat: AuditHeartbeat
+    def __init__(self, sequence: _Optional[int] = ..., task_id: _Optional[str] = ..., accepted: _Optional[_Union[AuditAccepted, _Mapping]] = ..., progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., attack_result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., report_summary: _Optional[_Union[_report_pb2.ReportSummary, _Mapping]] = ..., report_chunk: _Optional[_Union[_report_pb2.ReportChunk, _Mapping]] = ..., done: _Optional[_Union[AuditDone, _Mapping]] = ..., notice: _Optional[_Union[AuditNotice, _Mapping]] = ..., heartbeat: _Optional[_Union[AuditHeartbeat, _Mapping]] = ...) -> None: ...
+
+class AuditNotice(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
+
+class AuditHeartbeat(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class AuditAccepted(_message.Message):
     __slots__ = ("attack_names", "seed")
