@@ -14,7 +14,8 @@ from services.attack_worker import attacks
 from services.attack_worker.attacks import baseline
 from services.attack_worker.job import run_job
 from services.attack_worker.paddle_runtime import JobCancelled
-from services.attack_worker.settings import WorkerSettings
+from services.attack_worker.settings import JobLimits, WorkerSettings
+from services.common.errors import TaskError, Unavailable
 
 
 @pytest.fixture
@@ -22,10 +23,18 @@ def tree(tmp_path) -> AuditTree:
     return write_audit_tree(tmp_path)
 
 
-def run(tree: AuditTree, request=None, cancelled: threading.Event | None = None):
+TASK, SERVICE = results_pb2.FAULT_TASK, results_pb2.FAULT_SERVICE
+
+
+def run(tree: AuditTree, request=None, cancelled: threading.Event | None = None, **settings):
     progress: list[results_pb2.JobProgress] = []
-    result = run_job(request or baseline_request(tree), WorkerSettings(str(tree.root)), progress.append, cancelled)
+    result = run_job(request or baseline_request(tree), WorkerSettings(str(tree.root), **settings), progress.append,
+                     cancelled)
     return result, progress
+
+
+def classification(result: results_pb2.AttackResult) -> tuple[str, int, bool]:
+    return result.error.code, result.error.fault, result.error.retryable
 
 
 def test_a_baseline_job_reports_model_datasets_metrics_and_timings(tree):
@@ -88,6 +97,7 @@ def test_a_path_leaving_the_root_fails_naming_the_prefixed_field(tree):
     result, _ = run(tree, baseline_request(tree, attack_index=3, target_model="models/../../elsewhere"))
     assert result.status == results_pb2.ATTACK_STATUS_FAILED
     assert (result.error.code, result.error.field) == ("INVALID_ARGUMENT", "attacks[3].args.target_model")
+    assert classification(result) == ("INVALID_ARGUMENT", TASK, False)
     assert "leaves the storage root" in result.error.message
     assert not result.HasField("metrics")
 
@@ -112,6 +122,7 @@ def test_an_unregistered_attack_is_unimplemented(tree, monkeypatch):
     result, _ = run(tree)
     assert result.status == results_pb2.ATTACK_STATUS_FAILED
     assert (result.error.code, result.error.field) == ("UNIMPLEMENTED", "attacks[0].name")
+    assert classification(result) == ("UNIMPLEMENTED", SERVICE, False)
     assert "BASELINE is not available in this version" in result.error.message
 
 
@@ -122,9 +133,48 @@ def test_a_fault_of_the_worker_is_internal_with_a_one_line_message(tree, monkeyp
     monkeypatch.setitem(attacks.RUNNERS, "BASELINE", broken)
     result, _ = run(tree)
     assert (result.error.code, result.error.field) == ("INTERNAL", "")
+    assert classification(result) == ("INTERNAL", SERVICE, False), "a bug of ours: never retried"
     assert "RuntimeError: index out of range" in result.error.message
     assert "\n" not in result.error.message and "Traceback" not in result.error.message
     assert "Traceback" in caplog.text and "second line of detail" in caplog.text
+
+
+def test_running_out_of_memory_is_the_tasks_fault_naming_the_limit(tree, monkeypatch):
+    def hungry(args, rt):
+        raise MemoryError("(ResourceExhausted) Fail to alloc memory of 1600000000 size")
+
+    monkeypatch.setitem(attacks.RUNNERS, "BASELINE", hungry)
+    result, _ = run(tree, limits=JobLimits(memory_mb=2048))
+    assert classification(result) == ("INVALID_ARGUMENT", TASK, False)
+    assert result.error.message == ("the job ran out of memory (MemoryError: (ResourceExhausted) Fail to alloc memory "
+                                    "of 1600000000 size); the job exceeded this worker's 2048 MB memory limit "
+                                    "(--job-memory-mb 2048): use smaller data or models, or raise the limit")
+
+
+def test_a_task_error_raised_from_a_memory_error_names_the_limit_and_its_field(tree, monkeypatch):
+    """User code whose import ran out of memory: storage reports it as a task error on the field."""
+    def importing(args, rt):
+        try:
+            raise MemoryError()
+        except MemoryError as exc:
+            raise TaskError.at("target_model", "importing models/net/model.py raised MemoryError") from exc
+
+    monkeypatch.setitem(attacks.RUNNERS, "BASELINE", importing)
+    result, _ = run(tree, limits=JobLimits(memory_mb=1024))
+    assert classification(result) == ("INVALID_ARGUMENT", TASK, False)
+    assert result.error.field == "attacks[0].args.target_model"
+    assert result.error.message.startswith("importing models/net/model.py raised MemoryError; the job exceeded this "
+                                           "worker's 1024 MB memory limit (--job-memory-mb 1024)")
+
+
+def test_a_typed_failure_keeps_its_own_classification(tree, monkeypatch):
+    def lost_storage(args, rt):
+        raise Unavailable("the shared cache volume is not mounted")
+
+    monkeypatch.setitem(attacks.RUNNERS, "BASELINE", lost_storage)
+    result, _ = run(tree)
+    assert classification(result) == ("UNAVAILABLE", results_pb2.FAULT_INFRASTRUCTURE, True)
+    assert result.error.message == "the shared cache volume is not mounted"
 
 
 def test_a_cancelled_job_raises_instead_of_returning_a_result(tree):

@@ -19,8 +19,11 @@ from worker_fixtures import (
     write_model,
 )
 
-from privaudit.v1 import results_pb2
+from privaudit.v1 import attack_worker_pb2, results_pb2
+from services.attack_worker import server as worker_server
 from services.attack_worker.server import SERVICE_NAME
+from services.attack_worker.settings import JobLimits
+from services.common.errors import from_rpc_error
 
 
 @pytest.fixture
@@ -96,3 +99,26 @@ def test_jobs_queue_one_at_a_time_and_a_cancelled_rpc_stops_its_job(tmp_path, ca
         time.sleep(0.05)
     assert "task first attack 0 BASELINE CANCELLED" in caplog.text
     assert "task second attack 0 BASELINE SUCCEEDED" in caplog.text
+
+
+def test_capacity_advertises_the_job_limits(tree):
+    with served_worker(tree.root, limits=JobLimits(memory_mb=3000, timeout_s=42.5)) as (stub, _):
+        capacity = stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10)
+    assert (capacity.slots, capacity.job_timeout_s, capacity.job_memory_mb) == (1, 42.5, 3000)
+
+
+def test_a_job_that_breaks_without_a_result_is_our_fault_and_not_worth_retrying(worker, tree, monkeypatch, caplog):
+    """The RPC ends INTERNAL with the service's fault in its detail, so no orchestrator retries it
+    on every worker; the log has the details, the caller only where to look."""
+    def broken(request, settings, emit, cancelled):
+        raise RuntimeError("pipe closed: secret detail")
+
+    monkeypatch.setattr(worker_server, "run_in_child", broken)
+    stub, _ = worker
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.RunAttack(baseline_request(tree), timeout=60))
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in caught.value.details() and "see its log" in caught.value.details()
+    failure = from_rpc_error(caught.value)
+    assert (failure.fault, failure.retryable) == (results_pb2.FAULT_SERVICE, False)
+    assert "pipe closed: secret detail" in caplog.text

@@ -2,10 +2,11 @@
 
 Validates the attack's arguments, runs the attack on a Paddle runtime, measures
 its scores, and summarises the target model and the datasets read. Faults end in
-a FAILED result rather than an exception: INVALID_ARGUMENT naming the task field
-for a fault in the task or its files, UNIMPLEMENTED for an attack this worker
-lacks, INTERNAL (details in the log only) for anything else. Only cancellation
-escapes, as `JobCancelled`.
+a FAILED result rather than an exception, classified as `services.common.errors`
+says: a TaskError is the task's fault (INVALID_ARGUMENT naming the task field), an
+attack this worker lacks is Unimplemented, any other `Failure` keeps its own
+classification, and anything else is a ServiceBug (INTERNAL, details in the log
+only, never retried). Only cancellation escapes, as `JobCancelled`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from services.attack_worker.paddle_runtime import JobCancelled, LoadedDataset, P
 from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.storage import one_line, resolve_folder
 from services.common import task_spec
-from services.common.errors import TaskError
+from services.common.errors import Failure, ServiceBug, TaskError, Unimplemented
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,9 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
         else:
             run = attacks.runner_for(args.name)
     except TaskError as exc:
-        return _failed(result, "INVALID_ARGUMENT", *_field_and_message(exc, prefix=""))
+        return _failed(result, exc)
     except AttackUnavailable as exc:
-        return _failed(result, "UNIMPLEMENTED", f"attacks[{index}].name", str(exc))
+        return _failed(result, Unimplemented(str(exc), f"attacks[{index}].name"))
 
     def report(stage: int, fraction: float, message: str) -> None:
         emit(results_pb2.JobProgress(attack_index=index, stage=stage, fraction=fraction, message=message))
@@ -60,16 +61,10 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
         with runtime.stage(results_pb2.STAGE_SCORE):
             evaluation = metrics.evaluate(scores, request.seed)
             target = _target_summary(args, runtime)
-    except TaskError as exc:
-        # Runtimes and attacks name fields relative to the attack's args.
-        field, message = _field_and_message(exc, prefix=f"attacks[{index}].args.")
-        return _failed(result, "INVALID_ARGUMENT", field, message, runtime.timings)
     except JobCancelled:
         raise
     except Exception as exc:
-        log.exception("task %s attack %d (%s) failed inside the worker", request.task_id, index, args.name)
-        message = f"the attack worker failed ({one_line(exc)}); its log has the details"
-        return _failed(result, "INTERNAL", "", message, runtime.timings)
+        return _failed(result, _classified(exc, request, settings), runtime.timings)
 
     result.status = results_pb2.ATTACK_STATUS_SUCCEEDED
     result.target_model.CopyFrom(target)
@@ -146,21 +141,44 @@ def _shadow_timings(request: attack_worker_pb2.RunAttackRequest) -> list[results
     return [results_pb2.StageTiming(stage=stage, seconds=seconds) for stage, seconds in totals.items()]
 
 
-def _field_and_message(error: TaskError, prefix: str) -> tuple[str, str]:
-    """The error's first field, prefixed, and its message: one problem's own message, or
-    every problem as `field: message`."""
-    fields = [f"{prefix}{p.field}" if p.field else "" for p in error.problems]
-    if len(error.problems) == 1:
-        return fields[0], error.problems[0].message
-    described = (f"{field}: {p.message}" if field else p.message
-                 for field, p in zip(fields, error.problems, strict=True))
-    return fields[0], "; ".join(described)
+def _classified(error: Exception, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings) -> Failure:
+    """What an exception from running the attack means. Runtimes and attacks name fields relative
+    to the attack's args; anything that is not a Failure is our bug, logged with its traceback.
+    Running out of memory, however reported, means the job passed its process's address-space
+    limit: the task's fault, saying which limit."""
+    if isinstance(error, TaskError):
+        failure: Failure = error.prefixed(f"attacks[{request.attack_index}].args.")
+    elif isinstance(error, Failure):
+        failure = error
+    elif isinstance(error, MemoryError):
+        failure = TaskError.at("", f"the job ran out of memory ({one_line(error)})")
+    else:
+        log.error("task %s attack %d failed inside the worker", request.task_id, request.attack_index, exc_info=error)
+        failure = ServiceBug(f"the attack worker failed ({one_line(error)}); its log has the details")
+    if not _caused_by(error, MemoryError):
+        return failure
+    limit = settings.limits.memory_mb
+    described = failure.attack_error()
+    return TaskError.at(described.field, f"{described.message}; the job exceeded this worker's {limit} MB memory "
+                                         f"limit (--job-memory-mb {limit}): use smaller data or models, or raise "
+                                         "the limit")
 
 
-def _failed(result: results_pb2.AttackResult, code: str, field: str, message: str,
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `error`, or an exception it was raised from or while handling, is a `kind`."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _failed(result: results_pb2.AttackResult, failure: Failure,
             timings: Sequence[results_pb2.StageTiming] = ()) -> results_pb2.AttackResult:
-    """`result` marked FAILED with the error and the timings of the stages that ran."""
+    """`result` marked FAILED with the failure and the timings of the stages that ran."""
     result.status = results_pb2.ATTACK_STATUS_FAILED
-    result.error.CopyFrom(results_pb2.AttackError(code=code, field=field, message=message))
+    result.error.CopyFrom(failure.attack_error())
     result.timings.extend(timings)
     return result

@@ -7,6 +7,14 @@ the job is cancelled. Progress and the result travel back over a pipe as
 protobuf bytes. A child that dies, hangs or breaks without a result ends the job
 in a FAILED AttackResult saying what happened, so the worker keeps serving.
 
+How a child ended decides whose fault it is (`services.common.errors`):
+- past the worker's `--job-timeout-s`: the task's (the message names the flag and value);
+- MemoryError under the address-space limit: the task's, naming `--job-memory-mb` (in `job`);
+- SIGKILL that this worker did not send, while the kernel's out-of-memory killer ended a process
+  of the worker's cgroup: the infrastructure's, retryable (the machine ran out of memory
+  before the job reached its limit); without a cgroup count to tell, taken for the same;
+- any other death after the task's code ran: the task's; before it ran: ours (a bug).
+
 Children are forked from a `forkserver` that has imported the worker's job code
 (and Paddle) once, so a job does not pay Paddle's start-up.
 """
@@ -30,8 +38,9 @@ from typing import Any
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import job
 from services.attack_worker.paddle_runtime import JobCancelled
-from services.attack_worker.settings import WorkerSettings
+from services.attack_worker.settings import JobLimits, WorkerSettings
 from services.common import logs
+from services.common.errors import Failure, Overloaded, ServiceBug, TaskError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,9 @@ _PROGRESS, _USER_FILE, _RESULT, _SHADOW, _BROKE = b"p", b"f", b"r", b"s", b"e"
 JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
 ProgressSink = Callable[[results_pb2.JobProgress], None]
 _PR_SET_PDEATHSIG = 1
+# Where the kernel counts a cgroup's out-of-memory kills: cgroup v2, then v1 ("oom_kill N" lines);
+# each relative to the cgroup's own folder, then to the mount's root (a container's namespace).
+_OOM_COUNTERS = (("", "memory.events"), ("memory", "memory.oom_control"))
 
 
 def start_forkserver() -> None:
@@ -65,7 +77,7 @@ def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSe
                              name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
     child.start()
     sender.close()
-    watch = _Watch(request, settings, time.monotonic() + settings.limits.timeout_s)
+    watch = _Watch(request, settings, time.monotonic() + settings.limits.timeout_s, oom_kills())
     try:
         return watch.follow(child, receiver, emit, cancelled)
     finally:
@@ -78,10 +90,12 @@ def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSe
 class _Watch:
     """The parent's side of one child: relays its messages and turns its end into an outcome."""
 
-    def __init__(self, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings, deadline: float):
+    def __init__(self, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings, deadline: float,
+                 oom_kills_before: int | None):
         self._request = request
         self._settings = settings
         self._deadline = deadline
+        self._oom_kills_before = oom_kills_before
         self._stage = results_pb2.STAGE_UNSPECIFIED
         self._user_file = ""  # the user code the child ran last, relative to the storage root
 
@@ -92,21 +106,23 @@ class _Watch:
                 raise JobCancelled("the job was cancelled")
             if time.monotonic() > self._deadline:
                 child.kill()
-                return self._failed(f"the job ran past its {self._settings.limits.timeout_s:g} s time limit "
-                                    f"({self._doing()}); the worker's --job-timeout-s sets the limit")
+                limit = self._settings.limits.timeout_s
+                return self._failed(TaskError.at("", (
+                    f"the job ran past this worker's {limit:g} s time limit (--job-timeout-s {limit:g}) "
+                    f"{self._doing()}; give it less work (fewer epochs or records) or raise the limit")))
             ready = wait([receiver, child.sentinel], timeout=_POLL_S)
             if receiver in ready:
                 try:
                     message = receiver.recv_bytes()
                 except EOFError:  # the child closed its end: it has ended
                     child.join()
-                    return self._died(child.exitcode)
+                    return self._failed(self._died(child.exitcode))
                 outcome = self._take(message, emit)
                 if outcome is not None:
                     return outcome
             elif child.sentinel in ready:
                 child.join()
-                return self._died(child.exitcode)
+                return self._failed(self._died(child.exitcode))
 
     def _take(self, message: bytes, emit: ProgressSink) -> JobOutcome | None:
         tag, body = message[:1], message[1:]
@@ -121,29 +137,76 @@ class _Watch:
         elif tag == _SHADOW:
             return attack_worker_pb2.ShadowOutput.FromString(body)
         elif tag == _BROKE:
-            raise RuntimeError(body.decode())
+            raise ServiceBug(f"the job's process broke without a result ({body.decode()}); the worker's log has "
+                             "the details")
         return None
 
-    def _died(self, exitcode: int | None) -> results_pb2.AttackResult:
-        if exitcode is not None and exitcode < 0:
-            how = f"died with signal {-exitcode} ({signal.Signals(-exitcode).name})"
-        else:
-            how = f"exited with status {exitcode}"
-        hint = (f"; it may have run out of its {self._settings.limits.memory_mb} MB memory limit "
-                "(--job-memory-mb)" if exitcode in (-signal.SIGABRT, -signal.SIGKILL) else "")
-        return self._failed(f"the job's process {how} without a result, {self._doing()}{hint}",
-                            code="INVALID_ARGUMENT" if self._user_file else "INTERNAL")
+    def _died(self, exitcode: int | None) -> Failure:
+        """Why the child ended without a result (it was not killed by this worker: a kill for
+        the time limit or a cancellation ends `follow` before the child's end is seen)."""
+        return death_failure(exitcode, self._settings.limits, self._doing(), bool(self._user_file),
+                             self._oom_kills_before, oom_kills() if exitcode == -signal.SIGKILL else None)
 
     def _doing(self) -> str:
         stage = results_pb2.Stage.Name(self._stage).removeprefix("STAGE_").lower()
         where = f"while in the {stage} stage" if self._stage else "while starting"
         return f"{where}, after running {self._user_file}" if self._user_file else where
 
-    def _failed(self, message: str, code: str = "INVALID_ARGUMENT") -> results_pb2.AttackResult:
+    def _failed(self, failure: Failure) -> results_pb2.AttackResult:
         return results_pb2.AttackResult(
             attack_index=self._request.attack_index, attack_name=job.attack_name(self._request.attack),
-            status=results_pb2.ATTACK_STATUS_FAILED,
-            error=results_pb2.AttackError(code=code, message=message))
+            status=results_pb2.ATTACK_STATUS_FAILED, error=failure.attack_error())
+
+
+def death_failure(exitcode: int | None, limits: JobLimits, doing: str, ran_user_code: bool,
+                  oom_kills_before: int | None, oom_kills_after: int | None) -> Failure:
+    """What the end of a child that this worker did not kill means, from its exit code, whether
+    the task's code had run (`doing` says where it was) and the cgroup's out-of-memory kill count
+    around the job (None: unknown)."""
+    if exitcode == -signal.SIGKILL:
+        if oom_kills_before is None or oom_kills_after is None:
+            return Overloaded(f"the job's process was killed (SIGKILL), not by this worker, {doing}: most likely "
+                              "by the kernel's out-of-memory killer, the machine having run out of memory before "
+                              f"the job reached its {limits.memory_mb} MB limit (--job-memory-mb)")
+        if oom_kills_after > oom_kills_before:
+            return Overloaded(f"the kernel's out-of-memory killer ended the job's process {doing}: the worker's "
+                              f"machine or container ran out of memory before the job reached its "
+                              f"{limits.memory_mb} MB limit (--job-memory-mb); give the worker more memory or "
+                              "lower the limit so that a job fails alone")
+    if exitcode is not None and exitcode < 0:
+        how = f"died with signal {-exitcode} ({signal.Signals(-exitcode).name})"
+    else:
+        how = f"exited with status {exitcode}"
+    if exitcode == -signal.SIGKILL:
+        how += " from outside the worker (not the out-of-memory killer)"
+    if not ran_user_code:
+        return ServiceBug(f"the job's process {how} without a result, {doing}; the worker's log may have the details")
+    hint = (f"; it may have run out of its {limits.memory_mb} MB memory limit (--job-memory-mb)"
+            if exitcode == -signal.SIGABRT else "")
+    return TaskError.at("", f"the job's process {how} without a result, {doing}{hint}")
+
+
+def oom_kills() -> int | None:
+    """How many processes of this process's cgroup the kernel's out-of-memory killer has ended,
+    or None where no cgroup counts them (not Linux, no memory controller)."""
+    try:
+        memberships = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    paths = dict(line.split(":", 2)[1:] for line in memberships if line.count(":") >= 2)
+    for controller, counter in _OOM_COUNTERS:
+        mount = Path("/sys/fs/cgroup") / controller
+        own = paths.get(controller, "/").lstrip("/")
+        for folder in (mount / own, mount):
+            try:
+                lines = (folder / counter).read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    return None
 
 
 # ---------------------------------------------------------------- the child
@@ -169,7 +232,7 @@ def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, 
     if isinstance(outcome, attack_worker_pb2.ShadowOutput):
         sender.send_bytes(_SHADOW + outcome.SerializeToString())
     else:
-        sender.send_bytes(_RESULT + _with_memory_hint(outcome, settings.limits.memory_mb).SerializeToString())
+        sender.send_bytes(_RESULT + outcome.SerializeToString())
     sender.close()
 
 
@@ -187,12 +250,3 @@ def _user_code_hook(root: Path, sender: Connection) -> Any:
             sender.send_bytes(_USER_FILE + os.path.relpath(filename, root).encode())
 
     return hook
-
-
-def _with_memory_hint(result: results_pb2.AttackResult, memory_mb: int) -> results_pb2.AttackResult:
-    """A failure from MemoryError names the limit that caused it (and becomes the task's fault)."""
-    if result.status == results_pb2.ATTACK_STATUS_FAILED and "MemoryError" in result.error.message:
-        result.error.code = "INVALID_ARGUMENT"
-        result.error.message += (f"; the job exceeded this worker's {memory_mb} MB memory limit "
-                                 "(--job-memory-mb): use smaller data or models, or raise the limit")
-    return result

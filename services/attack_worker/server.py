@@ -2,7 +2,10 @@
 
 Each job runs in a child process under the worker's memory and time limits
 (`job_process`), watched by a thread of this one, so user code cannot take the
-worker down. A worker runs one job at a time (jobs share Paddle's global random
+worker down; GetCapacity advertises those limits, so that the orchestrator waits
+for a job's own time limit to fail it rather than giving up first. A job that
+ends without a result raises its Failure, which the server's interceptor turns
+into the RPC's status. A worker runs one job at a time (jobs share Paddle's global random
 generator, and `--threads` sizes the process for one job); a job that arrives
 while another runs reports STAGE_QUEUED and waits its turn. Cancelling the RPC
 cancels the job, waiting or running.
@@ -26,6 +29,7 @@ from services.attack_worker.job import attack_name
 from services.attack_worker.job_process import run_in_child
 from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.settings import WorkerSettings
+from services.common.errors import Failure, ServiceBug
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,9 @@ _QUEUE_POLL_S = 0.2
 
 @dataclass(frozen=True)
 class _JobEnded:
-    """Last item of a job's event queue; `error` is set when the job broke without a result."""
+    """Last item of a job's event queue; `failure` is set when the job broke without a result."""
 
-    error: str | None = None
+    failure: Failure | None = None
 
 
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
@@ -53,8 +57,10 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         device = paddle.device.get_device()
         with self._jobs_lock:
             running = self._jobs_held
+        limits = self._settings.limits
         return attack_worker_pb2.GetCapacityResponse(slots=1, running=running, gpu=device.startswith("gpu"),
-                                                     device=device)
+                                                     device=device, job_timeout_s=limits.timeout_s,
+                                                     job_memory_mb=limits.memory_mb)
 
     def RunAttack(self, request: attack_worker_pb2.RunAttackRequest,
                   context: grpc.ServicerContext) -> Iterator[attack_worker_pb2.RunAttackResponse]:
@@ -65,8 +71,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
                          name=f"job-{request.task_id}-{request.attack_index}").start()
         while not isinstance(event := events.get(), _JobEnded):
             yield event
-        if event.error:
-            context.abort(grpc.StatusCode.INTERNAL, event.error)
+        if event.failure:
+            raise event.failure
 
     def _run(self, request: attack_worker_pb2.RunAttackRequest,
              events: queue.Queue[attack_worker_pb2.RunAttackResponse | _JobEnded],
@@ -77,7 +83,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             events.put(attack_worker_pb2.RunAttackResponse(progress=progress))
 
         job = f"task {request.task_id} attack {request.attack_index} {attack_name(request.attack) or '(none)'}"
-        ended, outcome, start = _JobEnded(), "CANCELLED", time.perf_counter()
+        ended, outcome, start = _JobEnded(), grpc.StatusCode.CANCELLED.name, time.perf_counter()
         answer: attack_worker_pb2.RunAttackResponse | None = None
         with self._jobs_lock:
             self._jobs_held += 1
@@ -94,9 +100,11 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
                 outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
         except JobCancelled:
             pass
-        except Exception:
+        except Exception as error:
             log.exception("job broke without a result: %s", job)
-            ended, outcome = _JobEnded(error=f"the attack worker broke while running {job}; see its log"), "ERROR"
+            failure = error if isinstance(error, Failure) else \
+                ServiceBug(f"the attack worker broke while running {job}; see its log")
+            ended, outcome = _JobEnded(failure), "ERROR"
         finally:
             with self._jobs_lock:
                 self._jobs_held -= 1

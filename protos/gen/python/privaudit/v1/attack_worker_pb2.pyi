@@ -13,16 +13,20 @@ class GetCapacityRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetCapacityResponse(_message.Message):
-    __slots__ = ("slots", "running", "gpu", "device")
+    __slots__ = ("slots", "running", "gpu", "device", "job_timeout_s", "job_memory_mb")
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     GPU_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    JOB_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    JOB_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     slots: int
     running: int
     gpu: bool
     device: str
-    def __init__(self, slots: _Optional[int] = ..., running: _Optional[int] = ..., gpu: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+    job_timeout_s: float
+    job_memory_mb: int
+    def __init__(self, slots: _Optional[int] = ..., running: _Optional[int] = ..., gpu: _Optional[bool] = ..., device: _Optional[str] = ..., job_timeout_s: _Optional[float] = ..., job_memory_mb: _Optional[int] = ...) -> None: ...
 
 class RunAttackRequest(_message.Message):
     __slots__ = ("task_id", "attack_index", "attack", "seed", "shadow", "score")
