@@ -3,10 +3,12 @@ and a reporter that goes away is waited for (saying so) and the report arrives w
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
 import pytest
+from service_processes import REPO, ServiceProcesses
 
 from client.api import AuditClient, AuditError, AuditOutcome
 from privaudit.v1 import (
@@ -32,6 +34,13 @@ TASK = """
 - type: MEMBERSHIP_INFERENCE_ATTACK
   name: BASELINE
   args: {test_datasets: [d/in, d/out], target_model: m/target}
+"""
+EXAMPLE_BASELINE = """
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: BASELINE
+  args:
+    test_datasets: [./example/datasets/digits_target_members, ./example/datasets/digits_target_non_members]
+    target_model: ./example/models/digits_mlp
 """
 
 
@@ -82,14 +91,15 @@ def services():
     reporter.stop(0)
 
 
-def run_in_background(address: str) -> tuple[threading.Thread, list[orchestrator_pb2.AuditEvent], list]:
+def run_in_background(address: str, task: str = TASK) -> tuple[threading.Thread, list[orchestrator_pb2.AuditEvent],
+                                                                list]:
     events: list[orchestrator_pb2.AuditEvent] = []
     outcome: list[AuditOutcome | Exception] = []
 
     def run() -> None:
         with AuditClient(address) as client:
             try:
-                outcome.append(client.run(TASK, on_event=events.append))
+                outcome.append(client.run(task, on_event=events.append))
             except Exception as error:  # handed to the test
                 outcome.append(error)
 
@@ -189,3 +199,27 @@ def test_heartbeats_keep_a_long_quiet_audit_alive(services, monkeypatch):
         outcome = client.run(TASK, on_event=events.append)
     assert outcome.report == "the report"
     assert sum(e.HasField("heartbeat") for e in events) >= 3
+
+
+@pytest.mark.e2e
+def test_a_killed_reporter_process_restarted_on_its_address_delivers_the_report(tmp_path):
+    """Real processes: the reporter is killed (SIGKILL) as the audit starts and restarted by hand
+    a little later; the client, waiting all along, receives the whole report."""
+    processes = ServiceProcesses(tmp_path)
+    try:
+        reporter = processes.start("reporter")
+        worker = processes.start("attack_worker", "--storage-root", str(REPO))
+        orchestrator = processes.start("orchestrator", "--workers", worker, "--reporter", reporter)
+        processes.started[0][1].send_signal(signal.SIGKILL)
+        processes.started[0][1].wait(10)
+
+        thread, events, outcome = run_in_background(orchestrator, EXAMPLE_BASELINE)
+        wait_for(lambda: any(e.HasField("notice") for e in events), timeout=60, what="the reporter notice")
+        processes.start("reporter", "--listen", reporter)
+        thread.join(120)
+        (result,) = outcome
+        assert isinstance(result, AuditOutcome), result
+        assert not result.done.error and "Membership Inference Audit Report" in result.report
+        assert "BASELINE" in result.report and result.summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
+    finally:
+        processes.stop()
