@@ -8,6 +8,7 @@ checks what neither can: that the pieces name each other correctly.
 from __future__ import annotations
 
 import ast
+import base64
 import importlib
 import importlib.util
 import math
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
@@ -22,18 +24,29 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import grpc
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from service_processes import ServiceProcesses
 
+from client import cli
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, reporter_pb2, reporter_pb2_grpc
 from services.common import task_spec
+from services.common.auth import read_tokens
+from services.common.channels import open_channel
+from services.common.config import SERVER_SECURITY_ENV
+from services.orchestrator.__main__ import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-OVERLAYS = ["cpu", "gpu"]
+# Every overlay, so that a new one is checked too (each must be secure).
+OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir() if path.is_dir())
 CLUSTER_DOMAIN = "svc.cluster.local"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 FIRST_PARTY = {"services", "client", "privaudit"}
@@ -44,20 +57,23 @@ Obj = dict[str, Any]
 # ---- reading the manifests -------------------------------------------------------------------
 
 
-def render(overlay: str) -> list[Obj]:
+def render(overlay: str, folder: Path = K8S / "overlays") -> list[Obj]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed: it renders the kustomize overlays these tests read")
-    built = subprocess.run(["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
-                           capture_output=True, text=True, check=True)
+    built = subprocess.run(["kubectl", "kustomize", str(folder / overlay)], capture_output=True, text=True, check=True)
     return [obj for obj in yaml.safe_load_all(built.stdout) if obj]
+
+
+def examples() -> list[Obj]:
+    """The objects of the examples applied with `kubectl apply -f` (audit Job, data loader)."""
+    return [obj for path in sorted((K8S / "examples").glob("*.yaml")) for obj in yaml.safe_load_all(path.read_text())
+            if obj]
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def objects(request) -> list[Obj]:
-    """Every object of one overlay, plus those of the examples (audit Job, data loader)."""
-    examples = [obj for path in sorted((K8S / "examples").glob("*.yaml"))
-                for obj in yaml.safe_load_all(path.read_text()) if obj]
-    return render(request.param) + examples
+    """Every object of one overlay, plus those of the examples."""
+    return render(request.param) + examples()
 
 
 def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
@@ -166,14 +182,18 @@ def test_worker_budget_and_autoscaler_govern_the_workers(objects):
         "spec"]["minReplicas"], "the budget would block every drain"
 
 
-def test_every_probe_is_grpc_on_a_container_port(objects):
+def test_every_probe_asks_the_health_service_over_tls_on_a_container_port(objects):
+    """The kubelet's own gRPC probe speaks plaintext only: a service serving TLS needs the exec probe."""
     served = [box for _, pod in workloads(objects) for box in pod["spec"]["containers"] if box.get("ports")]
     assert served, "no container serves a port"
     for box in served:
         assert {"readinessProbe", "livenessProbe"} <= box.keys(), f"{box['name']}: readiness and liveness probes"
         for probe in PROBES:
             if probe in box:
-                assert box[probe]["grpc"]["port"] in container_ports(box).values(), f"{box['name']}.{probe}"
+                assert "grpc" not in box[probe], f"{box['name']}.{probe}: a gRPC probe cannot reach a TLS port"
+                options = probe_options(box[probe])
+                port = int(options["--address"].rsplit(":", 1)[1])
+                assert port in container_ports(box).values(), f"{box['name']}.{probe}: port {port}"
 
 
 def test_every_service_listens_on_its_container_port(objects):
@@ -323,6 +343,251 @@ def test_images_are_the_project_version(objects):
             assert tag in (version, f"{version}-gpu"), f"{box['name']} runs {box['image']}, not version {version}"
 
 
+# ---- security: tokens, TLS and the Secrets they come from ---------------------------------------
+
+SECURE = K8S / "components" / "secure"
+PROBE_SCRIPT = SECURE / "health_probe.py"
+# Security variables a service reads but the manifests leave unset on purpose, with the reason.
+UNSET_ON_PURPOSE = {
+    # Clients prove who they are with tokens; client certificates would burden every client.
+    "orchestrator": {"PRIVAUDIT_TLS_CLIENT_CA"},
+}
+CLIENT_VARIABLES = {"PRIVAUDIT_CLIENT_TOKEN_FILE": "token", "PRIVAUDIT_CLIENT_TLS_CA": "ca.crt"}
+
+
+def probe_options(probe: Obj) -> dict[str, str]:
+    """The `--flag value` pairs of an exec probe that runs the health probe script."""
+    command = probe["exec"]["command"]
+    assert command[0] == "python" and Path(command[1]).name == PROBE_SCRIPT.name, f"not the health probe: {command}"
+    flags = command[2:]
+    assert len(flags) % 2 == 0 and all(flag.startswith("--") for flag in flags[::2]), command
+    return dict(zip(flags[::2], flags[1::2], strict=True))
+
+
+def mounted_file(pod: Obj, box: Obj, path: str) -> tuple[str, str, str]:
+    """Where file `path` of container `box` comes from: ('secret' or 'configMap', its name, its key)."""
+    mounts = [mount for mount in box.get("volumeMounts", []) if path.startswith(mount["mountPath"].rstrip("/") + "/")]
+    assert len(mounts) == 1, f"{box['name']}: {path} is on {len(mounts)} volume mounts, not one"
+    (mount,) = mounts
+    file = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    (volume,) = [volume for volume in pod["spec"]["volumes"] if volume["name"] == mount["name"]]
+    for kind, name in (("secret", "secretName"), ("configMap", "name")):
+        if kind in volume:
+            items = {item["path"]: item["key"] for item in volume[kind].get("items", [])}
+            assert not items or file in items, f"{box['name']}: {path}: the volume projects no such file"
+            return kind, volume[kind][name], items.get(file, file)
+    raise AssertionError(f"{box['name']}: {path} is on volume {volume['name']}, neither a Secret nor a ConfigMap")
+
+
+def secret_file(pod: Obj, box: Obj, path: str) -> tuple[str, str]:
+    """(Secret, key) that file `path` of container `box` is."""
+    kind, name, key = mounted_file(pod, box, path)
+    assert kind == "secret", f"{box['name']}: {path} comes from a {kind}, not a Secret"
+    return name, key
+
+
+def served_deployments(objects: list[Obj]) -> Iterator[tuple[Obj, Obj, dict[str, Any]]]:
+    """(pod template, container, environment) of every Deployment's container."""
+    for deployment in of_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]
+        for box in pod["spec"]["containers"]:
+            yield pod, box, environment(objects, box)
+
+
+def security_variables(box: Obj, capsys) -> set[str]:
+    """The security variables container `box`'s service reads (services.common.config lists them all)."""
+    return set(SERVER_SECURITY_ENV) & read_variables(f"services.{box['name'].replace('-', '_')}", capsys)
+
+
+def test_every_service_serves_tls_and_demands_a_token(objects, capsys):
+    """No overlay renders a service that serves plaintext or admits a caller without a token."""
+    for pod, box, env in served_deployments(objects):
+        reads = security_variables(box, capsys)
+        assert {"PRIVAUDIT_TLS_CERT", "PRIVAUDIT_TLS_KEY"} <= reads, f"{box['name']}: reads no TLS variable"
+        expected = reads - UNSET_ON_PURPOSE.get(box["name"], set())
+        assert expected <= env.keys(), f"{box['name']} leaves {sorted(expected - env.keys())} unset"
+        files = {name: secret_file(pod, box, env[name]) for name in expected if name.endswith(
+            ("_CERT", "_KEY", "_CA", "_FILE"))}
+        assert files, box["name"]
+        (tls_secret,) = {files[name][0] for name in ("PRIVAUDIT_TLS_CERT", "PRIVAUDIT_TLS_KEY")}
+        assert tls_secret == f"privaudit-{box['name']}-tls", f"{box['name']} serves the certificate of {tls_secret}"
+        assert (files["PRIVAUDIT_TLS_CERT"][1], files["PRIVAUDIT_TLS_KEY"][1]) == ("tls.crt", "tls.key")
+        tokens = [name for name in ("PRIVAUDIT_TOKEN_FILE", "PRIVAUDIT_INTERNAL_TOKEN_FILE") if name in files]
+        assert tokens, f"{box['name']} checks no token"
+
+
+def test_the_orchestrator_reaches_its_peers_with_their_token_and_ca(objects, capsys):
+    pod, box, env = next(item for item in served_deployments(objects) if item[1]["name"] == "orchestrator")
+    sent = secret_file(pod, box, env["PRIVAUDIT_INTERNAL_TOKEN_FILE"])
+    assert sent != secret_file(pod, box, env["PRIVAUDIT_TOKEN_FILE"]), "the client tokens would reach the workers"
+    cert, key = (secret_file(pod, box, env[f"PRIVAUDIT_PEER_TLS_{part}"]) for part in ("CERT", "KEY"))
+    assert cert[0] == key[0] and (cert[1], key[1]) == ("tls.crt", "tls.key"), "the orchestrator's mTLS pair"
+    assert secret_file(pod, box, env["PRIVAUDIT_PEER_TLS_CA"])[1] == "ca.crt"
+    assert env["PRIVAUDIT_PEER_TLS_SERVER_NAME"], "workers are dialled by pod IP: the name must be given"
+    peers = [item for item in served_deployments(objects) if item[1]["name"] != "orchestrator"]
+    assert {box["name"] for _, box, _ in peers} == {"attack-worker", "reporter"}
+    for peer_pod, peer, peer_env in peers:
+        assert secret_file(peer_pod, peer, peer_env["PRIVAUDIT_INTERNAL_TOKEN_FILE"]) == sent, (
+            f"{peer['name']} accepts another token than the orchestrator sends")
+        assert secret_file(peer_pod, peer, peer_env["PRIVAUDIT_TLS_CLIENT_CA"])[1] == "ca.crt", peer["name"]
+
+
+def test_probes_present_the_pods_own_certificate(objects):
+    script = PROBE_SCRIPT.read_text()
+    for pod, box, env in served_deployments(objects):
+        for probe in PROBES:
+            if probe not in box:
+                continue
+            options = probe_options(box[probe])
+            presented = (options["--tls-cert"], options["--tls-key"])
+            assert presented == (env["PRIVAUDIT_TLS_CERT"], env["PRIVAUDIT_TLS_KEY"]), f"{box['name']}.{probe}"
+            assert secret_file(pod, box, options["--tls-ca"]) == (secret_file(pod, box, options["--tls-cert"])[0],
+                                                                   "ca.crt"), f"{box['name']}.{probe}: the CA"
+            assert options.get("--tls-server-name"), f"{box['name']}.{probe}: 127.0.0.1 is in no certificate"
+            kind, name, key = mounted_file(pod, box, box[probe]["exec"]["command"][1])
+            assert kind == "configMap" and named(objects, "ConfigMap", name)["data"][key] == script, (
+                f"{box['name']}.{probe} runs another script than {PROBE_SCRIPT.relative_to(REPO)}")
+
+
+def test_example_job_presents_a_token_and_trusts_the_ca(objects, capsys):
+    job = named(objects, "Job", "privaudit-audit")
+    pod = job["spec"]["template"]
+    (box,) = pod["spec"]["containers"]
+    env = environment(objects, box)
+    for variable, key in CLIENT_VARIABLES.items():
+        assert variable in env, f"the Job does not set {variable}"
+        assert secret_file(pod, box, env[variable]) == ("privaudit-client", key), variable
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert CLIENT_VARIABLES.keys() <= set(re.findall(r"\(env\s+(PRIVAUDIT_\w+);", capsys.readouterr().out))
+
+
+# A token or key in hex or base64 (names, which have dashes, are shorter runs).
+SECRET_LOOKING = re.compile(r"[A-Za-z0-9+/]{32,}={0,2}")
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize("rendered", OVERLAYS)
+def test_nothing_secret_is_shipped(rendered):
+    """No Secret, no key or certificate, no token-like string: the operator makes them (README)."""
+    objects = render(rendered)
+    objects += examples()
+    assert not of_kind(objects, "Secret"), "a Secret in the manifests would be applied over the operator's own"
+    for obj in objects:
+        for text in strings(obj):
+            assert "-----BEGIN" not in text, f"{obj['kind']} {obj['metadata']['name']} holds PEM material"
+            assert not SECRET_LOOKING.search(text), f"{obj['kind']} {obj['metadata']['name']}: {text[:80]!r}"
+    for _, pod in workloads(objects):
+        for box in pod["spec"]["containers"]:
+            assert not [source for source in box.get("envFrom", []) if "secretRef" in source], box["name"]
+            assert not [variable for variable in box.get("env", [])
+                        if "secretKeyRef" in variable.get("valueFrom", {})], f"{box['name']}: secrets as files only"
+
+
+# ---- the Secrets made by hand (make-secrets.sh) ----------------------------------------------------
+
+CLIENTS = ["privaudit-client", "workstation"]
+
+
+def make_secrets(folder: Path, *clients: str) -> list[Obj]:
+    if shutil.which("openssl") is None or shutil.which("kubectl") is None:
+        pytest.skip("make-secrets.sh needs openssl and kubectl")
+    made = subprocess.run(["bash", str(K8S / "make-secrets.sh"), str(folder), *clients],
+                          capture_output=True, text=True, check=True)
+    return [obj for obj in yaml.safe_load_all(made.stdout) if obj]
+
+
+@pytest.fixture(scope="module")
+def hand_made(tmp_path_factory) -> tuple[Path, dict[str, dict[str, bytes]]]:
+    """make-secrets.sh's folder, and its Secrets: name -> key -> content."""
+    folder = tmp_path_factory.mktemp("secrets") / "material"
+    secrets = {}
+    for secret in make_secrets(folder, *CLIENTS):
+        assert secret["kind"] == "Secret" and namespace(secret) == "privaudit", secret["metadata"]
+        secrets[secret["metadata"]["name"]] = {key: base64.b64decode(value) for key, value in secret["data"].items()}
+    return folder, secrets
+
+
+def test_hand_made_secrets_are_those_the_services_mount(hand_made):
+    _, secrets = hand_made
+    for overlay in OVERLAYS:
+        objects = render(overlay)
+        for pod, box, _ in served_deployments(objects):
+            for volume in pod["spec"]["volumes"]:
+                if "secret" in volume:
+                    name = volume["secret"]["secretName"]
+                    assert name in secrets, f"{overlay}: {box['name']} mounts {name}, which make-secrets.sh lacks"
+                    (mount,) = [m for m in box["volumeMounts"] if m["name"] == volume["name"]]
+                    for variable, path in environment(objects, box).items():
+                        if isinstance(path, str) and path.startswith(mount["mountPath"] + "/"):
+                            assert path.rsplit("/", 1)[1] in secrets[name], f"{variable}: {name} has no such key"
+
+
+def test_hand_made_certificates_serve_and_call_under_one_ca(hand_made):
+    _, secrets = hand_made
+    for name, secret in secrets.items():
+        if not name.endswith("-tls"):
+            continue
+        made = x509.load_pem_x509_certificate(secret["tls.crt"])
+        made.verify_directly_issued_by(x509.load_pem_x509_certificate(secret["ca.crt"]))
+        uses = set(made.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        assert uses == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}, name
+    assert len({secret["ca.crt"] for name, secret in secrets.items() if name.endswith("-tls")}) == 1, "one CA"
+
+
+def test_hand_made_tokens_are_one_per_client_and_kept_when_run_again(hand_made):
+    folder, secrets = hand_made
+    tokens_file = folder / "tokens"
+    tokens_file.write_bytes(secrets["privaudit-client-tokens"]["tokens"])
+    tokens = read_tokens(tokens_file)
+    assert sorted(tokens) == sorted((folder / "clients" / f"{client}.token").read_text().strip() for client in CLIENTS)
+    assert len(set(tokens)) == len(CLIENTS)
+    internal = folder / "internal"
+    internal.write_bytes(secrets["privaudit-internal-token"]["token"])
+    assert read_tokens(internal)[0] not in tokens
+
+    again = {secret["metadata"]["name"]: secret["data"] for secret in make_secrets(folder, "another")}
+    grown = base64.b64decode(again["privaudit-client-tokens"]["tokens"]).decode()
+    assert set(tokens) < set(grown.split()), "an existing client's token changed"
+    assert base64.b64decode(again["privaudit-orchestrator-tls"]["ca.crt"]) == secrets["privaudit-orchestrator-tls"][
+        "ca.crt"], "running it again made a new CA"
+
+
+# ---- failing closed ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module, variable", [
+    ("services.orchestrator", "PRIVAUDIT_TOKEN_FILE"),
+    ("services.orchestrator", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
+    ("services.attack_worker", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
+    ("services.reporter", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
+])
+def test_a_token_secret_without_a_token_stops_the_service(module, variable, tmp_path, monkeypatch, capsys):
+    """A Secret created empty, or with only a comment, does not open the service: it refuses to start."""
+    main = importlib.import_module(f"{module}.__main__")
+    monkeypatch.setattr(main, "start_server", lambda *_, **__: pytest.fail("served without a token"), raising=False)
+    monkeypatch.setattr(main, "serve_until_signalled", lambda *_, **__: pytest.fail("served"), raising=False)
+    arguments = {"services.orchestrator": ["--workers", "127.0.0.1:1"],
+                 "services.attack_worker": ["--storage-root", str(tmp_path)]}.get(module, [])
+    for content in ("", "# the token goes here\n\n"):
+        (tmp_path / "token").write_text(content)
+        monkeypatch.setenv(variable, str(tmp_path / "token"))
+        with pytest.raises(SystemExit) as stopped:
+            main.main(arguments)
+        assert stopped.value.code == 2, content
+        assert "holds no token" in capsys.readouterr().err, content
+
+
 # ---- the images ---------------------------------------------------------------------------------
 
 
@@ -438,3 +703,108 @@ def test_every_module_an_image_imports_is_installed_in_it(service):
                if not {canonicalize_name(name) for name in providers.get(module, [module])} & installed.keys()}
     assert not missing, (f"the {service} image's code imports {sorted(missing)}, which its requirements.txt does "
                          "not install: declare the dependency in pyproject.toml and regenerate the pins")
+
+
+# ---- the services, started as the manifests say ---------------------------------------------------
+
+
+def kubelet(objects: list[Obj], pod: Obj, box: Obj, secrets: dict[str, dict[str, bytes]], root: Path):
+    """Writes container `box`'s Secret and ConfigMap volumes under `root`, as the kubelet mounts them;
+    returns a function from a path in the container to the same file here."""
+    mounted: dict[str, Path] = {}
+    for mount in box.get("volumeMounts", []):
+        (volume,) = [volume for volume in pod["spec"]["volumes"] if volume["name"] == mount["name"]]
+        if "secret" in volume:
+            files = secrets[volume["secret"]["secretName"]]
+        elif "configMap" in volume:
+            files = {key: value.encode() for key, value in
+                     named(objects, "ConfigMap", volume["configMap"]["name"])["data"].items()}
+        else:
+            continue
+        here = root / mount["mountPath"].lstrip("/")
+        here.mkdir(parents=True, exist_ok=True)
+        for key, content in files.items():
+            (here / key).write_bytes(content)
+        mounted[mount["mountPath"].rstrip("/") + "/"] = here
+
+    def local(path: str) -> str:
+        for inside, here in mounted.items():
+            if path.startswith(inside):
+                return str(here / path[len(inside):])
+        return path
+
+    return local
+
+
+@pytest.mark.e2e
+def test_services_started_as_the_manifests_say_talk_over_mtls_with_tokens(hand_made, tmp_path, monkeypatch, capsys):
+    """The overlay's security settings and make-secrets.sh's Secrets, on real processes: the exec probes
+    pass, the orchestrator reaches a worker dialled by IP and the reporter (mTLS, internal token), and the
+    Job's client settings list audits, which fails without the token."""
+    folder, secrets = hand_made
+    secrets = {**secrets, "privaudit-client": {"token": (folder / "clients" / "privaudit-client.token").read_bytes(),
+                                               "ca.crt": (folder / "ca.crt").read_bytes()}}
+    objects = render(OVERLAYS[0]) + examples()
+    pods = {box["name"]: (pod, box, env) for pod, box, env in served_deployments(objects)}
+    local = {name: kubelet(objects, pod, box, secrets, tmp_path / name) for name, (pod, box, _) in pods.items()}
+    env = {name: {variable: local[name](value) for variable, value in pods[name][2].items()
+                  if variable in SERVER_SECURITY_ENV} for name in pods}
+
+    processes = ServiceProcesses(tmp_path)
+    try:
+        addresses = {"reporter": processes.start("reporter", env=env["reporter"])}
+        addresses["attack-worker"] = processes.start("attack_worker", "--storage-root", str(tmp_path),
+                                                     env=env["attack-worker"], timeout=120)
+        addresses["orchestrator"] = processes.start("orchestrator", "--workers", addresses["attack-worker"],
+                                                    "--reporter", addresses["reporter"], "--probe-interval", "0.5",
+                                                    env=env["orchestrator"])
+
+        for name, (_, box, _) in pods.items():
+            for probe in PROBES:
+                if probe in box:
+                    options = {flag: local[name](value) for flag, value in probe_options(box[probe]).items()}
+                    options["--address"] = addresses[name]
+                    command = [sys.executable, local[name](box[probe]["exec"]["command"][1]),
+                               *[part for pair in options.items() for part in pair]]
+                    probed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=30)
+                    assert probed.returncode == 0, f"{name}.{probe}: {probed.stderr}"
+        bare = [sys.executable, str(PROBE_SCRIPT), "--address", addresses["attack-worker"],
+                "--tls-ca", env["attack-worker"]["PRIVAUDIT_TLS_CLIENT_CA"],
+                "--tls-server-name", "privaudit-attack-worker.privaudit.svc"]
+        assert subprocess.run(bare, capture_output=True, cwd=tmp_path, timeout=30).returncode == 1, (
+            "the worker answered a caller without a client certificate: mTLS is off")
+
+        for variable, value in env["orchestrator"].items():
+            monkeypatch.setenv(variable, value)
+        _, config, _ = parse_args(["--workers", addresses["attack-worker"], "--reporter", addresses["reporter"]])
+        with open_channel(addresses["attack-worker"], security=config.peers) as channel:
+            capacity = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).GetCapacity(
+                attack_worker_pb2.GetCapacityRequest(), timeout=10)
+        assert capacity.slots >= 1
+        with open_channel(addresses["reporter"], security=config.peers) as channel:
+            try:
+                list(reporter_pb2_grpc.ReporterServiceStub(channel).BuildReport(reporter_pb2.BuildReportRequest(),
+                                                                                 timeout=10))
+            except grpc.RpcError as error:
+                assert error.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE), error
+        for variable in env["orchestrator"]:
+            monkeypatch.delenv(variable)
+
+        deadline = time.monotonic() + 30
+        while f"worker {addresses['attack-worker']} is healthy" not in processes.log("orchestrator"):
+            assert time.monotonic() < deadline, processes.log("orchestrator")
+            time.sleep(0.2)
+
+        job_pod = named(objects, "Job", "privaudit-audit")["spec"]["template"]
+        (job_box,) = job_pod["spec"]["containers"]
+        job_local = kubelet(objects, job_pod, job_box, secrets, tmp_path / "job")
+        for variable in CLIENT_VARIABLES:
+            monkeypatch.setenv(variable, job_local(environment(objects, job_box)[variable]))
+        host = job_box["command"][job_box["command"].index("--orchestrator") + 1].rsplit(":", 1)[0]
+        listing = ["list", "--orchestrator", addresses["orchestrator"], "--tls-server-name", host]
+        assert cli.main(listing) == 0, capsys.readouterr().err
+        monkeypatch.delenv("PRIVAUDIT_CLIENT_TOKEN_FILE")
+        assert cli.main(listing) != 0
+        assert "no bearer token" in capsys.readouterr().err
+    finally:
+        processes.stop()
