@@ -1,9 +1,10 @@
 """Loading models and datasets from the storage root, as the seed's folder contract says.
 
 A model folder holds one `.py` defining `get_model()` (a `paddle.nn.Layer`) and,
-for a trained model, one `.pdparams` with its weights. A dataset folder holds one
-`.py` defining `get_dataset()`: anything with `__len__` and `__getitem__` giving
-`(sample, label)` records. Paths are relative to the storage root and must stay
+for a trained model, one `.pdparams` with its weights, read as data (`weights.py`:
+nothing in the file runs). A dataset folder holds one `.py` defining `get_dataset()`:
+anything with `__len__` and `__getitem__` giving `(sample, label)` records, with
+finite samples. Paths are relative to the storage root and must stay
 inside it once symlinks are resolved; user code only ever runs from inside it.
 
 Every fault in a folder or its files is a `TaskError` at the task field that named
