@@ -2,7 +2,9 @@
 overlay) against each other and against the services, and the images' pins against the project's.
 
 `make k8s-check` validates the same manifests against Kubernetes' schemas and checkov; this
-checks what neither can: that the pieces name each other correctly.
+checks what neither can: that the pieces name each other correctly, that every service serves
+TLS and demands a token from Secrets nobody ships (make-secrets.sh or cert-manager make them),
+and, with real processes, that services started with those settings reach each other.
 """
 
 from __future__ import annotations
@@ -477,10 +479,10 @@ def strings(value: Any) -> Iterator[str]:
         yield value
 
 
-@pytest.mark.parametrize("rendered", OVERLAYS)
+@pytest.mark.parametrize("rendered", [*OVERLAYS, "cert-manager example"])
 def test_nothing_secret_is_shipped(rendered):
     """No Secret, no key or certificate, no token-like string: the operator makes them (README)."""
-    objects = render(rendered)
+    objects = render("cert-manager", K8S / "examples") if rendered == "cert-manager example" else render(rendered)
     objects += examples()
     assert not of_kind(objects, "Secret"), "a Secret in the manifests would be applied over the operator's own"
     for obj in objects:
@@ -492,6 +494,38 @@ def test_nothing_secret_is_shipped(rendered):
             assert not [source for source in box.get("envFrom", []) if "secretRef" in source], box["name"]
             assert not [variable for variable in box.get("env", [])
                         if "secretKeyRef" in variable.get("valueFrom", {})], f"{box['name']}: secrets as files only"
+
+
+def certificates() -> tuple[list[Obj], dict[str, Obj]]:
+    """The cert-manager example's objects, and its Certificates by the Secret each writes."""
+    objects = render("cert-manager", K8S / "examples")
+    return objects, {cert["spec"]["secretName"]: cert for cert in of_kind(objects, "Certificate")}
+
+
+def test_cert_manager_issues_every_tls_secret_for_the_names_dialled(capsys):
+    objects, issued = certificates()
+    issuers = {issuer["metadata"]["name"]: issuer for issuer in of_kind(objects, "Issuer")}
+    orchestrator_env = environment(objects, container(objects, "privaudit-orchestrator"))
+    (job,) = of_kind(examples(), "Job")
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    job_host = command[command.index("--orchestrator") + 1].rsplit(":", 1)[0]
+    signers = set()
+    for pod, box, env in served_deployments(objects):
+        secret, _ = secret_file(pod, box, env["PRIVAUDIT_TLS_CERT"])
+        assert secret in issued, f"no Certificate writes {secret}, which {box['name']} mounts"
+        spec = issued[secret]["spec"]
+        assert namespace(issued[secret]) == namespace(named(objects, "Deployment", f"privaudit-{box['name']}"))
+        assert {"server auth", "client auth"} <= set(spec["usages"]), f"{secret}: serves and calls (mTLS)"
+        needed = {probe_options(box[probe])["--tls-server-name"] for probe in PROBES if probe in box}
+        if box["name"] == "orchestrator":
+            needed.add(job_host)
+        else:
+            needed.add(orchestrator_env["PRIVAUDIT_PEER_TLS_SERVER_NAME"])
+        assert needed <= set(spec["dnsNames"]), f"{secret} lacks {sorted(needed - set(spec['dnsNames']))}"
+        signers.add(spec["issuerRef"]["name"])
+    (signer,) = signers  # one CA: each service's ca.crt must verify the others
+    authority = issued[issuers[signer]["spec"]["ca"]["secretName"]]["spec"]
+    assert authority.get("isCA") and "selfSigned" in issuers[authority["issuerRef"]["name"]]["spec"]
 
 
 # ---- the Secrets made by hand (make-secrets.sh) ----------------------------------------------------
@@ -533,13 +567,19 @@ def test_hand_made_secrets_are_those_the_services_mount(hand_made):
                             assert path.rsplit("/", 1)[1] in secrets[name], f"{variable}: {name} has no such key"
 
 
-def test_hand_made_certificates_serve_and_call_under_one_ca(hand_made):
+def test_hand_made_certificates_match_cert_managers(hand_made):
+    """The two ways to make the certificates give the same names and uses, under one CA."""
     _, secrets = hand_made
-    for name, secret in secrets.items():
-        if not name.endswith("-tls"):
+    _, issued = certificates()
+    assert {name for name in secrets if name.endswith("-tls")} == issued.keys() - {"privaudit-ca"}
+    for name, certificate in issued.items():
+        if name == "privaudit-ca":
             continue
-        made = x509.load_pem_x509_certificate(secret["tls.crt"])
-        made.verify_directly_issued_by(x509.load_pem_x509_certificate(secret["ca.crt"]))
+        made = x509.load_pem_x509_certificate(secrets[name]["tls.crt"])
+        authority = x509.load_pem_x509_certificate(secrets[name]["ca.crt"])
+        made.verify_directly_issued_by(authority)
+        names = made.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(certificate["spec"]["dnsNames"]), name
         uses = set(made.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         assert uses == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}, name
     assert len({secret["ca.crt"] for name, secret in secrets.items() if name.endswith("-tls")}) == 1, "one CA"
