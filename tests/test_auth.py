@@ -85,7 +85,7 @@ def secured(tmp_path):
              start_server(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(ScriptedReporter(), s),
                           [], "127.0.0.1:0", max_workers=8, options=internal)]
     orchestrator = Orchestrator(OrchestratorConfig(
-        reporter=peers[1].address, workers=[peers[0].address], jobs=JobSettings(attempt_timeout=10),
+        reporter=peers[1].address, workers=[peers[0].address], jobs=JobSettings(assumed_job_limit=10),
         probe_interval=0.2, peers=ChannelSecurity(token=INTERNAL_TOKEN)))
     service = orchestrator.start("127.0.0.1:0", ServerOptions(
         auth=TokenAuth(read_tokens(token_file(tmp_path, CLIENT_TOKENS)), "a client token (--token-file)")))

@@ -1,11 +1,13 @@
 """The one error model: each kind of failure crosses gRPC as its status (through the one server
 interceptor), is classified back the same on the other side, and lands in attack results as an
-enum; older results and foreign statuses fall back to their code."""
+enum; older results and foreign statuses fall back to their code. No module but the model's
+writes a status code name as a string."""
 
 from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import grpc
 import pytest
@@ -38,6 +40,7 @@ from services.common.errors import (
 )
 from services.common.server import start_server
 
+REPO = Path(__file__).resolve().parents[1]
 TASK, INFRASTRUCTURE, SERVICE = results_pb2.FAULT_TASK, results_pb2.FAULT_INFRASTRUCTURE, results_pb2.FAULT_SERVICE
 S = grpc.StatusCode
 
@@ -235,3 +238,13 @@ def test_a_report_says_whose_fault_only_when_the_result_does():
     assert failure_summary(results_pb2.AttackError(code="INTERNAL", field="f")) == "INTERNAL at f"
     assert failure_summary(results_pb2.AttackError()) == "UNKNOWN"
 
+
+def test_no_status_code_name_is_written_as_a_string_outside_the_error_model():
+    """`grep -rn '"INVALID_ARGUMENT"\\|"INTERNAL"\\|...' services client` shows the model only."""
+    names = "|".join(code.name for code in grpc.StatusCode if code is not S.OK)
+    literal = re.compile(rf"""(["'])({names})\1""")
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for folder in ("services", "client") for path in sorted((REPO / folder).rglob("*.py"))
+             if "node_modules" not in path.parts and path != REPO / "services" / "common" / "errors.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1) if literal.search(line)]
+    assert not found, "status code names written as strings:\n" + "\n".join(found)

@@ -26,7 +26,7 @@ from privaudit.v1 import (
     reporter_pb2_grpc,
     results_pb2,
 )
-from services.common.errors import TaskError
+from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unimplemented
 from services.common.server import Service, start_server
 from services.orchestrator.app import Orchestrator, OrchestratorConfig
 from services.orchestrator.scheduler import JobSettings
@@ -67,13 +67,14 @@ def refuse(request, context):
 class ScriptedWorker(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     behaviour: Behaviour
     calls: list[int] = field(default_factory=list)
+    job_timeout_s: float = 0.0  # the job limit it advertises (0: none, as older workers)
 
     def RunAttack(self, request, context):
         self.calls.append(request.attack_index)
         yield from self.behaviour(request, context)
 
     def GetCapacity(self, request, context):
-        return attack_worker_pb2.GetCapacityResponse(slots=1)
+        return attack_worker_pb2.GetCapacityResponse(slots=1, job_timeout_s=self.job_timeout_s)
 
 
 class ScriptedReporter(reporter_pb2_grpc.ReporterServiceServicer):
@@ -98,7 +99,7 @@ class Cluster:
     address: str = ""
 
     def start_orchestrator(self, state_dir=None, **settings) -> AuditClient:
-        jobs = JobSettings(**{"attempt_timeout": 10, **settings})
+        jobs = JobSettings(**{"assumed_job_limit": 10, **settings})
         self.orchestrator = Orchestrator(OrchestratorConfig(
             reporter=self.reporter, workers=[p.address for p in self.peers[:len(self.workers)]],
             state_dir=state_dir, jobs=jobs, probe_interval=0.2))
@@ -114,8 +115,9 @@ def cluster():
     """Builds scripted workers with the given behaviours and an orchestrator over them."""
     built: list[Cluster] = []
 
-    def build(*behaviours: Behaviour, **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
-        workers = [ScriptedWorker(b) for b in behaviours]
+    def build(*behaviours: Behaviour, job_timeout_s: float = 0.0,
+              **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
+        workers = [ScriptedWorker(b, job_timeout_s=job_timeout_s) for b in behaviours]
         peers = [serve(lambda s, w=w: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(w, s),
                        [WORKER_SERVICE]) for w in workers]
         reporter = serve(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(ScriptedReporter(), s))
@@ -172,6 +174,179 @@ def test_non_retryable_error_fails_the_attack_once(cluster):
     outcome = client.run(TASK)
     assert len(worker.calls) == 2
     assert outcome.results[0].error.code == "UNIMPLEMENTED"
+
+
+def fail_with(failure: Failure) -> Behaviour:
+    """A worker that answers every job with a FAILED result carrying `failure`."""
+    def behaviour(request, context):
+        yield attack_worker_pb2.RunAttackResponse(result=results_pb2.AttackResult(
+            attack_index=request.attack_index, attack_name="BASELINE", status=results_pb2.ATTACK_STATUS_FAILED,
+            error=failure.attack_error()))
+    return behaviour
+
+
+def raise_(failure: Exception) -> Behaviour:
+    """A worker whose RunAttack raises `failure` (its status made by the server's interceptor)."""
+    def behaviour(request, context):
+        raise failure
+        yield  # pragma: no cover
+    return behaviour
+
+
+def progress_messages(events) -> list[str]:
+    return [e.progress.message for e in events if e.HasField("progress") and e.progress.message]
+
+
+ONE = TASK.split("- type")[1].join(["- type", ""])  # the task's first attack alone
+
+
+@pytest.mark.parametrize("failure", [
+    TaskError.at("attacks[0].args.target_model", "holds no .pdparams file"),
+    # A deterministic bug of the worker: retrying it on every worker would only fail again.
+    ServiceBug("the attack worker failed (IndexError: 3); its log has the details"),
+    Unimplemented("LIRA is not available in this version", "attacks[0].name"),
+], ids=lambda f: type(f).__name__)
+def test_a_result_that_is_not_worth_retrying_is_final_after_one_attempt_anywhere(cluster, failure):
+    client, workers = cluster(fail_with(failure), fail_with(failure))
+    events = list(client.submit(ONE))
+    (result,) = [e.attack_result for e in events if e.HasField("attack_result")]
+    assert sum(len(w.calls) for w in workers) == 1
+    assert result.error == failure.attack_error(), "the worker's error arrives as it is"
+    assert not progress_messages(events)
+
+
+@pytest.mark.parametrize("error", [
+    results_pb2.AttackError(code="INTERNAL", message="an older worker's bug"),
+    results_pb2.AttackError(code="INVALID_ARGUMENT", field="attacks[0]", message="an older worker's task fault"),
+], ids=["internal", "invalid"])
+def test_an_older_workers_failed_result_is_classified_by_its_code_and_final(cluster, error):
+    def old_worker(request, context):
+        yield attack_worker_pb2.RunAttackResponse(result=results_pb2.AttackResult(
+            attack_index=request.attack_index, status=results_pb2.ATTACK_STATUS_FAILED, error=error))
+
+    client, workers = cluster(old_worker, old_worker)
+    outcome = client.run(ONE)
+    assert sum(len(w.calls) for w in workers) == 1
+    assert outcome.results[0].error == error
+
+
+def test_a_retryable_result_runs_again_on_a_worker_it_has_not_run_on(cluster):
+    oom = Overloaded("the kernel's out-of-memory killer ended the job's process")
+    order: list[int] = []  # which worker answered each attempt
+
+    def worker_number(number: int) -> Behaviour:
+        def behaviour(request, context):
+            order.append(number)
+            yield from (fail_with(oom) if len(order) == 1 else succeed)(request, context)
+        return behaviour
+
+    client, _ = cluster(worker_number(0), worker_number(1))
+    events = list(client.submit(ONE))
+    (result,) = [e.attack_result for e in events if e.HasField("attack_result")]
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED
+    assert sorted(order) == [0, 1], "the second attempt ran on the other worker"
+    killed_on, moved_to = (cluster.clusters[0].peers[number].address for number in order)
+    assert progress_messages(events) == [
+        f"attempt 1 of 3 failed on worker {killed_on} (an infrastructure fault, worth retrying): "
+        "the kernel's out-of-memory killer ended the job's process",
+        f"attempt 2 of 3 on worker {moved_to}, a worker it has not run on"]
+
+
+def test_a_retry_on_the_only_worker_says_it_is_the_same_one_and_gives_up_saying_so(cluster):
+    oom = Overloaded("the kernel's out-of-memory killer ended the job's process")
+    client, (worker,) = cluster(fail_with(oom))
+    events = list(client.submit(ONE))
+    (result,) = [e.attack_result for e in events if e.HasField("attack_result")]
+    messages = progress_messages(events)
+    assert worker.calls == [0, 0, 0]
+    assert not any("another worker" in m or "has not run on" in m for m in messages)
+    assert sum("the worker of an earlier attempt: no other was free" in m for m in messages) == 2
+    address = cluster.clusters[0].peers[0].address
+    assert result.error.message == (f"gave up after 3 attempts (on {address}); last: the kernel's out-of-memory "
+                                    "killer ended the job's process")
+    assert (result.error.code, result.error.fault, result.error.retryable) == \
+        ("RESOURCE_EXHAUSTED", results_pb2.FAULT_INFRASTRUCTURE, True)
+
+
+def test_a_worker_bug_raised_through_the_rpc_is_not_retried_but_a_broken_stream_is(cluster):
+    bug = raise_(ServiceBug("the attack worker broke; see its log"))
+    client, workers = cluster(bug, bug)
+    outcome = client.run(ONE)
+    assert sum(len(w.calls) for w in workers) == 1
+    assert (outcome.results[0].error.code, outcome.results[0].error.fault) == ("INTERNAL", results_pb2.FAULT_SERVICE)
+
+    broken: list[int] = []
+
+    def first_stream_broken(request, context):  # INTERNAL from gRPC itself: no privaudit detail
+        if not broken:
+            broken.append(1)
+            context.abort(grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2")
+        yield from succeed(request, context)
+
+    client, workers = cluster(first_stream_broken, first_stream_broken)
+    outcome = client.run(ONE)
+    assert sorted(len(w.calls) for w in workers) == [1, 1]
+    assert outcome.results[0].status == results_pb2.ATTACK_STATUS_SUCCEEDED
+
+
+def finishes_at_its_limit(limit: float, overrun: float = 0.3) -> Behaviour:
+    """A worker as the real one behaves with --job-timeout-s `limit` on a job that runs forever:
+    silent, then, a little after the limit (the kill, the reaping), a failed result that is the
+    task's fault and names the flag."""
+    def behaviour(request, context):
+        yield attack_worker_pb2.RunAttackResponse(progress=results_pb2.JobProgress(
+            attack_index=request.attack_index, stage=results_pb2.STAGE_TRAIN_SHADOW))
+        time.sleep(limit + overrun)
+        failure = TaskError.at("", f"the job ran past this worker's {limit:g} s time limit "
+                                   f"(--job-timeout-s {limit:g}) while in the train_shadow stage")
+        yield from fail_with(failure)(request, context)
+    return behaviour
+
+
+def test_a_job_past_its_workers_limit_fails_once_with_the_workers_message(cluster):
+    """Defect 13: the orchestrator's deadline is the limit the worker advertises plus a margin, so
+    the worker's own time-limit failure arrives, once, instead of three deadline retries."""
+    client, workers = cluster(finishes_at_its_limit(1.0), finishes_at_its_limit(1.0), job_timeout_s=1.0,
+                              deadline_margin=1.5, deadline_margin_fraction=0.0)
+    events = list(client.submit(ONE))
+    (result,) = [e.attack_result for e in events if e.HasField("attack_result")]
+    assert sum(len(w.calls) for w in workers) == 1
+    assert (result.error.code, result.error.fault, result.error.retryable) == \
+        ("INVALID_ARGUMENT", results_pb2.FAULT_TASK, False)
+    assert "(--job-timeout-s 1)" in result.error.message
+    assert not progress_messages(events)
+
+
+def test_without_the_margin_the_deadline_would_fire_first_and_retry(cluster):
+    """The same worker and job with the deadline equal to the worker's limit: the orchestrator
+    gives up first, as before the fix, and the deadline is an infrastructure fault."""
+    client, (worker,) = cluster(finishes_at_its_limit(0.5), job_timeout_s=0.5, max_attempts=2,
+                                deadline_margin=0.0, deadline_margin_fraction=0.0)
+    outcome = client.run(ONE)
+    assert worker.calls == [0, 0]
+    assert "gave up after 2 attempts" in outcome.results[0].error.message
+    assert "gave no answer within 0 s, its job time limit of 0.5 s and a margin" in outcome.results[0].error.message
+    assert outcome.results[0].error.fault == results_pb2.FAULT_INFRASTRUCTURE
+
+
+def test_a_worker_silent_past_its_limit_and_the_margin_is_given_up_and_the_job_moves(cluster):
+    hung = Gate()
+    answered: list[int] = []
+
+    def first_attempt_hangs(request, context):
+        answered.append(1)
+        yield from (hung if len(answered) == 1 else succeed)(request, context)
+
+    client, workers = cluster(first_attempt_hangs, first_attempt_hangs, job_timeout_s=0.2, deadline_margin=0.5,
+                              deadline_margin_fraction=0.0)
+    events = list(client.submit(ONE))
+    hung.release.set()
+    assert events[-1].done.succeeded_attacks == 1
+    assert sorted(len(w.calls) for w in workers) == [1, 1]
+    (failed_attempt, moved) = progress_messages(events)
+    assert "gave no answer within 1 s, its job time limit of 0.2 s and a margin: the worker or its link is stuck" \
+        in failed_attempt and "an infrastructure fault, worth retrying" in failed_attempt
+    assert moved.endswith("a worker it has not run on")
 
 
 def test_invalid_task_is_refused_with_fields(cluster):

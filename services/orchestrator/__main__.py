@@ -43,7 +43,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     flag(parser, "--max-attempts", "PRIVAUDIT_MAX_ATTEMPTS", 3, type=int,
          help="attempts per job when workers fail")
     flag(parser, "--job-timeout", "PRIVAUDIT_JOB_TIMEOUT", 3600.0, type=float,
-         help="seconds a worker may take for one job before it is retried elsewhere")
+         help="the job time limit assumed for a worker that does not advertise its own (workers older than "
+              "GetCapacity's job_timeout_s); an attempt is given its worker's limit plus a margin")
     flag(parser, "--queue-limit", "PRIVAUDIT_QUEUE_LIMIT", 1000, type=int,
          help="jobs that may wait for a worker; beyond it new audits are refused")
     flag(parser, "--probe-interval", "PRIVAUDIT_PROBE_INTERVAL", 2.0, type=float,

@@ -1,12 +1,22 @@
 """The job queue: bounded, fair between tasks, placing each job on a free worker and
-retrying it elsewhere when its worker fails.
+retrying it elsewhere when its failure says a retry can help.
 
 Jobs wait in one queue per task; the dispatcher takes tasks in turn (round
-robin), so a task with many jobs does not starve the others. A job whose worker
-answered with a result is done, even a failed result: that failure is in the
-task (a bad model file, say) and would happen again. A job whose worker vanished
-(killed, unreachable, out of time) goes back to the front of its task's queue
-and is placed on another worker, up to `max_attempts` in all.
+robin), so a task with many jobs does not starve the others. Whether a job ends
+or runs again is the failure's classification (`services.common.errors`), never
+a list of codes here: a result, even a failed one, is final unless its error is
+`retryable` (the kernel's out-of-memory killer, say); an RPC that ends without a
+result (the worker died, was lost, or passed its deadline) is classified by its
+status. A task fault (a job past its worker's own time limit, too) or a bug of
+ours fails the attack at once, on one worker only. A retryable failure sends
+the job back to the front of its task's queue, to a worker it has not tried
+when one is free, up to `max_attempts` in all; every retry says which worker it
+runs on and whether that is the one that failed.
+
+An attempt's deadline is its worker's own job limit, which the worker advertises
+through GetCapacity, plus a margin (`JobSettings.attempt_deadline`): a job that
+runs too long is failed by the worker, as the task's fault with the flag and
+value that limited it, before the orchestrator would give up on the worker.
 """
 
 from __future__ import annotations
@@ -21,29 +31,41 @@ from dataclasses import dataclass, field
 import grpc
 
 from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
+from services.common.errors import (
+    INFRASTRUCTURE,
+    DeadlineExceeded,
+    Failure,
+    Overloaded,
+    Unavailable,
+    from_attack_error,
+    from_rpc_error,
+)
 from services.orchestrator.worker_pool import Worker, WorkerPool
 
 log = logging.getLogger(__name__)
 
-# Codes meaning "the job did not run to an answer on that worker", not "the job is wrong".
-RETRYABLE = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-    }
-)
-
 
 @dataclass(frozen=True)
 class JobSettings:
+    """`assumed_job_limit`: the job time limit (s) of a worker that does not advertise its own
+    (one older than GetCapacity's `job_timeout_s`). An attempt may run its worker's job limit
+    plus `deadline_margin` seconds plus `deadline_margin_fraction` of the limit (the child's
+    start, the kill's reaping, a large result's transfer) before the orchestrator gives up."""
+
     max_attempts: int = 3
-    attempt_timeout: float = 3600.0  # seconds one worker may take for one job
+    assumed_job_limit: float = 3600.0
     queue_limit: int = 1000  # jobs waiting for a worker, over all tasks
+    deadline_margin: float = 60.0
+    deadline_margin_fraction: float = 0.1
+
+    def job_limit(self, worker: Worker) -> float:
+        """The worker's job time limit, as it advertises it (or as assumed)."""
+        return worker.job_timeout_s or self.assumed_job_limit
+
+    def attempt_deadline(self, worker: Worker) -> float:
+        """Seconds to wait for a job's answer from `worker`."""
+        limit = self.job_limit(worker)
+        return limit + self.deadline_margin + self.deadline_margin_fraction * limit
 
 
 @dataclass
@@ -80,10 +102,10 @@ class Attempt:
 
     job: Job
     worker: Worker
-    abandoned: str | None = None
+    abandoned: Failure | None = None
 
 
-class QueueFull(Exception):
+class QueueFull(Overloaded):
     """The queue cannot take a task's jobs now."""
 
 
@@ -164,7 +186,7 @@ class Scheduler:
         with self._changed:
             running = [(call, attempt) for call, attempt in self._running.items() if attempt.worker is worker]
             for _, attempt in running:
-                attempt.abandoned = reason
+                attempt.abandoned = Unavailable(reason)
         for call, _ in running:
             call.cancel()
 
@@ -208,57 +230,83 @@ class Scheduler:
         return None
 
     def _attempt(self, job: Job, worker: Worker) -> None:
+        again_here = worker.address in job.tried
         job.attempts += 1
         job.tried.add(worker.address)
+        if job.attempts > 1:
+            where = ("the worker of an earlier attempt: no other was free" if again_here
+                     else "a worker it has not run on")
+            self.on_progress(job, results_pb2.JobProgress(
+                attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
+                message=f"attempt {job.attempts} of {self.settings.max_attempts} on worker {worker.address}, {where}"))
         started = time.monotonic()
-        log.info("job start %s worker=%s attempt=%d", job.label, worker.address, job.attempts)
-        call = worker.stub.RunAttack(job.request(), timeout=self.settings.attempt_timeout)
+        deadline = self.settings.attempt_deadline(worker)
+        log.info("job start %s worker=%s attempt=%d deadline=%.0fs", job.label, worker.address, job.attempts, deadline)
+        call = worker.stub.RunAttack(job.request(), timeout=deadline)
         attempt = Attempt(job, worker)
         with self._changed:
             self._running[call] = attempt
             if job.task_id in self._cancelled or self._stopping:
                 call.cancel()
-        broken, result = None, None
+        outcome: Outcome | None = None
+        broken: Failure | None = None  # the call ended without an answer
         try:
             for response in call:
                 if response.HasField("progress"):
                     self.on_progress(job, response.progress)
                     continue
-                result = response.result if response.HasField("result") else response.shadow
+                outcome = response.result if response.HasField("result") else response.shadow
                 break
             else:
-                broken = f"worker {worker.address} ended the job without a result"
+                broken = Unavailable(f"worker {worker.address} ended the job without a result")
         except grpc.RpcError as error:
-            broken = attempt.abandoned or f"worker {worker.address}: {error.code().name}: {error.details()}"
-            if error.code() not in RETRYABLE:
-                result = failed_result(job, error.code().name, broken)
-                broken = None
+            broken = attempt.abandoned or self._rpc_failure(error, worker, deadline)
         finally:
             with self._changed:
                 del self._running[call]
                 cancelled = job.task_id in self._cancelled or self._stopping
-            self.pool.release(worker, broken if broken and not cancelled else None)
+            # Only a fault of the infrastructure says the worker itself is in trouble.
+            trouble = broken is not None and broken.fault == INFRASTRUCTURE and not cancelled
+            self.pool.release(worker, broken.message if trouble else None)
         if cancelled:
             log.info("job stopped %s: cancelled", job.label)
             return
-        if result is not None:
-            status = ("SHADOW_OUTPUT" if isinstance(result, attack_worker_pb2.ShadowOutput)
-                      else results_pb2.AttackStatus.Name(result.status))
+        failure = broken or _retryable_failure(outcome)
+        if failure is None:
+            status = ("SHADOW_OUTPUT" if isinstance(outcome, attack_worker_pb2.ShadowOutput)
+                      else results_pb2.AttackStatus.Name(outcome.status))
             log.info("job finish %s worker=%s status=%s seconds=%.1f", job.label, worker.address, status,
                      time.monotonic() - started)
-            self.on_result(job, result)
+            self.on_result(job, outcome)
             return
-        self._retry_or_fail(job, broken or "unknown failure")
+        self._retry_or_fail(job, worker, failure)
 
-    def _retry_or_fail(self, job: Job, failure: str) -> None:
-        log.warning("job attempt %d/%d failed %s: %s", job.attempts, self.settings.max_attempts, job.label,
-                    failure)
-        if job.attempts >= self.settings.max_attempts:
-            self.on_result(job, failed_result(
-                job, "UNAVAILABLE", f"gave up after {job.attempts} attempts; last: {failure}"))
+    def _rpc_failure(self, error: grpc.RpcError, worker: Worker, deadline: float) -> Failure:
+        """What a RunAttack call that raised means. Past its deadline, the worker was silent for
+        longer than its own job limit (which would have failed the job) and a margin: stuck."""
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(
+                f"worker {worker.address} gave no answer within {deadline:.0f} s, its job time limit of "
+                f"{self.settings.job_limit(worker):g} s and a margin: the worker or its link is stuck")
+        return from_rpc_error(error, f"worker {worker.address}: ")
+
+    def _retry_or_fail(self, job: Job, worker: Worker, failure: Failure) -> None:
+        """Ends the job with `failure`, or queues it for another attempt when it is retryable."""
+        log.warning("job attempt %d/%d failed %s worker=%s (%s): %s", job.attempts, self.settings.max_attempts,
+                    job.label, worker.address, failure.describe(), failure.message)
+        if not failure.retryable:
+            self.on_result(job, failed_result(job, failure))
             return
-        self.on_progress(job, results_pb2.JobProgress(attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
-                                                      message=f"retrying on another worker after: {failure}"))
+        if job.attempts >= self.settings.max_attempts:
+            tried = ", ".join(sorted(job.tried))
+            self.on_result(job, failed_result(job, Failure(
+                f"gave up after {job.attempts} attempts (on {tried}); last: {failure.message}", failure.field,
+                code=failure.code, fault=failure.fault, retryable=True)))
+            return
+        self.on_progress(job, results_pb2.JobProgress(
+            attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
+            message=f"attempt {job.attempts} of {self.settings.max_attempts} failed on worker {worker.address} "
+                    f"({failure.describe()}): {failure.message}"))
         with self._changed:
             if job.task_id not in self._cancelled:
                 self._waiting.setdefault(job.task_id, deque()).appendleft(job)
@@ -266,10 +314,14 @@ class Scheduler:
             self._changed.notify_all()
 
 
-def failed_result(job: Job, code: str, message: str) -> results_pb2.AttackResult:
-    return results_pb2.AttackResult(
-        attack_index=job.attack_index,
-        attack_name=job.attack_name,
-        status=results_pb2.ATTACK_STATUS_FAILED,
-        error=results_pb2.AttackError(code=code, message=message),
-    )
+def _retryable_failure(outcome: Outcome | None) -> Failure | None:
+    """The failure of a failed result that another attempt may fix; None for a final outcome."""
+    if not isinstance(outcome, results_pb2.AttackResult) or outcome.status != results_pb2.ATTACK_STATUS_FAILED:
+        return None
+    failure = from_attack_error(outcome.error)
+    return failure if failure.retryable else None
+
+
+def failed_result(job: Job, failure: Failure) -> results_pb2.AttackResult:
+    return results_pb2.AttackResult(attack_index=job.attack_index, attack_name=job.attack_name,
+                                    status=results_pb2.ATTACK_STATUS_FAILED, error=failure.attack_error())

@@ -1,4 +1,8 @@
-"""The OrchestratorService servicer: validates tasks, streams audits, answers about them."""
+"""The OrchestratorService servicer: validates tasks, streams audits, answers about them.
+
+Failures are raised as the typed exceptions of `services.common.errors` (a TaskError, a
+QueueFull, NotFound, OutOfRange); the server's interceptor turns them into statuses.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,9 @@ import grpc
 
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.common import task_spec
-from services.common.errors import TaskError
+from services.common.errors import NotFound, OutOfRange, TaskError
 from services.orchestrator.audit import AuditNotFound, AuditRunner
 from services.orchestrator.limits import TaskLimits
-from services.orchestrator.scheduler import QueueFull
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 DEFAULT_PAGE_SIZE = 100
@@ -36,31 +39,26 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.limits = limits
 
     def SubmitAudit(self, request, context: grpc.ServicerContext):
-        try:
-            audit = self.runner.start(parse_task(request, self.limits), request.report_format)
-        except TaskError as error:
-            context.abort_with_status(error.to_status())
-        except QueueFull as error:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        audit = self.runner.start(parse_task(request, self.limits), request.report_format)
         for event in audit.events.follow(0, keep_going=context.is_active):
             yield orchestrator_pb2.SubmitAuditResponse(event=event)
 
     def WatchAudit(self, request, context: grpc.ServicerContext):
-        events = self._known(context, request.task_id, self.runner.events)
+        events = self._known(request.task_id, self.runner.events)
         if request.from_sequence > len(events):
-            context.abort(grpc.StatusCode.OUT_OF_RANGE, f"from_sequence: audit {request.task_id} has "
-                                                        f"{len(events)} events so far; ask for 0 to {len(events)}")
+            raise OutOfRange(f"from_sequence: audit {request.task_id} has {len(events)} events so far; ask for 0 "
+                             f"to {len(events)}", "from_sequence")
         for event in events.follow(request.from_sequence, keep_going=context.is_active):
             yield orchestrator_pb2.WatchAuditResponse(event=event)
 
     def GetAudit(self, request, context: grpc.ServicerContext):
-        return orchestrator_pb2.GetAuditResponse(audit=self._known(context, request.task_id, self.runner.status))
+        return orchestrator_pb2.GetAuditResponse(audit=self._known(request.task_id, self.runner.status))
 
     def ListAudits(self, request, context: grpc.ServicerContext):
         return orchestrator_pb2.ListAuditsResponse(audits=self.runner.list(request.page_size or DEFAULT_PAGE_SIZE))
 
     def CancelAudit(self, request, context: grpc.ServicerContext):
-        return orchestrator_pb2.CancelAuditResponse(audit=self._known(context, request.task_id, self.runner.cancel))
+        return orchestrator_pb2.CancelAuditResponse(audit=self._known(request.task_id, self.runner.cancel))
 
     def ListAttacks(self, request, context: grpc.ServicerContext):
         return orchestrator_pb2.ListAttacksResponse(attacks=[
@@ -72,10 +70,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             for attack in task_spec.describe_attacks()])
 
     @staticmethod
-    def _known(context: grpc.ServicerContext, task_id: str, lookup):
-        """lookup(task_id), or NOT_FOUND naming the id."""
+    def _known(task_id: str, lookup):
+        """lookup(task_id), or NotFound naming the id."""
         try:
             return lookup(task_id)
         except AuditNotFound:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"task_id: no audit {task_id!r} on this orchestrator; "
-                                                     "`privaudit list` shows the known ones")
+            raise NotFound(f"task_id: no audit {task_id!r} on this orchestrator; `privaudit list` shows the known "
+                           "ones", "task_id") from None

@@ -40,6 +40,7 @@ class Worker:
     in_flight: int = 0
     problem: str = "not probed yet"
     failed_probes: int = 0
+    job_timeout_s: float = 0.0  # its job time limit, as GetCapacity advertises it (0: not advertised)
 
     @property
     def free(self) -> bool:
@@ -162,3 +163,4 @@ class WorkerPool:
                          f", {capacity.device}" if capacity.device else "")
             worker.healthy, worker.problem, worker.failed_probes = True, "", 0
             worker.slots, worker.gpu = max(1, capacity.slots), capacity.gpu
+            worker.job_timeout_s = capacity.job_timeout_s
