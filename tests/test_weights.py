@@ -20,6 +20,8 @@ import numpy as np
 import paddle
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from worker_fixtures import MODEL_CODE, baseline_request, served_worker, write_audit_tree
 
 from privaudit.v1 import results_pb2
@@ -29,7 +31,8 @@ from services.attack_worker.weights import NotWeights, read_state_dict
 from services.common.errors import TaskError
 
 FIELD = "target_model"
-EXAMPLE_WEIGHTS = Path(__file__).resolve().parents[1] / "example" / "models" / "digits_mlp" / "digits_mlp.pdparams"
+EXAMPLE_MODELS = Path(__file__).resolve().parents[1] / "example" / "models"
+EXAMPLE_WEIGHTS = EXAMPLE_MODELS / "digits_mlp" / "digits_mlp.pdparams"
 
 # Two architectures: an MLP, and a CNN with BatchNorm (running mean and variance are buffers)
 # plus an int64 and a bool buffer; floating weights in DTYPE.
@@ -133,6 +136,23 @@ def test_the_examples_trained_weights_read_as_paddle_load_reads_them():
         np.testing.assert_array_equal(array, by_paddle[key].numpy())
 
 
+def test_the_cifar_targets_resnet_loads_as_paddle_load_loads_it(tmp_path):
+    """The seed's CIFAR target (ResNet-18: 20 BatchNorm layers, whose statistics a training step moves)."""
+    folder = tmp_path / "resnet"
+    folder.mkdir()
+    (folder / "model.py").write_text((EXAMPLE_MODELS / "resnet18_10classes" / "resnet18_10classes.py").read_text())
+    layer = storage.load_model(tmp_path, "resnet", FIELD, trained=False, seed=2)
+    layer.train()
+    layer(paddle.randn([2, 3, 32, 32]))
+    saved = {key: value.numpy() for key, value in layer.state_dict().items()}
+    paddle.save(layer.state_dict(), str(folder / "model.pdparams"))
+
+    reference = storage.load_model(tmp_path, "resnet", FIELD, trained=False, seed=3)
+    reference.set_state_dict(paddle.load(str(folder / "model.pdparams")))
+    assert_same_state(reference, saved)
+    assert_same_state(storage.load_model(tmp_path, "resnet", FIELD), saved)
+
+
 def test_arrays_split_in_slices_are_joined_as_paddle_load_joins_them(tmp_path):
     """paddle.save splits arrays over 1 GiB into slices under protocols 2 and 3: the same layout,
     small, written by hand."""
@@ -195,6 +215,12 @@ def state_with(value) -> dict:
             "StructuredToParameterName@@": {"linear.weight": "w", "linear.bias": "b"}}
 
 
+def split_state(slices: list[str]) -> dict:
+    """An array of 4 values split as paddle.save splits big ones, naming `slices`."""
+    return {"w@@.0": np.zeros(2, np.float32), "w@@.1": np.ones(2, np.float32),
+            "UnpackBigParamInfor@@": {"w": {"OriginShape": (2, 2), "slices": slices}}}  # typos: disable-line
+
+
 # name -> (pickle bytes given the marker path, words the refusal must hold)
 CRAFTED = {
     "os.system": (lambda m: pickle.dumps(shell_writes(m)), ["posix.system"]),
@@ -216,6 +242,9 @@ CRAFTED = {
     "a structured array": (lambda m: pickle.dumps(state_with(np.zeros(2, [("a", "f4")]))), ["dtype 'V4'"]),
     "a list for a parameter": (lambda m: pickle.dumps(state_with([1, 2])), ["'linear.weight' holds a list"]),
     "a list, not a dict": (lambda m: pickle.dumps([np.zeros(2, np.float32)]), ["holds a list"]),
+    "a slice named twice": (lambda m: pickle.dumps(split_state(["w@@.0", "w@@.0"])), ["does not describe slices"]),
+    "slices that do not add up": (lambda m: pickle.dumps(split_state(["w@@.0"])), ["do not add up"]),
+    "a slice that is not there": (lambda m: pickle.dumps(split_state(["w@@.0", "x"])), ["does not describe slices"]),
     # Protocol-level tricks, written by hand.
     "protocol 0": (lambda m: pickle.dumps(shell_writes(m), protocol=0), ["not a pickle written by paddle.save"]),
     "protocol 5": (lambda m: pickle.dumps({}, protocol=5), ["not a pickle written by paddle.save"]),
@@ -278,6 +307,36 @@ def test_a_crafted_file_is_refused_saying_why_and_nothing_in_it_runs(tmp_path, n
     for word in words:
         assert word in str(refused.value)
     assert not marker.exists()
+
+
+LEGIT = {protocol: pickle.dumps(state_with(np.arange(16, dtype=np.float32).reshape(4, 4)) | {
+    "UnpackBigParamInfor@@": {}}, protocol=protocol) for protocol in (2, 4)}  # typos: disable-line
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(protocol=st.sampled_from([2, 4]), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255),
+                                                                  st.sampled_from(["set", "insert", "delete"])),
+                                                        min_size=1, max_size=4))
+def test_a_damaged_weights_file_is_refused_as_not_weights_and_nothing_else(tmp_path, protocol, edits):
+    """Bytes changed, inserted or deleted anywhere in a valid file: every outcome is a dict of
+    arrays or NotWeights, never another exception (which would end the job as a worker fault)."""
+    data = bytearray(LEGIT[protocol])
+    for position, value, edit in edits:
+        at = position % (len(data) + (edit == "insert"))
+        if edit == "set" and at < len(data):
+            data[at] = value
+        elif edit == "insert":
+            data.insert(at, value)
+        elif data and at < len(data):
+            del data[at]
+    path = tmp_path / "damaged.pdparams"
+    path.write_bytes(bytes(data))
+    try:
+        state = read_state_dict(path)
+    except NotWeights:
+        return
+    assert all(isinstance(key, str) and isinstance(value, np.ndarray) for key, value in state.items())
 
 
 def test_a_registered_extension_code_still_resolves_to_nothing(tmp_path):

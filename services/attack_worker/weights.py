@@ -203,11 +203,10 @@ def _joined(state: dict[str, np.ndarray], split: object) -> dict[str, np.ndarray
     for key, info in split.items():
         slices = info.get("slices") if isinstance(info, dict) else None
         shape = info.get("OriginShape") if isinstance(info, dict) else None
-        if (not isinstance(key, str) or key in state or not isinstance(slices, list) or not slices
-                or not all(isinstance(s, str) and s in state for s in slices) or not isinstance(shape, tuple)
-                or not all(isinstance(n, int) and n >= 0 for n in shape)):
+        parts = [state.pop(s, None) for s in slices] if isinstance(slices, list) and slices else [None]
+        if (not isinstance(key, str) or key in state or any(part is None for part in parts)
+                or not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape)):
             raise NotWeights(f"its {SPLIT_ARRAYS} entry for {key!r} does not describe slices it holds")
-        parts = [state.pop(s) for s in slices]
         if len({part.dtype for part in parts}) != 1 or sum(p.size for p in parts) != np.prod(shape, dtype=object):
             raise NotWeights(f"the slices of {key!r} do not add up to an array of shape {list(shape)}")
         state[key] = np.concatenate([part.reshape(-1) for part in parts]).reshape(shape)
