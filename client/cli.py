@@ -22,10 +22,11 @@ from client.local_cluster import ClusterError, LocalCluster
 from client.progress import LiveProgress, ProgressPrinter, risk_word
 from client.scores_export import SUFFIXES, write_scores
 from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
+from services.attack_worker.settings import JobLimits
 from services.common import task_spec
 from services.common.auth import TokenFileError
 from services.common.config import add_client_tls_flags, flag
-from services.common.errors import Problem, TaskError
+from services.common.errors import Problem, TaskError, from_attack_error
 from services.common.tls import TLSConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_RISKY, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--state-dir", type=Path, required=True, help="folder for state, logs and cluster.json")
     up.add_argument("--storage-root", type=Path, default=Path.cwd(), help="models' and datasets' root (here)")
+    _add_job_limits(up)
     up.set_defaults(handler=cluster_up_command)
     down = actions.add_parser("down", help="stop the cluster recorded in STATE_DIR")
     down.add_argument("--state-dir", type=Path, required=True)
@@ -95,11 +97,37 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-root", type=Path, default=Path.cwd(),
                         help="folder the task's paths are relative to (local cluster only; default: here)")
     parser.add_argument("--workers", type=int, default=2, help="attack workers of the local cluster (default 2)")
+    _add_job_limits(parser)
     parser.add_argument("--format", choices=sorted(FORMATS), default="text", help="report format (default text)")
     parser.add_argument("--output", type=Path, help="write the report to this file instead of standard output")
     parser.add_argument("--seed", type=int, help="seed for every random choice (default: fixed)")
     parser.add_argument("--quiet", action="store_true", help="print no progress")
     _add_outputs(parser)
+
+
+def _add_job_limits(parser: argparse.ArgumentParser) -> None:
+    """The local cluster's job limits: its workers' --job-timeout-s and --job-memory-mb."""
+    parser.add_argument("--job-timeout-s", type=float, metavar="SECONDS",
+                        help=f"wall-time limit of each attack job on the local cluster's workers (default "
+                             f"{JobLimits.timeout_s:g}); a job past it fails, naming the limit")
+    parser.add_argument("--job-memory-mb", type=int, metavar="MB",
+                        help=f"memory (address-space) limit of each attack job's process on the local cluster's "
+                             f"workers (default {JobLimits.memory_mb}); a job past it fails, naming the limit")
+
+
+def _job_limits(args: argparse.Namespace) -> dict[str, float | int]:
+    """The LocalCluster arguments for the job limits given; refuses them for a running orchestrator,
+    whose workers have their own (`python -m services.attack_worker --job-timeout-s ...`)."""
+    given = {name: value for name in ("job_timeout_s", "job_memory_mb")
+             if (value := getattr(args, name, None)) is not None}
+    flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
+    if given and getattr(args, "orchestrator", None):
+        raise UsageError(f"{flags}: set the local cluster's workers; the workers of --orchestrator have their own "
+                         "(python -m services.attack_worker --job-timeout-s / --job-memory-mb)")
+    for name, value in given.items():  # the workers check their own minimums
+        if value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')}: must be positive, got {value:g}")
+    return given
 
 
 def _add_outputs(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +203,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read the task file: {error}") from None
     # Refuse a bad task at once, before any service starts; the orchestrator checks again.
     task_spec.parse_yaml(task_text, args.seed)
+    limits = _job_limits(args)
     if args.orchestrator:
         with _client(args) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
@@ -182,7 +211,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise UsageError("--workers: must be at least 1")
         _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
-        with LocalCluster(workers=args.workers, storage_root=args.storage_root) as cluster, \
+        with LocalCluster(workers=args.workers, storage_root=args.storage_root, **limits) as cluster, \
                 AuditClient(cluster.address) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
     return _deliver(outcome, args)
@@ -255,7 +284,7 @@ def cluster_up_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers: must be at least 1")
     cluster = LocalCluster(workers=args.workers, storage_root=args.storage_root, state_dir=args.state_dir,
-                           detached=True)
+                           detached=True, **_job_limits(args))
     cluster.start()
     print(f"cluster up: orchestrator at {cluster.address}; {args.state_dir / 'cluster.json'} has every process")
     print(f"submit with: privaudit run TASK.yaml --orchestrator {cluster.address}")
@@ -299,10 +328,12 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         return EXIT_RISKY
     failed = [r for r in outcome.results if r.status != results_pb2.ATTACK_STATUS_SUCCEEDED]
     if failed or not outcome.results:
-        what = (f"{len(failed)} of {len(outcome.results)} attacks failed" if outcome.results
-                else "no attack result arrived")
-        print(f"privaudit: the audit is incomplete: {what} (the report says why); nothing they would have "
-              "measured is in the risk", file=sys.stderr)
+        whose = "; ".join(f"{r.attack_name or f'attack {r.attack_index}'}: {from_attack_error(r.error).describe()}"
+                          for r in failed)
+        what = (f"{len(failed)} of {len(outcome.results)} attacks failed ({whose}; the report says why)"
+                if outcome.results else "no attack result arrived")
+        print(f"privaudit: the audit is incomplete: {what}; nothing they would have measured is in the risk",
+              file=sys.stderr)
         return EXIT_INCOMPLETE
     return EXIT_OK
 

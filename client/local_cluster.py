@@ -7,7 +7,9 @@ all ended when the client stops or dies. `privaudit cluster up` starts one that
 outlives the command (`detached`), keeps its state, logs and `cluster.json`
 in a state folder, and `privaudit cluster down` ends it. The workers share one
 cache folder in the state folder (`cache`), so a task's attacks share the target's
-outputs whichever worker runs them, and a kept cluster reuses shadow models. The client never
+outputs whichever worker runs them, and a kept cluster reuses shadow models. The
+workers' job limits (`job_timeout_s`, `job_memory_mb`) are the workers' defaults
+unless set. The client never
 imports Paddle; the workers do, in their own processes. Being on loopback only,
 its services serve plaintext to any caller: the environment variables that would
 turn on TLS or tokens (`SERVER_SECURITY_ENV`) are not passed to them.
@@ -90,7 +92,9 @@ class LocalCluster:
     detached: bool = False  # True: processes outlive this one (`privaudit cluster up`)
     log_level: str = "INFO"
     start_timeout: float = 120.0
-    worker_flags: list[str] = field(default_factory=list)  # extra flags for every worker, e.g. job limits
+    job_timeout_s: float | None = None  # each worker's --job-timeout-s (None: the worker's default)
+    job_memory_mb: int | None = None  # each worker's --job-memory-mb (None: the worker's default)
+    worker_flags: list[str] = field(default_factory=list)  # further flags for every worker
     processes: list[ServiceProcess] = field(default_factory=list)
     address: str = ""
     _temporary: bool = False
@@ -119,7 +123,7 @@ class LocalCluster:
             threads = str(max(1, (os.cpu_count() or 1) // self.workers))
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
                                    "--threads", threads, "--cache-dir", str(self.state_dir / "cache"),
-                                   *self.worker_flags) for i in range(self.workers)]
+                                   *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])
             orchestrator = self._spawn(
                 "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
@@ -187,6 +191,16 @@ class LocalCluster:
         return len(pids)
 
     # ---------------------------------------------------------------- internals
+
+    def _job_limit_flags(self) -> list[str]:
+        """The workers' job limits, where this cluster sets them (the orchestrator learns them from
+        the workers, and waits for a job past its limit to fail there)."""
+        flags = []
+        if self.job_timeout_s is not None:
+            flags += ["--job-timeout-s", str(self.job_timeout_s)]
+        if self.job_memory_mb is not None:
+            flags += ["--job-memory-mb", str(self.job_memory_mb)]
+        return flags
 
     def _spawn(self, name: str, module: str, *args: str) -> ServiceProcess:
         assert self.state_dir is not None

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_fixtures import MODEL_CODE, identity_weights, write_audit_tree, write_model
 
-from client import AuditClient, AuditError, LocalCluster
+from client import AuditClient, AuditError, LocalCluster, cli
 from privaudit.v1 import results_pb2
 
 pytestmark = pytest.mark.e2e
@@ -160,3 +161,41 @@ def test_ten_concurrent_tasks_from_five_clients_on_two_workers():
     assert all(r.status == results_pb2.ATTACK_STATUS_SUCCEEDED and r.metrics == reference
                for o in outcomes for r in o.results)
     print(f"\n10 tasks x 2 attacks from 5 clients on 2 workers: {took:.2f}s")
+
+
+def test_a_job_past_the_workers_time_limit_fails_once_naming_the_limit(tmp_path, capsys, monkeypatch):
+    """Defect 13, with both limits at 3 s as in the report (the orchestrator's PRIVAUDIT_JOB_TIMEOUT
+    and the workers' --job-timeout-s): the job used to be cut off by the orchestrator's deadline,
+    retried three times, and fail with "gave up after 3 attempts". Now the orchestrator waits for
+    the limit the worker advertises plus a margin, and the worker's own failure arrives once: the
+    task's fault, naming --job-timeout-s and its value; the task's other attack is unaffected."""
+    monkeypatch.setenv("PRIVAUDIT_JOB_TIMEOUT", "3")
+    tree = write_audit_tree(tmp_path / "root")
+    write_model(tree.root / "models" / "slow", identity_weights(),
+                code=MODEL_CODE + "\n_build = get_model\n\n\ndef get_model():\n    import time\n"
+                                  "    time.sleep(3600)\n    return _build()\n")
+    task = "".join(f"""
+- type: MEMBERSHIP_INFERENCE_ATTACK
+  name: BASELINE
+  args: {{test_datasets: [{tree.members}, {tree.non_members}], target_model: {model}}}
+""" for model in ("models/slow", tree.model))
+    state = tmp_path / "state"
+    assert cli.main(["cluster", "up", "--workers", "2", "--state-dir", str(state), "--storage-root",
+                     str(tree.root), "--job-timeout-s", "3"]) == cli.EXIT_OK
+    try:
+        address = LocalCluster.read_record(state)["orchestrator"]["address"]
+        with AuditClient(address) as auditor:
+            events = list(auditor.submit(task))
+    finally:
+        cli.main(["cluster", "down", "--state-dir", str(state)])
+    capsys.readouterr()
+    slow, good = sorted((e.attack_result for e in events if e.HasField("attack_result")), key=lambda r: r.attack_index)
+    assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED
+    assert (slow.error.code, slow.error.fault, slow.error.retryable) == ("INVALID_ARGUMENT", results_pb2.FAULT_TASK,
+                                                                         False)
+    assert "ran past this worker's 3 s time limit (--job-timeout-s 3)" in slow.error.message
+    assert "models/slow/model.py" in slow.error.message and "gave up" not in slow.error.message
+    assert not [e for e in events if e.HasField("progress") and e.progress.message.startswith("retrying")]
+    logs = "".join(log.read_text() for log in (state / "logs").glob("worker-*.log"))
+    task_id = events[0].task_id
+    assert len(re.findall(rf"job start: task {task_id} attack 0 ", logs)) == 1, "run once, on one worker"

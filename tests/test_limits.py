@@ -6,7 +6,9 @@ import pytest
 from test_orchestrator import TASK, ScriptedReporter, ScriptedWorker, serve, succeed
 from worker_fixtures import baseline_request, write_audit_tree
 
+from client import cli
 from client.api import AuditClient, AuditError
+from client.local_cluster import ClusterError, LocalCluster
 from privaudit.v1 import attack_worker_pb2_grpc, orchestrator_pb2, reporter_pb2_grpc, results_pb2
 from services.attack_worker import storage
 from services.attack_worker.__main__ import DEFAULT_MAX_DATASET_LENGTH, parse_flags
@@ -194,3 +196,45 @@ def test_the_workers_dataset_length_flag(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parse_flags(["--storage-root", str(tmp_path), "--max-dataset-length", "0"])
     assert "--max-dataset-length / PRIVAUDIT_MAX_DATASET_LENGTH: must be at least 1, got 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the local cluster's job limits
+
+
+@pytest.mark.parametrize("command", [["run", "TASK"], ["cluster", "up", "--state-dir", "STATE"]])
+def test_run_and_cluster_up_give_the_local_workers_the_job_limits(command, tmp_path, monkeypatch):
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK)
+    made: list[dict] = []
+
+    def recording_cluster(**kwargs):  # records what the CLI would start, starts nothing
+        made.append(kwargs)
+        raise ClusterError("not started in this test")
+
+    monkeypatch.setattr(cli, "LocalCluster", recording_cluster)
+    argv = [str(task) if a == "TASK" else str(tmp_path / "state") if a == "STATE" else a for a in command]
+    assert cli.main([*argv, "--job-timeout-s", "2.5", "--job-memory-mb", "1536"]) == cli.EXIT_FAILED
+    assert (made[-1]["job_timeout_s"], made[-1]["job_memory_mb"]) == (2.5, 1536)
+    cli.main(argv)
+    assert "job_timeout_s" not in made[-1], "unset: the workers' own defaults"
+
+
+def test_job_limits_are_the_worker_flags_of_a_local_cluster():
+    cluster = LocalCluster(job_timeout_s=2.5, job_memory_mb=1536)
+    assert cluster._job_limit_flags() == ["--job-timeout-s", "2.5", "--job-memory-mb", "1536"]
+    flags = parse_flags(["--storage-root", ".", *cluster._job_limit_flags()])
+    assert (flags.job_timeout_s, flags.job_memory_mb) == (2.5, 1536)
+    assert LocalCluster()._job_limit_flags() == []
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--orchestrator", "127.0.0.1:1", "--job-timeout-s", "5"],
+     "--job-timeout-s: set the local cluster's workers; the workers of --orchestrator have their own"),
+    (["--job-timeout-s", "0"], "--job-timeout-s: must be positive, got 0"),
+    (["--job-memory-mb", "-1"], "--job-memory-mb: must be positive, got -1"),
+])
+def test_a_job_limit_the_cli_cannot_apply_is_a_usage_error(argv, expected, tmp_path, capsys):
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK)
+    assert cli.main(["run", str(task), *argv]) == cli.EXIT_INVALID
+    assert expected in capsys.readouterr().err

@@ -247,9 +247,9 @@ def test_a_retryable_result_runs_again_on_a_worker_it_has_not_run_on(cluster):
     assert sorted(order) == [0, 1], "the second attempt ran on the other worker"
     killed_on, moved_to = (cluster.clusters[0].peers[number].address for number in order)
     assert progress_messages(events) == [
-        f"attempt 1 of 3 failed on worker {killed_on} (an infrastructure fault, worth retrying): "
+        f"retrying: attempt 1 of 3 failed on worker {killed_on} (an infrastructure fault, worth retrying): "
         "the kernel's out-of-memory killer ended the job's process",
-        f"attempt 2 of 3 on worker {moved_to}, a worker it has not run on"]
+        f"retrying: attempt 2 of 3 on worker {moved_to}, a worker it has not run on"]
 
 
 def test_a_retry_on_the_only_worker_says_it_is_the_same_one_and_gives_up_saying_so(cluster):

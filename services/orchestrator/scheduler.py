@@ -10,8 +10,9 @@ result (the worker died, was lost, or passed its deadline) is classified by its
 status. A task fault (a job past its worker's own time limit, too) or a bug of
 ours fails the attack at once, on one worker only. A retryable failure sends
 the job back to the front of its task's queue, to a worker it has not tried
-when one is free, up to `max_attempts` in all; every retry says which worker it
-runs on and whether that is the one that failed.
+when one is free, up to `max_attempts` in all; every retry says (in progress
+messages starting `retrying:`) why, which worker it runs on and whether that is
+the one that failed.
 
 An attempt's deadline is its worker's own job limit, which the worker advertises
 through GetCapacity, plus a margin (`JobSettings.attempt_deadline`): a job that
@@ -238,7 +239,8 @@ class Scheduler:
                      else "a worker it has not run on")
             self.on_progress(job, results_pb2.JobProgress(
                 attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
-                message=f"attempt {job.attempts} of {self.settings.max_attempts} on worker {worker.address}, {where}"))
+                message=f"retrying: attempt {job.attempts} of {self.settings.max_attempts} on worker {worker.address}, "
+                        f"{where}"))
         started = time.monotonic()
         deadline = self.settings.attempt_deadline(worker)
         log.info("job start %s worker=%s attempt=%d deadline=%.0fs", job.label, worker.address, job.attempts, deadline)
@@ -305,8 +307,8 @@ class Scheduler:
             return
         self.on_progress(job, results_pb2.JobProgress(
             attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
-            message=f"attempt {job.attempts} of {self.settings.max_attempts} failed on worker {worker.address} "
-                    f"({failure.describe()}): {failure.message}"))
+            message=f"retrying: attempt {job.attempts} of {self.settings.max_attempts} failed on worker "
+                    f"{worker.address} ({failure.describe()}): {failure.message}"))
         with self._changed:
             if job.task_id not in self._cancelled:
                 self._waiting.setdefault(job.task_id, deque()).appendleft(job)
