@@ -32,6 +32,13 @@ How to use it, in every service and every change to come:
   without one did not come from a privaudit servicer) or `from_attack_error` (reads the enum;
   results of older workers fall back to their code name), and decides by `.retryable`.
 - gRPC code names are never written as strings: `grpc.StatusCode.X` (`.name` for a code field).
+
+Where the changes to come plug in: a retry loop (e.g. BuildReport while the reporter is away)
+asks `from_rpc_error(error).retryable`, not a list of codes; input checks raise TaskError /
+InvalidArgument naming the field, or NotFound; a job that kills the worker's fork server fails
+with a TaskError saying so, while the restarted server's own trouble is Unavailable; rate
+limiting of logged tracebacks belongs in `services.common.server.status_of`, the one place
+that logs an unexpected exception.
 """
 
 from __future__ import annotations
