@@ -533,12 +533,17 @@ def test_cert_manager_issues_every_tls_secret_for_the_names_dialled(capsys):
 CLIENTS = ["privaudit-client", "workstation"]
 
 
-def make_secrets(folder: Path, *clients: str) -> list[Obj]:
+def make_secrets_with(arguments: list[str]) -> list[Obj]:
+    """The Secrets `make-secrets.sh ARGUMENTS` prints."""
     if shutil.which("openssl") is None or shutil.which("kubectl") is None:
         pytest.skip("make-secrets.sh needs openssl and kubectl")
-    made = subprocess.run(["bash", str(K8S / "make-secrets.sh"), str(folder), *clients],
-                          capture_output=True, text=True, check=True)
+    made = subprocess.run(["bash", str(K8S / "make-secrets.sh"), *arguments], capture_output=True, text=True,
+                          check=True)
     return [obj for obj in yaml.safe_load_all(made.stdout) if obj]
+
+
+def make_secrets(folder: Path, *clients: str) -> list[Obj]:
+    return make_secrets_with([str(folder), *clients])
 
 
 @pytest.fixture(scope="module")
@@ -601,6 +606,15 @@ def test_hand_made_tokens_are_one_per_client_and_kept_when_run_again(hand_made):
     assert set(tokens) < set(grown.split()), "an existing client's token changed"
     assert base64.b64decode(again["privaudit-orchestrator-tls"]["ca.crt"]) == secrets["privaudit-orchestrator-tls"][
         "ca.crt"], "running it again made a new CA"
+
+
+def test_with_cert_manager_only_the_token_secrets_are_made_by_hand(tmp_path):
+    """--tokens-only leaves the TLS Secrets to cert-manager: the two token Secrets, no CA."""
+    _, issued = certificates()
+    made = make_secrets_with(["--tokens-only", str(tmp_path), "privaudit-client"])
+    names = {secret["metadata"]["name"] for secret in made}
+    assert names == {"privaudit-client-tokens", "privaudit-internal-token"}
+    assert not names & issued.keys() and not list(tmp_path.glob("*.crt")) and not list(tmp_path.glob("*.key"))
 
 
 # ---- failing closed ----------------------------------------------------------------------------------

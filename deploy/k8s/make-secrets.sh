@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Secrets the secure component mounts, made with openssl on your machine (without cert-manager):
 #
-#   deploy/k8s/make-secrets.sh DIR CLIENT... | kubectl apply -f -
+#   deploy/k8s/make-secrets.sh [--tokens-only] DIR CLIENT... | kubectl apply -f -
 #
 # DIR keeps the material (created mode 700; keep it private and out of git): a private CA
 # (ca.crt, ca.key), a certificate and key per service, the internal token, and one client token
@@ -11,13 +11,20 @@
 #   privaudit-client-tokens    tokens: every client's token, one a line, each after a comment naming it
 #   privaudit-internal-token   token: the orchestrator's token for the workers and the reporter
 #   privaudit-<service>-tls    tls.crt, tls.key, ca.crt (orchestrator, attack-worker, reporter)
+# With --tokens-only, the first two alone (and no CA or certificate is made): for clusters where
+# cert-manager issues the TLS Secrets (components/cert-manager).
 # Services read these files when they start: restart them after a change (deploy/k8s/README.md).
 # Certificates last CERT_DAYS (default 365) days, the CA CA_DAYS (default 3650).
 # Needs openssl and kubectl (which writes the Secrets with --dry-run=client: no cluster is contacted).
 set -euo pipefail
 
+tls=yes
+if [ "${1:-}" = --tokens-only ]; then
+    tls=no
+    shift
+fi
 if [ $# -lt 2 ]; then
-    echo "usage: $0 DIR CLIENT...   (e.g. $0 ~/privaudit-secrets privaudit-client | kubectl apply -f -)" >&2
+    echo "usage: $0 [--tokens-only] DIR CLIENT...   (e.g. $0 ~/privaudit-secrets privaudit-client | kubectl apply -f -)" >&2
     exit 2
 fi
 dir=$1
@@ -38,7 +45,7 @@ new_token() { [ -s "$1" ] || openssl rand -hex 32 > "$1"; }
 # An ECDSA P-256 key in SEC1 PEM, as cert-manager writes by default.
 new_key() { [ -s "$1" ] || openssl ecparam -name prime256v1 -genkey -noout -out "$1"; }
 
-if [ ! -s "$dir/ca.crt" ]; then
+if [ $tls = yes ] && [ ! -s "$dir/ca.crt" ]; then
     new_key "$dir/ca.key"
     openssl req -x509 -new -key "$dir/ca.key" -sha256 -days "$ca_days" -subj "/CN=privaudit CA" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
@@ -60,9 +67,11 @@ service_cert() {
             "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=$dns") 2>/dev/null
     rm -f "$file.csr"
 }
-service_cert orchestrator
-service_cert attack-worker "$peer_name"
-service_cert reporter "$peer_name"
+if [ $tls = yes ]; then
+    service_cert orchestrator
+    service_cert attack-worker "$peer_name"
+    service_cert reporter "$peer_name"
+fi
 
 new_token "$dir/internal-token"
 for client in "$@"; do
@@ -76,6 +85,7 @@ done)
 secret() { kubectl create secret generic "$1" --namespace "$namespace" --dry-run=client -o yaml "${@:2}"; echo ---; }
 secret privaudit-client-tokens --from-literal=tokens="$tokens"
 secret privaudit-internal-token --from-file=token="$dir/internal-token"
+[ $tls = yes ] || exit 0
 for service in orchestrator attack-worker reporter; do
     secret "privaudit-$service-tls" --type=kubernetes.io/tls --from-file=tls.crt="$dir/$service.crt" \
         --from-file=tls.key="$dir/$service.key" --from-file=ca.crt="$dir/ca.crt"
