@@ -38,6 +38,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     flag(parser, "--worker-dns", "PRIVAUDIT_WORKER_DNS", None,
          help="host:port whose host resolves to every worker's address (a headless Service), re-resolved")
     flag(parser, "--reporter", "PRIVAUDIT_REPORTER", "localhost:50053", help="the reporter's host:port")
+    flag(parser, "--report-wait-s", "PRIVAUDIT_REPORT_WAIT_S", 600.0, type=float,
+         help="how long an unreachable reporter is retried (the audit's stream says so) before the audit ends "
+              "with an error")
     flag(parser, "--state-dir", "PRIVAUDIT_STATE_DIR", None, type=Path,
          help=f"folder for the task store ({STATE_FILE}); without it, state is kept in memory only")
     flag(parser, "--max-attempts", "PRIVAUDIT_MAX_ATTEMPTS", 3, type=int,
@@ -69,8 +72,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     for name in ("max_attempts", "queue_limit"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: must be at least 1")
-    if args.job_timeout <= 0 or args.probe_interval <= 0:
-        parser.error("--job-timeout and --probe-interval: must be positive numbers of seconds")
+    if args.job_timeout <= 0 or args.probe_interval <= 0 or args.report_wait_s <= 0:
+        parser.error("--job-timeout, --probe-interval and --report-wait-s: must be positive numbers of seconds")
     try:
         limits = TaskLimits(args.max_task_bytes, args.max_attacks, args.max_epochs, args.max_shadow)
     except ValueError as error:
@@ -85,7 +88,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     config = OrchestratorConfig(
         reporter=args.reporter, workers=split_addresses(args.workers), worker_dns=args.worker_dns,
         state_dir=args.state_dir, jobs=JobSettings(args.max_attempts, args.job_timeout, args.queue_limit),
-        probe_interval=args.probe_interval, limits=limits, peers=peers)
+        probe_interval=args.probe_interval, limits=limits, peers=peers, report_wait=args.report_wait_s)
     return args, config, serving
 
 
