@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from privaudit.v1 import orchestrator_pb2_grpc, reporter_pb2, reporter_pb2_grpc
@@ -39,10 +40,10 @@ class Orchestrator:
         self.pool = WorkerPool(config.workers, config.worker_dns, refresh_seconds=config.probe_interval,
                                security=config.peers)
         self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE, security=config.peers)
-        self.scheduler = Scheduler(self.pool, config.jobs)
-        self.runner = AuditRunner(self.store, self.scheduler,
+        self.runner = AuditRunner(self.store, partial(Scheduler, self.pool, config.jobs),
                                   reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel),
                                   report_wait=config.report_wait, reporter_address=config.reporter)
+        self.scheduler = self.runner.scheduler
         self.service: Service | None = None
 
     def start(self, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import grpc
@@ -38,13 +39,16 @@ from privaudit.v1 import (
 )
 from services.common import task_spec
 from services.orchestrator.event_log import EventLog
-from services.orchestrator.scheduler import Job, Outcome, Scheduler
+from services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink, Scheduler
 from services.orchestrator.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
 
 REPORT_RETRY_FIRST_PAUSE = 0.5  # seconds; doubled after each failed try
 REPORT_RETRY_MAX_PAUSE = 15.0
+
+# Makes the runner's scheduler, given where the jobs' progress and results go.
+SchedulerFactory = Callable[[ProgressSink, ResultSink], Scheduler]
 
 
 class AuditNotFound(LookupError):
@@ -67,18 +71,17 @@ class LiveAudit:
 
 
 class AuditRunner:
-    def __init__(self, store: TaskStore, scheduler: Scheduler, reporter: reporter_pb2_grpc.ReporterServiceStub,
-                 report_timeout: float = 300.0, report_wait: float = 600.0, reporter_address: str = "the reporter"):
+    def __init__(self, store: TaskStore, make_scheduler: SchedulerFactory,
+                 reporter: reporter_pb2_grpc.ReporterServiceStub, report_timeout: float = 300.0,
+                 report_wait: float = 600.0, reporter_address: str = "the reporter"):
         self.store = store
-        self.scheduler = scheduler
+        self.scheduler = make_scheduler(self._on_progress, self._on_result)
         self.reporter = reporter
         self.report_timeout = report_timeout  # one BuildReport call
         self.report_wait = report_wait  # how long an unreachable reporter is waited for
         self.reporter_address = reporter_address
         self._live: dict[str, LiveAudit] = {}
         self._admission = threading.Lock()  # one task at a time checks the queue's room and enters it
-        scheduler.on_progress = self._on_progress
-        scheduler.on_result = self._on_result
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -118,13 +118,13 @@ ResultSink = Callable[[Job, Outcome], None]
 
 class Scheduler:
     """Runs queued jobs on the pool. Their progress and results go to `on_progress` and
-    `on_result`, which the audit runner sets; results are final (retries are internal)."""
+    `on_result` (the audit runner's); results are final (retries are internal)."""
 
-    def __init__(self, pool: WorkerPool, settings: JobSettings):
+    def __init__(self, pool: WorkerPool, settings: JobSettings, on_progress: ProgressSink, on_result: ResultSink):
         self.pool = pool
         self.settings = settings
-        self.on_progress: ProgressSink = lambda job, progress: None
-        self.on_result: ResultSink = lambda job, outcome: None
+        self.on_progress = on_progress
+        self.on_result = on_result
         self._changed = threading.Condition()
         self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()  # task id -> its queue, in turn order
         self._running: dict[grpc.Future, Attempt] = {}  # each running RunAttack call and its attempt
