@@ -197,10 +197,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    try:
-        task_text = args.task.read_text()
-    except OSError as error:
-        raise UsageError(f"cannot read the task file: {error}") from None
+    task_text = _read_task(args.task)
     # Refuse a bad task at once, before any service starts; the orchestrator checks again.
     task_spec.parse_yaml(task_text, args.seed)
     limits = _job_limits(args)
@@ -224,10 +221,7 @@ def watch_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    try:
-        spec = task_spec.parse_yaml(args.task.read_text())
-    except OSError as error:
-        raise UsageError(f"cannot read the task file: {error}") from None
+    spec = task_spec.parse_yaml(_read_task(args.task))
     root = args.storage_root.resolve()
     missing = [Problem(f"attacks[{index}].args.{field}", f"no folder {path!r} under the storage root {root}")
                for index, attack in enumerate(spec.attacks) for field, path in attack.storage_paths()
@@ -298,6 +292,14 @@ def cluster_down_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _read_task(path: Path) -> str:
+    """The task file's text (TaskError when too large or not UTF-8)."""
+    try:
+        return task_spec.read_task_file(path)
+    except OSError as error:
+        raise UsageError(f"cannot read the task file: {error}") from None
 
 
 def _client(args: argparse.Namespace) -> AuditClient:

@@ -135,3 +135,21 @@ def test_live_progress_on_a_terminal(tmp_path):
     text = output.decode(errors="replace")
     assert os.waitstatus_to_exitcode(code) == 0, text[-2000:]
     assert "3/3 LABEL-ONLY" in text and "risk HIGH" in text and "━" in text
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[" * 50_000, "the task file nests deeper than 10 levels (a task needs 4) at line 1, column 11"),
+    ("- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args: {test_datasets: [d/caf\u00e9, d/out], "
+     "target_model: m}\n".encode("latin-1"), "is not UTF-8 text: byte 0xe9 at offset 83"),
+    (b"#" * (5 * 1024 * 1024), "is more than 4,193,280 bytes, the most a task may be"),
+    (b'- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args: {test_datasets: [d/in, d/out], '
+     b'target_model: "m/a\\0b"}\n', "attacks[0].args.target_model: 'm/a\\x00b' holds a control character (U+0000)"),
+])
+@pytest.mark.parametrize("command", [["validate"], ["run", "--orchestrator", "127.0.0.1:9"]])
+def test_a_task_file_the_schema_refuses_exits_2_saying_why_without_a_traceback(tmp_path, content, message, command):
+    task = tmp_path / "task.yaml"
+    task.write_bytes(content)
+    completed = privaudit(command[0], str(task), *command[1:], timeout=60)
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert "privaudit: invalid task:" in completed.stderr and message in completed.stderr, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr

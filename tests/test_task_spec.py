@@ -1,5 +1,6 @@
 """Task parsing and validation: the seed's file as it stands, the typed form, and every bad shape."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,127 @@ def test_error_status_carries_field_violations():
     status = caught.value.to_status()
     assert status.code.name == "INVALID_ARGUMENT"
     assert "attacks[0].args.topk" in status.details
+
+
+# ---------------------------------------------------------------- input hygiene (issue 15)
+
+
+def test_deep_nesting_is_refused_before_it_is_parsed_naming_the_limit():
+    for text in ("[" * 50_000, "{a: " * 50_000, "".join(f"{'  ' * i}-\n" for i in range(2_000))):
+        found = problems(text)
+        assert list(found) == [""], found
+        assert f"nests deeper than {task_spec.MAX_YAML_DEPTH} levels" in found[""]
+        assert " at line " in found[""], found
+
+
+def test_nesting_up_to_the_limit_reaches_validation():
+    depth = task_spec.MAX_YAML_DEPTH
+    assert problems("[" * depth + "]" * depth) == {"attacks[0]": "each attack must be a mapping with type, name and "
+                                                                 "args, got a list"}
+    assert "nests deeper" in problems("[" * (depth + 1) + "]" * (depth + 1))[""]
+
+
+def test_aliases_work_but_cannot_expand_past_the_bound():
+    shared = ("- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: LOSS\n  args:\n    target_datasets: &pair [d/in, d/out]\n"
+              "    target_model: m/target\n- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args:\n"
+              "    test_datasets: *pair\n    target_model: m/target\n")
+    assert task_spec.parse_yaml(shared).attacks[1].test_datasets.members == "d/in"
+    lines = ["- &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"- &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]  # 10^8 values from 540 bytes
+    found = problems("\n".join(lines))
+    assert list(found) == [""] and f"more than {task_spec.MAX_YAML_VALUES:,} values" in found[""], found
+    assert "at line 5, column" in found[""]  # where *a3 takes it past the bound
+    assert "refers to the value that holds it" in problems("- &loop [*loop]\n")[""]
+
+
+STORAGE_FIELDS = {
+    "test_datasets.members": ("BASELINE", {"test_datasets": "[{}, d/out]", "target_model": "m"}),
+    "target_model": ("BASELINE", {"test_datasets": "[d/in, d/out]", "target_model": "{}"}),
+    "shadow_datasets.non_members": ("ML-LEAK", {**ML_LEAK_OK, "shadow_datasets": "[d/s_in, {}]"}),
+    "shadow_model": ("LABEL-ONLY", {**ML_LEAK_OK, "shadow_model": "{}"}),
+    "population_datasets.1": ("LOSS", {"target_datasets": "[d/in, d/out]", "target_model": "m",
+                                        "population_datasets": "[d/p0, {}]"}),
+}
+BAD_CHARACTERS = {  # YAML escape: what the message must say
+    "\\0": "a control character (U+0000)",
+    "\\x1f": "a control character (U+001F)",
+    "\\x7f": "a control character (U+007F)",
+    "\\x85": "a control character (U+0085)",
+    "\\t": "a control character (U+0009)",
+    "\\u202e": "an invisible formatting character (U+202E)",
+    "\\u2028": "a line separator (U+2028)",
+    "\\ud800": "a lone UTF-16 surrogate (U+D800)",
+}
+
+
+@pytest.mark.parametrize("field", STORAGE_FIELDS)
+@pytest.mark.parametrize("escape", BAD_CHARACTERS)
+def test_every_storage_path_refuses_characters_that_are_not_plain_text(field, escape):
+    name, args = STORAGE_FIELDS[field]
+    text = one_attack(name, **{key: value.format(f'"d/x{escape}y"') for key, value in args.items()})
+    found = problems(text)
+    assert list(found) == [f"attacks[0].args.{field}"], found
+    message = found[f"attacks[0].args.{field}"]
+    assert BAD_CHARACTERS[escape] in message and "at character 4" in message, message
+    assert message.isprintable() and message.isascii(), "the message escapes what it quotes"
+
+
+def test_a_typed_task_with_a_nul_in_a_path_is_refused_naming_the_field():
+    task = task_spec.to_proto(task_spec.parse_yaml(one_attack("BASELINE", **BASELINE_OK)))
+    task.attacks[0].baseline.target_model = "m/tar\0get"
+    with pytest.raises(TaskError) as caught:
+        task_spec.from_proto(task)
+    assert caught.value.field == "attacks[0].args.target_model" and "U+0000" in str(caught.value)
+
+
+def test_a_path_longer_than_the_bound_is_refused_and_echoed_cut():
+    long_path = "d/" + "x" * task_spec.MAX_PATH_BYTES
+    message = problems(one_attack("BASELINE", test_datasets="[d/in, d/out]", target_model=long_path))[
+        "attacks[0].args.target_model"]
+    assert f"{task_spec.MAX_PATH_BYTES + 2:,} bytes long; at most {task_spec.MAX_PATH_BYTES:,}" in message
+    assert len(message) < 300, message
+    assert task_spec.parse_yaml(one_attack("BASELINE", test_datasets="[d/in, d/out]",
+                                           target_model="d/" + "x" * (task_spec.MAX_PATH_BYTES - 2)))
+
+
+def status_bytes(error: TaskError) -> int:
+    """What the error's status costs in HTTP/2 trailers: its message and its details, base64'd."""
+    status = error.to_status()
+    return len(status.details.encode()) + sum(4 * len(value) // 3 for _, value in status.trailing_metadata)
+
+
+def test_what_a_task_sent_is_echoed_cut_so_the_error_still_reaches_the_caller():
+    huge = "z" * 100_000
+    found = problems(one_attack("ML-LEAK", **ML_LEAK_OK, topk=huge, **{"k" * 1000: 1})  # YAML's longest key
+                     + f"- type: {huge}\n" + f"- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: {huge}\n")
+    assert len(found) == 4, found
+    for field, message in found.items():
+        assert len(field) < 120 and len(message) < 400, (field[:200], message[:200])
+    assert "attacks[0].args.topk" in found and "100,000 characters" in found["attacks[0].args.topk"]
+    assert "attacks[1].type" in found and "attacks[2].name" in found
+
+
+def test_hundreds_of_problems_are_cut_to_what_a_status_can_carry_saying_how_many_more():
+    text = one_attack("BASELINE", test_datasets="[a, b]", target_model="/abs",
+                      **{f"unknown_{i}": 1 for i in range(300)}) * task_spec.MAX_ATTACKS
+    with pytest.raises(TaskError) as caught:
+        task_spec.parse_yaml(text)
+    shown = caught.value.problems
+    assert shown[0].field == "attacks[0].args.target_model"
+    assert shown[-1].field == "" and re.fullmatch(r"and [\d,]+ more problems not shown", shown[-1].message)
+    assert len(shown) - 1 + int(shown[-1].message.split()[1].replace(",", "")) == 64 * 301
+    assert status_bytes(caught.value) < 6 * 1024  # gRPC refuses trailers over 8 KiB
+
+
+def test_a_task_file_is_read_as_utf8_within_the_size_bound(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(one_attack("BASELINE", **BASELINE_OK))
+    assert task_spec.read_task_file(good) == good.read_text()
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes(one_attack("BASELINE", **BASELINE_OK).replace("m/target", "m/caf\xe9").encode("latin-1"))
+    with pytest.raises(TaskError, match=r"not UTF-8 text: byte 0xe9 at offset \d+"):
+        task_spec.read_task_file(latin)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (task_spec.MAX_TASK_BYTES + 1))
+    with pytest.raises(TaskError, match=f"more than {task_spec.MAX_TASK_BYTES:,} bytes"):
+        task_spec.read_task_file(big)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import difflib
 import json
 import posixpath
+import reprlib
+import unicodedata
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -39,18 +42,58 @@ MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_SHADOW = 256
 MAX_SHADOW_TRAIN_SIZE = 100_000_000
+# The largest task any orchestrator takes, YAML text or typed message (its --max-task-bytes may
+# only lower it): the orchestrator's default 4 MiB message limit less room for the rest of the
+# request. The client refuses a larger task before sending it.
+MAX_TASK_BYTES = 4 * 1024 * 1024 - 1024
+# A task file nests 4 levels (a list of attacks, each a mapping, args, a dataset pair); YAML
+# deeper than this is refused while it is read, before anything recurses over it.
+MAX_YAML_DEPTH = 10
+# Values in a task file with every alias (*name) expanded: a few hundred bytes of aliases
+# could otherwise stand for billions of values.
+MAX_YAML_VALUES = 100_000
+MAX_PATH_BYTES = 4096  # Linux's PATH_MAX
+# A refusal lists problems up to this many bytes: gRPC drops a status whose trailers pass 8 KiB,
+# and the message travels about three times (text, and the details' copy, base64'd).
+MAX_REPORTED_BYTES = 1500
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+_SHOWN.maxlevel = 2
+# Characters a folder path may not hold, by Unicode category: what each is called in the refusal.
+_NOT_TEXT = {"Cc": "a control character", "Cf": "an invisible formatting character", "Cs": "a lone UTF-16 surrogate",
+             "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def quoted(value: Any) -> str:
+    """`value` as an error message may show what a caller sent: escaped as Python shows it (so
+    control characters and surrogates cannot reach a status or a log line), and cut, with its
+    full length, when long."""
+    shown = _SHOWN.repr(value)
+    if isinstance(value, str) and len(value) > _SHOWN.maxstring:
+        shown += f" ({len(value):,} characters)"
+    return shown
 
 
 def _storage_path(value: str) -> str:
     """A path relative to the storage root that does not leave it (checked lexically here;
-    the worker also checks symlinks against the real files)."""
+    the worker also checks symlinks against the real files), made of printable text."""
     if not value.strip():
         raise ValueError("must be a folder path relative to the storage root, got an empty string")
+    for position, character in enumerate(value, start=1):
+        what = _NOT_TEXT.get(unicodedata.category(character))
+        if what:
+            raise ValueError(f"{quoted(value)} holds {what} (U+{ord(character):04X}) at character {position}; "
+                             "a folder path must be printable text")
+    size = len(value.encode())
+    if size > MAX_PATH_BYTES:
+        raise ValueError(f"{quoted(value)} is {size:,} bytes long; at most {MAX_PATH_BYTES:,}")
     if posixpath.isabs(value) or value.startswith("\\") or (len(value) > 1 and value[1] == ":"):
-        raise ValueError(f"'{value}' is absolute; paths are relative to the storage root")
+        raise ValueError(f"{quoted(value)} is absolute; paths are relative to the storage root")
     normal = posixpath.normpath(value)
     if normal == ".." or normal.startswith("../"):
-        raise ValueError(f"'{value}' leaves the storage root")
+        raise ValueError(f"{quoted(value)} leaves the storage root")
     return value
 
 
@@ -301,10 +344,28 @@ class TaskSpec(BaseModel):
 # ---------------------------------------------------------------- parsing
 
 
+def read_task_file(path: Path) -> str:
+    """The text of a task file: at most MAX_TASK_BYTES (more is not read) of UTF-8. Raises
+    TaskError for a file too large or not UTF-8, OSError for one that cannot be read."""
+    with path.open("rb") as file:
+        data = file.read(MAX_TASK_BYTES + 1)
+    if len(data) > MAX_TASK_BYTES:
+        raise TaskError.at("", f"the task file {str(path)!r} is more than {MAX_TASK_BYTES:,} bytes, the most a "
+                               "task may be")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TaskError.at("", f"the task file {str(path)!r} is not UTF-8 text: byte 0x{data[error.start]:02x} at "
+                               f"offset {error.start}") from None
+
+
 def parse_yaml(text: str, seed: int | None = None) -> TaskSpec:
     """Parses the task file's text (a YAML list of attacks, as the seed writes it)."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader: builds plain data only
+    except _Unbounded as exc:
+        raise TaskError.at("", f"the task file {exc.problem} at line {exc.mark.line + 1}, column "
+                               f"{exc.mark.column + 1}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -340,7 +401,10 @@ def attack_from_proto(spec: task_pb2.AttackSpec, field: str = "attack") -> Attac
     case = spec.WhichOneof("args")
     if spec.type != task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE or case is None:
         raise TaskError.at(field, "must be a membership-inference attack with its args set")
-    return _validate_args(_BY_PROTO_FIELD[case], _message_to_dict(getattr(spec, case)), f"{field}.args")
+    try:
+        return _validate_args(_BY_PROTO_FIELD[case], _message_to_dict(getattr(spec, case)), f"{field}.args")
+    except TaskError as error:
+        raise _bounded(error.problems) from None
 
 
 def to_proto(spec: TaskSpec) -> task_pb2.Task:
@@ -391,6 +455,66 @@ def _type_name(annotation: Any) -> str:
 # ---------------------------------------------------------------- internals
 
 
+class _Unbounded(Exception):
+    """A task file past MAX_YAML_DEPTH or MAX_YAML_VALUES; `mark` is where."""
+
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem)
+        self.problem, self.mark = problem, mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that stops, as it reads, at a document nested deeper than MAX_YAML_DEPTH or
+    holding more than MAX_YAML_VALUES values with every alias expanded. PyYAML composes
+    recursively, so the depth is checked before each level is entered."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0  # values composed so far, an alias counted as the values it stands for
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> values it stands for, once complete
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = self.anchors.get(event.anchor)
+            if node is not None:  # (an undefined alias is PyYAML's to refuse)
+                if id(node) not in self._sizes:
+                    raise _Unbounded(f"has an alias (*{event.anchor}) that refers to the value that holds it",
+                                     event.start_mark)
+                self._count(self._sizes[id(node)], event.start_mark)
+            return super().compose_node(parent, index)
+        collection = isinstance(event, yaml.CollectionStartEvent)
+        if collection and self._depth == MAX_YAML_DEPTH:
+            raise _Unbounded(f"nests deeper than {MAX_YAML_DEPTH} levels (a task needs 4)", event.start_mark)
+        before = self._values
+        self._count(1, event.start_mark)
+        self._depth += collection
+        node = super().compose_node(parent, index)
+        self._depth -= collection
+        if event.anchor is not None:
+            self._sizes[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            raise _Unbounded(f"holds more than {MAX_YAML_VALUES:,} values (aliases expanded)", mark)
+
+
+def _bounded(problems: list[Problem]) -> TaskError:
+    """The refusal listing `problems` up to MAX_REPORTED_BYTES, and how many more there are."""
+    shown, size = [], 0
+    for problem in problems:
+        size += len(str(problem).encode()) + 2
+        if shown and size > MAX_REPORTED_BYTES:
+            break
+        shown.append(problem)
+    if len(shown) < len(problems):
+        shown.append(Problem("", f"and {len(problems) - len(shown):,} more problems not shown"))
+    return TaskError(shown)
+
+
 def _validate_entries(entries: list[Any], seed: int | None) -> TaskSpec:
     if not entries:
         raise TaskError.at("attacks", "the task has no attacks; list at least one")
@@ -405,21 +529,21 @@ def _validate_entries(entries: list[Any], seed: int | None) -> TaskSpec:
         except TaskError as exc:
             problems += exc.problems
     if problems:
-        raise TaskError(problems)
+        raise _bounded(problems)
     return TaskSpec(attacks=tuple(attacks), seed=DEFAULT_SEED if seed is None else seed)
 
 
 def _validate_entry(entry: Any, field: str) -> AttackArgs:
     if not isinstance(entry, dict):
         raise TaskError.at(field, f"each attack must be a mapping with type, name and args, got {_kind(entry)}")
-    unknown = sorted(set(map(str, entry)) - {"type", "name", "args"})
+    unknown = sorted(set(map(_field_part, entry)) - {"type", "name", "args"})
     if unknown:
         raise TaskError.at(f"{field}.{unknown[0]}", "unknown key; an attack has only type, name and args")
     if entry.get("type") != YAML_ATTACK_TYPE:
-        raise TaskError.at(f"{field}.type", f"must be {YAML_ATTACK_TYPE}, got {entry.get('type')!r}")
+        raise TaskError.at(f"{field}.type", f"must be {YAML_ATTACK_TYPE}, got {quoted(entry.get('type'))}")
     name = entry.get("name")
-    if name not in ATTACKS:
-        raise TaskError.at(f"{field}.name", f"unknown attack {name!r}{_suggest(name, ATTACKS)}; "
+    if not isinstance(name, str) or name not in ATTACKS:
+        raise TaskError.at(f"{field}.name", f"unknown attack {quoted(name)}{_suggest(name, ATTACKS)}; "
                            f"known attacks: {', '.join(ATTACKS)}")
     args = entry.get("args")
     if not isinstance(args, dict):
@@ -435,7 +559,7 @@ def _validate_args(model: type[AttackArgs], args: dict[str, Any], field: str) ->
 
 
 def _problem(model: type[AttackArgs], error: Any, field: str) -> Problem:
-    loc = [str(part) for part in error["loc"]]
+    loc = [_field_part(part) for part in error["loc"]]
     path = ".".join([field, *loc])
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
@@ -447,12 +571,20 @@ def _problem(model: type[AttackArgs], error: Any, field: str) -> Problem:
     elif kind.startswith("value_error"):
         message = message.removeprefix("Value error, ")
     elif "input" in error and kind != "missing":
-        message = f"{message} (got {error['input']!r})"
+        message = f"{message} (got {quoted(error['input'])})"
     return Problem(path, message)
 
 
+def _field_part(key: Any) -> str:
+    """A key as part of a field's name: as written when it is short printable text, else quoted."""
+    return str(key) if isinstance(key, str | int) and str(key).isprintable() and len(str(key)) <= 40 \
+        else quoted(key)
+
+
 def _suggest(word: Any, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    if not isinstance(word, str) or len(word) > 40:
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
