@@ -17,10 +17,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc, report_pb2, results_pb2, task_pb2
+from services.common import task_spec
 from services.common.auth import read_tokens
 from services.common.channels import ChannelSecurity, open_channel
 from services.common.errors import TaskError, problems_from_status
 from services.common.tls import ClientTLS
+from services.orchestrator.limits import check_task_size
 
 FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
            "html": report_pb2.REPORT_FORMAT_HTML}
@@ -83,12 +85,21 @@ class AuditClient:
 
     def submit(self, task: str | Path | task_pb2.Task, report_format: str = "text",
                seed: int | None = None) -> Iterator[orchestrator_pb2.AuditEvent]:
-        """Submits the task (YAML text, a YAML file's path, or a typed Task) and yields its events."""
+        """Submits the task (YAML text, a YAML file's path, or a typed Task) and yields its events.
+        A task larger than any orchestrator takes (`task_spec.MAX_TASK_BYTES`) is refused here,
+        unsent, with a TaskError."""
         request = orchestrator_pb2.SubmitAuditRequest(report_format=FORMATS[report_format], seed=seed)
         if isinstance(task, task_pb2.Task):
             request.task.CopyFrom(task)
         else:
-            request.task_yaml = task.read_text() if isinstance(task, Path) else task
+            text = task_spec.read_task_file(task) if isinstance(task, Path) else task
+            try:
+                request.task_yaml = text
+            except UnicodeEncodeError as error:  # a lone surrogate: not text UTF-8 can carry
+                raise TaskError.at("task_yaml", f"character {error.start + 1} of the task's text is "
+                                                f"{task_spec.quoted(text[error.start])}, which is not text") from None
+        check_task_size(request, task_spec.MAX_TASK_BYTES, "privaudit sends",
+                        " (an orchestrator's --max-task-bytes may allow less)")
         yield from self._stream(self._stub.SubmitAudit, request)
 
     def watch(self, task_id: str, from_sequence: int = 0) -> Iterator[orchestrator_pb2.AuditEvent]:

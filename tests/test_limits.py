@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from test_orchestrator import TASK, ScriptedReporter, ScriptedWorker, serve, succeed
 from worker_fixtures import baseline_request, write_audit_tree
@@ -9,7 +11,7 @@ from worker_fixtures import baseline_request, write_audit_tree
 from client import cli
 from client.api import AuditClient, AuditError
 from client.local_cluster import ClusterError, LocalCluster
-from privaudit.v1 import attack_worker_pb2_grpc, orchestrator_pb2, reporter_pb2_grpc, results_pb2
+from privaudit.v1 import attack_worker_pb2_grpc, orchestrator_pb2, reporter_pb2_grpc, results_pb2, task_pb2
 from services.attack_worker import storage
 from services.attack_worker.__main__ import DEFAULT_MAX_DATASET_LENGTH, parse_flags
 from services.attack_worker.job import run_job
@@ -79,7 +81,9 @@ def test_every_field_over_the_deployments_limits_is_named_with_value_and_limit()
 
 
 @pytest.mark.parametrize(("limits", "expected"), [
-    ({"max_task_bytes": 0}, "--max-task-bytes: must be at least 1, got 0"),
+    ({"max_task_bytes": 0}, f"--max-task-bytes: must be 1 to {task_spec.MAX_TASK_BYTES}, got 0"),
+    ({"max_task_bytes": task_spec.MAX_TASK_BYTES + 1},
+     f"--max-task-bytes: must be 1 to {task_spec.MAX_TASK_BYTES}, got {task_spec.MAX_TASK_BYTES + 1}"),
     ({"max_attacks": task_spec.MAX_ATTACKS + 1}, f"--max-attacks: must be 1 to {task_spec.MAX_ATTACKS}, got 65"),
     ({"max_epochs": 0}, f"--max-epochs: must be 1 to {task_spec.MAX_EPOCHS}, got 0"),
     ({"max_shadow": 1000}, f"--max-shadow: must be 1 to {task_spec.MAX_SHADOW}, got 1000"),
@@ -135,6 +139,62 @@ def test_a_message_over_the_receive_limit_is_resource_exhausted_naming_both_size
     assert "RESOURCE_EXHAUSTED" in str(refused.value)
     assert "larger than max (" in str(refused.value) and "vs. 4096)" in str(refused.value)
     assert [a.task_id for a in client.list()]  # the orchestrator still serves
+
+
+def test_a_task_over_the_bound_is_refused_by_the_client_before_it_reaches_the_wire():
+    over = task_spec.MAX_TASK_BYTES + 1
+    loss = task_pb2.LossArgs(population_datasets=["p" * 4096] * 1024)
+    typed = task_pb2.Task(attacks=[task_pb2.AttackSpec(type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, loss=loss)])
+    assert typed.ByteSize() > over
+    started = time.monotonic()
+    with AuditClient("127.0.0.1:9", connect_timeout=30) as client:  # nothing listens: sending would fail otherwise
+        for task, field, size in (("#" * over, "task_yaml", over), ("#" + "\u00e9" * (over // 2), "task_yaml", over),
+                                  (typed, "task", typed.ByteSize())):
+            with pytest.raises(TaskError) as refused:
+                client.run(task)
+            assert problems(refused.value) == {field: f"the task is {size:,} bytes; privaudit sends at most "
+                                                      f"{task_spec.MAX_TASK_BYTES:,} (an orchestrator's "
+                                                      "--max-task-bytes may allow less)"}
+        with pytest.raises(TaskError, match="character 3 of the task's text is '\\\\ud800', which is not text"):
+            client.run("- \ud800")
+    assert time.monotonic() - started < 5
+
+
+def test_the_cli_refuses_a_5_mb_task_with_exit_2(tmp_path, capsys):
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK + "#" * 5_000_000)
+    assert cli.main(["run", str(task), "--orchestrator", "127.0.0.1:9"]) == cli.EXIT_INVALID
+    assert "is more than 4,193,280 bytes, the most a task may be" in capsys.readouterr().err
+
+
+def test_a_task_with_hundreds_of_problems_is_still_refused_as_invalid_naming_the_first(orchestrator):
+    client = orchestrator(TaskLimits(max_epochs=5))
+    many = ("- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args: {test_datasets: [a, b], target_model: /m, "
+            + ", ".join(f"extra_{i}: 1" for i in range(50)) + "}\n") * 40
+    with pytest.raises(TaskError) as refused:
+        client.run(many)
+    assert refused.value.field == "attacks[0].args.target_model"
+    assert refused.value.problems[-1].message.endswith("more problems not shown")
+    over_limits = SHADOW_TASK.split("- type: MEMBERSHIP_INFERENCE_ATTACK")[1]
+    with pytest.raises(TaskError) as refused:  # 64 attacks, each with two fields over the deployment's limit
+        client.run(("- type: MEMBERSHIP_INFERENCE_ATTACK" + over_limits) * task_spec.MAX_ATTACKS)
+    assert refused.value.field == "attacks[0].args.shadow_epoch"
+    assert refused.value.problems[-1].message.endswith("more problems not shown")
+
+
+@pytest.mark.parametrize(("task_id", "shown"), [
+    ("f" * 12_000, "'" + "f" * 27 + "..." + "f" * 28 + "' (12,000 characters)"),  # 60 characters, quotes too
+    ("not an id\n\x1b[2J", "'not an id\\n\\x1b[2J'"),
+    ("0123456789ab", "'0123456789ab'"),
+])
+def test_an_unknown_task_id_is_not_found_on_every_method_echoed_cut(orchestrator, task_id, shown):
+    client = orchestrator(TaskLimits())
+    for call in (client.status, client.cancel, lambda tid: list(client.watch(tid))):
+        with pytest.raises(AuditError) as refused:
+            call(task_id)
+        assert str(refused.value).endswith(f"NOT_FOUND: task_id: no audit {shown} on this orchestrator; "
+                                           "`privaudit list` shows the known ones")
+    assert [a.task_id for a in client.list()] == []  # still serving
 
 
 # ---------------------------------------------------------------- flags

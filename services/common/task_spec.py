@@ -76,6 +76,20 @@ def quoted(value: Any) -> str:
     return shown
 
 
+def refusal(problems: list[Problem]) -> TaskError:
+    """The TaskError listing `problems` up to MAX_REPORTED_BYTES, and how many more there are (so
+    that the status still reaches the caller)."""
+    shown, size = [], 0
+    for problem in problems:
+        size += len(str(problem).encode()) + 2
+        if shown and size > MAX_REPORTED_BYTES:
+            break
+        shown.append(problem)
+    if len(shown) < len(problems):
+        shown.append(Problem("", f"and {len(problems) - len(shown):,} more problems not shown"))
+    return TaskError(shown)
+
+
 def _storage_path(value: str) -> str:
     """A path relative to the storage root that does not leave it (checked lexically here;
     the worker also checks symlinks against the real files), made of printable text."""
@@ -404,7 +418,7 @@ def attack_from_proto(spec: task_pb2.AttackSpec, field: str = "attack") -> Attac
     try:
         return _validate_args(_BY_PROTO_FIELD[case], _message_to_dict(getattr(spec, case)), f"{field}.args")
     except TaskError as error:
-        raise _bounded(error.problems) from None
+        raise refusal(error.problems) from None
 
 
 def to_proto(spec: TaskSpec) -> task_pb2.Task:
@@ -502,19 +516,6 @@ class _BoundedLoader(yaml.SafeLoader):
             raise _Unbounded(f"holds more than {MAX_YAML_VALUES:,} values (aliases expanded)", mark)
 
 
-def _bounded(problems: list[Problem]) -> TaskError:
-    """The refusal listing `problems` up to MAX_REPORTED_BYTES, and how many more there are."""
-    shown, size = [], 0
-    for problem in problems:
-        size += len(str(problem).encode()) + 2
-        if shown and size > MAX_REPORTED_BYTES:
-            break
-        shown.append(problem)
-    if len(shown) < len(problems):
-        shown.append(Problem("", f"and {len(problems) - len(shown):,} more problems not shown"))
-    return TaskError(shown)
-
-
 def _validate_entries(entries: list[Any], seed: int | None) -> TaskSpec:
     if not entries:
         raise TaskError.at("attacks", "the task has no attacks; list at least one")
@@ -529,7 +530,7 @@ def _validate_entries(entries: list[Any], seed: int | None) -> TaskSpec:
         except TaskError as exc:
             problems += exc.problems
     if problems:
-        raise _bounded(problems)
+        raise refusal(problems)
     return TaskSpec(attacks=tuple(attacks), seed=DEFAULT_SEED if seed is None else seed)
 
 

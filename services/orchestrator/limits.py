@@ -1,10 +1,12 @@
 """What one deployment lets a task ask for, within the task schema's fixed bounds.
 
-The schema (`task_spec`) caps attacks, epochs and shadow models for everyone; an
-orchestrator may allow less (`--max-attacks`, `--max-epochs`, `--max-shadow`) and
-caps the task's size in bytes, checked before the task is parsed. Every excess is
-a `TaskError` (INVALID_ARGUMENT) naming the field, the value and the limit: the
-task is at fault, and sending it again will not help.
+The schema (`task_spec`) caps the task's size in bytes, attacks, epochs and shadow
+models for everyone; an orchestrator may allow less (`--max-task-bytes`,
+`--max-attacks`, `--max-epochs`, `--max-shadow`). The size is checked before the
+task is parsed, by the orchestrator and, against the schema's bound, by the client
+before it sends the task. Every excess is a `TaskError` (INVALID_ARGUMENT) naming
+the field, the value and the limit: the task is at fault, and sending it again
+will not help.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class TaskLimits:
     max_shadow: int = task_spec.MAX_SHADOW
 
     def __post_init__(self) -> None:
-        for name, value, bound in (("max_task_bytes", self.max_task_bytes, None),
+        for name, value, bound in (("max_task_bytes", self.max_task_bytes, task_spec.MAX_TASK_BYTES),
                                    ("max_attacks", self.max_attacks, task_spec.MAX_ATTACKS),
                                    ("max_epochs", self.max_epochs, task_spec.MAX_EPOCHS),
                                    ("max_shadow", self.max_shadow, task_spec.MAX_SHADOW)):
@@ -36,11 +38,7 @@ class TaskLimits:
 
     def check_size(self, request: orchestrator_pb2.SubmitAuditRequest) -> None:
         """Refuses a task (YAML text or typed) larger than `max_task_bytes`."""
-        source = request.WhichOneof("task_source")
-        size = len(request.task_yaml.encode()) if source == "task_yaml" else request.task.ByteSize()
-        if source and size > self.max_task_bytes:
-            raise TaskError.at(source, f"the task is {size:,} bytes; this orchestrator accepts at most "
-                                       f"{self.max_task_bytes:,} (its --max-task-bytes)")
+        check_task_size(request, self.max_task_bytes, "this orchestrator accepts", " (its --max-task-bytes)")
 
     def check(self, spec: task_spec.TaskSpec) -> None:
         """Refuses a validated task that asks for more than this deployment allows, naming
@@ -58,4 +56,13 @@ class TaskLimits:
             if (value := getattr(attack, field, None)) is not None and value > limit
         ]
         if problems:
-            raise TaskError(problems)
+            raise task_spec.refusal(problems)
+
+
+def check_task_size(request: orchestrator_pb2.SubmitAuditRequest, limit: int, who: str, note: str = "") -> None:
+    """Refuses the request's task (its YAML text's UTF-8 bytes, or the typed message's) when it is
+    larger than `limit`: "the task is N bytes; {who} at most {limit}{note}"."""
+    source = request.WhichOneof("task_source")
+    size = len(request.task_yaml.encode()) if source == "task_yaml" else request.task.ByteSize()
+    if source and size > limit:
+        raise TaskError.at(source, f"the task is {size:,} bytes; {who} at most {limit:,}{note}")
