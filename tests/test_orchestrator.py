@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
+from test_store import SCHEMA_0_STATUS, schema_0_folder, sketch
 
 from client.api import AuditClient, AuditError
 from privaudit.v1 import (
@@ -605,3 +606,26 @@ def test_restart_trains_only_the_missing_shadow_models(cluster, tmp_path):
     status = client.collect(client.watch(events[0].task_id))
     assert round(status.results[0].metrics.auc * 1000) == 2 ** 6 - 1
     assert len(worker.calls) == 4 + 3 + 1, "shadows 3-5 again, then the score job; 0-2 not retrained"
+
+
+def test_an_orchestrator_on_a_schema_0_state_folder_finishes_what_it_left(cluster, tmp_path):
+    """A state folder of the orchestrator before status columns (see test_store): its two unfinished
+    audits run their missing jobs only, and its finished ones answer as they did."""
+    def baseline_or_shadow(request, context):
+        yield from (shadow_worker if request.WhichOneof("part") else succeed)(request, context)
+
+    schema_0_folder(tmp_path)
+    client, (worker,) = cluster(baseline_or_shadow, state_dir=tmp_path)
+    lira = client.collect(client.watch("76f0e775182d"))
+    baselines = client.collect(client.watch("f6c1fd1e18d9"))
+    assert round(lira.results[0].metrics.auc * 1000) == 2 ** 6 - 1, "the score job gets all six shadows"
+    assert [r.attack_index for r in baselines.results] == [0, 1] and baselines.report
+    assert sorted(worker.calls) == [0] * 5 + [1], "shadows 2-5 and the score; the unfinished baseline alone"
+    stub = cluster.clusters[0].stub()
+    for task_id, known in SCHEMA_0_STATUS.items():
+        if known[0] in (orchestrator_pb2.AUDIT_STATE_SUCCEEDED, orchestrator_pb2.AUDIT_STATE_FAILED,
+                        orchestrator_pb2.AUDIT_STATE_CANCELLED):
+            assert sketch(stub.GetAudit(orchestrator_pb2.GetAuditRequest(task_id=task_id)).audit) == known
+    listed = stub.ListAudits(orchestrator_pb2.ListAuditsRequest()).audits
+    assert [a.task_id for a in listed] == list(SCHEMA_0_STATUS)
+    assert {a.task_id: a.state for a in listed}["76f0e775182d"] == orchestrator_pb2.AUDIT_STATE_SUCCEEDED

@@ -1,9 +1,12 @@
 """Audits from acceptance to the `done` event: jobs through the scheduler, then the report.
 
 Every audit's state lives in its event stream (see store.py). The runner keeps
-in memory only what its live audits need: their streams and which attacks are
-still out. On start it picks up the audits an earlier orchestrator left
-unfinished: attacks without a result are queued again, finished ones are kept.
+in memory only what its live audits need: their streams, which attacks are still
+out and which shadow models are stored. An audit's lock orders its events and
+guards those decisions; nothing under it waits for the disk: writes are queued
+under the lock and waited for after it. On start the runner picks up the audits
+an earlier orchestrator left unfinished: attacks without a result are queued
+again, finished ones are kept.
 
 An attack trained on many shadow models (LIRA, RMIA) runs as one job per shadow
 model, spread over the workers, then a score job that receives all their
@@ -22,11 +25,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from privaudit.v1 import (
     attack_worker_pb2,
@@ -61,13 +63,22 @@ class _NoReport(Exception):
 
 @dataclass
 class LiveAudit:
+    """A running audit. Its lock guards the fields below and the order of its events: holders
+    decide and queue writes under it, and wait for them after releasing it."""
+
     task_id: str
     task: task_pb2.Task
     report_format: int
     events: EventLog
-    outstanding: set[int]
+    outstanding: set[int]  # attacks without a result
+    shadows: dict[int, set[int]]  # shadow-model attack -> its shadow models stored or being stored
     cancelled: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def open(self) -> bool:
+        """Still taking events: neither cancelled nor done."""
+        return not self.cancelled and not self.events.finished
 
 
 class AuditRunner:
@@ -80,7 +91,7 @@ class AuditRunner:
         self.report_timeout = report_timeout  # one BuildReport call
         self.report_wait = report_wait  # how long an unreachable reporter is waited for
         self.reporter_address = reporter_address
-        self._live: dict[str, LiveAudit] = {}
+        self._live: dict[str, LiveAudit] = {}  # an audit leaves once its `done` is stored
         self._admission = threading.Lock()  # one task at a time checks the queue's room and enters it
 
     # ---------------------------------------------------------------- lifecycle
@@ -91,35 +102,45 @@ class AuditRunner:
         task = task_spec.to_proto(spec)
         task_id = uuid.uuid4().hex[:12]
         attacks = set(range(len(task.attacks)))
-        jobs = self._jobs(task_id, task, attacks)
+        jobs = self._jobs(task_id, task, attacks, shadows={})
+        names = [attack.name for attack in spec.attacks]
+        audit = LiveAudit(task_id, task, report_format, EventLog(self.store, task_id), attacks, shadows={})
         with self._admission:
             self.scheduler.check_room(len(jobs))
-            self.store.create_task(task_id, task, report_format)
-            audit = self._track(task_id, task, report_format, attacks)
-            names = [attack.name for attack in spec.attacks]
-            audit.events.extend(
+            stored = audit.events.queue_task(
+                task, report_format,
                 [{"accepted": orchestrator_pb2.AuditAccepted(attack_names=names, seed=task.seed)}]
                 + [{"progress": results_pb2.JobProgress(attack_index=i, stage=results_pb2.STAGE_QUEUED)}
                    for i in range(len(names))])
+            self._live[task_id] = audit
             self.scheduler.submit(jobs)
+        try:
+            stored.wait()
+        except Exception:
+            self._live.pop(task_id, None)
+            self.scheduler.cancel(task_id)
+            raise
         log.info("audit accepted task=%s attacks=%s seed=%d", task_id, ",".join(names), task.seed)
         return audit
 
     def recover(self) -> None:
         """Resumes the audits a previous orchestrator left unfinished."""
-        for stored in reversed(self.store.tasks(unfinished_only=True)):
+        for stored in self.store.unfinished():
             self._resume(stored)
 
     def cancel(self, task_id: str) -> orchestrator_pb2.AuditStatus:
         audit = self._live.get(task_id)
         if audit is not None:
             with audit.lock:
-                if not audit.events.finished and not audit.cancelled:
+                stored = None
+                if audit.open:
                     audit.cancelled = True
-                    self.scheduler.cancel(task_id)
-                    audit.events.append(done=self._done(audit, cancelled=True))
-                    self._live.pop(task_id, None)
-                    log.info("audit cancelled task=%s", task_id)
+                    stored = audit.events.queue([{"done": _done(cancelled=True)}])
+            if stored is not None:
+                self.scheduler.cancel(task_id)
+                stored.wait()
+                self._live.pop(task_id, None)
+                log.info("audit cancelled task=%s", task_id)
         return self.status(task_id)
 
     def events(self, task_id: str) -> EventLog:
@@ -127,30 +148,25 @@ class AuditRunner:
         audit = self._live.get(task_id)
         if audit is not None:
             return audit.events
-        if self.store.task(task_id) is None:
+        if self.store.status(task_id, with_results=False) is None:
             raise AuditNotFound(task_id)
         return EventLog(self.store, task_id)
 
     def status(self, task_id: str, with_results: bool = True) -> orchestrator_pb2.AuditStatus:
-        stored = self.store.task(task_id)
-        if stored is None:
+        status = self.store.status(task_id, with_results)
+        if status is None:
             raise AuditNotFound(task_id)
-        return describe(stored, self.store.events(task_id), with_results)
+        return status
 
     def list(self, limit: int) -> list[orchestrator_pb2.AuditStatus]:
-        return [describe(stored, self.store.events(stored.task_id), with_results=False)
-                for stored in self.store.tasks(limit=limit)]
+        return self.store.statuses(limit)
 
     # ---------------------------------------------------------------- internals
 
-    def _track(self, task_id: str, task: task_pb2.Task, report_format: int, outstanding: set[int]) -> LiveAudit:
-        audit = LiveAudit(task_id, task, report_format, EventLog(self.store, task_id), outstanding)
-        self._live[task_id] = audit
-        return audit
-
-    def _jobs(self, task_id: str, task: task_pb2.Task, attacks: set[int]) -> list[Job]:
+    def _jobs(self, task_id: str, task: task_pb2.Task, attacks: set[int], shadows: dict[int, set[int]]) -> list[Job]:
         """The jobs still to run for these attacks: one per attack, or for a shadow-model attack
-        one per shadow model not yet stored, or its score job once all are."""
+        one per shadow model not in `shadows`, or once all are, its score job (with the stored
+        shadow models)."""
         jobs = []
         for index in sorted(attacks):
             spec = task.attacks[index]
@@ -160,17 +176,18 @@ class AuditRunner:
             if not getattr(args, "shadow_parts", False):
                 jobs.append(job)
                 continue
-            shadows = self.store.shadows(task_id, index)
-            missing = sorted(set(range(args.num_shadow)) - {s.shadow_index for s in shadows})
+            missing = sorted(set(range(args.num_shadow)) - shadows.get(index, set()))
             jobs += ([replace(job, part=attack_worker_pb2.ShadowPart(shadow_index=k)) for k in missing]
-                     or [replace(job, part=attack_worker_pb2.ScorePart(shadows=shadows))])
+                     or [replace(job, part=attack_worker_pb2.ScorePart(shadows=self.store.shadows(task_id, index)))])
         return jobs
 
     def _resume(self, stored: StoredTask) -> None:
-        finished = {e.attack_result.attack_index for e in self.store.events(stored.task_id)
-                    if e.HasField("attack_result")}
+        finished = {result.attack_index for result in self.store.results(stored.task_id)}
         outstanding = set(range(len(stored.task.attacks))) - finished
-        audit = self._track(stored.task_id, stored.task, stored.report_format, outstanding)
+        shadows = self.store.shadow_indices(stored.task_id)
+        audit = LiveAudit(stored.task_id, stored.task, stored.report_format, EventLog(self.store, stored.task_id),
+                          outstanding, shadows)
+        self._live[audit.task_id] = audit
         log.info("audit resumed task=%s: %d attack(s) finished, %d queued again", stored.task_id,
                  len(finished), len(outstanding))
         if not outstanding:
@@ -179,41 +196,61 @@ class AuditRunner:
         audit.events.extend([{"progress": results_pb2.JobProgress(
             attack_index=i, stage=results_pb2.STAGE_QUEUED,
             message="queued again after an orchestrator restart")} for i in sorted(outstanding)])
-        self.scheduler.submit(self._jobs(audit.task_id, audit.task, outstanding))
+        self.scheduler.submit(self._jobs(audit.task_id, audit.task, outstanding, shadows))
 
     def _on_progress(self, job: Job, progress: results_pb2.JobProgress) -> None:
         audit = self._live.get(job.task_id)
         if audit is None:
             return
         with audit.lock:
-            if not audit.cancelled:
-                audit.events.append(progress=progress)
+            if not audit.open:
+                return
+            stored = audit.events.queue([{"progress": progress}])
+        stored.wait()
 
     def _on_result(self, job: Job, outcome: Outcome) -> None:
         audit = self._live.get(job.task_id)
         if audit is None:
             return
+        if isinstance(outcome, attack_worker_pb2.ShadowOutput):
+            self._on_shadow(audit, job, outcome)
+            return
         with audit.lock:
-            if audit.cancelled or job.attack_index not in audit.outstanding:
-                return  # e.g. a shadow model finishing after its attack failed
-            if isinstance(outcome, attack_worker_pb2.ShadowOutput):
-                self.store.save_shadow(job.task_id, job.attack_index, outcome)
-                self.scheduler.submit(self._jobs_after_shadow(audit, job))
-                return
+            if not audit.open or job.attack_index not in audit.outstanding:
+                return  # e.g. a shadow model failing after its attack failed
             if isinstance(job.part, attack_worker_pb2.ShadowPart):
                 # One shadow model failed: so does the attack; its other shadow jobs are moot.
                 self.scheduler.drop(job.task_id, job.attack_index)
                 outcome.error.message = f"shadow model {job.part.shadow_index}: {outcome.error.message}"
-            audit.events.append(attack_result=outcome)
+            stored = audit.events.queue([{"attack_result": outcome}])
             audit.outstanding.discard(job.attack_index)
             complete = not audit.outstanding
+        stored.wait()
         if complete:
             self._report_in_background(audit)
 
-    def _jobs_after_shadow(self, audit: LiveAudit, job: Job) -> list[Job]:
-        """The score job once the attack's last shadow model is stored; nothing before."""
-        return [j for j in self._jobs(audit.task_id, audit.task, {job.attack_index})
-                if isinstance(j.part, attack_worker_pb2.ScorePart)]
+    def _on_shadow(self, audit: LiveAudit, job: Job, output: attack_worker_pb2.ShadowOutput) -> None:
+        """Stores a shadow model; the one that completes its attack's set queues the score job,
+        once every shadow model is stored (the store writes in the order writes were queued)."""
+        with audit.lock:
+            if not audit.open or job.attack_index not in audit.outstanding:
+                return
+            known = audit.shadows.setdefault(job.attack_index, set())
+            last = output.shadow_index not in known and len(known) + 1 == task_spec.attack_from_proto(
+                job.spec).num_shadow
+            known.add(output.shadow_index)
+            saved = self.store.save_shadow(job.task_id, job.attack_index, output)
+        try:
+            saved.wait()
+        except Exception:
+            with audit.lock:
+                known.discard(output.shadow_index)  # trained again after a restart
+            raise
+        if last:
+            score = self._jobs(audit.task_id, audit.task, {job.attack_index}, audit.shadows)
+            with audit.lock:
+                if audit.open and job.attack_index in audit.outstanding:
+                    self.scheduler.submit(score)
 
     def _report_in_background(self, audit: LiveAudit) -> None:
         threading.Thread(target=self._report, args=(audit,), name=f"report-{audit.task_id}", daemon=True).start()
@@ -221,10 +258,9 @@ class AuditRunner:
     def _report(self, audit: LiveAudit) -> None:
         """Has the reporter rate and render the results, then ends the stream: summary, every
         chunk and `done` in one transaction, so a restart never sees half a report."""
-        results = sorted((e.attack_result for e in self.store.events(audit.task_id) if e.HasField("attack_result")),
-                         key=lambda r: r.attack_index)
+        results = sorted(self.store.results(audit.task_id), key=lambda r: r.attack_index)
         request = reporter_pb2.BuildReportRequest(task_id=audit.task_id, results=results, format=audit.report_format)
-        done = self._done(audit, results=results)
+        done = _done(results)
         try:
             parts = self._report_parts(audit, request)
         except _NoReport as failure:
@@ -234,10 +270,11 @@ class AuditRunner:
             if "report_summary" in part:
                 done.overall_risk = part["report_summary"].overall_risk
         with audit.lock:
-            if audit.cancelled:
+            if not audit.open:
                 return
-            audit.events.extend([*parts, {"done": done}])
-            self._live.pop(audit.task_id, None)
+            stored = audit.events.queue([*parts, {"done": done}])
+        stored.wait()
+        self._live.pop(audit.task_id, None)
         log.info("audit done task=%s succeeded=%d failed=%d risk=%s", audit.task_id, done.succeeded_attacks,
                  done.failed_attacks, report_pb2.RiskLevel.Name(done.overall_risk))
 
@@ -274,41 +311,15 @@ class AuditRunner:
         """Tells the audit's stream (and the log) what the audit is waiting on."""
         log.warning("audit task=%s: %s", audit.task_id, message)
         with audit.lock:
-            if not audit.cancelled:
-                audit.events.append(notice=orchestrator_pb2.AuditNotice(message=message))
-
-    def _done(self, audit: LiveAudit, results: list[results_pb2.AttackResult] = (),
-              cancelled: bool = False) -> orchestrator_pb2.AuditDone:
-        return orchestrator_pb2.AuditDone(
-            succeeded_attacks=sum(r.status == results_pb2.ATTACK_STATUS_SUCCEEDED for r in results),
-            failed_attacks=sum(r.status == results_pb2.ATTACK_STATUS_FAILED for r in results),
-            cancelled=cancelled,
-        )
+            if not audit.open:
+                return
+            stored = audit.events.queue([{"notice": orchestrator_pb2.AuditNotice(message=message)}])
+        stored.wait()
 
 
-def describe(stored: StoredTask, events: list[orchestrator_pb2.AuditEvent],
-             with_results: bool = True) -> orchestrator_pb2.AuditStatus:
-    """An audit's status, derived from its stored task and events."""
-    created = Timestamp()
-    created.FromNanoseconds(int(stored.created * 1e9))
-    status = orchestrator_pb2.AuditStatus(task_id=stored.task_id, created=created, event_count=len(events),
-                                          state=orchestrator_pb2.AUDIT_STATE_QUEUED)
-    for event in events:
-        kind = event.WhichOneof("kind")
-        if kind == "accepted":
-            status.attack_names.extend(event.accepted.attack_names)
-        elif kind == "progress" and event.progress.stage not in (results_pb2.STAGE_UNSPECIFIED,
-                                                                 results_pb2.STAGE_QUEUED):
-            status.state = orchestrator_pb2.AUDIT_STATE_RUNNING
-        elif kind == "attack_result":
-            status.state = orchestrator_pb2.AUDIT_STATE_RUNNING
-            if with_results:
-                status.results.append(event.attack_result)
-        elif kind == "report_summary":
-            status.summary.CopyFrom(event.report_summary)
-        elif kind == "done":
-            status.error = event.done.error
-            status.state = (orchestrator_pb2.AUDIT_STATE_CANCELLED if event.done.cancelled
-                            else orchestrator_pb2.AUDIT_STATE_FAILED if event.done.error
-                            else orchestrator_pb2.AUDIT_STATE_SUCCEEDED)
-    return status
+def _done(results: Sequence[results_pb2.AttackResult] = (), cancelled: bool = False) -> orchestrator_pb2.AuditDone:
+    return orchestrator_pb2.AuditDone(
+        succeeded_attacks=sum(r.status == results_pb2.ATTACK_STATUS_SUCCEEDED for r in results),
+        failed_attacks=sum(r.status == results_pb2.ATTACK_STATUS_FAILED for r in results),
+        cancelled=cancelled,
+    )
