@@ -116,12 +116,13 @@ def cluster():
     """Builds scripted workers with the given behaviours and an orchestrator over them."""
     built: list[Cluster] = []
 
-    def build(*behaviours: Behaviour, job_timeout_s: float = 0.0,
+    def build(*behaviours: Behaviour, job_timeout_s: float = 0.0, reporter_servicer=None,
               **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
         workers = [ScriptedWorker(b, job_timeout_s=job_timeout_s) for b in behaviours]
         peers = [serve(lambda s, w=w: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(w, s),
                        [WORKER_SERVICE]) for w in workers]
-        reporter = serve(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(ScriptedReporter(), s))
+        reporter = serve(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(
+            reporter_servicer or ScriptedReporter(), s))
         built.append(Cluster(workers, [*peers, reporter], reporter.address))
         return built[-1].start_orchestrator(**settings), workers
 
@@ -348,6 +349,45 @@ def test_a_worker_silent_past_its_limit_and_the_margin_is_given_up_and_the_job_m
     assert "gave no answer within 1 s, its job time limit of 0.2 s and a margin: the worker or its link is stuck" \
         in failed_attempt and "an infrastructure fault, worth retrying" in failed_attempt
     assert moved.endswith("a worker it has not run on")
+
+
+class FailingReporter(ScriptedReporter):
+    """Fails its first `failures` BuildReport calls with `fail(context)`, then reports."""
+
+    def __init__(self, fail: Callable[[grpc.ServicerContext], None], failures: int = 1):
+        self.fail, self.failures, self.calls = fail, failures, 0
+
+    def BuildReport(self, request, context):
+        self.calls += 1
+        if self.calls <= self.failures:
+            self.fail(context)
+        yield from super().BuildReport(request, context)
+
+
+def test_a_reporter_stream_broken_by_the_network_is_retried_and_the_report_arrives(cluster):
+    """INTERNAL without privaudit's detail is gRPC's (a reset stream), so worth another try."""
+    reporter = FailingReporter(lambda context: context.abort(grpc.StatusCode.INTERNAL, "Received RST_STREAM"))
+    client, _ = cluster(succeed, reporter_servicer=reporter)
+    events = []
+    outcome = client.run(ONE, on_event=events.append)
+    assert reporter.calls == 2 and outcome.report == "0:ATTACK_STATUS_SUCCEEDED\n" and not outcome.done.error
+    (notice,) = [e.notice.message for e in events if e.HasField("notice")]
+    assert "waiting for the reporter" in notice and "Received RST_STREAM" in notice
+
+
+def test_a_reporter_that_refuses_or_breaks_ends_the_audit_at_once(cluster):
+    def bug(context):
+        raise ServiceBug("the reporter broke; see its log")
+
+    reporter = FailingReporter(bug, failures=5)
+    client, _ = cluster(succeed, reporter_servicer=reporter)
+    events = []
+    outcome = client.run(ONE, on_event=events.append)
+    assert reporter.calls == 1 and not any(e.HasField("notice") for e in events)
+    assert outcome.done.error == ("the report could not be built: reporter INTERNAL: the reporter broke; "
+                                  "see its log")
+    status = cluster.clusters[0].stub().GetAudit(orchestrator_pb2.GetAuditRequest(task_id=outcome.task_id)).audit
+    assert (status.state, status.error) == (orchestrator_pb2.AUDIT_STATE_FAILED, outcome.done.error)
 
 
 def test_invalid_task_is_refused_with_fields(cluster):

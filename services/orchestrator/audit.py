@@ -40,6 +40,7 @@ from privaudit.v1 import (
     task_pb2,
 )
 from services.common import task_spec
+from services.common.errors import from_rpc_error
 from services.orchestrator.event_log import EventLog
 from services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink, Scheduler
 from services.orchestrator.store import StoredTask, TaskStore
@@ -279,9 +280,10 @@ class AuditRunner:
                  done.failed_attacks, report_pb2.RiskLevel.Name(done.overall_risk))
 
     def _report_parts(self, audit: LiveAudit, request: reporter_pb2.BuildReportRequest) -> list[dict]:
-        """The report's events, from BuildReport tried again while the reporter is unavailable (for
-        up to `report_wait` seconds, a notice on the stream when it first is). _NoReport when it
-        fails otherwise, or when the wait is over."""
+        """The report's events, from BuildReport tried again while its failure is retryable (the
+        reporter is away, its stream broke, its answer took too long): for up to `report_wait`
+        seconds, a notice on the stream when it first fails. _NoReport when it fails otherwise
+        (the reporter refused or broke), or when the wait is over."""
         pause, gave_notice = REPORT_RETRY_FIRST_PAUSE, False
         started = time.monotonic()
         while True:
@@ -289,13 +291,14 @@ class AuditRunner:
                 return [{"report_summary": part.summary} if part.HasField("summary") else {"report_chunk": part.chunk}
                         for part in self.reporter.BuildReport(request, timeout=self.report_timeout)]
             except grpc.RpcError as error:
-                failure = f"reporter {error.code().name}: {error.details()}"
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise _NoReport(failure) from None
+                failure = from_rpc_error(error, "reporter ")
+                if not failure.retryable:
+                    raise _NoReport(failure.message) from None
                 waited = time.monotonic() - started
                 if waited + pause > self.report_wait:
-                    raise _NoReport(f"{failure}; {self.reporter_address} still unavailable after {waited:.0f} s "
-                                    f"of retries (the orchestrator waits up to {self.report_wait:g} s)") from None
+                    raise _NoReport(f"{failure.message}; {self.reporter_address} still unavailable after "
+                                    f"{waited:.0f} s of retries (the orchestrator waits up to {self.report_wait:g} s)"
+                                    ) from None
                 if audit.cancelled:
                     raise _NoReport("the audit was cancelled while the reporter was unavailable") from None
                 if not gave_notice:
