@@ -124,6 +124,38 @@ def test_an_authorization_that_is_not_bearer_is_refused_saying_so(secured):
     assert "the authorization metadata is not 'Bearer <token>'" in refused.value.details()
 
 
+def list_audits(address: str, metadata: list[tuple[str, str]]) -> grpc.RpcError | None:
+    """ListAudits with exactly this metadata: the error, or None when it was served."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            orchestrator_pb2_grpc.OrchestratorServiceStub(channel).ListAudits(
+                orchestrator_pb2.ListAuditsRequest(), metadata=metadata, timeout=10)
+        except grpc.RpcError as error:
+            return error
+    return None
+
+
+MALFORMED = "the bearer token is not well formed ('Bearer ' and then printable ASCII without spaces)"
+
+
+@pytest.mark.parametrize(("metadata", "problem"), [
+    ([("authorization", "Bearer alice-3f9c2a ")], MALFORMED),
+    ([("authorization", " Bearer alice-3f9c2a")], "the authorization metadata is not 'Bearer <token>'"),
+    ([("authorization", "Bearer  alice-3f9c2a")], MALFORMED),
+    ([("authorization", "Bearer ")], MALFORMED),
+    ([("authorization", "bearer alice-3f9c2a")], "the authorization metadata is not 'Bearer <token>'"),
+    ([("authorization", "Bearer mallory-0"), ("authorization", "Bearer alice-3f9c2a")],
+     "2 authorization headers; send exactly one"),
+    ([("authorization", "Bearer alice-3f9c2a"), ("authorization", "Bearer alice-3f9c2a")],
+     "2 authorization headers; send exactly one"),
+])
+def test_only_exactly_one_well_formed_authorization_is_accepted(secured, metadata, problem):
+    assert list_audits(secured, [("authorization", "Bearer alice-3f9c2a")]) is None
+    refused = list_audits(secured, metadata)
+    assert refused is not None and refused.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
+    assert refused.details() == f"{problem}; this service requires a client token (--token-file)"
+
+
 def test_health_and_reflection_need_no_token(secured):
     with grpc.insecure_channel(secured) as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status

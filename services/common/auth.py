@@ -1,10 +1,12 @@
 """Bearer-token authentication: token files, the server check and the client side.
 
 A token file holds one token per line; blank lines and lines starting with `#`
-are skipped. A server accepts a call whose `authorization` metadata is
-`Bearer <token>` for any token of its file; a client sends the first token of
-its file. Tokens are compared in constant time (as SHA-256 digests, so their
-lengths do not show either) and never logged, not even a refused one.
+are skipped. A token is printable ASCII without spaces. A server accepts a call
+with exactly one `authorization` metadata entry, `Bearer <token>` (one space, no
+other) for any token of its file; a client sends the first token of its file.
+Tokens are compared in constant time (as SHA-256 digests, so their lengths do not
+show either) and never logged, not even a refused one. Refusals are logged at
+most once a minute per method and reason, with the count of those not logged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health
+
+from services.common.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,18 @@ def read_tokens(path: Path) -> tuple[str, ...]:
         token = line.strip()
         if not token or token.startswith("#"):
             continue
-        if not (token.isascii() and token.isprintable()) or " " in token:
+        if not _well_formed(token):
             raise TokenFileError(f"{path}, line {number}: a token must be printable ASCII without spaces "
                                  "(write the token alone, without 'Bearer ')")
         tokens.append(token)
     if not tokens:
         raise TokenFileError(f"the token file {str(path)!r} holds no token (one per line; # starts a comment)")
     return tuple(tokens)
+
+
+def _well_formed(token: str) -> bool:
+    """Whether `token` can be a token: printable ASCII without spaces, not empty."""
+    return bool(token) and token.isascii() and token.isprintable() and " " not in token
 
 
 def _digest(token: str) -> bytes:
@@ -66,6 +75,7 @@ class TokenAuth(grpc.ServerInterceptor):
             raise ValueError("TokenAuth needs at least one token")
         self._digests = [_digest(token) for token in tokens]
         self._needs = needs
+        self.refusals = Throttle()  # a caller can send refused calls in bulk: logged once a minute per kind
 
     def accepts(self, token: str) -> bool:
         """Whether `token` is one of the tokens, compared in constant time against every one."""
@@ -76,31 +86,42 @@ class TokenAuth(grpc.ServerInterceptor):
                           details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         if details.method.startswith(EXEMPT_METHOD_PREFIXES):
             return continuation(details)
-        problem = self._problem(dict(details.invocation_metadata or ()).get(AUTHORIZATION))
+        problem = self._problem([value for key, value in details.invocation_metadata or () if key == AUTHORIZATION])
         if problem is None:
             return continuation(details)
         handler = continuation(details)
         if handler is None:  # an unknown method: UNIMPLEMENTED reveals nothing reflection does not
             return None
-        return _refusal(handler, details.method, problem, f"{problem}; this service requires {self._needs}")
+        return _refusal(handler, details.method, problem, f"{problem}; this service requires {self._needs}",
+                        self.refusals)
 
-    def _problem(self, authorization: Any) -> str | None:
-        """Why the `authorization` value is refused, or None when it is accepted."""
-        if authorization is None:
+    def _problem(self, authorizations: list[Any]) -> str | None:
+        """Why a call with these `authorization` values is refused, or None when it is accepted."""
+        if not authorizations:
             return "no bearer token"
+        if len(authorizations) > 1:
+            return f"{len(authorizations)} authorization headers; send exactly one"
+        [authorization] = authorizations
         if not isinstance(authorization, str) or not authorization.startswith(SCHEME):
             return f"the authorization metadata is not '{SCHEME}<token>'"
-        if not self.accepts(authorization[len(SCHEME):].strip()):
+        token = authorization[len(SCHEME):]
+        if not _well_formed(token):
+            return f"the bearer token is not well formed ('{SCHEME}' and then printable ASCII without spaces)"
+        if not self.accepts(token):
             return "wrong bearer token"
         return None
 
 
-def _refusal(handler: grpc.RpcMethodHandler, method: str, problem: str, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` that logs the refusal (peer and method only) and
-    aborts with UNAUTHENTICATED. The request of a refused call is never deserialized."""
+def _refusal(handler: grpc.RpcMethodHandler, method: str, problem: str, message: str,
+             throttle: Throttle) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler` that logs the refusal (peer and method only; once
+    per `throttle`'s interval per method and problem) and aborts with UNAUTHENTICATED. The request
+    of a refused call is never deserialized."""
 
     def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        log.warning("refused %s from %s: %s", method, context.peer(), problem)
+        admitted = throttle.admit((method, problem))
+        if admitted.write:
+            log.warning("refused %s from %s: %s%s", method, context.peer(), problem, admitted.note)
         context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     def refuse_stream(request: Any, context: grpc.ServicerContext) -> Any:

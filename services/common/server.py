@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
@@ -28,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.auth import TokenAuth
 from services.common.channels import MAX_MESSAGE_BYTES
 from services.common.errors import Failure, InvalidArgument, ServiceBug
+from services.common.logs import Throttle
 from services.common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -59,16 +61,21 @@ OWN_METHOD_PREFIX = "/privaudit."
 class FailureInterceptor(grpc.ServerInterceptor):
     """Turns what a servicer raises into its status: a `Failure` into its code, message and
     details (`Failure.to_status`); any other exception into INTERNAL with an incident id, the
-    exception logged once with its traceback and never sent to the caller. A request that does
-    not decode is INVALID_ARGUMENT, logged in one line. A status the handler set itself (a
-    `context.abort`) is left as it is."""
+    exception logged with its traceback (once a minute per kind: see `status_of`) and never sent
+    to the caller. A request that does not decode is INVALID_ARGUMENT, logged in one line (once a
+    minute per method). A status the handler set itself (a `context.abort`) is left as it is."""
+
+    def __init__(self) -> None:
+        # What callers can make a service log over and over, throttled.
+        self.unexpected_errors = Throttle()
+        self.undecodable_requests = Throttle()
 
     def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
                           details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
         if handler is None or not details.method.startswith(OWN_METHOD_PREFIX):
             return handler  # gRPC's own services (health, reflection) map their errors themselves
-        return _guarded(handler, details.method)
+        return _guarded(handler, details.method, self)
 
 
 class _Undecodable:
@@ -78,8 +85,8 @@ class _Undecodable:
         self.error = error
 
 
-def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    """`handler` with every exception it raises mapped to a status."""
+def _guarded(handler: grpc.RpcMethodHandler, method: str, logged: FailureInterceptor) -> grpc.RpcMethodHandler:
+    """`handler` with every exception it raises mapped to a status (`logged` holds the throttles)."""
     decode = handler.request_deserializer
 
     def decoded(data: bytes) -> Any:
@@ -91,11 +98,14 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandl
     def fail(context: grpc.ServicerContext, error: Exception) -> None:
         if context.code() is not None:  # the handler chose the status (context.abort): keep it
             raise error
-        context.abort_with_status(status_of(error, method, context.peer()))
+        context.abort_with_status(status_of(error, method, context.peer(), logged.unexpected_errors))
 
     def check(request: Any) -> None:
         if isinstance(request, _Undecodable):
-            log.warning("refused %s: its request did not decode (%s)", method, type(request.error).__name__)
+            admitted = logged.undecodable_requests.admit(method)
+            if admitted.write:
+                log.warning("refused %s: its request did not decode (%s)%s", method, type(request.error).__name__,
+                            admitted.note)
             raise InvalidArgument.at("", f"the request is not a valid message for {method}: "
                                          f"{type(request.error).__name__}: {request.error}")
 
@@ -129,14 +139,20 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandl
                  response_serializer=handler.response_serializer)
 
 
-def status_of(error: Exception, method: str, peer: str = "") -> grpc.Status:
-    """The status `error` travels as; an exception that is not a Failure is logged here."""
+def status_of(error: Exception, method: str, peer: str, throttle: Throttle) -> grpc.Status:
+    """The status `error` travels as. An exception that is not a Failure is logged here with its
+    traceback, once per `throttle`'s interval (a minute) per kind: method, exception type and the
+    line that raised it; the next one written counts those held back. Every caller is given an
+    incident id that is in the log: a held-back one shares the id of the last of its kind written."""
     if isinstance(error, Failure):
         return error.to_status()
-    incident = uuid.uuid4().hex[:8]
-    log.error("INTERNAL answered to %s for %s (incident %s): %s: %s", peer or "a caller", method, incident,
-              type(error).__name__, error, exc_info=error)
-    return ServiceBug(f"the service failed (incident {incident}); its log has the details").to_status()
+    raised_at = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    kind = (method, type(error).__qualname__, raised_at and (raised_at.filename, raised_at.lineno))
+    admitted = throttle.admit(kind, uuid.uuid4().hex[:8])
+    if admitted.write:
+        log.error("INTERNAL answered to %s for %s (incident %s): %s: %s%s", peer or "a caller", method,
+                  admitted.label, type(error).__name__, error, admitted.note, exc_info=error)
+    return ServiceBug(f"the service failed (incident {admitted.label}); its log has the details").to_status()
 
 
 class Service:
