@@ -1,12 +1,17 @@
 """User code runs in a child process per job: crashes, hangs, runaway memory, exits and import
 errors in a task's `.py` fail that job with a clear message, classified by what happened, and
-the worker keeps serving."""
+the worker keeps serving. Code that kills the job's launcher (its parent) fails its job saying
+so, and the worker restarts the launcher, NOT_SERVING meanwhile, leaving no zombie."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import grpc
@@ -22,9 +27,10 @@ from worker_fixtures import (
 )
 
 from privaudit.v1 import results_pb2
-from services.attack_worker import job_process
+from services.attack_worker import job_process, launcher
 from services.attack_worker.server import SERVICE_NAME
 from services.attack_worker.settings import JobLimits
+from services.common.errors import from_rpc_error
 
 LIMITS = JobLimits(memory_mb=1536, timeout_s=6)
 TASK = results_pb2.FAULT_TASK
@@ -42,6 +48,11 @@ MISBEHAVIOUR = {
                        ["ran past this worker's 6 s time limit (--job-timeout-s 6)", "models/bad/model.py"]),
 }
 KILLS_ITSELF = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+KILLS_ITS_PARENT = "import os\nos.kill(os.getppid(), 9)"
+# The same through libc, which no audit hook sees: the worker cannot tell which file did it.
+KILLS_ITS_PARENT_THROUGH_LIBC = "import ctypes, os\nctypes.CDLL(None).kill(os.getppid(), 9)"
+KILLED_THE_LAUNCHER = "the task's code killed the worker's job launcher (its parent process)"
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +71,12 @@ def result_of(stub, request) -> results_pb2.AttackResult:
 
 
 def assert_still_serving(stub, channel, tree) -> None:
-    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
-    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    """A good job succeeds (after a restart of the launcher, if one was due) and health says SERVING."""
     good = result_of(stub, baseline_request(tree))
     assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED, good.error
     assert good.target_model.train_acc == 0.75
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.mark.parametrize("case", sorted(MISBEHAVIOUR))
@@ -160,5 +172,190 @@ def test_a_child_that_dies_before_the_tasks_code_ran_is_our_fault_after_it_the_t
     retried); once user code ran, the task's. (SIGKILL with an unchanged OOM count, as here.)"""
     failure = job_process.death_failure(exitcode, LIMITS, "while starting", ran_user_code, 0, 0)
     assert (failure.code.name, failure.fault, failure.retryable) == (*expected, False)
+    for word in words:
+        assert word in failure.message
+
+
+# ---------------------------------------------------------------- the job launcher
+
+
+def zombie_children() -> list[int]:
+    """This process's children that have ended and not been reaped (state Z in /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state == "Z" and int(parent) == os.getpid():
+            found.append(int(stat.parent.name))
+    return found
+
+
+@contextmanager
+def watched_health(channel) -> Iterator[list[int]]:
+    """Every status the worker's health Watch stream sends while the block runs, in order."""
+    statuses: list[int] = []
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+
+    def follow() -> None:
+        with suppress(grpc.RpcError):  # cancelled at the end of the block
+            statuses.extend(response.status for response in call)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        yield statuses
+    finally:
+        call.cancel()
+        follower.join(timeout=5)
+
+
+def wait_until_serving_again(statuses: list[int], timeout_s: float = 90) -> list[int]:
+    """The statuses once the stream went NOT_SERVING and then SERVING, runs of one merged."""
+    deadline = time.monotonic() + timeout_s
+    while not (NOT_SERVING in statuses and statuses[-1] == SERVING) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [status for i, status in enumerate(statuses) if i == 0 or statuses[i - 1] != status]
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while launcher.exit_of(pid) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (KILLS_ITS_PARENT, ["models/parricide/model.py sent it signal 9 (SIGKILL) while in the load stage",
+                        "the launcher died with signal 9 (SIGKILL)"]),
+    (KILLS_ITS_PARENT_THROUGH_LIBC, ["the launcher died with signal 9 (SIGKILL)", "after running "]),
+])
+def test_code_that_kills_its_parent_fails_its_job_and_the_worker_restarts_its_launcher(worker, tree, code, words):
+    """Issue 15, defect 11: the job said "exited with status 255", the dead launcher stayed a
+    zombie and the worker's health said SERVING throughout."""
+    stub, channel = worker
+    write_model(tree.root / "models" / "parricide", identity_weights(), code=f"{MODEL_CODE}\n{code}\n")
+    with watched_health(channel) as statuses:
+        result = result_of(stub, baseline_request(tree, target_model="models/parricide"))
+        seen = wait_until_serving_again(statuses)
+    assert (result.error.code, result.error.fault, result.error.retryable) == ("INVALID_ARGUMENT", TASK, False)
+    for word in [KILLED_THE_LAUNCHER, *words]:
+        assert word in result.error.message
+    assert "status 255" not in result.error.message
+    assert seen == [SERVING, NOT_SERVING, SERVING]
+    assert zombie_children() == []
+    assert_still_serving(stub, channel, tree)
+
+
+def test_a_launcher_killed_between_jobs_is_restarted_before_the_next_job(worker, tree):
+    stub, channel = worker
+    assert_still_serving(stub, channel, tree)  # the launcher runs
+    dead = launcher.current_pid()
+    with watched_health(channel) as statuses:
+        kill_and_wait(dead)
+        responses = list(stub.RunAttack(baseline_request(tree), timeout=120))
+        seen = wait_until_serving_again(statuses)
+    assert responses[-1].result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, responses[-1].result.error
+    assert "waiting for this worker's job launcher to restart" in [r.progress.message for r in responses[:-1]]
+    assert seen == [SERVING, NOT_SERVING, SERVING]
+    assert launcher.current_pid() != dead and not Path(f"/proc/{dead}").exists()
+    assert zombie_children() == []
+
+
+def test_repeated_kills_each_fail_their_job_and_do_not_wedge_the_worker(worker, tree, caplog):
+    """Back to back, as a task with several attacks would send them: each waits for the restart
+    the one before caused, fails, and leaves one more restart behind; none backs off."""
+    stub, channel = worker
+    write_model(tree.root / "models" / "parricide", identity_weights(), code=f"{MODEL_CODE}\n{KILLS_ITS_PARENT}\n")
+    assert_still_serving(stub, channel, tree)
+    caplog.set_level(logging.INFO, logger=launcher.__name__)
+    for _ in range(3):
+        result = result_of(stub, baseline_request(tree, target_model="models/parricide"))
+        assert KILLED_THE_LAUNCHER in result.error.message
+        assert result.error.fault == TASK
+    good = result_of(stub, baseline_request(tree))
+    assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED, good.error
+    assert caplog.text.count("the job launcher is back") == 3
+    assert "failed" not in caplog.text
+    assert zombie_children() == []
+
+
+def test_a_job_that_outlives_its_launcher_is_killed(worker, tree):
+    """Code that clears its parent-death signal first would otherwise run on, unwatched and
+    past every time limit, once its launcher is gone."""
+    stub, channel = worker
+    pid_file = tree.root / "orphan.pid"
+    code = ("import ctypes, os, time\nctypes.CDLL(None).prctl(1, 0)\n"
+            f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\nos.kill(os.getppid(), 9)\n"
+            "while True:\n    time.sleep(1)")
+    write_model(tree.root / "models" / "orphan", identity_weights(), code=MODEL_CODE + "\n" + code + "\n")
+    result = result_of(stub, baseline_request(tree, target_model="models/orphan"))
+    assert f"{KILLED_THE_LAUNCHER}: models/orphan/model.py sent it signal 9" in result.error.message
+    stat = Path(f"/proc/{pid_file.read_text()}/stat")
+    deadline = time.monotonic() + 10
+    while stat.exists() and time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in "ZX":  # ended; its new parent reaps it
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        assert not stat.exists(), "the job's process outlived its launcher"
+    assert_still_serving(stub, channel, tree)
+
+
+def test_a_launcher_that_cannot_be_restarted_backs_off_and_jobs_fail_as_unavailable(worker, tree, monkeypatch):
+    stub, channel = worker
+    attempts: list[float] = []
+    real_restart = launcher.restart
+
+    def flaky(timeout_s: float) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 2:
+            raise RuntimeError("no launcher today")
+        real_restart(timeout_s)
+
+    monkeypatch.setattr(launcher, "restart", flaky)
+    monkeypatch.setattr(launcher, "RESTART_BACKOFF_S", (0.2, 0.4))
+    assert_still_serving(stub, channel, tree)
+    with watched_health(channel) as statuses:
+        kill_and_wait(launcher.current_pid())
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.RunAttack(baseline_request(tree), timeout=60))
+        seen = wait_until_serving_again(statuses)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "could not be restarted (no launcher today)" in refused.value.details()
+    failure = from_rpc_error(refused.value)
+    assert (failure.fault, failure.retryable) == (results_pb2.FAULT_INFRASTRUCTURE, True)
+    assert seen == [SERVING, NOT_SERVING, SERVING]
+    assert len(attempts) == 3
+    assert attempts[1] - attempts[0] >= 0.2 and attempts[2] - attempts[1] >= 0.4  # waits doubling to the cap
+    assert zombie_children() == []
+    assert_still_serving(stub, channel, tree)
+
+
+# `seen`: the out-of-memory kill count before and after, and what the task's code was seen signalling.
+@pytest.mark.parametrize(("exitcode", "ran_user_code", "seen", "expected", "words"), [
+    # The task's code was seen signalling it: the task's, whatever the out-of-memory count did.
+    (-signal.SIGKILL, True, (4, 5, "a.py sent it signal 9 (SIGKILL) while starting"),
+     ("INVALID_ARGUMENT", TASK, False), [f"{KILLED_THE_LAUNCHER}: a.py sent it signal 9"]),
+    # Unseen (through libc): the task's once its code ran.
+    (-signal.SIGKILL, True, (0, 0), ("INVALID_ARGUMENT", TASK, False), [KILLED_THE_LAUNCHER, "signal 9 (SIGKILL)"]),
+    (-signal.SIGTERM, True, (0, None), ("INVALID_ARGUMENT", TASK, False), [KILLED_THE_LAUNCHER, "signal 15"]),
+    # No count to tell: the idle launcher is not what the out-of-memory killer picks.
+    (-signal.SIGKILL, True, (None, None), ("INVALID_ARGUMENT", TASK, False), [KILLED_THE_LAUNCHER]),
+    (-signal.SIGKILL, True, (4, 5), ("RESOURCE_EXHAUSTED", results_pb2.FAULT_INFRASTRUCTURE, True),
+     ["out-of-memory killer ended the worker's job launcher", "1536 MB limit (--job-memory-mb)"]),
+    # Nothing of the task's had run: someone else ended it; another worker may do.
+    (-signal.SIGKILL, False, (0, 0), ("UNAVAILABLE", results_pb2.FAULT_INFRASTRUCTURE, True),
+     ["job launcher died with signal 9 (SIGKILL) while starting, before the task's code ran"]),
+    (1, False, (0, None), ("UNAVAILABLE", results_pb2.FAULT_INFRASTRUCTURE, True), ["exited with status 1"]),
+])
+def test_a_launcher_that_died_during_a_job_is_classified_by_what_ran_and_the_oom_kill_count(
+        exitcode, ran_user_code, seen, expected, words):
+    failure = job_process.launcher_death_failure(exitcode, LIMITS, "while starting", ran_user_code, *seen)
+    assert (failure.code.name, failure.fault, failure.retryable) == expected
     for word in words:
         assert word in failure.message

@@ -21,7 +21,6 @@ import paddle
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, task_pb2
 from services.attack_worker.settings import WorkerSettings
 from services.common.channels import open_channel
-from services.common.server import start_server
 
 NUM_CLASSES = 4
 # Sample shapes of the same 4 values in each layout the contract allows.
@@ -157,11 +156,10 @@ def baseline_request(tree: AuditTree, attack_index: int = 0, seed: int = 7, targ
 def served_worker(root: Path, **settings: Any) -> Iterator[
         tuple[attack_worker_pb2_grpc.AttackWorkerServiceStub, grpc.Channel]]:
     """A real AttackWorkerService over `root` with further WorkerSettings `settings`, served
-    in-process on loopback, and a stub to it."""
-    from services.attack_worker.server import SERVICE_NAME, register
+    in-process on loopback (its health following its job launcher), and a stub to it."""
+    from services.attack_worker.server import serve
 
-    service = start_server(lambda server: register(server, WorkerSettings(str(root), **settings)), [SERVICE_NAME],
-                           "127.0.0.1:0")
+    service = serve(WorkerSettings(str(root), **settings), "127.0.0.1:0")
     channel = open_channel(service.address)
     try:
         yield attack_worker_pb2_grpc.AttackWorkerServiceStub(channel), channel

@@ -15,7 +15,7 @@ from pathlib import Path
 from services.attack_worker.settings import JobLimits, WorkerSettings
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
-from services.common.server import serve_until_signalled, start_server
+from services.common.server import serve_until_signalled
 
 DEFAULT_MAX_DATASET_LENGTH = 1_000_000
 
@@ -81,15 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_flags(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     logs.setup("attack_worker", args.log_level)
-    from services.attack_worker import server  # imports Paddle
-    from services.attack_worker.job_process import start_forkserver
+    from services.attack_worker import launcher, server  # imports Paddle
 
-    start_forkserver()  # before the first job, and before gRPC starts its threads
+    launcher.start()  # before the first job, and before gRPC starts its threads
     with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
         settings = settings_from(args, args.cache_dir or Path(private))
-        service = start_server(lambda grpc_server: server.register(grpc_server, settings),
-                               [server.SERVICE_NAME], args.listen, options=args.serving)
-        serve_until_signalled(service, args.ready_file)
+        serve_until_signalled(server.serve(settings, args.listen, args.serving), args.ready_file)
 
 
 if __name__ == "__main__":

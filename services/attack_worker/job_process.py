@@ -13,17 +13,20 @@ How a child ended decides whose fault it is (`services.common.errors`):
 - SIGKILL that this worker did not send, while the kernel's out-of-memory killer ended a process
   of the worker's cgroup: the infrastructure's, retryable (the machine ran out of memory
   before the job reached its limit); without a cgroup count to tell, taken for the same;
-- any other death after the task's code ran: the task's; before it ran: ours (a bug).
-
-Children are forked from a `forkserver` that has imported the worker's job code
-(and Paddle) once, so a job does not pay Paddle's start-up.
+- any other death after the task's code ran: the task's; before it ran: ours (a bug);
+- the job's launcher (`launcher`, the fork server the child was forked from) dying during the
+  job: the task's once its code ran ("the task's code killed the worker's job launcher (its
+  parent process)"), whatever the child sent; before that, or when the cgroup's out-of-memory
+  kill count rose with a SIGKILL, the infrastructure's, retryable. A child that outlives its
+  launcher (it cleared its parent-death signal) is killed through a pidfd taken when it
+  started, so it cannot run on unwatched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
-import multiprocessing
 import os
 import resource
 import signal
@@ -36,21 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker import job
+from services.attack_worker import job, launcher
 from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.settings import JobLimits, WorkerSettings
 from services.common import logs
-from services.common.errors import Failure, Overloaded, ServiceBug, TaskError
+from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unavailable
 
 log = logging.getLogger(__name__)
 
-_CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["services.attack_worker.job"])
 # How often the parent checks for cancellation and the time limit while the child is quiet.
 _POLL_S = 0.2
 
 # One-byte tags of the messages the child sends.
 _PROGRESS, _USER_FILE, _RESULT, _SHADOW, _BROKE = b"p", b"f", b"r", b"s", b"e"
+_SIGNALS_LAUNCHER = b"k"  # the task's code is about to signal the launcher: "<file>\0<signal number>"
 
 JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
 ProgressSink = Callable[[results_pb2.JobProgress], None]
@@ -60,31 +62,58 @@ _PR_SET_PDEATHSIG = 1
 _OOM_COUNTERS = (("", "memory.events"), ("memory", "memory.oom_control"))
 
 
-def start_forkserver() -> None:
-    """Starts the fork server now (it imports Paddle), rather than on the first job."""
-    from multiprocessing import forkserver
-
-    forkserver.ensure_running()
-
-
 def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings, emit: ProgressSink,
                  cancelled: threading.Event) -> JobOutcome:
     """Runs the job in a child process within `settings.limits` and returns its outcome; `emit`
     receives its progress. Raises JobCancelled (having killed the child) once `cancelled` is set."""
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    receiver, sender = launcher.CONTEXT.Pipe(duplex=False)
     log_level = logging.getLogger().getEffectiveLevel()
-    child = _CONTEXT.Process(target=_child_main, args=(request.SerializeToString(), settings, log_level, sender),
-                             name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
+    child = launcher.CONTEXT.Process(target=_child_main,
+                                     args=(request.SerializeToString(), settings, log_level, sender),
+                                     name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
     child.start()
+    parent = launcher.current_pid()  # the launcher that forked it
+    pidfd = _open_pidfd(child.pid)
     sender.close()
     watch = _Watch(request, settings, time.monotonic() + settings.limits.timeout_s, oom_kills())
     try:
-        return watch.follow(child, receiver, emit, cancelled)
+        outcome = watch.follow(child, receiver, emit, cancelled)
+        # A child whose launcher died reads as unreadable a moment before the launcher has ended.
+        grace = 1.0 if child.exitcode == launcher.UNREADABLE_EXIT else 0.0
+        ended = launcher.exit_of(parent, grace) if parent is not None else None
+        if ended is None:
+            return outcome
+        _end_orphan(pidfd)
+        return watch.launcher_died(ended)
     finally:
         if child.is_alive():
             child.kill()
         child.join()
         receiver.close()
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _open_pidfd(pid: int | None) -> int | None:
+    """A handle on the job's process that no later process can take over; None where the
+    system has none (not Linux 5.3+) or the process has ended already."""
+    try:
+        return os.pidfd_open(pid) if pid is not None else None
+    except (AttributeError, OSError):
+        return None
+
+
+def _end_orphan(pidfd: int | None) -> None:
+    """Kills the job's process after its launcher died (it may have cleared its parent-death
+    signal), and reaps it where the worker adopted it (the worker is PID 1 of a container)."""
+    if pidfd is None:
+        return
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ChildProcessError):  # init's child (or a subreaper's), which reaps it
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
 
 
 class _Watch:
@@ -98,6 +127,7 @@ class _Watch:
         self._oom_kills_before = oom_kills_before
         self._stage = results_pb2.STAGE_UNSPECIFIED
         self._user_file = ""  # the user code the child ran last, relative to the storage root
+        self._launcher_signalled = ""  # which user file signalled the launcher, and when, in words
 
     def follow(self, child: Any, receiver: Connection, emit: ProgressSink, cancelled: threading.Event) -> JobOutcome:
         while True:
@@ -132,6 +162,9 @@ class _Watch:
             emit(progress)
         elif tag == _USER_FILE:
             self._user_file = body.decode()
+        elif tag == _SIGNALS_LAUNCHER:
+            filename, signum = body.decode().split("\0")
+            self._launcher_signalled = f"{filename or 'its code'} sent it {_signal_words(int(signum))} {self._when()}"
         elif tag == _RESULT:
             return results_pb2.AttackResult.FromString(body)
         elif tag == _SHADOW:
@@ -147,10 +180,18 @@ class _Watch:
         return death_failure(exitcode, self._settings.limits, self._doing(), bool(self._user_file),
                              self._oom_kills_before, oom_kills() if exitcode == -signal.SIGKILL else None)
 
+    def launcher_died(self, exitcode: int) -> results_pb2.AttackResult:
+        """The job's outcome when its launcher ended (`exitcode`) while it ran."""
+        return self._failed(launcher_death_failure(
+            exitcode, self._settings.limits, self._doing(), bool(self._user_file), self._oom_kills_before,
+            oom_kills() if exitcode == -signal.SIGKILL else None, self._launcher_signalled))
+
     def _doing(self) -> str:
+        return f"{self._when()}, after running {self._user_file}" if self._user_file else self._when()
+
+    def _when(self) -> str:
         stage = results_pb2.Stage.Name(self._stage).removeprefix("STAGE_").lower()
-        where = f"while in the {stage} stage" if self._stage else "while starting"
-        return f"{where}, after running {self._user_file}" if self._user_file else where
+        return f"while in the {stage} stage" if self._stage else "while starting"
 
     def _failed(self, failure: Failure) -> results_pb2.AttackResult:
         return results_pb2.AttackResult(
@@ -173,10 +214,7 @@ def death_failure(exitcode: int | None, limits: JobLimits, doing: str, ran_user_
                               f"machine or container ran out of memory before the job reached its "
                               f"{limits.memory_mb} MB limit (--job-memory-mb); give the worker more memory or "
                               "lower the limit so that a job fails alone")
-    if exitcode is not None and exitcode < 0:
-        how = f"died with signal {-exitcode} ({signal.Signals(-exitcode).name})"
-    else:
-        how = f"exited with status {exitcode}"
+    how = launcher.how_it_ended(exitcode)
     if exitcode == -signal.SIGKILL:
         how += " from outside the worker (not the out-of-memory killer)"
     if not ran_user_code:
@@ -184,6 +222,32 @@ def death_failure(exitcode: int | None, limits: JobLimits, doing: str, ran_user_
     hint = (f"; it may have run out of its {limits.memory_mb} MB memory limit (--job-memory-mb)"
             if exitcode == -signal.SIGABRT else "")
     return TaskError.at("", f"the job's process {how} without a result, {doing}{hint}")
+
+
+def launcher_death_failure(exitcode: int, limits: JobLimits, doing: str, ran_user_code: bool,
+                           oom_kills_before: int | None, oom_kills_after: int | None,
+                           signalled: str = "") -> Failure:
+    """What the end of the job's launcher (`exitcode`) during the job means: the task's when its
+    code signalled the launcher (`signalled` says which file, how and when); else the kernel's
+    doing when the cgroup's out-of-memory kill count rose (None: unknown, then not taken for it:
+    the idle launcher is not what the killer picks); else the task's once its code ran (a kill
+    the job's process sent some other way); else the infrastructure's."""
+    how = launcher.how_it_ended(exitcode)
+    if signalled:
+        return TaskError.at("", f"the task's code killed the worker's job launcher (its parent process): "
+                                f"{signalled}, and the launcher {how}, ending the job; a task's code must not "
+                                "signal other processes (the worker restarts its launcher)")
+    if oom_kills_before is not None and oom_kills_after is not None and oom_kills_after > oom_kills_before:
+        return Overloaded(f"the kernel's out-of-memory killer ended the worker's job launcher {doing} (it {how}), "
+                          "and the job with it: the worker's machine or container ran out of memory before the "
+                          f"job reached its {limits.memory_mb} MB limit (--job-memory-mb); the worker restarts "
+                          "its launcher")
+    if not ran_user_code:
+        return Unavailable(f"the worker's job launcher {how} {doing}, before the task's code ran, and the job "
+                           "with it; the worker restarts its launcher")
+    return TaskError.at("", f"the task's code killed the worker's job launcher (its parent process) {doing}: "
+                            f"the launcher {how}, ending the job; a task's code must not signal other processes "
+                            "(the worker restarts its launcher)")
 
 
 def oom_kills() -> int | None:
@@ -236,12 +300,23 @@ def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, 
     sender.close()
 
 
+def _signal_words(signum: int) -> str:
+    try:
+        return f"signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _user_code_hook(root: Path, sender: Connection) -> Any:
     """An audit hook telling the parent each storage-root file the child starts running, so that
-    a crash can name the user code it followed."""
+    a crash can name the user code it followed, and which one signals the launcher (`os.kill` of
+    the parent: the launcher dies a moment later, while the job's process may run further files)."""
     told: set[str] = set()
 
     def hook(event: str, args: tuple) -> None:
+        if event == "os.kill" and len(args) == 2 and args[0] == os.getppid():
+            sender.send_bytes(_SIGNALS_LAUNCHER + f"{_calling_user_file(root)}\0{int(args[1])}".encode())
+            return
         if event != "exec" or not args or not hasattr(args[0], "co_filename"):
             return
         filename = args[0].co_filename
@@ -250,3 +325,13 @@ def _user_code_hook(root: Path, sender: Connection) -> Any:
             sender.send_bytes(_USER_FILE + os.path.relpath(filename, root).encode())
 
     return hook
+
+
+def _calling_user_file(root: Path) -> str:
+    """The innermost storage-root file on the calling stack, relative to the root ("" if none)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(str(root) + os.sep):
+            return os.path.relpath(frame.f_code.co_filename, root)
+        frame = frame.f_back
+    return ""

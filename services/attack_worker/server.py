@@ -9,6 +9,12 @@ into the RPC's status. A worker runs one job at a time (jobs share Paddle's glob
 generator, and `--threads` sizes the process for one job); a job that arrives
 while another runs reports STAGE_QUEUED and waits its turn. Cancelling the RPC
 cancels the job, waiting or running.
+
+The servicer keeps the job launcher running (`launcher.LauncherKeeper`): it checks it before
+each job and after every job, before the caller has the job's answer, and reports the
+worker's service NOT_SERVING on the health service while it restarts a dead one (`serve` wires
+the two; a job waiting for the restart reports STAGE_QUEUED). The overall health ("") is left
+SERVING: the process is alive, and probes of it must not restart it.
 """
 
 from __future__ import annotations
@@ -23,13 +29,16 @@ from dataclasses import dataclass
 
 import grpc
 import paddle
+from grpc_health.v1 import health, health_pb2
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker.job import attack_name
 from services.attack_worker.job_process import run_in_child
+from services.attack_worker.launcher import LauncherKeeper
 from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.settings import WorkerSettings
 from services.common.errors import Failure, ServiceBug
+from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,18 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         self._running = threading.Lock()
         self._jobs_held = 0  # running or waiting for the slot
         self._jobs_lock = threading.Lock()
+        self._health: health.HealthServicer | None = None
+        self._launcher = LauncherKeeper(self._report_serving)
+
+    def report_health_to(self, health_servicer: health.HealthServicer) -> None:
+        """Reports this service's health through `health_servicer` from now on."""
+        self._health = health_servicer
+        self._report_serving(not self._launcher.restarting)
+
+    def _report_serving(self, serving: bool) -> None:
+        if self._health is not None:
+            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING if serving
+                             else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def GetCapacity(self, request: attack_worker_pb2.GetCapacityRequest,
                     context: grpc.ServicerContext) -> attack_worker_pb2.GetCapacityResponse:
@@ -89,6 +110,9 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             self._jobs_held += 1
         try:
             with self._turn(request.attack_index, emit, cancelled):
+                self._launcher.wait_ready(cancelled, lambda: emit(results_pb2.JobProgress(
+                    attack_index=request.attack_index, stage=results_pb2.STAGE_QUEUED,
+                    message="waiting for this worker's job launcher to restart")))
                 start = time.perf_counter()
                 log.info("job start: %s", job)
                 result = run_in_child(request, self._settings, emit, cancelled)
@@ -106,6 +130,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
                 ServiceBug(f"the attack worker broke while running {job}; see its log")
             ended, outcome = _JobEnded(failure), "ERROR"
         finally:
+            self._launcher.notice()  # a launcher that died with the job: NOT_SERVING before the answer
             with self._jobs_lock:
                 self._jobs_held -= 1
             # Logged before the caller can have the answer, so that the log is complete once it has.
@@ -130,6 +155,18 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             self._running.release()
 
 
-def register(server: grpc.Server, settings: WorkerSettings) -> None:
-    """Adds an AttackWorkerServicer running jobs with `settings` to `server`."""
-    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(AttackWorkerServicer(settings), server)
+def register(server: grpc.Server, settings: WorkerSettings) -> AttackWorkerServicer:
+    """Adds an AttackWorkerServicer running jobs with `settings` to `server`, and returns it."""
+    servicer = AttackWorkerServicer(settings)
+    attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(servicer, server)
+    return servicer
+
+
+def serve(settings: WorkerSettings, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:
+    """Starts serving AttackWorkerService with `settings` on `listen`, its health reporting
+    whether the job launcher runs."""
+    servicers: list[AttackWorkerServicer] = []
+    service = start_server(lambda server: servicers.append(register(server, settings)), [SERVICE_NAME], listen,
+                           options=options)
+    servicers[0].report_health_to(service.health)
+    return service
