@@ -179,15 +179,16 @@ def test_a_child_that_dies_before_the_tasks_code_ran_is_our_fault_after_it_the_t
 # ---------------------------------------------------------------- the job launcher
 
 
-def zombie_children() -> list[int]:
-    """This process's children that have ended and not been reaped (state Z in /proc)."""
+def zombie_children(parent: int | None = None) -> list[int]:
+    """The children of `parent` (this process) that have ended and not been reaped (Z in /proc)."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
         except (OSError, ValueError):
             continue
-        if state == "Z" and int(parent) == os.getpid():
+        if state == "Z" and int(ppid) == parent:
             found.append(int(stat.parent.name))
     return found
 

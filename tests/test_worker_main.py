@@ -7,12 +7,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_isolation import (
+    KILLED_THE_LAUNCHER,
+    KILLS_ITS_PARENT,
+    NOT_SERVING,
+    SERVING,
+    wait_until_serving_again,
+    watched_health,
+    zombie_children,
+)
+from worker_fixtures import MODEL_CODE, baseline_request, identity_weights, write_audit_tree, write_model
 
+from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
 from services.attack_worker.__main__ import parse_flags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,12 +65,15 @@ def test_the_entry_point_does_not_import_paddle_before_reading_flags():
     assert completed.stdout.strip() == "False", completed.stderr
 
 
-def test_the_worker_process_serves_and_stops_on_sigterm(tmp_path):
+@contextmanager
+def worker_process(tmp_path: Path, storage_root: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`python -m services.attack_worker` serving `storage_root` on loopback, and its address;
+    killed at the end if still running (its stderr is a pipe the caller may read once it ended)."""
     ready = tmp_path / "ready"
     env = {**os.environ, "PRIVAUDIT_WORKER_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "services.attack_worker", "--listen", "127.0.0.1:0", "--ready-file", str(ready),
-         "--storage-root", str(tmp_path)],
+         "--storage-root", str(storage_root)],
         cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -65,14 +81,36 @@ def test_the_worker_process_serves_and_stops_on_sigterm(tmp_path):
         while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), "the worker never became ready"
-        with grpc.insecure_channel(ready.read_text().strip()) as channel:
+        yield process, ready.read_text().strip()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_worker_process_serves_and_stops_on_sigterm(tmp_path):
+    with worker_process(tmp_path, tmp_path) as (process, address):
+        with grpc.insecure_channel(address) as channel:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="privaudit.v1.AttackWorkerService"), timeout=10)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert "serving privaudit.v1.AttackWorkerService" in process.stderr.read()
+
+
+def test_a_worker_process_restarts_the_launcher_a_job_killed_and_serves_on(tmp_path):
+    """Issue 15, defect 11, in the worker's own process: the health it serves goes NOT_SERVING
+    and back, and the dead launcher is not left a zombie of the worker."""
+    tree = write_audit_tree(tmp_path / "root")
+    write_model(tree.root / "models" / "parricide", identity_weights(), code=f"{MODEL_CODE}\n{KILLS_ITS_PARENT}\n")
+    with worker_process(tmp_path, tree.root) as (process, address), grpc.insecure_channel(address) as channel:
+        stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+        with watched_health(channel) as statuses:
+            killed = list(stub.RunAttack(baseline_request(tree, target_model="models/parricide"), timeout=120))
+            seen = wait_until_serving_again(statuses)
+        assert f"{KILLED_THE_LAUNCHER}: models/parricide/model.py sent it signal 9" in killed[-1].result.error.message
+        assert seen == [SERVING, NOT_SERVING, SERVING]
+        assert zombie_children(process.pid) == []
+        good = list(stub.RunAttack(baseline_request(tree), timeout=120))[-1].result
+        assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED, good.error
