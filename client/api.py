@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from services.common import task_spec
 from services.common.auth import read_tokens
 from services.common.channels import ChannelSecurity, open_channel
 from services.common.errors import TaskError, problems_from_status
-from services.common.tls import ClientTLS
+from services.common.tls import ClientTLS, served_protocol
 from services.orchestrator.limits import check_task_size
 
 FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
@@ -29,6 +30,15 @@ FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORM
 # An audit's stream carries a heartbeat at least every 10 s (services/orchestrator/event_log.py);
 # this long without any event means the orchestrator or the link is gone.
 IDLE_TIMEOUT = 60.0
+# While the channel is not ready, the server is probed this often for a TLS mismatch, which
+# waiting does not heal.
+PROBE_INTERVAL = 1.0
+_MISMATCH = {
+    "tls": "it serves TLS and this client connected in plaintext; give the CA that signed its certificate "
+           "(--tls-ca; with mTLS also --tls-cert and --tls-key)",
+    "plaintext": "it serves plaintext and this client connected over TLS; drop --tls-ca, --tls-cert and --tls-key "
+                 "(and PRIVAUDIT_CLIENT_TLS_*), or serve TLS (the orchestrator's --tls-cert and --tls-key)",
+}
 
 
 class AuditError(RuntimeError):
@@ -70,6 +80,7 @@ class AuditClient:
         self.idle_timeout = idle_timeout
         security = ChannelSecurity(ClientTLS.from_files(tls_ca, tls_cert, tls_key, tls_server_name),
                                    read_tokens(token_file)[0] if token_file else None)
+        self._protocol = "tls" if security.tls else "plaintext"
         self._channel = open_channel(address, security=security)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         self._connected = threading.Event()
@@ -152,15 +163,25 @@ class AuditClient:
         return outcome
 
     def _connect(self) -> None:
-        """Waits until the channel is ready (once), so an unreachable address fails clearly."""
+        """Waits until the channel is ready (once), so an unreachable address fails clearly, and
+        a server that speaks the other protocol (TLS or plaintext) fails at once, saying so."""
         if self._connected.is_set():
             return
         ready = grpc.channel_ready_future(self._channel)
+        deadline = time.monotonic() + self.connect_timeout
         try:
-            ready.result(timeout=self.connect_timeout)
-        except grpc.FutureTimeoutError:
-            raise AuditError(f"cannot reach the orchestrator at {self.address} within {self.connect_timeout:.0f}s"
-                             f"{self._last_failure()}") from None
+            while not ready.done():
+                remaining = deadline - time.monotonic()
+                try:
+                    ready.result(timeout=max(0.0, min(PROBE_INTERVAL, remaining)))
+                except grpc.FutureTimeoutError:
+                    served = served_protocol(self.address, timeout=min(2.0, max(remaining, 0.1)))
+                    if served not in (None, self._protocol):
+                        raise AuditError(f"cannot connect to the orchestrator at {self.address}: "
+                                         f"{_MISMATCH[served]}") from None
+                    if remaining <= PROBE_INTERVAL:
+                        raise AuditError(f"cannot reach the orchestrator at {self.address} within "
+                                         f"{self.connect_timeout:.0f}s{self._last_failure()}") from None
         finally:
             ready.cancel()  # stops its connectivity polling thread
         self._connected.set()

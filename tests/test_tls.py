@@ -12,6 +12,7 @@ import ipaddress
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -31,7 +32,7 @@ from privaudit.v1 import results_pb2
 from services.common.channels import ChannelSecurity, open_channel
 from services.common.config import SERVER_SECURITY_ENV
 from services.common.server import ServerOptions, start_server
-from services.common.tls import ClientTLS, ServerTLS, TLSConfigError
+from services.common.tls import ClientTLS, ServerTLS, TLSConfigError, served_protocol
 from services.orchestrator.app import Orchestrator, OrchestratorConfig
 
 INTERNAL_NAME = "privaudit-internal"
@@ -148,8 +149,8 @@ def orchestrator_serving(pki):
         orchestrator.stop(0)
 
 
-def listing(address: str, **tls) -> list:
-    with AuditClient(address, connect_timeout=2, **tls) as auditor:
+def listing(address: str, connect_timeout: float = 2, **tls) -> list:
+    with AuditClient(address, connect_timeout=connect_timeout, **tls) as auditor:
         return auditor.list()
 
 
@@ -160,7 +161,6 @@ def test_tls_serves_a_client_that_trusts_the_ca(orchestrator_serving, pki):
 
 
 @pytest.mark.parametrize(("tls", "cause"), [
-    (lambda pki: {}, "Socket closed"),  # plaintext to a TLS port
     (lambda pki: {"tls_cert": pki.client[0], "tls_key": pki.client[1]}, "CERTIFICATE_VERIFY_FAILED"),  # system CAs
     (lambda pki: {"tls_ca": pki.rogue_ca.pem}, "CERTIFICATE_VERIFY_FAILED"),
 ])
@@ -170,6 +170,50 @@ def test_a_client_without_the_ca_cannot_connect_and_is_told_why(orchestrator_ser
         listing(address, **tls(pki))
     assert f"cannot reach the orchestrator at {address} within 2s" in str(failed.value)
     assert cause in str(failed.value)
+
+
+@pytest.mark.parametrize("client_ca", [None, "ca"], ids=["tls", "mtls"])
+def test_a_plaintext_client_of_a_tls_orchestrator_is_told_at_once(orchestrator_serving, pki, client_ca):
+    address = orchestrator_serving(client_ca=pki.ca.pem if client_ca else None)
+    started = time.monotonic()
+    with pytest.raises(AuditError) as failed:
+        listing(address, connect_timeout=30)
+    assert time.monotonic() - started < 10, "a mismatch does not heal by waiting"
+    assert str(failed.value) == (
+        f"cannot connect to the orchestrator at {address}: it serves TLS and this client connected in plaintext; "
+        "give the CA that signed its certificate (--tls-ca; with mTLS also --tls-cert and --tls-key)")
+
+
+def test_a_tls_client_of_a_plaintext_orchestrator_is_told_at_once(pki):
+    orchestrator = Orchestrator(OrchestratorConfig(reporter="127.0.0.1:1"))
+    address = orchestrator.start("127.0.0.1:0").address
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuditError) as failed:
+            listing(address, connect_timeout=30, tls_ca=pki.ca.pem)
+        assert time.monotonic() - started < 10
+        assert str(failed.value) == (
+            f"cannot connect to the orchestrator at {address}: it serves plaintext and this client connected over "
+            "TLS; drop --tls-ca, --tls-cert and --tls-key (and PRIVAUDIT_CLIENT_TLS_*), or serve TLS (the "
+            "orchestrator's --tls-cert and --tls-key)")
+        with AuditClient(address, connect_timeout=5) as plaintext:
+            assert plaintext.list() == []
+    finally:
+        orchestrator.stop(0)
+
+
+def test_the_protocol_probe_tells_tls_plaintext_and_nothing_apart(orchestrator_serving, pki):
+    tls_address = orchestrator_serving()
+    plain = start_server(lambda s: None, [], "127.0.0.1:0")
+    try:
+        assert served_protocol(tls_address, 2) == "tls"
+        assert served_protocol(tls_address.replace("127.0.0.1", "localhost"), 2) == "tls"
+        assert served_protocol(plain.address, 2) == "plaintext"
+        assert served_protocol(f"dns:///{plain.address}", 2) == "plaintext"
+        assert served_protocol("127.0.0.1:9", 2) is None  # nothing listens
+        assert served_protocol("unix:/tmp/none.sock", 2) is None  # not host:port
+    finally:
+        plain.stop(0)
 
 
 def test_mtls_serves_only_clients_with_a_certificate_from_the_client_ca(orchestrator_serving, pki):

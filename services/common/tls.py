@@ -1,15 +1,21 @@
-"""TLS material: PEM files read and checked once, and the gRPC credentials built from them.
+"""TLS material: PEM files read and checked once, and the gRPC credentials built from them;
+and telling whether a server speaks TLS at all.
 
 `ServerTLS` is what a service presents (its certificate) and, for mTLS, the CA its
 callers' certificates must chain to. `ClientTLS` is what a caller trusts (a CA
 bundle) and, for mTLS, the certificate it presents. Every problem with a file is a
-`TLSConfigError` naming the file and what it should hold.
+`TLSConfigError` naming the file and what it should hold. `served_protocol` probes a
+server that a channel cannot reach: gRPC reports a TLS mismatch only as a closed
+socket or a failed handshake, and keeps retrying until the caller's deadline.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import grpc
 
@@ -100,3 +106,61 @@ class ClientTLS:
 
     def channel_options(self) -> list[tuple[str, str]]:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
+# An HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame. A plaintext
+# HTTP/2 server answers with a SETTINGS frame (frame type 4, the fourth byte of its header).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
+
+
+def served_protocol(address: str, timeout: float) -> Literal["tls", "plaintext"] | None:
+    """What the server at `address` (host:port, [v6]:port, dns:///host:port) speaks: "plaintext"
+    when it answers an HTTP/2 preface in HTTP/2, "tls" when it completes a TLS handshake (no
+    certificate checked: only the protocol is asked) or answers one with a TLS alert; None when
+    neither shows (nothing listens, another target form, no answer within `timeout` seconds)."""
+    target = _host_port(address)
+    if target is None:
+        return None
+    if _answers_http2(target, timeout):
+        return "plaintext"
+    if _answers_tls(target, timeout):
+        return "tls"
+    return None
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    host, _, port = address.removeprefix("dns:///").rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return None
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _answers_http2(target: tuple[str, int], timeout: float) -> bool:
+    try:
+        with socket.create_connection(target, timeout=timeout) as connection:
+            connection.sendall(_HTTP2_PREFACE)
+            header = b""
+            while len(header) < 9:
+                received = connection.recv(9 - len(header))
+                if not received:
+                    return False
+                header += received
+    except OSError:
+        return False
+    return header[3] == _HTTP2_SETTINGS
+
+
+def _answers_tls(target: tuple[str, int], timeout: float) -> bool:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection(target, timeout=timeout) as connection, \
+                context.wrap_socket(connection, server_hostname=target[0]):
+            return True
+    except ssl.SSLError as error:  # a TLS alert is TLS too (e.g. an mTLS server without our certificate)
+        return "ALERT" in (error.reason or "")
+    except OSError:
+        return False
