@@ -249,13 +249,8 @@ def test_a_write_that_fails_fails_its_audit_alone_and_its_followers_are_told(tmp
     store = TaskStore(path)
     fine, ghost = new_task(store, "fine"), EventLog(store, "ghost")
     follower = ghost.follow(0, heartbeat_seconds=60, poll_seconds=0.01)
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # the writer waits on its first write while the next two queue up
-    first = fine.queue([progress()])
-    time.sleep(0.2)
-    failing, also_fine = ghost.queue([progress()]), fine.queue([progress()])
-    blocker.execute("COMMIT")
-    first.wait()
+    first, failing, also_fine = fine.queue([progress()]), ghost.queue([progress()]), fine.queue([progress()])
+    first.wait()  # makes all three, in one transaction that fails, then each alone
     also_fine.wait()
     with pytest.raises(EventsNotStored, match="audit ghost: events from number 0 could not be stored"):
         failing.wait()
@@ -322,16 +317,19 @@ def test_a_killed_orchestrator_loses_no_acknowledged_event_and_leaves_no_gap(tmp
 # ------------------------------------------------------------------ no waiting on the disk
 
 
-def test_a_held_up_writer_holds_up_no_reader_no_follower_and_no_appender(tmp_path):
-    """Another connection holds the database's write lock (a slow disk would do the same): the
-    store's writer waits, while queueing, reading, counting and following go on."""
+def test_a_held_up_write_holds_up_no_reader_no_follower_and_no_appender(tmp_path):
+    """Another connection holds the database's write lock (a slow disk would do the same): a
+    write waits for it, while queueing, reading, counting and following go on."""
     path = tmp_path / "state.sqlite3"
     store = TaskStore(path)
     log = new_task(store, "t")
     log.extend([progress()] * 3)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
+    writing = threading.Thread(target=log.queue([progress()]).wait)
     try:
+        writing.start()
+        time.sleep(0.1)  # the write is under way, waiting for the lock
         started = time.monotonic()
         pending = log.queue([progress()])  # under a caller's lock, this must not wait
         queued_in = time.monotonic() - started
@@ -341,14 +339,15 @@ def test_a_held_up_writer_holds_up_no_reader_no_follower_and_no_appender(tmp_pat
         status = store.status("t")
         count = len(log)
         answered_in = time.monotonic() - started
+        assert writing.is_alive()
     finally:
-        time.sleep(0.2)
         blocker.execute("COMMIT")
+    writing.join(10)
     pending.wait()
     assert queued_in < 0.05 and answered_in < 1.0, (queued_in, answered_in)
     assert seen == [0, 1, 2] and beat.HasField("heartbeat") and beat.sequence == 3
     assert (status.event_count, count) == (3, 3), "only what is stored is seen"
-    assert next(follower).sequence == 3, "the event follows once it is stored"
+    assert [next(follower).sequence for _ in range(2)] == [3, 4], "the events follow once they are stored"
     store.close()
 
 

@@ -138,7 +138,7 @@ class EventLog:
         return events
 
     def _settled_until(self, end: int) -> Settled:
-        """What the writer tells once events up to number `end` (exclusive) are stored, or not;
+        """What the store tells once events up to number `end` (exclusive) are stored, or not;
         a failure breaks the log (its waiters, followers and later appends raise EventsNotStored)."""
         def settled(error: BaseException | None) -> EventsNotStored | None:
             with self._changed:

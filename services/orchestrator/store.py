@@ -2,25 +2,26 @@
 
 An audit's events are its history: its results, report and end are all events.
 After a restart, an unfinished audit's finished attacks are the ones with an
-`attack_result` event; the rest are queued again. Each task's row also holds
-its status (state, attack names, report summary, error, event count), changed
+`attack_result` event; the rest are queued again. Each task's status (state,
+attack names, report summary, error, event count) has a row of its own, changed
 in the same transaction as the events that change it, so GetAudit and
 ListAudits read rows (and GetAudit's results the `attack_result` events alone)
 instead of replaying streams.
 
-Writes are queued and made by one writer thread, in the order they were queued,
-each in one transaction with whatever else was queued meanwhile (so many audits'
-appends cost one commit). Queueing is quick and in memory: a caller may queue
-under its own lock, which fixes the order, and `wait()` for the write after
-releasing it. An append says which event number it starts at and is refused
-unless that is the task's stored event count, so a task's stored events are
-always numbered 0, 1, 2... with no gap, whatever fails. Reads use connections of
-their own, which WAL lets read while the writer writes; a store in memory has
-one connection, shared under a lock.
+Writes are queued, then made in the order they were queued. Queueing is quick
+and in memory: a caller may queue under its own lock, which fixes the order, and
+`wait()` for the write after releasing it. The first waiter makes every write
+queued so far, in one transaction (group commit: while one commits, the others
+queue, and the next waiter commits them all at once); a later waiter whose write
+that included just returns. An append says which event number it starts at and
+is refused unless that is the task's stored event count, so a task's stored
+events are always numbered 0, 1, 2... with no gap, whatever fails. Reads use
+connections of their own, which WAL lets read while a write is made; a store in
+memory has one connection, shared under a lock.
 
 Schema versions are PRAGMA user_version; a folder written by an older
-orchestrator is migrated when it is opened (status columns derived from the
-stored events, once).
+orchestrator is migrated when it is opened (status rows derived from the stored
+events, once).
 """
 
 from __future__ import annotations
@@ -66,24 +67,29 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (task_id, sequence)
 );
 """
-# Schema 1: each task's status in its row; each event's kind, so results are read alone.
+# Schema 1: each task's status in a row of its own (small, so that updating it per event does not
+# copy the task); each event's kind, so that results are read alone (a partial index holds them).
 SCHEMA_1 = f"""
-ALTER TABLE tasks ADD COLUMN state INTEGER NOT NULL DEFAULT {orchestrator_pb2.AUDIT_STATE_QUEUED};
-ALTER TABLE tasks ADD COLUMN attack_names TEXT NOT NULL DEFAULT '[]';  -- JSON list, from `accepted`
-ALTER TABLE tasks ADD COLUMN summary BLOB;                            -- privaudit.v1.ReportSummary
-ALTER TABLE tasks ADD COLUMN error TEXT NOT NULL DEFAULT '';          -- `done`'s error
-ALTER TABLE tasks ADD COLUMN event_count INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT '';          -- the AuditEvent's `kind` field
-CREATE INDEX events_by_kind ON events (task_id, kind, sequence);
+CREATE TABLE audit_status (
+    task_id TEXT PRIMARY KEY REFERENCES tasks(task_id),
+    state INTEGER NOT NULL DEFAULT {orchestrator_pb2.AUDIT_STATE_QUEUED},
+    attack_names TEXT NOT NULL DEFAULT '[]',  -- JSON list, from `accepted`
+    summary BLOB,                             -- privaudit.v1.ReportSummary
+    error TEXT NOT NULL DEFAULT '',           -- `done`'s
+    event_count INTEGER NOT NULL DEFAULT 0
+);
+ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT '';  -- the AuditEvent's `kind` field
+CREATE INDEX attack_results ON events (task_id, sequence) WHERE kind = 'attack_result';
 CREATE INDEX tasks_by_created ON tasks (created);
 """
 SCHEMA_VERSION = 1
 ENDED = frozenset({orchestrator_pb2.AUDIT_STATE_SUCCEEDED, orchestrator_pb2.AUDIT_STATE_FAILED,
                    orchestrator_pb2.AUDIT_STATE_CANCELLED})
-_STATUS_COLUMNS = "task_id, created, state, attack_names, summary, error, event_count"
+_STATUS = ("SELECT task_id, created, state, attack_names, summary, error, event_count "
+           "FROM tasks JOIN audit_status USING (task_id)")
 
 
-# Told, by the writer thread, whether a queued write was committed (None) or why not; may return
+# Told, by whoever made a queued write, whether it was committed (None) or why not; may return
 # the exception that the write's `wait()` raises in place of the store's.
 Settled = Callable[[BaseException | None], BaseException | None]
 
@@ -107,7 +113,7 @@ class StoredTask:
 
 @dataclass(frozen=True)
 class StatusChange:
-    """What a run of events changes in their task's row. States only move forward (QUEUED,
+    """What a run of events changes in their task's status row. States only move forward (QUEUED,
     RUNNING, then one end, with `done`, the last event), and the enum numbers them in that
     order, so a row takes the larger of its state and `state`."""
 
@@ -141,38 +147,46 @@ class StatusChange:
         """Changes the row of `task_id` if it holds `stored_events` events; False if not."""
         names = json.dumps(self.attack_names) if self.attack_names is not None else None
         summary = self.summary.SerializeToString() if self.summary is not None else None
-        return db.execute(
-            "UPDATE tasks SET event_count = event_count + ?, state = MAX(state, ?), finished = MAX(finished, ?), "
+        if db.execute(
+            "UPDATE audit_status SET event_count = event_count + ?, state = MAX(state, ?), "
             "attack_names = COALESCE(?, attack_names), summary = COALESCE(?, summary), error = COALESCE(?, error) "
             "WHERE task_id = ? AND event_count = ?",
-            (self.events, self.state, self.state in ENDED, names, summary, self.error, task_id, stored_events),
-        ).rowcount == 1
+            (self.events, self.state, names, summary, self.error, task_id, stored_events),
+        ).rowcount != 1:
+            return False
+        if self.state in ENDED:
+            db.execute("UPDATE tasks SET finished = 1 WHERE task_id = ?", (task_id,))
+        return True
 
 
 class Pending:
-    """A queued write. `wait()` returns once it is committed, or raises why it was not."""
+    """A queued write. `wait()` returns once it is committed, or raises why it was not; wait
+    for every write queued (the waiters make the writes; otherwise only `close` does)."""
 
-    def __init__(self, write: Callable[[sqlite3.Connection], None], on_settled: Settled | None = None):
+    def __init__(self, write: Callable[[sqlite3.Connection], None], flush: Callable[[], None],
+                 on_settled: Settled | None = None):
         self.write = write
+        self._flush = flush
         self._on_settled = on_settled
-        self._settled = threading.Event()
+        self._settled = False
         self._error: BaseException | None = None
 
     def wait(self) -> None:
-        self._settled.wait()
+        if not self._settled:
+            self._flush()
         if self._error is not None:
             raise self._error
 
     def settle(self, error: BaseException | None) -> None:
-        """Called by the writer: the write was committed (error None) or not."""
+        """Called by whoever made the write: it was committed (error None) or not."""
         self._error = error
         try:
             if self._on_settled is not None:
                 self._error = self._on_settled(error) or error
-        except Exception:  # the writer must outlive any one callback
+        except Exception:  # the other writes of the batch must still be settled
             log.exception("a task store write's callback failed")
         finally:
-            self._settled.set()
+            self._settled = True
 
 
 class TaskStore:
@@ -186,21 +200,19 @@ class TaskStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         _upgrade(self._db)
-        # In memory there is one connection: readers and the writer take turns (no I/O to wait for).
+        # In memory there is one connection: readers and writes take turns (no I/O to wait for).
         self._shared = threading.Lock() if path is None else nullcontext()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._queued = threading.Condition()
+        self._queued = threading.Lock()  # guards the queue
         self._writes: deque[Pending] = deque()
+        self._writing = threading.Lock()  # held by whoever makes the writes
         self._closed = False
-        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
-        self._writer.start()
 
     def close(self) -> None:
         """Makes the writes queued so far, then closes."""
         with self._queued:
             self._closed = True
-            self._queued.notify_all()
-        self._writer.join()
+        self._flush()
         self._db.close()
         while not self._readers.empty():
             self._readers.get().close()
@@ -215,6 +227,7 @@ class TaskStore:
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO tasks (task_id, created, task, report_format) VALUES (?, ?, ?, ?)", row)
+            db.execute("INSERT INTO audit_status (task_id) VALUES (?)", (task_id,))
             _append(db, task_id, 0, events)
         return self._queue(write, on_settled)
 
@@ -236,7 +249,7 @@ class TaskStore:
         """The task's status as stored; with its results (in the order they were stored), read in
         the same snapshot as the row."""
         with self._reading() as db:
-            row = db.execute(f"SELECT {_STATUS_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            row = db.execute(f"{_STATUS} WHERE task_id = ?", (task_id,)).fetchone()
             results = db.execute(
                 "SELECT event FROM events WHERE task_id = ? AND kind = 'attack_result' ORDER BY sequence",
                 (task_id,)).fetchall() if row and with_results else []
@@ -249,8 +262,7 @@ class TaskStore:
     def statuses(self, limit: int) -> list[orchestrator_pb2.AuditStatus]:
         """The newest `limit` tasks' statuses, newest first, without results."""
         with self._reading() as db:
-            rows = db.execute(f"SELECT {_STATUS_COLUMNS} FROM tasks ORDER BY created DESC, rowid DESC LIMIT ?",
-                              (limit,)).fetchall()
+            rows = db.execute(f"{_STATUS} ORDER BY created DESC, tasks.rowid DESC LIMIT ?", (limit,)).fetchall()
         return [_status(row) for row in rows]
 
     def results(self, task_id: str) -> list[results_pb2.AttackResult]:
@@ -317,24 +329,22 @@ class TaskStore:
 
     def _queue(self, write: Callable[[sqlite3.Connection], None],
                on_settled: Settled | None = None) -> Pending:
-        pending = Pending(write, on_settled)
+        pending = Pending(write, self._flush, on_settled)
         with self._queued:
             if self._closed:
                 raise StoreClosed("the task store is closed")
             self._writes.append(pending)
-            self._queued.notify_all()
         return pending
 
-    def _write_loop(self) -> None:
-        while True:
+    def _flush(self) -> None:
+        """Makes every write queued so far. A write queued before the call is settled when it
+        returns: this call made it, or the one before it (which settles before letting go)."""
+        with self._writing:
             with self._queued:
-                while not self._writes and not self._closed:
-                    self._queued.wait()
-                if not self._writes:
-                    return
                 batch = list(self._writes)
                 self._writes.clear()
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
 
     def _commit(self, batch: list[Pending]) -> None:
         """Makes the writes in one transaction; when that fails, each in its own, so that one bad
@@ -371,7 +381,7 @@ def _append(db: sqlite3.Connection, task_id: str, first_sequence: int,
     if not events:
         return
     if not StatusChange.of(events).apply(db, task_id, first_sequence):
-        stored = db.execute("SELECT event_count FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        stored = db.execute("SELECT event_count FROM audit_status WHERE task_id = ?", (task_id,)).fetchone()
         raise ValueError(f"audit {task_id}: events numbered from {first_sequence} do not follow the stored ones "
                          f"({stored[0] if stored else 'no such task'})")
     db.executemany("INSERT INTO events (task_id, sequence, kind, event) VALUES (?, ?, ?, ?)",
@@ -393,7 +403,7 @@ def _status(row: tuple) -> orchestrator_pb2.AuditStatus:
 
 def _upgrade(db: sqlite3.Connection) -> None:
     """Brings the database to SCHEMA_VERSION in one transaction: a new one gets every schema in
-    turn; one of schema 0 gets the status columns, derived from its events."""
+    turn; one of schema 0 gets the status rows, derived from its events."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise NewerSchema(f"the state database is of schema {version}, written by a newer orchestrator; this one "
@@ -411,9 +421,10 @@ def _upgrade(db: sqlite3.Connection) -> None:
 
 
 def _derive_status(db: sqlite3.Connection) -> None:
-    """Fills the status columns and event kinds of tasks stored before they existed."""
+    """Fills the status rows and event kinds of tasks stored before they existed."""
     task_ids = [task_id for (task_id,) in db.execute("SELECT task_id FROM tasks").fetchall()]
     for task_id in task_ids:
+        db.execute("INSERT INTO audit_status (task_id) VALUES (?)", (task_id,))
         rows = db.execute("SELECT sequence, event FROM events WHERE task_id = ? ORDER BY sequence",
                           (task_id,)).fetchall()
         events = [orchestrator_pb2.AuditEvent.FromString(event) for _, event in rows]
