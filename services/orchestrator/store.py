@@ -250,13 +250,11 @@ class TaskStore:
         the same snapshot as the row."""
         with self._reading() as db:
             row = db.execute(f"{_STATUS} WHERE task_id = ?", (task_id,)).fetchone()
-            results = db.execute(
-                "SELECT event FROM events WHERE task_id = ? AND kind = 'attack_result' ORDER BY sequence",
-                (task_id,)).fetchall() if row and with_results else []
+            results = _results(db, task_id) if row and with_results else []
         if row is None:
             return None
         status = _status(row)
-        status.results.extend(orchestrator_pb2.AuditEvent.FromString(event).attack_result for (event,) in results)
+        status.results.extend(results)
         return status
 
     def statuses(self, limit: int) -> list[orchestrator_pb2.AuditStatus]:
@@ -268,9 +266,7 @@ class TaskStore:
     def results(self, task_id: str) -> list[results_pb2.AttackResult]:
         """The task's attack results, in the order they were stored."""
         with self._reading() as db:
-            rows = db.execute("SELECT event FROM events WHERE task_id = ? AND kind = 'attack_result' "
-                              "ORDER BY sequence", (task_id,)).fetchall()
-        return [orchestrator_pb2.AuditEvent.FromString(event).attack_result for (event,) in rows]
+            return _results(db, task_id)
 
     def events(self, task_id: str, start: int = 0) -> list[orchestrator_pb2.AuditEvent]:
         with self._reading() as db:
@@ -387,6 +383,13 @@ def _append(db: sqlite3.Connection, task_id: str, first_sequence: int,
     db.executemany("INSERT INTO events (task_id, sequence, kind, event) VALUES (?, ?, ?, ?)",
                    [(task_id, first_sequence + i, e.WhichOneof("kind"), e.SerializeToString())
                     for i, e in enumerate(events)])
+
+
+def _results(db: sqlite3.Connection, task_id: str) -> list[results_pb2.AttackResult]:
+    """The task's attack results in the order they were stored (through the partial index)."""
+    rows = db.execute("SELECT event FROM events WHERE task_id = ? AND kind = 'attack_result' ORDER BY sequence",
+                      (task_id,)).fetchall()
+    return [orchestrator_pb2.AuditEvent.FromString(event).attack_result for (event,) in rows]
 
 
 def _status(row: tuple) -> orchestrator_pb2.AuditStatus:
