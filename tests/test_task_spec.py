@@ -216,6 +216,12 @@ def test_every_storage_path_refuses_characters_that_are_not_plain_text(field, es
     assert message.isprintable() and message.isascii(), "the message escapes what it quotes"
 
 
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_a_number_that_is_not_finite_is_refused_even_where_no_bound_would_catch_it(value):
+    rmia = {"target_datasets": "[a, b]", "target_model": "m", "population_datasets": "[p]"}
+    assert "finite number" in problems(one_attack("RMIA", **rmia, gamma=value))["attacks[0].args.gamma"]
+
+
 def test_a_typed_task_with_a_nul_in_a_path_is_refused_naming_the_field():
     task = task_spec.to_proto(task_spec.parse_yaml(one_attack("BASELINE", **BASELINE_OK)))
     task.attacks[0].baseline.target_model = "m/tar\0get"
