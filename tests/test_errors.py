@@ -134,6 +134,20 @@ def test_invalid_arguments_carry_every_field_and_the_task_prefix(served):
     assert problems_from_status(error) == KINDS[0][0].problems
 
 
+def test_a_huge_failure_still_reaches_the_caller_as_itself_cut_to_fit(served):
+    """gRPC drops a status whose trailers pass about 8 KiB and says RESOURCE_EXHAUSTED instead: a
+    failure with a long message and thousands of fields must arrive as itself, shortened."""
+    servicer, channel = served
+    problems = [Problem(f"attacks[{i}].args.target_model", "x" * 500) for i in range(5000)]
+    for failure, code in ((TaskError(problems), S.INVALID_ARGUMENT), (Unavailable("y" * 100_000), S.UNAVAILABLE)):
+        for error in (unary(channel, servicer, failure), streamed(channel, servicer, failure)[1]):
+            assert error.code() == code
+            assert len(error.details()) <= 1500 and "more characters not shown" in error.details()
+            assert from_rpc_error(error).fault == failure.fault
+    received = problems_from_status(unary(channel, servicer, TaskError(problems)))
+    assert 0 < len(received) < len(problems) and received[0].field == problems[0].field
+
+
 def test_a_stream_that_failed_midway_keeps_what_it_sent(served):
     servicer, channel = served
     received, error = streamed(channel, servicer, Unavailable("gone"))
@@ -186,6 +200,9 @@ def test_a_request_that_does_not_decode_is_invalid_argument_and_never_reaches_th
     (S.UNAVAILABLE, INFRASTRUCTURE, True),
     (S.DEADLINE_EXCEEDED, INFRASTRUCTURE, True),
     (S.UNAUTHENTICATED, INFRASTRUCTURE, False),
+    # gRPC's own message-size limit: the same message is refused again, so not worth a retry
+    # (a full queue is RESOURCE_EXHAUSTED too, but says it is retryable: Overloaded in KINDS).
+    (S.RESOURCE_EXHAUSTED, INFRASTRUCTURE, False),
     (S.INVALID_ARGUMENT, TASK, False),
     (S.UNIMPLEMENTED, SERVICE, False),
 ])

@@ -67,12 +67,19 @@ _BY_CODE: dict[grpc.StatusCode, tuple[int, bool]] = {
     **dict.fromkeys([grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE,
                      grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS], (TASK, False)),
     **dict.fromkeys([grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-                     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED], (INFRASTRUCTURE, True)),
+                     grpc.StatusCode.CANCELLED], (INFRASTRUCTURE, True)),
+    # Without privaudit's detail (a full queue says it is retryable), RESOURCE_EXHAUSTED is gRPC's own
+    # message-size limit: the same message is refused again, however often it is sent.
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (INFRASTRUCTURE, False),
     # A deployment whose tokens or certificates do not match: the operator's to fix, not a retry's.
     **dict.fromkeys([grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED], (INFRASTRUCTURE, False)),
     **dict.fromkeys([grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED,
                      grpc.StatusCode.DATA_LOSS], (SERVICE, False)),
 }
+# gRPC drops a status whose trailers pass about 8 KiB and reports RESOURCE_EXHAUSTED instead: the
+# message and the field list are cut to fit well inside (the message may be percent-encoded).
+MAX_STATUS_MESSAGE = 1500
+MAX_DETAIL_BYTES = 2500
 _FAULT_WORDS = {TASK: "the task's fault", INFRASTRUCTURE: "an infrastructure fault", SERVICE: "a fault of privaudit"}
 
 
@@ -124,16 +131,40 @@ class Failure(Exception):
         info = error_details_pb2.ErrorInfo(reason=results_pb2.Fault.Name(self.fault), domain=ERROR_DOMAIN,
                                            metadata={_RETRYABLE_KEY: str(self.retryable).lower()})
         packed = []
-        for detail in [info, *self.status_details()]:
+        for detail in [info, *map(_within_budget, self.status_details())]:
             packed.append(any_pb2.Any())
             packed[-1].Pack(detail)
-        return rpc_status.to_status(status_pb2.Status(code=self.code.value[0], message=self.status_message(),
+        return rpc_status.to_status(status_pb2.Status(code=self.code.value[0],
+                                                      message=shorten(self.status_message(), MAX_STATUS_MESSAGE),
                                                       details=packed))
 
     def describe(self) -> str:
         """E.g. `an infrastructure fault, worth retrying`: whose fault and whether to retry."""
         return f"{_FAULT_WORDS.get(self.fault, 'an unclassified fault')}, " \
                f"{'worth retrying' if self.retryable else 'not worth retrying'}"
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    note = f" ... ({len(text) - limit} more characters not shown)"
+    return text[: max(limit - len(note), 0)] + note
+
+
+def _within_budget(detail: Message) -> Message:
+    """A BadRequest cut to its first field violations that fit MAX_DETAIL_BYTES (descriptions
+    shortened); other details as they are."""
+    if not isinstance(detail, error_details_pb2.BadRequest) or detail.ByteSize() <= MAX_DETAIL_BYTES:
+        return detail
+    kept = error_details_pb2.BadRequest()
+    for violation in detail.field_violations:
+        shortened = error_details_pb2.BadRequest.FieldViolation(field=shorten(violation.field, 200),
+                                                                description=shorten(violation.description, 300))
+        if kept.ByteSize() + shortened.ByteSize() + 4 > MAX_DETAIL_BYTES:
+            break
+        kept.field_violations.append(shortened)
+    return kept
 
 
 class InvalidArgument(Failure, ValueError):
