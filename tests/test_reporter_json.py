@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import beta
 from test_reporter_fixtures import SCHEMA, class_metrics, failed, make_report, succeeded, validate_json
 
+from privaudit.v1 import results_pb2
 from services.reporter import render_json
 from services.reporter.epsilon import ASSUMPTION
 from services.reporter.report import NO_RECORD_SCORES
@@ -97,7 +98,15 @@ def test_failed_attack_content() -> None:
     assert (attack["most_exposed"], attack["score_histogram"], attack["warnings"], attack["per_class"]) == (
         [], None, [], [])
     assert attack["error"] == {"code": "INVALID_ARGUMENT", "field": "attacks[1].args.shadow_model",
-                               "message": "the folder has no .py file; add one defining get_model()"}
+                               "message": "the folder has no .py file; add one defining get_model()",
+                               "fault": None, "retryable": None}  # the fixture's result is an older worker's
+
+
+def test_a_failed_attack_says_whose_fault_and_whether_a_retry_can_help() -> None:
+    results = _mixed_results()
+    results[1].error.fault, results[1].error.retryable = results_pb2.FAULT_INFRASTRUCTURE, True
+    error = _document(*results)["attacks"][1]["error"]
+    assert (error["fault"], error["retryable"]) == ("infrastructure", True)
 
 
 def test_summary_content() -> None:

@@ -139,5 +139,8 @@ def _histogram(histogram: results_pb2.ScoreHistogram) -> dict[str, list[float] |
             "non_member_counts": list(histogram.non_member_counts)}
 
 
-def _error(error: results_pb2.AttackError) -> dict[str, str]:
-    return {"code": code_name(error), "field": error.field, "message": error.message}
+def _error(error: results_pb2.AttackError) -> dict[str, Any]:
+    known = error.fault != results_pb2.FAULT_UNSPECIFIED  # results of older workers do not say
+    return {"code": code_name(error), "field": error.field, "message": error.message,
+            "fault": results_pb2.Fault.Name(error.fault).removeprefix("FAULT_").lower() if known else None,
+            "retryable": error.retryable if known else None}
