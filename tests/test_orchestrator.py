@@ -6,6 +6,8 @@ dies mid-stream, refuses) so the retry and event rules can be checked precisely.
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from test_store import SCHEMA_0_STATUS, schema_0_folder, sketch
+from test_tls import INTERNAL_NAME, PKI
 
 from client.api import AuditClient, AuditError
 from privaudit.v1 import (
@@ -27,8 +30,11 @@ from privaudit.v1 import (
     reporter_pb2_grpc,
     results_pb2,
 )
+from services.common.channels import ChannelSecurity
 from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unimplemented
-from services.common.server import Service, start_server
+from services.common.server import ServerOptions, Service, start_server
+from services.common.tls import ClientTLS, ServerTLS
+from services.orchestrator import worker_pool
 from services.orchestrator.app import Orchestrator, OrchestratorConfig
 from services.orchestrator.scheduler import JobSettings
 from services.orchestrator.worker_pool import WORKER_SERVICE
@@ -69,13 +75,14 @@ class ScriptedWorker(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     behaviour: Behaviour
     calls: list[int] = field(default_factory=list)
     job_timeout_s: float = 0.0  # the job limit it advertises (0: none, as older workers)
+    slots: int = 1
 
     def RunAttack(self, request, context):
         self.calls.append(request.attack_index)
         yield from self.behaviour(request, context)
 
     def GetCapacity(self, request, context):
-        return attack_worker_pb2.GetCapacityResponse(slots=1, job_timeout_s=self.job_timeout_s)
+        return attack_worker_pb2.GetCapacityResponse(slots=self.slots, job_timeout_s=self.job_timeout_s)
 
 
 class ScriptedReporter(reporter_pb2_grpc.ReporterServiceServicer):
@@ -89,6 +96,44 @@ def serve(add: Callable[[grpc.Server], None], names: list[str] = ()) -> Service:
     return start_server(add, names, "127.0.0.1:0", max_workers=8)
 
 
+class Link:
+    """A TCP relay to `target`, as the network between the orchestrator and a worker: once
+    `cut`, it carries nothing more either way, without closing anything, as a link that fails
+    silently does (calls through it hang; nothing answers)."""
+
+    def __init__(self, target: str):
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.cut = threading.Event()
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            far = socket.create_connection(self.target)
+            self.sockets += [near, far]
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.cut.is_set():
+                    sink.sendall(data)
+        except OSError:
+            pass
+
+
 @dataclass
 class Cluster:
     """Scripted workers and reporter, and a real orchestrator over them."""
@@ -96,13 +141,15 @@ class Cluster:
     workers: list[ScriptedWorker]
     peers: list[Service]
     reporter: str
+    links: list[Link] = field(default_factory=list)  # when given, the orchestrator reaches each worker through one
     orchestrator: Orchestrator | None = None
     address: str = ""
 
     def start_orchestrator(self, state_dir=None, **settings) -> AuditClient:
         jobs = JobSettings(**{"assumed_job_limit": 10, **settings})
+        dialled = self.links or self.peers[:len(self.workers)]
         self.orchestrator = Orchestrator(OrchestratorConfig(
-            reporter=self.reporter, workers=[p.address for p in self.peers[:len(self.workers)]],
+            reporter=self.reporter, workers=[d.address for d in dialled],
             state_dir=state_dir, jobs=jobs, probe_interval=0.2))
         self.address = self.orchestrator.start("127.0.0.1:0").address
         return AuditClient(self.address)
@@ -116,14 +163,15 @@ def cluster():
     """Builds scripted workers with the given behaviours and an orchestrator over them."""
     built: list[Cluster] = []
 
-    def build(*behaviours: Behaviour, job_timeout_s: float = 0.0, reporter_servicer=None,
-              **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
-        workers = [ScriptedWorker(b, job_timeout_s=job_timeout_s) for b in behaviours]
+    def build(*behaviours: Behaviour, job_timeout_s: float = 0.0, reporter_servicer=None, linked: bool = False,
+              slots: int = 1, **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
+        workers = [ScriptedWorker(b, job_timeout_s=job_timeout_s, slots=slots) for b in behaviours]
         peers = [serve(lambda s, w=w: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(w, s),
                        [WORKER_SERVICE]) for w in workers]
         reporter = serve(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(
             reporter_servicer or ScriptedReporter(), s))
-        built.append(Cluster(workers, [*peers, reporter], reporter.address))
+        links = [Link(peer.address) for peer in peers] if linked else []
+        built.append(Cluster(workers, [*peers, reporter], reporter.address, links))
         return built[-1].start_orchestrator(**settings), workers
 
     build.clusters = built
@@ -133,6 +181,8 @@ def cluster():
             c.orchestrator.stop(0)
         for peer in c.peers:
             peer.stop(0)
+        for link in c.links:
+            link.close()
 
 
 def test_stream_order_and_report(cluster):
@@ -555,19 +605,80 @@ def test_restart_requeues_unfinished_attacks_and_keeps_finished_ones(cluster, tm
 
 
 def test_jobs_of_a_worker_that_stops_answering_probes_move_elsewhere(cluster):
-    """A silently cut link: the call would hang; failed probes get the job moved."""
+    """A silently cut link: the call would hang; unanswered probes get the job moved."""
     hung = Gate()
-    client, (_, healthy) = cluster(hung, succeed)
+    client, (_, healthy) = cluster(hung, succeed, linked=True)
+    built = cluster.clusters[0]
+    built.orchestrator.pool.probe_timeout = 0.5
     thread, events = submit_in_background(client, TASK)
     assert hung.started.acquire(timeout=10)
-    hung_worker = cluster.clusters[0].peers[0]
-    hung_worker.health.set(WORKER_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
-    thread.join(15)
+    built.links[0].cut.set()
+    thread.join(20)
+    hung.release.set()
     done = events[-1]
     assert done.done.succeeded_attacks == 2
     assert len(healthy.calls) == 2
-    moved = [e.progress.message for e in events if e.HasField("progress") and "stopped answering" in e.progress.message]
-    assert moved, "the retry should say why the job moved"
+    (moved,) = [m for m in progress_messages(events) if "stopped answering" in m]
+    assert "3 health probes unanswered; last: no answer: DEADLINE_EXCEEDED" in moved
+
+
+def test_a_worker_answering_not_serving_keeps_its_running_job_and_gets_no_new_ones(cluster):
+    """A worker restarting its job launcher answers NOT_SERVING for seconds while it is alive: its
+    running job is neither cancelled nor moved (it ends through its own call), though the pool
+    once took it for lost after 3 such probes; new jobs go elsewhere, though it has a free slot."""
+    gate = Gate()
+    client, workers = cluster(gate, gate, slots=2)
+    first, first_events = submit_in_background(client, ONE)
+    assert gate.started.acquire(timeout=10)
+    (busy,) = [number for number, worker in enumerate(workers) if worker.calls]
+    built = cluster.clusters[0]
+    built.peers[busy].health.set(WORKER_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    pool = built.orchestrator.pool
+    wait_until(lambda: pool.workers[built.peers[busy].address].problem == "health is NOT_SERVING")
+    time.sleep(3 * pool.lost_after * pool.refresh_seconds)  # thrice as long as a lost worker takes
+    second, second_events = submit_in_background(client, ONE)
+    assert gate.started.acquire(timeout=10)
+    gate.release.set()
+    first.join(10)
+    second.join(10)
+    assert not gate.cancelled
+    assert [len(worker.calls) for worker in workers] == [1, 1], "the second job went to the serving worker"
+    for events in (first_events, second_events):
+        assert events[-1].done.succeeded_attacks == 1
+        assert not progress_messages(events), "no job was retried"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> PKI:
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.mark.parametrize("worker_tls", [True, False], ids=["tls-worker", "plaintext-worker"])
+def test_a_worker_that_speaks_the_other_protocol_is_logged_once_saying_so(pki, caplog, worker_tls):
+    """gRPC reports a TLS mismatch as a closed socket or a failed handshake, probe after probe."""
+    tls = ServerTLS.from_files(*pki.internal, None) if worker_tls else None
+    peer = start_server(lambda s: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(
+        ScriptedWorker(succeed), s), [WORKER_SERVICE], "127.0.0.1:0", options=ServerOptions(tls=tls))
+    peers = ChannelSecurity() if worker_tls else ChannelSecurity(tls=ClientTLS(pki.ca.pem.read_bytes(),
+                                                                               server_name=INTERNAL_NAME))
+    orchestrator = Orchestrator(OrchestratorConfig(reporter="127.0.0.1:1", workers=[peer.address],
+                                                   probe_interval=0.1, peers=peers))
+    try:
+        with caplog.at_level(logging.WARNING, logger=worker_pool.__name__):
+            orchestrator.start("127.0.0.1:0")
+            time.sleep(1.5)  # over ten probes
+            [described] = orchestrator.pool.describe()
+    finally:
+        orchestrator.stop(0)
+        peer.stop(0)
+    expected = ("it serves TLS and the orchestrator connects in plaintext; give the orchestrator the CA that "
+                "signed its certificate (--peer-tls-ca; with mTLS also --peer-tls-cert and --peer-tls-key)"
+                if worker_tls else
+                "it serves plaintext and the orchestrator connects over TLS; drop the orchestrator's --peer-tls-ca, "
+                "--peer-tls-cert and --peer-tls-key, or serve TLS there (its --tls-cert and --tls-key)")
+    assert f"unhealthy: cannot reach it: {expected}" in described
+    said = [record.getMessage() for record in caplog.records if expected in record.getMessage()]
+    assert said == [f"worker {peer.address}: cannot reach it: {expected}"]
 
 
 LIRA_TASK = """

@@ -6,7 +6,8 @@ callers' certificates must chain to. `ClientTLS` is what a caller trusts (a CA
 bundle) and, for mTLS, the certificate it presents. Every problem with a file is a
 `TLSConfigError` naming the file and what it should hold. `served_protocol` probes a
 server that a channel cannot reach: gRPC reports a TLS mismatch only as a closed
-socket or a failed handshake, and keeps retrying until the caller's deadline.
+socket or a failed handshake, and keeps retrying until the caller's deadline;
+`protocol_mismatch` turns what it finds into what to change.
 """
 
 from __future__ import annotations
@@ -127,6 +128,21 @@ def served_protocol(address: str, timeout: float) -> Literal["tls", "plaintext"]
     if _answers_tls(target, timeout):
         return "tls"
     return None
+
+
+def protocol_mismatch(address: str, uses_tls: bool, timeout: float, caller: str, flags: str) -> str | None:
+    """Why `caller` (e.g. "the orchestrator"), which reaches `address` over TLS (`uses_tls`) or in
+    plaintext with its `{flags}-ca`, `{flags}-cert` and `{flags}-key` flags, cannot connect,
+    when the server there speaks the other protocol: what each side speaks and what to change.
+    None when the server speaks the caller's protocol, or nothing shows within `timeout`."""
+    served = served_protocol(address, timeout)
+    if served is None or (served == "tls") == uses_tls:
+        return None
+    if served == "tls":
+        return (f"it serves TLS and {caller} connects in plaintext; give {caller} the CA that signed its "
+                f"certificate ({flags}-ca; with mTLS also {flags}-cert and {flags}-key)")
+    return (f"it serves plaintext and {caller} connects over TLS; drop {caller}'s {flags}-ca, {flags}-cert and "
+            f"{flags}-key, or serve TLS there (its --tls-cert and --tls-key)")
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

@@ -5,9 +5,16 @@ Workers come from a static list, from a DNS name that resolves to many addresses
 (a Kubernetes headless Service), or both. A background thread re-resolves the
 name and probes every worker (the standard health service, then GetCapacity)
 every `refresh_seconds`; a worker that fails a job's connection is marked
-unhealthy at once and gets no work until a probe succeeds again. A worker that
-fails `lost_after` probes in a row while running jobs is reported lost
+unhealthy at once and gets no work until a probe succeeds again.
+
+A probe tells two kinds of trouble apart. A worker that answers but not SERVING
+(its job launcher restarting, say, or refusing the orchestrator's token) is
+alive: it gets no new jobs, and the jobs it runs end through their own calls. A
+worker that gives no answer at all (unreachable, or silent past the probe's
+timeout) `lost_after` probes in a row while running jobs is reported lost
 (`on_lost`), so that its jobs can be moved even when its link is cut silently.
+A worker that cannot be reached because it speaks TLS and the orchestrator
+plaintext (or the reverse) is logged once, saying so.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
 from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
+from services.common.tls import protocol_mismatch
 
 log = logging.getLogger(__name__)
 
 WORKER_SERVICE = attack_worker_pb2.DESCRIPTOR.services_by_name["AttackWorkerService"].full_name
+# The statuses of a call that reached no live server: nothing answered it, or not in time.
+NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 @dataclass
@@ -39,7 +49,9 @@ class Worker:
     gpu: bool = False
     in_flight: int = 0
     problem: str = "not probed yet"
-    failed_probes: int = 0
+    unanswered_probes: int = 0  # probes in a row it gave no answer to (answering NOT_SERVING is an answer)
+    unanswered_because: str = ""  # why the last of those failed, as gRPC said
+    protocol_mismatch: str = ""  # why it cannot be reached when it speaks TLS and we plaintext, or the reverse
     job_timeout_s: float = 0.0  # its job time limit, as GetCapacity advertises it (0: not advertised)
 
     @property
@@ -141,26 +153,52 @@ class WorkerPool:
             health = health_pb2_grpc.HealthStub(worker.channel).Check(
                 health_pb2.HealthCheckRequest(service=WORKER_SERVICE), timeout=self.probe_timeout)
             if health.status != health_pb2.HealthCheckResponse.SERVING:
-                raise ConnectionError(f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)}")
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)
+                self._not_serving(worker, f"health is {status}")
+                return
             capacity = worker.stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=self.probe_timeout)
-        except (grpc.RpcError, ConnectionError) as error:
-            problem = f"{error.code().name}: {error.details()}" if isinstance(error, grpc.RpcError) else str(error)
-            with self._lock:
-                if worker.healthy:
-                    log.warning("worker %s is unhealthy: %s", worker.address, problem)
-                worker.healthy, worker.problem = False, problem
-                worker.failed_probes += 1
-                lost = worker.failed_probes == self.lost_after and worker.in_flight > 0
-            if lost:
-                log.warning("worker %s lost: %d probes failed in a row while it ran jobs", worker.address,
-                            self.lost_after)
-                self.on_lost(worker, f"worker {worker.address} stopped answering ({self.lost_after} health "
-                                     f"probes failed; last: {problem})")
+        except grpc.RpcError as error:
+            if error.code() in NO_ANSWER:
+                self._unanswered(worker, error)
+            else:
+                self._not_serving(worker, f"{error.code().name}: {error.details()}")
             return
         with self._lock:
             if not worker.healthy:
                 log.info("worker %s is healthy: %d slot(s)%s", worker.address, capacity.slots,
                          f", {capacity.device}" if capacity.device else "")
-            worker.healthy, worker.problem, worker.failed_probes = True, "", 0
+            worker.healthy, worker.problem = True, ""
+            worker.unanswered_probes, worker.unanswered_because, worker.protocol_mismatch = 0, "", ""
             worker.slots, worker.gpu = max(1, capacity.slots), capacity.gpu
             worker.job_timeout_s = capacity.job_timeout_s
+
+    def _not_serving(self, worker: Worker, problem: str) -> None:
+        """The worker answered, but takes no jobs now: none go to it, and it is not lost."""
+        with self._lock:
+            if problem != worker.problem:
+                log.warning("worker %s answers but takes no new jobs: %s", worker.address, problem)
+            worker.healthy, worker.problem = False, problem
+            worker.unanswered_probes, worker.unanswered_because, worker.protocol_mismatch = 0, "", ""
+
+    def _unanswered(self, worker: Worker, error: grpc.RpcError) -> None:
+        """The worker gave no answer: lost once `lost_after` probes in a row went so while it
+        runs jobs. The first time gRPC's reason changes (a worker restarted with TLS, say), the
+        probe asks whether it speaks the other protocol, and says so once if it does."""
+        because = f"{error.code().name}: {error.details()}"
+        mismatch = worker.protocol_mismatch
+        if error.code() == grpc.StatusCode.UNAVAILABLE and because != worker.unanswered_because:
+            mismatch = protocol_mismatch(worker.address, self.security.tls is not None, self.probe_timeout,
+                                         "the orchestrator", "--peer-tls") or ""
+        problem = f"cannot reach it: {mismatch}" if mismatch else f"no answer: {because}"
+        with self._lock:
+            if problem != worker.problem:
+                log.warning("worker %s: %s", worker.address, problem)
+            worker.healthy, worker.problem = False, problem
+            worker.unanswered_because, worker.protocol_mismatch = because, mismatch
+            worker.unanswered_probes += 1
+            lost = worker.unanswered_probes == self.lost_after and worker.in_flight > 0
+        if lost:
+            log.warning("worker %s lost: %d probes in a row went unanswered while it ran jobs", worker.address,
+                        self.lost_after)
+            self.on_lost(worker, f"worker {worker.address} stopped answering ({self.lost_after} health probes "
+                                 f"unanswered; last: {problem})")
