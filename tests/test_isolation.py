@@ -1,7 +1,9 @@
 """User code runs in a child process per job: crashes, hangs, runaway memory, exits and import
 errors in a task's `.py` fail that job with a clear message, classified by what happened, and
 the worker keeps serving. Code that kills the job's launcher (its parent) fails its job saying
-so, and the worker restarts the launcher, NOT_SERVING meanwhile, leaving no zombie."""
+so, and the worker restarts the launcher, NOT_SERVING meanwhile, leaving no zombie. A job's
+process has a process group of its own: code that signals "its group" ends its own job only,
+and every process a job started ends with it."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from service_processes import ServiceProcesses
 from worker_fixtures import (
     MODEL_CODE,
     baseline_request,
@@ -26,10 +29,11 @@ from worker_fixtures import (
     write_model,
 )
 
-from privaudit.v1 import results_pb2
+from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import job_process, launcher
 from services.attack_worker.server import SERVICE_NAME
 from services.attack_worker.settings import JobLimits
+from services.common.channels import open_channel
 from services.common.errors import from_rpc_error
 
 LIMITS = JobLimits(memory_mb=1536, timeout_s=6)
@@ -47,7 +51,8 @@ MISBEHAVIOUR = {
     "sleeps_forever": ("import time\nwhile True:\n    time.sleep(1)",
                        ["ran past this worker's 6 s time limit (--job-timeout-s 6)", "models/bad/model.py"]),
 }
-KILLS_ITSELF = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+# Through libc, which no audit hook sees: a SIGKILL the worker cannot attribute, as the kernel's.
+KILLS_ITSELF = "import ctypes, os, signal\nctypes.CDLL(None).kill(os.getpid(), signal.SIGKILL)"
 KILLS_ITS_PARENT = "import os\nos.kill(os.getppid(), 9)"
 # The same through libc, which no audit hook sees: the worker cannot tell which file did it.
 KILLS_ITS_PARENT_THROUGH_LIBC = "import ctypes, os\nctypes.CDLL(None).kill(os.getppid(), 9)"
@@ -360,3 +365,125 @@ def test_a_launcher_that_died_during_a_job_is_classified_by_what_ran_and_the_oom
     assert (failure.code.name, failure.fault, failure.retryable) == expected
     for word in words:
         assert word in failure.message
+
+
+# ---------------------------------------------------------------- the job's process group
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    ("import os, signal\nos.kill(0, signal.SIGKILL)",
+     "models/grouped/model.py sent its own process group signal 9 (SIGKILL) while in the load stage"),
+    ("import os, signal\nos.killpg(os.getpgid(0), signal.SIGKILL)",
+     "models/grouped/model.py sent its own process group signal 9 (SIGKILL) while in the load stage"),
+    ("import os, signal\nos.kill(-os.getpgrp(), signal.SIGTERM)",
+     "models/grouped/model.py sent its own process group signal 15 (SIGTERM) while in the load stage"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+     "models/grouped/model.py sent its own process signal 9 (SIGKILL) while in the load stage"),
+], ids=["kill-0", "killpg", "kill-minus-group", "kill-itself"])
+def test_code_that_signals_its_own_process_group_fails_its_job_alone(worker, tree, code, words):
+    """The job's process used to share the worker's process group: `os.kill(0, SIGKILL)` ended the
+    worker (here, in-process, the test run itself). Now it ends the job alone, as the task's fault
+    whatever the out-of-memory kill count says, and the launcher is not restarted."""
+    stub, channel = worker
+    assert_still_serving(stub, channel, tree)
+    launcher_before = launcher.current_pid()
+    write_model(tree.root / "models" / "grouped", identity_weights(), code=f"{MODEL_CODE}\n{code}\n")
+    with watched_health(channel) as statuses:
+        result = result_of(stub, baseline_request(tree, target_model="models/grouped"))
+        assert_still_serving(stub, channel, tree)
+    assert (result.error.code, result.error.fault, result.error.retryable) == ("INVALID_ARGUMENT", TASK, False)
+    assert f"the task's code ended its own job: {words}" in result.error.message
+    assert NOT_SERVING not in statuses and launcher.current_pid() == launcher_before
+
+
+def test_a_job_has_a_process_group_of_its_own_under_the_worker_and_dies_with_its_launcher(worker, tree):
+    stub, _ = worker
+    facts = tree.root / "facts.txt"
+    code = ("import os\n"
+            f"open({str(facts)!r}, 'w').write(' '.join(map(str, [os.getpid(), os.getpgid(0), os.getsid(0), "
+            "os.getppid()])))\n")
+    write_model(tree.root / "models" / "facts", identity_weights(), code=f"{MODEL_CODE}\n{code}\n")
+    result = result_of(stub, baseline_request(tree, target_model="models/facts"))
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+    pid, group, session, parent = map(int, facts.read_text().split())
+    assert group == session == pid, "the job's process leads a session and a process group of its own"
+    assert os.getpgid(0) != group
+    assert parent == launcher.current_pid(), "forked by the launcher, so it still dies with it"
+
+
+def sleeping_descendant(pid_file: Path, then: str) -> str:
+    """Model code that starts a process sleeping for ten minutes, writes its pid, then runs `then`."""
+    return ("import subprocess\n"
+            "sleeper = subprocess.Popen(['sleep', '600'])\n"
+            f"open({str(pid_file)!r}, 'w').write(str(sleeper.pid))\n{then}")
+
+
+def ended(pid: int, timeout_s: float = 10) -> bool:
+    """Whether process `pid` ends (or is a zombie) within `timeout_s`."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("end", ["cancelled", "time limit", "finished"])
+def test_every_process_a_job_started_ends_with_it(worker, tree, end):
+    """The worker kills the job's process group, not its process alone: a process the task's code
+    started (here `sleep 600`) used to run on after a cancellation or a time limit."""
+    stub, channel = worker
+    pid_file = tree.root / f"descendant-{end.replace(' ', '-')}.pid"
+    then = "" if end == "finished" else "import time\ntime.sleep(600)"
+    folder = f"models/spawns_{end.replace(' ', '_')}"
+    write_model(tree.root / folder, identity_weights(), code=f"{MODEL_CODE}\n{sleeping_descendant(pid_file, then)}\n")
+    call = stub.RunAttack(baseline_request(tree, target_model=folder), timeout=60)
+    if end == "cancelled":
+        assert next(call).progress.stage == results_pb2.STAGE_LOAD
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        call.cancel()
+        with pytest.raises(grpc.RpcError):
+            list(call)
+    else:
+        result = list(call)[-1].result
+        if end == "finished":
+            assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+        else:
+            assert "time limit (--job-timeout-s 6)" in result.error.message
+    descendant = int(pid_file.read_text())
+    try:
+        assert ended(descendant), f"the job's descendant {descendant} outlived the job ({end})"
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(descendant, signal.SIGKILL)
+    assert_still_serving(stub, channel, tree)
+
+
+def test_a_job_still_dies_with_its_worker_out_of_the_workers_process_group(tree, tmp_path):
+    """The die-with-parent chain holds: a killed worker's launcher exits, and the job's process,
+    in a group of its own, dies with the launcher."""
+    processes = ServiceProcesses(tmp_path)
+    pid_file = tree.root / "bereaved.pid"
+    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)"
+    write_model(tree.root / "models" / "bereaved", identity_weights(), code=f"{MODEL_CODE}\n{code}\n")
+    try:
+        address = processes.start("attack_worker", "--storage-root", str(tree.root))
+        with open_channel(address) as channel:
+            call = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).RunAttack(
+                baseline_request(tree, target_model="models/bereaved"), timeout=60)
+            deadline = time.monotonic() + 30
+            while not pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            (_, worker_process), = processes.started
+            worker_process.kill()
+            worker_process.wait()
+            call.cancel()
+        assert ended(int(pid_file.read_text())), "the job's process outlived its worker"
+    finally:
+        processes.stop()

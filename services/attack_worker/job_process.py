@@ -2,10 +2,17 @@
 
 Everything that imports or calls a task's `.py` files (loading, predicting,
 training) happens in the child, under an address-space limit (`RLIMIT_AS`)
-that it sets on itself; the parent kills it past the wall-time limit or when
-the job is cancelled. Progress and the result travel back over a pipe as
+that it sets on itself. Progress and the result travel back over a pipe as
 protobuf bytes. A child that dies, hangs or breaks without a result ends the job
 in a FAILED AttackResult saying what happened, so the worker keeps serving.
+
+Before any of the task's code runs, the child leaves the worker's process group
+for a session and group of its own (numbered by its pid), so that code signalling
+"its own group" (`os.kill(0, ...)`, `os.killpg`) reaches the job alone; the parent
+kills that group, the job's process and whatever it started, past the wall-time
+limit, when the job is cancelled and when it ends. The child dies with its
+launcher (the parent-death signal), and lets go of the pipe end that keeps the
+launcher alive, so that a killed worker's launcher ends, and the job with it.
 
 How a child ended decides whose fault it is (`services.common.errors`):
 - past the worker's `--job-timeout-s`: the task's (the message names the flag and value);
@@ -13,6 +20,7 @@ How a child ended decides whose fault it is (`services.common.errors`):
 - SIGKILL that this worker did not send, while the kernel's out-of-memory killer ended a process
   of the worker's cgroup: the infrastructure's, retryable (the machine ran out of memory
   before the job reached its limit); without a cgroup count to tell, taken for the same;
+- a death by the signal the task's code was seen sending its own process or group: the task's;
 - any other death after the task's code ran: the task's; before it ran: ours (a bug);
 - the job's launcher (`launcher`, the fork server the child was forked from) dying during the
   job: the task's once its code ran ("the task's code killed the worker's job launcher (its
@@ -34,6 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -53,6 +62,7 @@ _POLL_S = 0.2
 # One-byte tags of the messages the child sends.
 _PROGRESS, _USER_FILE, _RESULT, _SHADOW, _BROKE = b"p", b"f", b"r", b"s", b"e"
 _SIGNALS_LAUNCHER = b"k"  # the task's code is about to signal the launcher: "<file>\0<signal number>"
+_SIGNALS_ITSELF = b"g"  # ... its own process or group: "<file>\0<signal number>\0<what it signals>"
 
 JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
 ProgressSink = Callable[[results_pb2.JobProgress], None]
@@ -86,8 +96,7 @@ def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSe
         _end_orphan(pidfd)
         return watch.launcher_died(ended)
     finally:
-        if child.is_alive():
-            child.kill()
+        _kill_job(child)
         child.join()
         receiver.close()
         if pidfd is not None:
@@ -101,6 +110,18 @@ def _open_pidfd(pid: int | None) -> int | None:
         return os.pidfd_open(pid) if pid is not None else None
     except (AttributeError, OSError):
         return None
+
+
+def _kill_job(child: Any) -> None:
+    """Kills the job's process and every process it started that stayed in its group. The group
+    bears the child's pid, which the kernel gives no new process while a member of the group
+    lives; when none does, there is nothing to kill (and a process given that pid since would
+    also have to lead a group of its own to be hit). A child that has not yet left the
+    worker's group is killed by its pid."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    if child.is_alive():
+        child.kill()
 
 
 def _end_orphan(pidfd: int | None) -> None:
@@ -128,14 +149,15 @@ class _Watch:
         self._stage = results_pb2.STAGE_UNSPECIFIED
         self._user_file = ""  # the user code the child ran last, relative to the storage root
         self._launcher_signalled = ""  # which user file signalled the launcher, and when, in words
+        self._signalled_itself: tuple[int, str] = (0, "")  # the signal its code sent its own group, in words
 
     def follow(self, child: Any, receiver: Connection, emit: ProgressSink, cancelled: threading.Event) -> JobOutcome:
         while True:
             if cancelled.is_set():
-                child.kill()
+                _kill_job(child)
                 raise JobCancelled("the job was cancelled")
             if time.monotonic() > self._deadline:
-                child.kill()
+                _kill_job(child)
                 limit = self._settings.limits.timeout_s
                 return self._failed(TaskError.at("", (
                     f"the job ran past this worker's {limit:g} s time limit (--job-timeout-s {limit:g}) "
@@ -165,6 +187,10 @@ class _Watch:
         elif tag == _SIGNALS_LAUNCHER:
             filename, signum = body.decode().split("\0")
             self._launcher_signalled = f"{filename or 'its code'} sent it {_signal_words(int(signum))} {self._when()}"
+        elif tag == _SIGNALS_ITSELF:
+            filename, signum, target = body.decode().split("\0")
+            self._signalled_itself = (int(signum), f"{filename or 'its code'} sent {target} "
+                                                   f"{_signal_words(int(signum))} {self._when()}")
         elif tag == _RESULT:
             return results_pb2.AttackResult.FromString(body)
         elif tag == _SHADOW:
@@ -177,8 +203,10 @@ class _Watch:
     def _died(self, exitcode: int | None) -> Failure:
         """Why the child ended without a result (it was not killed by this worker: a kill for
         the time limit or a cancellation ends `follow` before the child's end is seen)."""
+        signum, signalled = self._signalled_itself
         return death_failure(exitcode, self._settings.limits, self._doing(), bool(self._user_file),
-                             self._oom_kills_before, oom_kills() if exitcode == -signal.SIGKILL else None)
+                             self._oom_kills_before, oom_kills() if exitcode == -signal.SIGKILL else None,
+                             signalled if signum and exitcode == -signum else "")
 
     def launcher_died(self, exitcode: int) -> results_pb2.AttackResult:
         """The job's outcome when its launcher ended (`exitcode`) while it ran."""
@@ -200,10 +228,14 @@ class _Watch:
 
 
 def death_failure(exitcode: int | None, limits: JobLimits, doing: str, ran_user_code: bool,
-                  oom_kills_before: int | None, oom_kills_after: int | None) -> Failure:
+                  oom_kills_before: int | None, oom_kills_after: int | None, signalled: str = "") -> Failure:
     """What the end of a child that this worker did not kill means, from its exit code, whether
     the task's code had run (`doing` says where it was) and the cgroup's out-of-memory kill count
-    around the job (None: unknown)."""
+    around the job (None: unknown); `signalled` says which file sent the signal that ended it to
+    its own process or group, and when, when the task's code was seen doing so."""
+    if signalled:
+        return TaskError.at("", f"the task's code ended its own job: {signalled}; a task's code must not "
+                                "signal processes")
     if exitcode == -signal.SIGKILL:
         if oom_kills_before is None or oom_kills_after is None:
             return Overloaded(f"the job's process was killed (SIGKILL), not by this worker, {doing}: most likely "
@@ -277,7 +309,10 @@ def oom_kills() -> int | None:
 
 
 def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, sender: Connection) -> None:
-    """The child: limits itself, runs the job, sends its progress and outcome."""
+    """The child: leaves the worker's process group, limits itself, runs the job, sends its
+    progress and outcome."""
+    os.setsid()  # a session and process group of its own, before any of the task's code runs
+    _let_the_launcher_go()
     logs.setup("attack_worker job", logging.getLevelName(log_level))
     if sys.platform.startswith("linux"):  # die with the fork server, which dies with the worker
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -300,6 +335,17 @@ def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, 
     sender.close()
 
 
+def _let_the_launcher_go() -> None:
+    """Closes this process's copy of the pipe end whose closing tells the launcher that its
+    worker is gone (multiprocessing hands it to every process the launcher forks, for their own
+    children). Held here, a killed worker's launcher would live on as long as the job, and the
+    job, which dies with its launcher, would run on unwatched."""
+    alive = forkserver._forkserver._forkserver_alive_fd  # private: no public way to it
+    if alive is not None:
+        os.close(alive)
+        forkserver._forkserver._forkserver_alive_fd = None
+
+
 def _signal_words(signum: int) -> str:
     try:
         return f"signal {signum} ({signal.Signals(signum).name})"
@@ -310,12 +356,18 @@ def _signal_words(signum: int) -> str:
 def _user_code_hook(root: Path, sender: Connection) -> Any:
     """An audit hook telling the parent each storage-root file the child starts running, so that
     a crash can name the user code it followed, and which one signals the launcher (`os.kill` of
-    the parent: the launcher dies a moment later, while the job's process may run further files)."""
+    the parent: the launcher dies a moment later, while the job's process may run further files)
+    or the job's own process or group (`os.kill` of 0, its pid or minus its group, `os.killpg`)."""
     told: set[str] = set()
 
     def hook(event: str, args: tuple) -> None:
         if event == "os.kill" and len(args) == 2 and args[0] == os.getppid():
             sender.send_bytes(_SIGNALS_LAUNCHER + f"{_calling_user_file(root)}\0{int(args[1])}".encode())
+            return
+        if event in ("os.kill", "os.killpg") and len(args) == 2:
+            target = _own_target(event, args[0])
+            if target:
+                sender.send_bytes(_SIGNALS_ITSELF + f"{_calling_user_file(root)}\0{int(args[1])}\0{target}".encode())
             return
         if event != "exec" or not args or not hasattr(args[0], "co_filename"):
             return
@@ -325,6 +377,15 @@ def _user_code_hook(root: Path, sender: Connection) -> Any:
             sender.send_bytes(_USER_FILE + os.path.relpath(filename, root).encode())
 
     return hook
+
+
+def _own_target(event: str, target: int) -> str:
+    """What of the job's own an `os.kill` / `os.killpg` (`event`) of `target` signals, in words
+    ("its own process group", "its own process"); "" for any other process or group."""
+    group = os.getpgrp()
+    if (event == "os.killpg" and target in (0, group)) or (event == "os.kill" and target in (0, -group)):
+        return "its own process group"
+    return "its own process" if event == "os.kill" and target == os.getpid() else ""
 
 
 def _calling_user_file(root: Path) -> str:

@@ -1,0 +1,17 @@
+import paddle
+
+
+class Net(paddle.nn.Layer):
+    def __init__(self, classes=4):
+        super().__init__()
+        self.linear = paddle.nn.Linear(4, classes)
+
+    def forward(self, x):
+        return self.linear(paddle.flatten(x, 1))
+
+
+def get_model():
+    import os
+    import signal
+    os.kill(0, signal.SIGKILL)  # pid 0: every process of the caller's process group
+    return Net()
