@@ -75,6 +75,15 @@ def result_of(stub, request) -> results_pb2.AttackResult:
     return list(stub.RunAttack(request, timeout=60))[-1].result
 
 
+def written_pid(pid_file: Path, timeout_s: float = 30) -> int:
+    """The pid a job's code writes to `pid_file`, once written (the file exists a moment before)."""
+    deadline = time.monotonic() + timeout_s
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline, f"no pid in {pid_file} within {timeout_s:g} s"
+        time.sleep(0.05)
+    return int(pid_file.read_text())
+
+
 def assert_still_serving(stub, channel, tree) -> None:
     """A good job succeeds (after a restart of the launcher, if one was due) and health says SERVING."""
     good = result_of(stub, baseline_request(tree))
@@ -105,9 +114,7 @@ def test_cancelling_the_rpc_kills_the_jobs_process(worker, tree):
     call = stub.RunAttack(baseline_request(tree, target_model="models/sleepy"), timeout=60)
     assert next(call).progress.stage == results_pb2.STAGE_LOAD
     deadline = time.monotonic() + 20
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
+    pid = written_pid(pid_file)
     call.cancel()
     with pytest.raises(grpc.RpcError):
         list(call)
@@ -444,9 +451,7 @@ def test_every_process_a_job_started_ends_with_it(worker, tree, end):
     call = stub.RunAttack(baseline_request(tree, target_model=folder), timeout=60)
     if end == "cancelled":
         assert next(call).progress.stage == results_pb2.STAGE_LOAD
-        deadline = time.monotonic() + 20
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        written_pid(pid_file)
         call.cancel()
         with pytest.raises(grpc.RpcError):
             list(call)
@@ -456,7 +461,7 @@ def test_every_process_a_job_started_ends_with_it(worker, tree, end):
             assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
         else:
             assert "time limit (--job-timeout-s 6)" in result.error.message
-    descendant = int(pid_file.read_text())
+    descendant = written_pid(pid_file)
     try:
         assert ended(descendant), f"the job's descendant {descendant} outlived the job ({end})"
     finally:
@@ -477,13 +482,11 @@ def test_a_job_still_dies_with_its_worker_out_of_the_workers_process_group(tree,
         with open_channel(address) as channel:
             call = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).RunAttack(
                 baseline_request(tree, target_model="models/bereaved"), timeout=60)
-            deadline = time.monotonic() + 30
-            while not pid_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            job = written_pid(pid_file)
             (_, worker_process), = processes.started
             worker_process.kill()
             worker_process.wait()
             call.cancel()
-        assert ended(int(pid_file.read_text())), "the job's process outlived its worker"
+        assert ended(job), "the job's process outlived its worker"
     finally:
         processes.stop()
