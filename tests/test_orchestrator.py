@@ -609,7 +609,7 @@ def test_jobs_of_a_worker_that_stops_answering_probes_move_elsewhere(cluster):
     hung = Gate()
     client, (_, healthy) = cluster(hung, succeed, linked=True)
     built = cluster.clusters[0]
-    built.orchestrator.pool.probe_timeout = 0.5
+    built.orchestrator.pool.probe_timeout = 1.0
     thread, events = submit_in_background(client, TASK)
     assert hung.started.acquire(timeout=10)
     built.links[0].cut.set()
