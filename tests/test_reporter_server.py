@@ -144,6 +144,21 @@ def test_requests_it_cannot_render_are_invalid_argument(stub, results, report_fo
     assert message in caught.value.details()
 
 
+@pytest.mark.parametrize(("task_id", "results", "message"), [
+    ("x" * 100_000, [succeeded(0)], "xxx' (100,000 characters) is not an audit id (1 to 64 letters, digits"),
+    ("a\nb", [succeeded(0)], "task_id: 'a\\nb' is not an audit id"),
+    ("t", [succeeded(i) for i in range(65)], "results: 65 attack results; a task has at most 64 attacks"),
+])
+def test_requests_no_orchestrator_sends_are_refused_before_any_work(stub, task_id, results, message) -> None:
+    """Found by fuzzing: a task_id of any size went into the report and the log, and any number of
+    results was rendered (an HTML report of 500 took 90 s)."""
+    request = reporter_pb2.BuildReportRequest(task_id=task_id, results=results, format=report_pb2.REPORT_FORMAT_HTML)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.BuildReport(request, timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+
+
 def test_reporter_does_not_import_paddle() -> None:
     code = ("import sys, services.reporter.__main__, services.reporter.server; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'sklearn', 'torch')))")

@@ -5,6 +5,7 @@ the runtime gives these attacks."""
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,6 +430,26 @@ def test_a_score_part_refuses_shadow_outputs_of_another_attack(tree):
 
 def test_a_shadow_index_beyond_num_shadow_fails(tree):
     assert "shadow_index 4 is out of range" in failed(run(tree, request(lira_args(tree), 4))[0]).message
+
+
+def test_a_part_that_does_not_fit_fails_as_a_service_fault_saying_what_without_a_traceback(tree, caplog):
+    """Found by fuzzing: a mismatch was an unexpected exception (a traceback logged per job, the
+    message "see the log"), and NaN logits in a shadow output failed the metrics instead."""
+    outputs = shadow_outputs(tree, lira_args(tree), range(4))
+    not_finite = attack_worker_pb2.ShadowOutput()
+    not_finite.CopyFrom(outputs[2])
+    values = np.frombuffer(not_finite.logits, dtype="<f4").copy()
+    values[5] = np.inf
+    not_finite.logits = values.tobytes()
+    caplog.set_level(logging.INFO)
+    out_of_range = "shadow_index 4 is out of range: the attack has 4 shadow models"
+    for job, message in ((request(lira_args(tree), 4), out_of_range),
+                         (request(lira_args(tree), [*outputs[:2], not_finite, outputs[3]]),
+                          "shadow 2: its logits hold NaN or infinite values")):
+        error = failed(run(tree, job)[0])
+        assert (error.code, error.fault, error.retryable, error.message) == \
+            ("INTERNAL", results_pb2.FAULT_SERVICE, False, message)
+    assert not [record.getMessage() for record in caplog.records if record.exc_info]
 
 
 def test_a_part_of_an_attack_without_shadow_models_is_invalid(tree):

@@ -71,6 +71,20 @@ def test_a_path_escaping_the_root_fails_the_attack_not_the_rpc(worker, tree):
     assert "outside the storage root" in result.error.message
 
 
+def test_a_task_id_that_is_no_audit_id_is_refused_before_it_reaches_a_log_line(worker, tree, caplog):
+    """Found by fuzzing: a 64 MB task_id ran as a job, and each of its log lines held all of it."""
+    caplog.set_level(logging.INFO)
+    stub, _ = worker
+    for task_id in ("x" * 100_000, "task 1", "task\n1", "\u202etask"):
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.RunAttack(baseline_request(tree, task_id=task_id), timeout=30))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details().startswith("task_id: ") and len(refused.value.details()) < 200
+    assert max((len(message) for message in caplog.messages), default=0) < 300
+    _, result = run(stub, baseline_request(tree, task_id="0123456789ab"))
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+
+
 def test_the_service_reports_serving(worker):
     _, channel = worker
     health = health_pb2_grpc.HealthStub(channel)

@@ -39,6 +39,7 @@ from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.settings import WorkerSettings
 from services.common.errors import Failure, ServiceBug
 from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
+from services.common.task_spec import check_task_id
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
     def RunAttack(self, request: attack_worker_pb2.RunAttackRequest,
                   context: grpc.ServicerContext) -> Iterator[attack_worker_pb2.RunAttackResponse]:
+        check_task_id(request.task_id)  # it names the job's thread, process and log lines
         events: queue.Queue[attack_worker_pb2.RunAttackResponse | _JobEnded] = queue.Queue()
         cancelled = threading.Event()
         context.add_callback(cancelled.set)

@@ -24,16 +24,17 @@ from services.attack_worker.attacks.base import Runtime, Scores
 from services.attack_worker.attacks.shadow_models import Setup, ShadowArgs, ShadowTrainer
 from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.shadow_cache import ShadowCache, shadow_key
-from services.common.errors import TaskError
+from services.common.errors import ServiceBug, TaskError
 from services.common.task_spec import AttackArgs, LiraArgs, RmiaArgs
 
 # What a LIRA or RMIA job's runner gives back: scores, or a shadow part's output.
 ShadowRunner = Callable[[ShadowArgs, Runtime], Scores | attack_worker_pb2.ShadowOutput]
 
 
-class PartMismatch(ValueError):
+class PartMismatch(ServiceBug):
     """A part that does not fit its attack (a shadow_index out of range, shadow outputs of
-    another attack): a fault of the caller, not of the task, so it fails the job as INTERNAL."""
+    another attack): the caller's fault, not the task's, so it fails the job as INTERNAL, saying
+    what does not fit (a Failure: expected, so no traceback is logged)."""
 
 
 def runner(args: AttackArgs, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings) -> ShadowRunner:
@@ -96,7 +97,7 @@ def score_part(args: ShadowArgs, rt: Runtime, outputs: Sequence[attack_worker_pb
 def decode(setup: Setup, outputs: Sequence[attack_worker_pb2.ShadowOutput]) -> np.ndarray:
     """The shadow models' logits (K, views, Q, classes) in shadow_index order. Every output must
     be there once, of this attack's views and query records, with the training mask its index
-    has in this attack (so outputs of another attack or seed are refused)."""
+    has in this attack (so outputs of another attack or seed are refused), and finite."""
     indices = sorted(output.shadow_index for output in outputs)
     if indices != list(range(setup.num_shadow)):
         raise PartMismatch(f"the score part needs the outputs of shadow models 0 to {setup.num_shadow - 1} "
@@ -112,7 +113,10 @@ def decode(setup: Setup, outputs: Sequence[attack_worker_pb2.ShadowOutput]) -> n
         if output.in_mask != setup.query_masks[output.shadow_index].astype(np.uint8).tobytes():
             raise PartMismatch(f"shadow {output.shadow_index} was trained on other records than this "
                                         "attack's shadow model of that index (another seed or population?)")
-        logits.append(np.frombuffer(output.logits, dtype="<f4").reshape(shape))
+        values = np.frombuffer(output.logits, dtype="<f4").reshape(shape)
+        if not np.isfinite(values).all():  # a worker refuses such outputs of a shadow model it trains
+            raise PartMismatch(f"shadow {output.shadow_index}: its logits hold NaN or infinite values")
+        logits.append(values)
     if len({part.shape for part in logits}) > 1:
         raise PartMismatch("the shadow models' outputs have different numbers of classes")
     return np.stack(logits)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import posixpath
+import re
 import reprlib
 import unicodedata
 from pathlib import Path
@@ -33,7 +34,7 @@ from pydantic import (
 )
 
 from privaudit.v1 import task_pb2
-from services.common.errors import Problem, TaskError
+from services.common.errors import InvalidArgument, Problem, TaskError
 
 YAML_ATTACK_TYPE = "MEMBERSHIP_INFERENCE_ATTACK"
 DEFAULT_SEED = 20190224
@@ -56,6 +57,9 @@ MAX_PATH_BYTES = 4096  # Linux's PATH_MAX
 # A refusal lists problems up to this many bytes: gRPC drops a status whose trailers pass 8 KiB,
 # and the message travels about three times (text, and the details' copy, base64'd).
 MAX_REPORTED_BYTES = 1500
+# What can be an audit id (the orchestrator makes 12 hex digits): anything else is not looked up,
+# and never reaches a log line or a report.
+TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 60
@@ -74,6 +78,14 @@ def quoted(value: Any) -> str:
     if isinstance(value, str) and len(value) > _SHOWN.maxstring:
         shown += f" ({len(value):,} characters)"
     return shown
+
+
+def check_task_id(task_id: str) -> None:
+    """Refuses, as InvalidArgument at `task_id`, an id set to anything but TASK_ID (the request's
+    sender made it up; unset is left to the caller)."""
+    if task_id and not TASK_ID.fullmatch(task_id):
+        raise InvalidArgument.at("task_id", f"{quoted(task_id)} is not an audit id (1 to 64 letters, digits, "
+                                            "'-' or '_')")
 
 
 def refusal(problems: list[Problem]) -> TaskError:

@@ -6,8 +6,6 @@ QueueFull, NotFound, OutOfRange); the server's interceptor turns them into statu
 
 from __future__ import annotations
 
-import re
-
 import grpc
 
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -18,8 +16,6 @@ from services.orchestrator.limits import TaskLimits
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 DEFAULT_PAGE_SIZE = 100
-# What can be an audit id (the orchestrator makes 12 hex digits): anything else is not looked up.
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def parse_task(request: orchestrator_pb2.SubmitAuditRequest, limits: TaskLimits) -> task_spec.TaskSpec:
@@ -78,7 +74,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         """lookup(task_id), or NotFound naming the id (quoted and cut: an id of any length or
         character still gets an answer that fits a status)."""
         try:
-            if not _TASK_ID.fullmatch(task_id):
+            if not task_spec.TASK_ID.fullmatch(task_id):
                 raise AuditNotFound(task_id)
             return lookup(task_id)
         except AuditNotFound:

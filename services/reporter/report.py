@@ -14,6 +14,7 @@ from typing import TypeVar
 import numpy as np
 
 from privaudit.v1 import report_pb2, results_pb2
+from services.common.task_spec import MAX_ATTACKS
 from services.reporter.advice import Advice, advise
 from services.reporter.catalog import AttackInfo, attack_info
 from services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
@@ -154,6 +155,9 @@ def _check(results: Sequence[results_pb2.AttackResult]) -> None:
     if not results:
         raise ReportRequestError("results", "the request has no attack results; send one per attack of the "
                                  "task, failed ones included")
+    if len(results) > MAX_ATTACKS:  # each costs a plot or more: an HTML report of 500 took 90 s
+        raise ReportRequestError("results", f"{len(results):,} attack results; a task has at most {MAX_ATTACKS} "
+                                 "attacks")
     seen: set[int] = set()
     for i, result in enumerate(results):
         field = f"results[{i}]"

@@ -12,6 +12,7 @@ import grpc
 
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc
 from services.common.errors import InvalidArgument
+from services.common.task_spec import check_task_id
 from services.reporter import render_html, render_json, render_text
 from services.reporter.policy import Policy
 from services.reporter.report import Report, ReportRequestError, build_report
@@ -49,6 +50,7 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     def BuildReport(
         self, request: reporter_pb2.BuildReportRequest, context: grpc.ServicerContext
     ) -> Iterator[reporter_pb2.BuildReportResponse]:
+        check_task_id(request.task_id)  # it is in the report and the log
         report_format = request.format or report_pb2.REPORT_FORMAT_TEXT
         renderer = RENDERERS.get(report_format)
         if renderer is None:
