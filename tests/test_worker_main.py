@@ -26,7 +26,7 @@ from test_isolation import (
 from worker_fixtures import MODEL_CODE, baseline_request, identity_weights, write_audit_tree, write_model
 
 from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
-from services.attack_worker.__main__ import parse_flags
+from services.attack_worker.__main__ import parse_flags, settings_from
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,12 +51,37 @@ def test_defaults(monkeypatch):
     (["--storage-root", "/no/such/folder"],
      "--storage-root / PRIVAUDIT_STORAGE_ROOT: '/no/such/folder' is not a folder"),
     (["--threads", "0"], "--threads / PRIVAUDIT_WORKER_THREADS: must be at least 1, got 0"),
+    (["--device", "cuda"], "--device / PRIVAUDIT_DEVICE: must be cpu, gpu or gpu:N (N a GPU's number), got 'cuda'"),
+    (["--device", "gpu:"], "got 'gpu:'"),
+    (["--device", "gpu:-1"], "got 'gpu:-1'"),
 ])
 def test_bad_settings_fail_fast_naming_the_setting(argv, expected, capsys):
     with pytest.raises(SystemExit) as exited:
         parse_flags(argv)
     assert exited.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "device"), [(None, None), ("cpu", "cpu"), ("GPU", "gpu"), ("gpu:3", "gpu:3")])
+def test_the_device_flag_and_its_environment_fallback(value, device, monkeypatch):
+    monkeypatch.delenv("PRIVAUDIT_DEVICE", raising=False)
+    if value is not None:
+        monkeypatch.setenv("PRIVAUDIT_DEVICE", value)
+    args = parse_flags([])
+    assert args.device == device
+    assert settings_from(args, Path("/tmp")).device == device
+
+
+def test_a_gpu_this_paddle_cannot_use_stops_the_worker_at_start_saying_why(tmp_path):
+    import paddle
+
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        pytest.skip("this machine has a GPU Paddle can use")
+    completed = subprocess.run([sys.executable, "-m", "services.attack_worker", "--listen", "127.0.0.1:0",
+                                "--storage-root", str(tmp_path), "--device", "gpu:0"],
+                               cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    assert "--device / PRIVAUDIT_DEVICE: gpu:0 asked for, but" in completed.stderr
 
 
 def test_the_entry_point_does_not_import_paddle_before_reading_flags():

@@ -7,6 +7,7 @@ import time
 
 import grpc
 import numpy as np
+import paddle
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
@@ -119,6 +120,27 @@ def test_capacity_advertises_the_job_limits(tree):
     with served_worker(tree.root, limits=JobLimits(memory_mb=3000, timeout_s=42.5)) as (stub, _):
         capacity = stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10)
     assert (capacity.slots, capacity.job_timeout_s, capacity.job_memory_mb) == (1, 42.5, 3000)
+
+
+def test_capacity_reports_the_device_jobs_run_on(tree):
+    with served_worker(tree.root, device="cpu") as (stub, _):
+        capacity = stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10)
+    assert (capacity.device, capacity.gpu) == ("cpu", False)
+    with served_worker(tree.root) as (stub, _):  # Paddle's choice
+        capacity = stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10)
+    assert capacity.device == paddle.device.get_device()
+    assert capacity.gpu == capacity.device.startswith("gpu")
+
+
+def test_a_gpu_device_is_checked_against_what_paddle_can_use():
+    if not paddle.device.is_compiled_with_cuda():
+        with pytest.raises(ValueError, match="built without CUDA"):
+            worker_server.job_device("gpu")
+    else:
+        count = paddle.device.cuda.device_count()
+        with pytest.raises(ValueError, match=f"Paddle sees {count} GPU"):
+            worker_server.job_device(f"gpu:{count}")
+    assert worker_server.job_device("cpu") == "cpu"
 
 
 def test_a_job_that_breaks_without_a_result_is_our_fault_and_not_worth_retrying(worker, tree, monkeypatch, caplog):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.attack_worker.settings import JobLimits, WorkerSettings
+from services.attack_worker.settings import JobLimits, WorkerSettings, parse_device
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
 from services.common.server import serve_until_signalled
@@ -45,6 +46,9 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
          help="address-space limit of each job's process, which runs the task's code; a job past it fails")
     flag(parser, "--job-timeout-s", "PRIVAUDIT_JOB_TIMEOUT_S", JobLimits.timeout_s, type=float,
          help="wall-time limit of each job, in seconds; a job past it is killed and fails")
+    flag(parser, "--device", "PRIVAUDIT_DEVICE", None,
+         help="where jobs run Paddle: cpu, gpu (the first GPU) or gpu:N; unset: the first GPU Paddle finds, "
+              "else the CPU. A GPU that Paddle cannot use stops the worker at start")
     add_internal_token_flag(parser, sends=False)
     args = parser.parse_args(argv)
     if not args.storage_root.is_dir():
@@ -66,6 +70,11 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
                      f"about 700 MB), got {args.job_memory_mb}")
     if args.job_timeout_s <= 0:
         parser.error(f"--job-timeout-s / PRIVAUDIT_JOB_TIMEOUT_S: must be positive, got {args.job_timeout_s}")
+    if args.device is not None:
+        try:
+            args.device = parse_device(args.device)
+        except ValueError as error:
+            parser.error(f"--device / PRIVAUDIT_DEVICE: {error}")
     args.serving = server_options(parser, args)
     return args
 
@@ -74,7 +83,7 @@ def settings_from(args: argparse.Namespace, cache_dir: Path) -> WorkerSettings:
     """The worker's settings from its flags, with caches in `cache_dir`."""
     return WorkerSettings(storage_root=str(args.storage_root), limits=JobLimits(args.job_memory_mb, args.job_timeout_s),
                           max_dataset_length=args.max_dataset_length, dataset_memory_mb=args.dataset_memory_mb,
-                          cache_dir=str(cache_dir), cache_max_mb=args.cache_max_mb)
+                          cache_dir=str(cache_dir), cache_max_mb=args.cache_max_mb, device=args.device)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -83,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.setup("attack_worker", args.log_level)
     from services.attack_worker import launcher, server  # imports Paddle
 
+    try:
+        server.job_device(args.device)
+    except ValueError as error:
+        sys.exit(f"--device / PRIVAUDIT_DEVICE: {error}")
     launcher.start()  # before the first job, and before gRPC starts its threads
     with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
         settings = settings_from(args, args.cache_dir or Path(private))

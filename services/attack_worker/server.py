@@ -58,6 +58,7 @@ class _JobEnded:
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def __init__(self, settings: WorkerSettings):
         self._settings = settings
+        self._device = job_device(settings.device)
         self._running = threading.Lock()
         self._jobs_held = 0  # running or waiting for the slot
         self._jobs_lock = threading.Lock()
@@ -76,7 +77,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
     def GetCapacity(self, request: attack_worker_pb2.GetCapacityRequest,
                     context: grpc.ServicerContext) -> attack_worker_pb2.GetCapacityResponse:
-        device = paddle.device.get_device()
+        device = self._device
         with self._jobs_lock:
             running = self._jobs_held
         limits = self._settings.limits
@@ -155,6 +156,24 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             yield
         finally:
             self._running.release()
+
+
+def job_device(device: str | None) -> str:
+    """The device jobs run on, as Paddle names it ("cpu", "gpu:N"), for a `--device` setting
+    (None: Paddle's choice); ValueError when it names a GPU that Paddle cannot use."""
+    if device is None:
+        return paddle.device.get_device()
+    if device == "cpu":
+        return device
+    if not paddle.device.is_compiled_with_cuda():
+        raise ValueError(f"{device} asked for, but this Paddle is built without CUDA; install paddlepaddle-gpu "
+                         "or use --device cpu")
+    number = int(device.partition(":")[2] or 0)
+    count = paddle.device.cuda.device_count()
+    if number >= count:
+        raise ValueError(f"{device} asked for, but Paddle sees {count} GPU(s) (numbered from 0; check "
+                         "CUDA_VISIBLE_DEVICES and the pod's nvidia.com/gpu limit)")
+    return f"gpu:{number}"
 
 
 def register(server: grpc.Server, settings: WorkerSettings) -> AttackWorkerServicer:

@@ -6,7 +6,18 @@ free of Paddle) and from there to the job's runtime.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_DEVICE = re.compile(r"cpu|gpu(:[0-9]+)?")
+
+
+def parse_device(text: str) -> str:
+    """A `--device` value checked: `cpu`, `gpu` (Paddle's first GPU) or `gpu:N`; ValueError otherwise."""
+    device = text.strip().lower()
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"must be cpu, gpu or gpu:N (N a GPU's number), got {text!r}")
+    return device
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,8 @@ class WorkerSettings:
     """A worker's settings. `cache_dir` holds trained shadow models' outputs and the target models'
     outputs (see `caches`); None keeps nothing beyond one job. Datasets of at most
     `dataset_memory_mb` (as float32 samples) are read into memory once per job; larger ones are
-    read record by record whenever a batch needs them."""
+    read record by record whenever a batch needs them. `device` is where jobs run Paddle
+    (`parse_device`'s forms); None: what Paddle finds (its first GPU, else the CPU)."""
 
     storage_root: str
     limits: JobLimits = field(default_factory=JobLimits)
@@ -30,3 +42,4 @@ class WorkerSettings:
     dataset_memory_mb: int = 1024
     cache_dir: str | None = None
     cache_max_mb: int = 1024
+    device: str | None = None
