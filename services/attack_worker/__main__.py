@@ -42,6 +42,12 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     flag(parser, "--cache-max-mb", "PRIVAUDIT_CACHE_MAX_MB", WorkerSettings.cache_max_mb, type=int,
          help="most MB each of the two caches (model outputs, shadow outputs) keeps; the entries used "
               "least recently go first, and 0 keeps none")
+    parser.add_argument("--cache-shared", action="store_true",
+                        default=os.environ.get("PRIVAUDIT_CACHE_SHARED", "").lower() in ("1", "true", "yes"),
+                        help="every worker of the pool sees this worker's --cache-dir (one shared folder), so "
+                             "LIRA/RMIA shadow parts answer with a reference to their stored outputs instead of "
+                             "the outputs (env PRIVAUDIT_CACHE_SHARED=1; default off: outputs travel in the "
+                             "messages, up to the 64 MiB message limit)")
     flag(parser, "--job-memory-mb", "PRIVAUDIT_JOB_MEMORY_MB", JobLimits.memory_mb, type=int,
          help="address-space limit of each job's process, which runs the task's code; a job past it fails")
     flag(parser, "--job-timeout-s", "PRIVAUDIT_JOB_TIMEOUT_S", JobLimits.timeout_s, type=float,
@@ -58,6 +64,8 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.cache_dir is not None and not (args.cache_dir.is_dir() and os.access(args.cache_dir, os.W_OK | os.X_OK)):
         parser.error(f"--cache-dir / PRIVAUDIT_CACHE_DIR: {str(args.cache_dir)!r} is not a writable folder; "
                      "create it, or leave the setting unset for a private cache")
+    if args.cache_shared and args.cache_dir is None:
+        parser.error("--cache-shared / PRIVAUDIT_CACHE_SHARED: needs --cache-dir, the folder the workers share")
     for name in ("dataset_memory_mb", "cache_max_mb"):
         if getattr(args, name) < 0:
             option = name.replace("_", "-")
@@ -83,7 +91,8 @@ def settings_from(args: argparse.Namespace, cache_dir: Path) -> WorkerSettings:
     """The worker's settings from its flags, with caches in `cache_dir`."""
     return WorkerSettings(storage_root=str(args.storage_root), limits=JobLimits(args.job_memory_mb, args.job_timeout_s),
                           max_dataset_length=args.max_dataset_length, dataset_memory_mb=args.dataset_memory_mb,
-                          cache_dir=str(cache_dir), cache_max_mb=args.cache_max_mb, device=args.device)
+                          cache_dir=str(cache_dir), cache_max_mb=args.cache_max_mb, device=args.device,
+                          cache_shared=args.cache_shared)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

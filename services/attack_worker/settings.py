@@ -42,4 +42,5 @@ class WorkerSettings:
     dataset_memory_mb: int = 1024
     cache_dir: str | None = None
     cache_max_mb: int = 1024
+    cache_shared: bool = False  # every worker of the pool sees cache_dir: shadow outputs go by reference
     device: str | None = None
