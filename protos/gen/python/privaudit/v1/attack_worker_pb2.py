@@ -26,7 +26,7 @@ from privaudit.v1 import results_pb2 as privaudit_dot_v1_dot_results__pb2
 from privaudit.v1 import task_pb2 as privaudit_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n privaudit/v1/attack_worker.proto\x12\x0cprivaudit.v1\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\x14\n\x12GetCapacityRequest\"\x80\x01\n\x13GetCapacityResponse\x12\r\n\x05slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0b\n\x03gpu\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x15\n\rjob_timeout_s\x18\x05 \x01(\x01\x12\x15\n\rjob_memory_mb\x18\x06 \x01(\x04\"\xcf\x01\n\x10RunAttackRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\r\x12(\n\x06\x61ttack\x18\x03 \x01(\x0b\x32\x18.privaudit.v1.AttackSpec\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12*\n\x06shadow\x18\x05 \x01(\x0b\x32\x18.privaudit.v1.ShadowPartH\x00\x12(\n\x05score\x18\x06 \x01(\x0b\x32\x17.privaudit.v1.ScorePartH\x00\x42\x06\n\x04part\"\"\n\nShadowPart\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\"8\n\tScorePart\x12+\n\x07shadows\x18\x01 \x03(\x0b\x32\x1a.privaudit.v1.ShadowOutput\"\xab\x01\n\x0cShadowOutput\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\x12\x11\n\tcache_key\x18\x02 \x01(\t\x12\x10\n\x08num_rows\x18\x03 \x01(\r\x12\x13\n\x0bnum_classes\x18\x04 \x01(\r\x12\x0e\n\x06logits\x18\x05 \x01(\x0c\x12\x0f\n\x07in_mask\x18\x06 \x01(\x0c\x12*\n\x07timings\x18\x07 \x03(\x0b\x32\x19.privaudit.v1.StageTiming\"\xa7\x01\n\x11RunAttackResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x12,\n\x06shadow\x18\x03 \x01(\x0b\x32\x1a.privaudit.v1.ShadowOutputH\x00\x42\x07\n\x05\x65vent2\xb9\x01\n\x13\x41ttackWorkerService\x12N\n\tRunAttack\x12\x1e.privaudit.v1.RunAttackRequest\x1a\x1f.privaudit.v1.RunAttackResponse0\x01\x12R\n\x0bGetCapacity\x12 .privaudit.v1.GetCapacityRequest\x1a!.privaudit.v1.GetCapacityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n privaudit/v1/attack_worker.proto\x12\x0cprivaudit.v1\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\x14\n\x12GetCapacityRequest\"\x80\x01\n\x13GetCapacityResponse\x12\r\n\x05slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0b\n\x03gpu\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x15\n\rjob_timeout_s\x18\x05 \x01(\x01\x12\x15\n\rjob_memory_mb\x18\x06 \x01(\x04\"\xcf\x01\n\x10RunAttackRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\r\x12(\n\x06\x61ttack\x18\x03 \x01(\x0b\x32\x18.privaudit.v1.AttackSpec\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12*\n\x06shadow\x18\x05 \x01(\x0b\x32\x18.privaudit.v1.ShadowPartH\x00\x12(\n\x05score\x18\x06 \x01(\x0b\x32\x17.privaudit.v1.ScorePartH\x00\x42\x06\n\x04part\"\"\n\nShadowPart\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\"8\n\tScorePart\x12+\n\x07shadows\x18\x01 \x03(\x0b\x32\x1a.privaudit.v1.ShadowOutput\"\xd5\x01\n\x0cShadowOutput\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\x12\x11\n\tcache_key\x18\x02 \x01(\t\x12\x10\n\x08num_rows\x18\x03 \x01(\r\x12\x13\n\x0bnum_classes\x18\x04 \x01(\r\x12\x0e\n\x06logits\x18\x05 \x01(\x0c\x12\x0f\n\x07in_mask\x18\x06 \x01(\x0c\x12*\n\x07timings\x18\x07 \x03(\x0b\x32\x19.privaudit.v1.StageTiming\x12(\n\x05\x65ntry\x18\x08 \x01(\x0b\x32\x19.privaudit.v1.StoredEntry\"1\n\x0bStoredEntry\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"6\n\x0eShadowsMissing\x12\x14\n\x0cshadow_index\x18\x01 \x03(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe0\x01\n\x11RunAttackResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x12,\n\x06shadow\x18\x03 \x01(\x0b\x32\x1a.privaudit.v1.ShadowOutputH\x00\x12\x37\n\x0fshadows_missing\x18\x04 \x01(\x0b\x32\x1c.privaudit.v1.ShadowsMissingH\x00\x42\x07\n\x05\x65vent2\xb9\x01\n\x13\x41ttackWorkerService\x12N\n\tRunAttack\x12\x1e.privaudit.v1.RunAttackRequest\x1a\x1f.privaudit.v1.RunAttackResponse0\x01\x12R\n\x0bGetCapacity\x12 .privaudit.v1.GetCapacityRequest\x1a!.privaudit.v1.GetCapacityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,9 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREPART']._serialized_start=502
   _globals['_SCOREPART']._serialized_end=558
   _globals['_SHADOWOUTPUT']._serialized_start=561
-  _globals['_SHADOWOUTPUT']._serialized_end=732
-  _globals['_RUNATTACKRESPONSE']._serialized_start=735
-  _globals['_RUNATTACKRESPONSE']._serialized_end=902
-  _globals['_ATTACKWORKERSERVICE']._serialized_start=905
-  _globals['_ATTACKWORKERSERVICE']._serialized_end=1090
+  _globals['_SHADOWOUTPUT']._serialized_end=774
+  _globals['_STOREDENTRY']._serialized_start=776
+  _globals['_STOREDENTRY']._serialized_end=825
+  _globals['_SHADOWSMISSING']._serialized_start=827
+  _globals['_SHADOWSMISSING']._serialized_end=881
+  _globals['_RUNATTACKRESPONSE']._serialized_start=884
+  _globals['_RUNATTACKRESPONSE']._serialized_end=1108
+  _globals['_ATTACKWORKERSERVICE']._serialized_start=1111
+  _globals['_ATTACKWORKERSERVICE']._serialized_end=1296
 # @@protoc_insertion_point(module_scope)

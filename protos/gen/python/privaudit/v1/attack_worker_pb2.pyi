@@ -57,7 +57,7 @@ class ScorePart(_message.Message):
     def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowOutput, _Mapping]]] = ...) -> None: ...
 
 class ShadowOutput(_message.Message):
-    __slots__ = ("shadow_index", "cache_key", "num_rows", "num_classes", "logits", "in_mask", "timings")
+    __slots__ = ("shadow_index", "cache_key", "num_rows", "num_classes", "logits", "in_mask", "timings", "entry")
     SHADOW_INDEX_FIELD_NUMBER: _ClassVar[int]
     CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
     NUM_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class ShadowOutput(_message.Message):
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     IN_MASK_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
     shadow_index: int
     cache_key: str
     num_rows: int
@@ -72,14 +73,33 @@ class ShadowOutput(_message.Message):
     logits: bytes
     in_mask: bytes
     timings: _containers.RepeatedCompositeFieldContainer[_results_pb2.StageTiming]
-    def __init__(self, shadow_index: _Optional[int] = ..., cache_key: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_classes: _Optional[int] = ..., logits: _Optional[bytes] = ..., in_mask: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[_results_pb2.StageTiming, _Mapping]]] = ...) -> None: ...
+    entry: StoredEntry
+    def __init__(self, shadow_index: _Optional[int] = ..., cache_key: _Optional[str] = ..., num_rows: _Optional[int] = ..., num_classes: _Optional[int] = ..., logits: _Optional[bytes] = ..., in_mask: _Optional[bytes] = ..., timings: _Optional[_Iterable[_Union[_results_pb2.StageTiming, _Mapping]]] = ..., entry: _Optional[_Union[StoredEntry, _Mapping]] = ...) -> None: ...
+
+class StoredEntry(_message.Message):
+    __slots__ = ("size_bytes", "sha256")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    sha256: str
+    def __init__(self, size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ShadowsMissing(_message.Message):
+    __slots__ = ("shadow_index", "reason")
+    SHADOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    shadow_index: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, shadow_index: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunAttackResponse(_message.Message):
-    __slots__ = ("progress", "result", "shadow")
+    __slots__ = ("progress", "result", "shadow", "shadows_missing")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
+    SHADOWS_MISSING_FIELD_NUMBER: _ClassVar[int]
     progress: _results_pb2.JobProgress
     result: _results_pb2.AttackResult
     shadow: ShadowOutput
-    def __init__(self, progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., shadow: _Optional[_Union[ShadowOutput, _Mapping]] = ...) -> None: ...
+    shadows_missing: ShadowsMissing
+    def __init__(self, progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., shadow: _Optional[_Union[ShadowOutput, _Mapping]] = ..., shadows_missing: _Optional[_Union[ShadowsMissing, _Mapping]] = ...) -> None: ...
