@@ -61,10 +61,11 @@ _POLL_S = 0.2
 
 # One-byte tags of the messages the child sends.
 _PROGRESS, _USER_FILE, _RESULT, _SHADOW, _BROKE = b"p", b"f", b"r", b"s", b"e"
+_SHADOWS_MISSING = b"m"  # a score part's ShadowsMissing
 _SIGNALS_LAUNCHER = b"k"  # the task's code is about to signal the launcher: "<file>\0<signal number>"
 _SIGNALS_ITSELF = b"g"  # ... its own process or group: "<file>\0<signal number>\0<what it signals>"
 
-JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
+JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput | attack_worker_pb2.ShadowsMissing
 ProgressSink = Callable[[results_pb2.JobProgress], None]
 _PR_SET_PDEATHSIG = 1
 # Where the kernel counts a cgroup's out-of-memory kills: cgroup v2, then v1 ("oom_kill N" lines);
@@ -195,6 +196,8 @@ class _Watch:
             return results_pb2.AttackResult.FromString(body)
         elif tag == _SHADOW:
             return attack_worker_pb2.ShadowOutput.FromString(body)
+        elif tag == _SHADOWS_MISSING:
+            return attack_worker_pb2.ShadowsMissing.FromString(body)
         elif tag == _BROKE:
             raise ServiceBug(f"the job's process broke without a result ({body.decode()}); the worker's log has "
                              "the details")
@@ -330,6 +333,8 @@ def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, 
         return
     if isinstance(outcome, attack_worker_pb2.ShadowOutput):
         sender.send_bytes(_SHADOW + outcome.SerializeToString())
+    elif isinstance(outcome, attack_worker_pb2.ShadowsMissing):
+        sender.send_bytes(_SHADOWS_MISSING + outcome.SerializeToString())
     else:
         sender.send_bytes(_RESULT + outcome.SerializeToString())
     sender.close()

@@ -122,6 +122,9 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             if isinstance(result, attack_worker_pb2.ShadowOutput):
                 answer = attack_worker_pb2.RunAttackResponse(shadow=result)
                 outcome = f"SUCCEEDED (shadow {result.shadow_index})"
+            elif isinstance(result, attack_worker_pb2.ShadowsMissing):
+                answer = attack_worker_pb2.RunAttackResponse(shadows_missing=result)
+                outcome = f"SHADOWS MISSING ({len(result.shadow_index)})"
             else:
                 answer = attack_worker_pb2.RunAttackResponse(result=result)
                 outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
