@@ -51,6 +51,7 @@ def test_defaults(monkeypatch):
     (["--storage-root", "/no/such/folder"],
      "--storage-root / PRIVAUDIT_STORAGE_ROOT: '/no/such/folder' is not a folder"),
     (["--threads", "0"], "--threads / PRIVAUDIT_WORKER_THREADS: must be at least 1, got 0"),
+    (["--slots", "0"], "--slots / PRIVAUDIT_WORKER_SLOTS: must be at least 1, got 0"),
     (["--device", "cuda"], "--device / PRIVAUDIT_DEVICE: must be cpu, gpu or gpu:N (N a GPU's number), got 'cuda'"),
     (["--device", "gpu:"], "got 'gpu:'"),
     (["--device", "gpu:-1"], "got 'gpu:-1'"),

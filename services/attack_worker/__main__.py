@@ -55,12 +55,18 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     flag(parser, "--device", "PRIVAUDIT_DEVICE", None,
          help="where jobs run Paddle: cpu, gpu (the first GPU) or gpu:N; unset: the first GPU Paddle finds, "
               "else the CPU. A GPU that Paddle cannot use stops the worker at start")
+    flag(parser, "--slots", "PRIVAUDIT_WORKER_SLOTS", WorkerSettings.slots, type=int,
+         help="jobs run at once, each in a process of its own with its own --threads and --job-memory-mb "
+              "(so the worker needs slots x threads cores and slots x job-memory-mb of memory); advertised to "
+              "the orchestrator, which places that many jobs here. On a GPU the jobs share it: 1 unless the "
+              "models are small")
     add_internal_token_flag(parser, sends=False)
     args = parser.parse_args(argv)
     if not args.storage_root.is_dir():
         parser.error(f"--storage-root / PRIVAUDIT_STORAGE_ROOT: {str(args.storage_root)!r} is not a folder")
-    if args.threads < 1:
-        parser.error(f"--threads / PRIVAUDIT_WORKER_THREADS: must be at least 1, got {args.threads}")
+    for name, value in (("threads", args.threads), ("slots", args.slots)):
+        if value < 1:
+            parser.error(f"--{name} / PRIVAUDIT_WORKER_{name.upper()}: must be at least 1, got {value}")
     if args.cache_dir is not None and not (args.cache_dir.is_dir() and os.access(args.cache_dir, os.W_OK | os.X_OK)):
         parser.error(f"--cache-dir / PRIVAUDIT_CACHE_DIR: {str(args.cache_dir)!r} is not a writable folder; "
                      "create it, or leave the setting unset for a private cache")

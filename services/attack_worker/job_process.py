@@ -82,7 +82,7 @@ def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSe
     child = launcher.CONTEXT.Process(target=_child_main,
                                      args=(request.SerializeToString(), settings, log_level, sender),
                                      name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
-    child.start()
+    launcher.start_process(child)
     parent = launcher.current_pid()  # the launcher that forked it
     pidfd = _open_pidfd(child.pid)
     sender.close()

@@ -46,11 +46,24 @@ RESTART_BACKOFF_S = (1.0, 60.0)
 _POLL_S = 0.2
 # What multiprocessing reports for a process whose end it could not read (its launcher died).
 UNREADABLE_EXIT = 255
+# Held while a process starts (see `start_process`).
+_STARTING = threading.Lock()
 
 
 def start() -> None:
     """Starts the launcher now (it imports Paddle), rather than on the first job."""
     forkserver.ensure_running()
+
+
+def start_process(process: multiprocessing.process.BaseProcess) -> None:
+    """Starts `process` (forked by the launcher) and leaves reading how it ended to its own
+    caller. `Process.start` reads the end of every process started before that has ended; with
+    jobs running at once, one job's start would read another's end, which that job's watcher then
+    reads as unreadable (255) and misjudges. So each started process is taken off the list that
+    reading walks (private: no public way to it), under a lock so that no start walks it between."""
+    with _STARTING:
+        process.start()
+        multiprocessing.process._children.discard(process)
 
 
 def current_pid() -> int | None:
@@ -88,7 +101,7 @@ def restart(timeout_s: float) -> None:
     forkserver.ensure_running()
     probe = CONTEXT.Process(target=_nothing, name="launcher-probe", daemon=True)
     try:
-        probe.start()
+        start_process(probe)
         probe.join(timeout_s)
     finally:
         if probe.pid is not None and probe.exitcode is None:

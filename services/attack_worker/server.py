@@ -5,10 +5,12 @@ Each job runs in a child process under the worker's memory and time limits
 worker down; GetCapacity advertises those limits, so that the orchestrator waits
 for a job's own time limit to fail it rather than giving up first. A job that
 ends without a result raises its Failure, which the server's interceptor turns
-into the RPC's status. A worker runs one job at a time (jobs share Paddle's global random
-generator, and `--threads` sizes the process for one job); a job that arrives
-while another runs reports STAGE_QUEUED and waits its turn. Cancelling the RPC
-cancels the job, waiting or running.
+into the RPC's status. A worker runs up to `settings.slots` jobs at once (`--slots`), and
+advertises that number: each job is a process of its own, forked from a launcher that has
+run no Paddle op, so jobs share no random generator, device state or memory (each has its
+own `--threads` and `--job-memory-mb`), and the caches on disk are safe for concurrent writers
+(see `npz_store`). A job that arrives while every slot is taken reports STAGE_QUEUED and waits
+its turn. Cancelling the RPC cancels the job, waiting or running.
 
 The servicer keeps the job launcher running (`launcher.LauncherKeeper`): it checks it before
 each job and after every job, before the caller has the job's answer, and reports the
@@ -59,7 +61,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def __init__(self, settings: WorkerSettings):
         self._settings = settings
         self._device = job_device(settings.device)
-        self._running = threading.Lock()
+        self._slots = threading.BoundedSemaphore(settings.slots)
         self._jobs_held = 0  # running or waiting for the slot
         self._jobs_lock = threading.Lock()
         self._health: health.HealthServicer | None = None
@@ -81,8 +83,9 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         with self._jobs_lock:
             running = self._jobs_held
         limits = self._settings.limits
-        return attack_worker_pb2.GetCapacityResponse(slots=1, running=running, gpu=device.startswith("gpu"),
-                                                     device=device, job_timeout_s=limits.timeout_s,
+        return attack_worker_pb2.GetCapacityResponse(slots=self._settings.slots, running=running,
+                                                     gpu=device.startswith("gpu"), device=device,
+                                                     job_timeout_s=limits.timeout_s,
                                                      job_memory_mb=limits.memory_mb)
 
     def RunAttack(self, request: attack_worker_pb2.RunAttackRequest,
@@ -148,17 +151,19 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     @contextmanager
     def _turn(self, attack_index: int, emit: Callable[[results_pb2.JobProgress], None],
               cancelled: threading.Event) -> Iterator[None]:
-        """Holds the worker's single job slot, reporting STAGE_QUEUED while waiting for it."""
-        if not self._running.acquire(blocking=False):
+        """Holds one of the worker's job slots, reporting STAGE_QUEUED while waiting for one."""
+        if not self._slots.acquire(blocking=False):
+            slots = self._settings.slots
             emit(results_pb2.JobProgress(attack_index=attack_index, stage=results_pb2.STAGE_QUEUED,
-                                         message="waiting for this worker's running job to finish"))
-            while not self._running.acquire(timeout=_QUEUE_POLL_S):
+                                         message=f"waiting for a slot of this worker: its {slots} running "
+                                                 f"job{'s' if slots > 1 else ''} must finish first"))
+            while not self._slots.acquire(timeout=_QUEUE_POLL_S):
                 if cancelled.is_set():
                     raise JobCancelled("cancelled while queued")
         try:
             yield
         finally:
-            self._running.release()
+            self._slots.release()
 
 
 def job_device(device: str | None) -> str:

@@ -34,7 +34,8 @@ class WorkerSettings:
     outputs (see `caches`); None keeps nothing beyond one job. Datasets of at most
     `dataset_memory_mb` (as float32 samples) are read into memory once per job; larger ones are
     read record by record whenever a batch needs them. `device` is where jobs run Paddle
-    (`parse_device`'s forms); None: what Paddle finds (its first GPU, else the CPU)."""
+    (`parse_device`'s forms); None: what Paddle finds (its first GPU, else the CPU). `slots` jobs
+    run at once, each in a process of its own."""
 
     storage_root: str
     limits: JobLimits = field(default_factory=JobLimits)
@@ -44,3 +45,4 @@ class WorkerSettings:
     cache_max_mb: int = 1024
     cache_shared: bool = False  # every worker of the pool sees cache_dir: shadow outputs go by reference
     device: str | None = None
+    slots: int = 1
