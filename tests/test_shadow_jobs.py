@@ -5,10 +5,14 @@ the runtime gives these attacks."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,15 +20,19 @@ from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_a
 from worker_fixtures import AuditTree, baseline_request, records, write_audit_tree, write_dataset
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
-from services.attack_worker import paddle_runtime
+from services.attack_worker import paddle_runtime, shadow_jobs
 from services.attack_worker.__main__ import parse_flags
 from services.attack_worker.attacks import lira, shadow_models
+from services.attack_worker.attacks.base import Scores
+from services.attack_worker.attacks.loss import true_label_log_probability
 from services.attack_worker.attacks.shadow_population import Population, shadow_seed, training_masks
 from services.attack_worker.job import run_job
+from services.attack_worker.npz_store import Fingerprint, NpzStore
 from services.attack_worker.paddle_runtime import PaddleRuntime
 from services.attack_worker.server import SERVICE_NAME, register
 from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.shadow_cache import ShadowCache, shadow_key
+from services.attack_worker.shadow_jobs import ShadowStore
 from services.common import task_spec
 from services.common.channels import open_channel
 from services.common.errors import TaskError
@@ -100,15 +108,17 @@ def request(args: task_spec.AttackArgs, part: int | list | None = None, seed: in
     return job
 
 
-def run(tree: ShadowTree, job, cache_dir: Path | None = None):
-    """The job's outcome and progress on a worker keeping its caches in `cache_dir` (None: no caches)."""
+def run(tree: ShadowTree, job, cache_dir: Path | None = None, shared: bool = False):
+    """The job's outcome and progress on a worker keeping its caches in `cache_dir` (None: no
+    caches), shared with the pool's other workers when `shared`."""
     progress: list[results_pb2.JobProgress] = []
-    settings = WorkerSettings(str(tree.root), cache_dir=None if cache_dir is None else str(cache_dir))
+    settings = WorkerSettings(str(tree.root), cache_dir=None if cache_dir is None else str(cache_dir),
+                              cache_shared=shared)
     return run_job(job, settings, progress.append), progress
 
 
-def shadow_outputs(tree: ShadowTree, args, order, cache=None) -> list[attack_worker_pb2.ShadowOutput]:
-    outputs = [run(tree, request(args, index), cache)[0] for index in order]
+def shadow_outputs(tree: ShadowTree, args, order, cache=None, shared=False) -> list[attack_worker_pb2.ShadowOutput]:
+    outputs = [run(tree, request(args, index), cache, shared)[0] for index in order]
     assert all(isinstance(o, attack_worker_pb2.ShadowOutput) for o in outputs), outputs
     return outputs
 
@@ -128,6 +138,11 @@ def measurements(result: results_pb2.AttackResult) -> tuple:
 # ---------------------------------------------------------------- on a numpy runtime
 
 
+def whole_attack(args: task_spec.AttackArgs, rt) -> Scores:
+    """The whole attack in one job on a runtime, keeping no shadow model."""
+    return shadow_jobs.whole_attack(args, rt, ShadowStore(".", None))
+
+
 def fake_args(kind: type[task_spec.AttackArgs], **changes) -> task_spec.AttackArgs:
     return kind(target_datasets=AUDIT_PATHS["target_datasets"], target_model=AUDIT_PATHS["target_model"],
                 **{"population_datasets": AUDIT_PATHS["shadow_datasets"], "num_shadow": 8, **changes})
@@ -137,7 +152,7 @@ def fake_args(kind: type[task_spec.AttackArgs], **changes) -> task_spec.AttackAr
                                               (task_spec.RmiaArgs, False), (task_spec.RmiaArgs, True)])
 def test_on_a_memorising_model_each_shadow_trains_on_its_records_from_its_seed(kind, online):
     rt = audit_runtime(seed=SEED)
-    scores = shadow_models.run(fake_args(kind, online=online), rt)
+    scores = whole_attack(fake_args(kind, online=online), rt)
     assert membership_auc(scores) > 0.95
     masks = training_masks(Population(200, 200, (200, 200)), 8, 200, online, SEED)  # 4 datasets of 200 records
     folders = (*AUDIT_PATHS["target_datasets"], *AUDIT_PATHS["shadow_datasets"])
@@ -170,10 +185,10 @@ def test_offline_every_model_is_a_reference_for_every_audited_record_and_online_
 @pytest.mark.parametrize(("online", "short"), [(False, 500), (True, 700)])
 def test_shadow_train_size_sets_every_models_training_set_and_a_shortfall_is_a_warning(online, short):
     rt = audit_runtime(seed=SEED)
-    shadow_models.run(fake_args(task_spec.LiraArgs, shadow_train_size=150, online=online), rt)
+    whole_attack(fake_args(task_spec.LiraArgs, shadow_train_size=150, online=online), rt)
     assert [len(call.data) for call in rt.train_calls] == [150 if not online else 200] * 8
     rt = audit_runtime(seed=SEED)
-    scores = shadow_models.run(fake_args(task_spec.LiraArgs, shadow_train_size=short, online=online), rt)
+    scores = whole_attack(fake_args(task_spec.LiraArgs, shadow_train_size=short, online=online), rt)
     there_is = 600 if online else 400  # online, half the 400 audited records and the 400 population records
     assert [len(call.data) for call in rt.train_calls] == [there_is] * 8
     assert scores.warnings[-1] == (f"LIRA's shadow models trained on {there_is} records, fewer than "
@@ -187,7 +202,7 @@ def test_rmia_needs_population_records_left_over_for_its_z_samples(online, train
     trained on every population record: none is left to serve as a z sample, and the task fails."""
     args = fake_args(task_spec.RmiaArgs, shadow_train_size=train_size, online=online)
     with pytest.raises(TaskError) as caught:
-        shadow_models.run(args, audit_runtime(seed=SEED))
+        whole_attack(args, audit_runtime(seed=SEED))
     assert [p.field for p in caught.value.problems] == ["population_datasets"]
     assert "each of their 400 records is in every reference model's training set" in str(caught.value)
     assert f"a smaller shadow_train_size (now {train_size})" in str(caught.value)
@@ -197,7 +212,7 @@ def test_online_shadow_models_without_population_data_are_topped_up_to_nothing_a
     rt = audit_runtime(seed=SEED)
     rt.datasets[AUDIT_PATHS["target_datasets"][1]] = rt.records(
         [rt.datasets[AUDIT_PATHS["target_datasets"][1]]], range(100), "fewer non-members")
-    scores = shadow_models.run(fake_args(task_spec.LiraArgs, population_datasets=()), rt)
+    scores = whole_attack(fake_args(task_spec.LiraArgs, population_datasets=()), rt)
     assert [len(call.data) for call in rt.train_calls] == [150] * 8  # half of 200 + 100 audited records
     assert scores.warnings[0].startswith("LIRA's shadow models trained on 150 records, fewer than the target's "
                                          "200 members: give more population_datasets")
@@ -205,7 +220,7 @@ def test_online_shadow_models_without_population_data_are_topped_up_to_nothing_a
 
 def test_online_shadow_models_with_more_audited_records_than_twice_train_size_say_so():
     rt = audit_runtime(seed=SEED)
-    scores = shadow_models.run(fake_args(task_spec.LiraArgs, shadow_train_size=100), rt)
+    scores = whole_attack(fake_args(task_spec.LiraArgs, shadow_train_size=100), rt)
     assert [len(call.data) for call in rt.train_calls] == [200] * 8
     assert scores.warnings == ("LIRA's shadow models trained on 200 records, more than shadow_train_size (100): "
                                "online, each trains on half of the 400 audited records; audit fewer non-members, "
@@ -216,26 +231,26 @@ def test_offline_rmia_refuses_before_training_when_a_cannot_be_chosen():
     """One z sample is a member or a non-member of each reference model, never both."""
     rt = audit_runtime(seed=SEED)
     with pytest.raises(TaskError) as caught:
-        shadow_models.run(fake_args(task_spec.RmiaArgs, num_population=1), rt)
+        whole_attack(fake_args(task_spec.RmiaArgs, num_population=1), rt)
     assert [p.field for p in caught.value.problems] == ["a"] and not rt.train_calls
     assert "set a (0 to 1), or raise num_population" in str(caught.value)
-    shadow_models.run(fake_args(task_spec.RmiaArgs, num_population=1, a=0.5), audit_runtime(seed=SEED))
+    whole_attack(fake_args(task_spec.RmiaArgs, num_population=1, a=0.5), audit_runtime(seed=SEED))
 
 
 def test_offline_rmia_chooses_a_on_its_reference_models_unless_the_task_sets_it():
     rt = audit_runtime(seed=SEED)
     num_z = len(shadow_models.load(fake_args(task_spec.RmiaArgs), rt).query) - 400
-    scores = shadow_models.run(fake_args(task_spec.RmiaArgs), rt)
+    scores = whole_attack(fake_args(task_spec.RmiaArgs), rt)
     assert "chosen on the reference models" in scores.threshold_source
     assert f"beats 95% of the {num_z} population samples z" in scores.threshold_source
-    scores = shadow_models.run(fake_args(task_spec.RmiaArgs, a=0.45), audit_runtime(seed=SEED))
+    scores = whole_attack(fake_args(task_spec.RmiaArgs, a=0.45), audit_runtime(seed=SEED))
     assert "a = 0.45 set by the task" in scores.threshold_source
 
 
 @pytest.mark.parametrize("kind", [task_spec.LiraArgs, task_spec.RmiaArgs])
 def test_on_a_model_that_ignores_its_input_nothing_is_trained_and_the_auc_is_one_half(kind):
     rt = audit_runtime(ConstantModel(np.linspace(1.0, 2.0, 10) / 15.0))
-    assert membership_auc(shadow_models.run(fake_args(kind), rt)) == 0.5
+    assert membership_auc(whole_attack(fake_args(kind), rt)) == 0.5
     assert not rt.train_calls
 
 
@@ -250,17 +265,22 @@ def test_the_whole_attack_runs_in_one_job(tree):
         ("members", "target", True), ("non_members", "target", False), ("pop_a", "population", False),
         ("pop_b", "population", False)]
     assert (result.metrics.num_members, result.metrics.num_non_members) == (12, 12)
-    assert [t.stage for t in result.timings] == [results_pb2.STAGE_LOAD, results_pb2.STAGE_TRAIN_SHADOW,
-                                                 results_pb2.STAGE_PREDICT, results_pb2.STAGE_SCORE]
+    # The target is queried first, so that a target that cannot be fails before any training.
+    assert [t.stage for t in result.timings] == [results_pb2.STAGE_LOAD, results_pb2.STAGE_PREDICT,
+                                                 results_pb2.STAGE_TRAIN_SHADOW, results_pb2.STAGE_SCORE]
     messages = [p.message for p in progress]
     assert "shadow 1/4: training net on its training records, epoch 1/3" in messages
     assert {m.split(":")[0] for m in messages if m.startswith("shadow")} == {f"shadow {i}/4" for i in (1, 2, 3, 4)}
 
 
-@pytest.mark.parametrize("make_args", [
+ATTACK_VARIANTS = [
     lira_args, lambda tree: lira_args(tree, online=False, augment=True, fixed_variance=False),
     rmia_args, lambda tree: rmia_args(tree, online=True, seed=99),
-], ids=["lira", "lira-offline-augmented", "rmia", "rmia-online"])
+]
+VARIANT_IDS = ["lira", "lira-offline-augmented", "rmia", "rmia-online"]
+
+
+@pytest.mark.parametrize("make_args", ATTACK_VARIANTS, ids=VARIANT_IDS)
 def test_shadow_parts_in_any_order_then_the_score_part_give_the_whole_attacks_result(tree, make_args):
     args = make_args(tree)
     outputs = shadow_outputs(tree, args, random.Random(0).sample(range(4), 4))
@@ -278,6 +298,94 @@ def test_shadow_parts_in_any_order_then_the_score_part_give_the_whole_attacks_re
             totals[timing.stage] = totals.get(timing.stage, 0.0) + timing.seconds
     assert [(t.stage, t.seconds) for t in scored.timings[:len(totals)]] == list(totals.items())
     assert [t.stage for t in scored.timings[len(totals):]][-1] == results_pb2.STAGE_SCORE
+
+
+@pytest.mark.parametrize("make_args", ATTACK_VARIANTS, ids=VARIANT_IDS)
+def test_shadow_outputs_by_reference_score_as_inline_ones_and_as_one_job(tree, tmp_path, make_args):
+    args = make_args(tree)
+    order = random.Random(1).sample(range(4), 4)
+    by_reference = shadow_outputs(tree, args, order, tmp_path / "shared", shared=True)
+    inline = shadow_outputs(tree, args, order, tmp_path / "private")
+    for output in by_reference:
+        entry = tmp_path / "shared" / "shadows" / f"{output.cache_key}.npz"
+        data = entry.read_bytes()
+        assert not output.logits and not output.in_mask and output.HasField("entry")
+        assert (output.entry.size_bytes, output.entry.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+        assert output.ByteSize() < 300
+    scored, _ = run(tree, request(args, by_reference), tmp_path / "shared")
+    assert scored.status == results_pb2.ATTACK_STATUS_SUCCEEDED, scored.error
+    assert measurements(scored) == measurements(run(tree, request(args, inline))[0])
+    assert measurements(scored) == measurements(run(tree, request(args))[0])
+    # Old (inline) and new outputs may be mixed in one score part.
+    mixed = [*inline[:2], *by_reference[2:]]
+    assert measurements(run(tree, request(args, mixed), tmp_path / "shared")[0]) == measurements(scored)
+
+
+def corrupt(entry: Path) -> None:
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "corrupted", "replaced", "unreadable"])
+def test_a_referenced_entry_not_there_as_described_is_missing_and_never_scored_on(tree, tmp_path, damage):
+    args, cache = lira_args(tree), tmp_path / "shared"
+    outputs = shadow_outputs(tree, args, range(4), cache, shared=True)
+    entry = cache / "shadows" / f"{outputs[1].cache_key}.npz"
+    if damage == "deleted":
+        entry.unlink()
+    elif damage == "corrupted":
+        corrupt(entry)
+    elif damage == "replaced":  # another shadow model's entry under this one's key
+        entry.write_bytes((cache / "shadows" / f"{outputs[2].cache_key}.npz").read_bytes())
+    else:
+        entry.write_bytes(b"not an npz file")
+    (cache / "shadows" / f"{outputs[3].cache_key}.npz").unlink()
+    missing, _ = run(tree, request(args, outputs), cache)
+    assert isinstance(missing, attack_worker_pb2.ShadowsMissing), missing
+    assert list(missing.shadow_index) == [1, 3]
+    assert missing.reason.startswith("shadow 1: ") and "; shadow 3: no entry" in missing.reason
+    # A score job on a worker that does not see the folder finds nothing: every one is missing.
+    elsewhere, _ = run(tree, request(args, outputs), tmp_path / "private")
+    assert list(elsewhere.shadow_index) == [0, 1, 2, 3]
+
+    # The two shadow parts again (a damaged entry is trained again and replaced), then the score.
+    redone = {o.shadow_index: o for o in [*outputs, *shadow_outputs(tree, args, [1, 3], cache, shared=True)]}
+    scored, _ = run(tree, request(args, list(redone.values())), cache)
+    assert measurements(scored) == measurements(run(tree, request(args))[0])
+
+
+def test_a_reference_to_another_attacks_shadow_model_is_refused(tree, tmp_path):
+    outputs = shadow_outputs(tree, lira_args(tree, seed=1), range(4), tmp_path, shared=True)
+    error = failed(run(tree, request(lira_args(tree), outputs), tmp_path)[0])
+    assert error.code == "INTERNAL" and "shadow 0 was trained on other records" in error.message
+
+
+def test_a_shared_cache_that_cannot_be_written_answers_inline(tree, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    output, _ = run(tree, request(lira_args(tree), 0), not_a_folder, shared=True)
+    assert not output.HasField("entry") and len(output.logits) == 24 * 4 * 4
+
+
+def test_the_score_keeps_one_statistic_per_shadow_model_and_gives_the_old_numbers():
+    """Reducing each shadow model's logits as it is read gives bit for bit what the score computed
+    from all of them at once (K, views, Q, classes) before."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 4, size=(8, 2, 50, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, size=50)
+    shadow_in = training_masks(Population(25, 25), 8, 25, True, 3)
+    setup = SimpleNamespace(args=task_spec.LiraArgs(**{**fake_args(task_spec.LiraArgs).model_dump(), "augment": True}))
+    streamed = np.stack([shadow_models.shadow_statistic(setup, shadow, labels) for shadow in logits])
+    at_once = lira.logit_scaled_confidence(logits, labels)
+    np.testing.assert_array_equal(streamed, at_once)
+    np.testing.assert_array_equal(lira.scores(at_once[0].T, streamed.transpose(0, 2, 1), shadow_in, True, False),
+                                  lira.scores(at_once[0].T, at_once.transpose(0, 2, 1), shadow_in, True, False))
+    setup = SimpleNamespace(args=fake_args(task_spec.RmiaArgs))
+    streamed = np.stack([shadow_models.shadow_statistic(setup, shadow[:1], labels) for shadow in logits])[:, 0]
+    np.testing.assert_array_equal(streamed, np.stack([true_label_log_probability(shadow[0], labels)
+                                                      for shadow in logits]))
+    assert streamed.shape == (8, 50) and streamed.dtype == np.float64
 
 
 def test_a_shadow_output_describes_the_query_records(tree):
@@ -365,6 +473,33 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_job(tree, tmp_path):
     not_a_folder.write_text("")
     output, _ = run(tree, request(lira_args(tree), 0), not_a_folder)
     assert isinstance(output, attack_worker_pb2.ShadowOutput)
+
+
+def test_an_entrys_bytes_follow_from_its_arrays_alone(tmp_path, monkeypatch):
+    """So that its fingerprint names its content, whichever worker wrote it and when."""
+    arrays = {"logits": np.arange(24, dtype=np.float32).reshape(1, 6, 4), "in_mask": np.arange(6) % 2 == 0}
+    first = NpzStore(tmp_path / "a", 2**20).store("k", **arrays)
+    monkeypatch.setattr(time, "time", lambda: 2e9)  # another day, as zip time stamps would have it
+    monkeypatch.setattr(time, "localtime", lambda *_: time.gmtime(2e9))
+    second = NpzStore(tmp_path / "b", 2**20).store("k", **arrays)
+    data = (tmp_path / "a" / "k.npz").read_bytes()
+    assert data == (tmp_path / "b" / "k.npz").read_bytes()
+    assert first == second == Fingerprint(len(data), hashlib.sha256(data).hexdigest())
+    with np.load(tmp_path / "a" / "k.npz") as entry:  # still what np.load reads
+        np.testing.assert_array_equal(entry["logits"], arrays["logits"])
+
+
+def test_shadow_entries_used_within_the_hour_outlive_the_bound(tree, tmp_path):
+    cache = ShadowCache.of(WorkerSettings(str(tree.root), cache_dir=str(tmp_path), cache_max_mb=0))
+    mask = np.ones(6, dtype=bool)
+    for key in ("old", "used", "new"):
+        cache.store(key, np.zeros((1, 6, 4)), mask)
+    folder = tmp_path / "shadows"
+    for key, hours in (("old", 2), ("used", 2)):
+        os.utime(folder / f"{key}.npz", (time.time() - hours * 3600,) * 2)
+    assert cache.load("used", mask, 1) is not None  # reading marks it used
+    cache.store("newest", np.zeros((1, 6, 4)), mask)
+    assert sorted(p.stem for p in folder.glob("*.npz")) == ["new", "newest", "used"]
 
 
 def test_the_cache_key_follows_what_decides_the_shadow_model(tree):
@@ -529,7 +664,7 @@ def test_records_of_several_datasets_are_read_in_the_order_asked_and_augmented(t
     got_samples, got_labels = selection.read([5, 0, 2])
     np.testing.assert_array_equal(got_labels, labels[order[[5, 0, 2]]])
     np.testing.assert_array_equal(got_samples, samples[order[[5, 0, 2]]])
-    mirrored, _ = rt.records(parts, order, "mirrored", lira.View(mirror=True)).read([0, 1])
+    mirrored, _ = rt.records(parts, order, "mirrored", lira.AUGMENTED_VIEWS[1]).read([0, 1])
     np.testing.assert_array_equal(mirrored, np.flip(samples[order[:2]], axis=2))
 
 

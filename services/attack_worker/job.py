@@ -27,14 +27,17 @@ from services.common.errors import Failure, ServiceBug, TaskError, Unimplemented
 log = logging.getLogger(__name__)
 
 _NAMES_BY_PROTO_FIELD = {cls.proto_field: cls.name for cls in task_spec.ATTACKS.values()}
+# A job's answer: its result, or a shadow part's output, or a score part's missing shadow outputs.
+JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput | attack_worker_pb2.ShadowsMissing
 
 
 def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings,
             emit: Callable[[results_pb2.JobProgress], None],
-            cancelled: threading.Event | None = None) -> results_pb2.AttackResult | attack_worker_pb2.ShadowOutput:
+            cancelled: threading.Event | None = None) -> JobOutcome:
     """Runs the job with the worker's `settings`; `emit` receives its progress. Raises JobCancelled
     once `cancelled` is set. A shadow part of LIRA or RMIA answers with its ShadowOutput when it
-    succeeds."""
+    succeeds, a score part with ShadowsMissing when shadow outputs it was given by reference are
+    not in the worker's cache folder as described."""
     index = request.attack_index
     result = results_pb2.AttackResult(attack_index=index, attack_name=attack_name(request.attack))
     try:
@@ -57,6 +60,8 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
         scores = run(args, runtime)
         if isinstance(scores, attack_worker_pb2.ShadowOutput):
             scores.timings.extend(runtime.timings)
+            return scores
+        if isinstance(scores, attack_worker_pb2.ShadowsMissing):
             return scores
         with runtime.stage(results_pb2.STAGE_SCORE):
             evaluation = metrics.evaluate(scores, request.seed)

@@ -2,16 +2,24 @@
 
 An entry is `<key>.npz` in the store's folder, which workers may share. Entries are written to a
 temporary file and renamed into place, so a reader never sees half an entry; one that cannot be
-read counts as absent, and a failed write only loses the entry. Past `max_bytes` the entries
-used least recently (reading one marks it used) are removed until the folder fits again.
+read counts as absent, and a failed write only loses the entry. An entry's bytes follow from its
+arrays alone (no time stamps in the archive), so its `Fingerprint` (size and SHA-256) names its
+content: whoever wrote it, a reader can check it holds what a writer described. Past `max_bytes`
+the entries used least recently (reading one marks it used) are removed until the folder fits
+again, except those used within the last `keep_recent_s` seconds, which stay even past the bound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import logging
 import os
 import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import ClassVar, Self
@@ -23,49 +31,95 @@ from services.attack_worker.storage import one_line
 
 log = logging.getLogger(__name__)
 
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # every member's time stamp, so that equal arrays give equal bytes
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies an entry's bytes: their number and SHA-256 (lowercase hex)."""
+
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, data: bytes) -> Fingerprint:
+        return cls(len(data), hashlib.sha256(data).hexdigest())
+
+
+class EntryProblem(Exception):
+    """Why an entry cannot be used, in words: absent, other bytes than expected, or unreadable."""
+
+    def __init__(self, message: str, absent: bool = False):
+        super().__init__(message)
+        self.absent = absent
+
 
 class NpzStore:
-    """Entries in `folder` (created on the first write), at most `max_bytes` of them in all."""
+    """Entries in `folder` (created on the first write), at most `max_bytes` of them in all
+    beyond those used in the last `keep_recent_s` seconds."""
 
-    def __init__(self, folder: str | PathLike[str], max_bytes: int):
+    def __init__(self, folder: str | PathLike[str], max_bytes: int, keep_recent_s: float = 0.0):
         self.folder = Path(folder)
         self.max_bytes = max_bytes
+        self.keep_recent_s = keep_recent_s
 
     def load(self, key: str) -> dict[str, np.ndarray] | None:
         """The arrays stored under `key`, or None when there is no readable entry."""
+        try:
+            return self.fetch(key)[0]
+        except EntryProblem as problem:
+            if not problem.absent:
+                log.warning("cache entry %s: %s; computing it again", self._path(key), problem)
+            return None
+
+    def fetch(self, key: str, expected: Fingerprint | None = None) -> tuple[dict[str, np.ndarray], Fingerprint]:
+        """The arrays stored under `key` and the fingerprint of their bytes, read once (so both
+        describe the same entry even if it is replaced meanwhile). EntryProblem when there is no
+        entry, when it is not `expected`, or when it cannot be read."""
         path = self._path(key)
         try:
-            with np.load(path) as entry:
-                arrays = {name: entry[name] for name in entry.files}
+            data = path.read_bytes()
         except FileNotFoundError:
-            return None
+            raise EntryProblem(f"no entry {path.name} in {self.folder}", absent=True) from None
+        except OSError as exc:
+            raise EntryProblem(f"entry {path} cannot be read: {one_line(exc)}") from None
+        fingerprint = Fingerprint.of(data)
+        if expected is not None and fingerprint != expected:
+            raise EntryProblem(f"entry {path} holds {fingerprint.size} bytes of SHA-256 {fingerprint.sha256[:12]}..., "
+                               f"not the {expected.size} bytes of SHA-256 {expected.sha256[:12]}... its writer stored")
+        try:
+            with np.load(io.BytesIO(data)) as entry:
+                arrays = {name: entry[name] for name in entry.files}
         except Exception as exc:
-            log.warning("cache entry %s is unreadable, computing it again: %s", path, one_line(exc))
-            return None
+            raise EntryProblem(f"entry {path} is unreadable: {one_line(exc)}") from None
         with contextlib.suppress(OSError):  # another user's entry in a shared folder stays unmarked
             os.utime(path)
-        return arrays
+        return arrays, fingerprint
 
-    def store(self, key: str, **arrays: np.ndarray) -> None:
-        """Writes the entry atomically, then trims the store; a failure is logged, not raised."""
+    def store(self, key: str, **arrays: np.ndarray) -> Fingerprint | None:
+        """Writes the entry atomically, then trims the store; returns the fingerprint of what
+        was written, or None when writing failed (logged, not raised)."""
+        data = _npz_bytes(arrays)
         temporary: Path | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, name = tempfile.mkstemp(dir=self.folder, prefix=f".{key}.", suffix=".tmp")
             temporary = Path(name)
             with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
+                file.write(data)
             temporary.chmod(0o644)  # mkstemp's 0600 would hide it from workers running as other users
             temporary.replace(self._path(key))
         except OSError as exc:
             log.warning("cannot write cache entry %s in %s: %s", key, self.folder, one_line(exc))
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
-            return
+            return None
         self._trim()
+        return Fingerprint.of(data)
 
     def _trim(self) -> None:
-        """Removes the least recently used entries while the store holds more than max_bytes."""
+        """Removes the least recently used entries while the store holds more than max_bytes,
+        sparing those used within keep_recent_s."""
         entries = []
         for path in self.folder.glob("*.npz"):
             try:
@@ -74,8 +128,9 @@ class NpzStore:
                 continue
             entries.append((status.st_mtime, status.st_size, path))
         total = sum(size for _, size, _ in entries)
-        for _, size, path in sorted(entries):
-            if total <= self.max_bytes:
+        recent = time.time() - self.keep_recent_s
+        for used, size, path in sorted(entries):
+            if total <= self.max_bytes or (self.keep_recent_s and used >= recent):
                 break
             path.unlink(missing_ok=True)
             total -= size
@@ -84,10 +139,25 @@ class NpzStore:
         return self.folder / f"{key}.npz"
 
 
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The arrays as `np.savez` lays them out (one uncompressed `<name>.npy` member each), with
+    fixed time stamps."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            member.external_attr = 0o644 << 16
+            with archive.open(member, "w", force_zip64=True) as file:
+                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
 class WorkerCache:
-    """Base of a worker's caches: entries of one kind in the `FOLDER` folder of its cache folder."""
+    """Base of a worker's caches: entries of one kind in the `FOLDER` folder of its cache folder,
+    those used within `KEEP_RECENT_S` seconds kept past the bound."""
 
     FOLDER: ClassVar[str]
+    KEEP_RECENT_S: ClassVar[float] = 0.0
 
     def __init__(self, store: NpzStore):
         self._store = store
@@ -97,4 +167,4 @@ class WorkerCache:
         """The cache of a worker with `settings`; None when it has no cache folder."""
         if settings.cache_dir is None:
             return None
-        return cls(NpzStore(Path(settings.cache_dir) / cls.FOLDER, settings.cache_max_mb * 2**20))
+        return cls(NpzStore(Path(settings.cache_dir) / cls.FOLDER, settings.cache_max_mb * 2**20, cls.KEEP_RECENT_S))

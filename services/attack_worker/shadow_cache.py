@@ -24,7 +24,7 @@ import numpy as np
 from services.attack_worker import storage
 from services.attack_worker.attacks.shadow_models import Setup, population_folders
 from services.attack_worker.attacks.shadow_population import shadow_seed
-from services.attack_worker.npz_store import WorkerCache
+from services.attack_worker.npz_store import EntryProblem, Fingerprint, WorkerCache
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +54,42 @@ def shadow_key(storage_root: str | PathLike[str], setup: Setup, index: int) -> s
 
 
 class ShadowCache(WorkerCache):
-    """Shadow outputs in the `shadows` folder of a worker's cache folder."""
+    """Shadow outputs in the `shadows` folder of a worker's cache folder. Entries used within the
+    hour are never evicted: a distributed attack's score job reads the entries its shadow jobs
+    wrote, possibly on other workers, and an entry trimmed in between would be trained again
+    (a pool that needs more room for one attack's shadow models than --cache-max-mb gets it
+    while they are in use)."""
 
     FOLDER = "shadows"
+    KEEP_RECENT_S = 3600.0
 
-    def load(self, key: str, in_mask: np.ndarray, num_views: int) -> np.ndarray | None:
-        """The logits stored under `key`, or None when there is no usable entry (absent, unreadable,
-        or not of this training mask and number of views)."""
-        entry = self._store.load(key)
-        if entry is None:
+    def load(self, key: str, in_mask: np.ndarray, num_views: int) -> tuple[np.ndarray, Fingerprint] | None:
+        """The logits stored under `key` and the entry's fingerprint, or None when there is no
+        usable entry (absent, unreadable, or not of this training mask and number of views)."""
+        try:
+            return self.read(key, in_mask, num_views)
+        except EntryProblem as problem:
+            if not problem.absent:
+                log.warning("shadow cache entry %s: %s; training again", key, problem)
             return None
+
+    def read(self, key: str, in_mask: np.ndarray, num_views: int,
+             expected: Fingerprint | None = None) -> tuple[np.ndarray, Fingerprint]:
+        """The logits (views, N, classes) stored under `key` and the entry's fingerprint.
+        EntryProblem when the entry is absent, is not `expected`, cannot be read, or does not
+        fit its key (another training mask or number of views)."""
+        entry, fingerprint = self._store.fetch(key, expected)
         logits, stored_mask = entry.get("logits"), entry.get("in_mask")
         fits = (logits is not None and stored_mask is not None and logits.ndim == 3
                 and logits.shape[:2] == (num_views, len(in_mask)) and np.array_equal(stored_mask, in_mask))
         if not fits:
-            log.warning("shadow cache entry %s does not fit its key, training again", key)
-            return None
-        return logits
+            raise EntryProblem(f"entry {key} does not fit its key (other records or views)")
+        return logits, fingerprint
 
-    def store(self, key: str, logits: np.ndarray, in_mask: np.ndarray) -> None:
-        """Keeps the entry; a failure to write is logged, not raised."""
-        self._store.store(key, logits=np.asarray(logits, dtype=np.float32), in_mask=np.asarray(in_mask, dtype=bool))
+    def store(self, key: str, logits: np.ndarray, in_mask: np.ndarray) -> Fingerprint | None:
+        """Keeps the entry; its fingerprint, or None when it could not be written (logged)."""
+        return self._store.store(key, logits=np.asarray(logits, dtype=np.float32),
+                                 in_mask=np.asarray(in_mask, dtype=bool))
 
 
 def _folder_identity(storage_root: str | PathLike[str], field: str, path: str) -> bytes:

@@ -9,20 +9,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.attack_worker.attacks import baseline, label_only, loss, ml_leak, shadow_models
+from services.attack_worker.attacks import baseline, label_only, loss, ml_leak
 from services.attack_worker.attacks.base import Runtime, Scores
 from services.common.task_spec import BaselineArgs, LabelOnlyArgs, LiraArgs, LossArgs, MlLeakArgs, RmiaArgs
 
 AttackRunner = Callable[[Any, Runtime], Scores]
+
+
+def _shadow_model_attack(args: Any, rt: Runtime) -> Scores:
+    """LIRA or RMIA, the whole attack in one job keeping no shadow model. Worker jobs run these
+    through shadow_jobs themselves (parts, the shadow cache)."""
+    from services.attack_worker import shadow_jobs  # built on this package: imported when first run
+
+    return shadow_jobs.whole_attack(args, rt, shadow_jobs.ShadowStore(".", None))
+
 
 RUNNERS: dict[str, AttackRunner] = {
     BaselineArgs.name: baseline.run,
     MlLeakArgs.name: ml_leak.run,
     LabelOnlyArgs.name: label_only.run,
     LossArgs.name: loss.run,
-    # The whole attack at once, on any runtime; worker jobs run these through shadow_jobs (parts, cache).
-    LiraArgs.name: shadow_models.run,
-    RmiaArgs.name: shadow_models.run,
+    LiraArgs.name: _shadow_model_attack,
+    RmiaArgs.name: _shadow_model_attack,
 }
 
 

@@ -1,20 +1,23 @@
-"""LIRA and RMIA on a runtime: the population, one shadow model's outputs, and the scoring.
+"""LIRA and RMIA on a runtime, in the order a job runs them: plan the population and who trains
+on what (`load`), train one shadow model (`train_shadow`), reduce each shadow model's outputs to
+the one statistic its attack needs (`shadow_statistic`), and score the target (`score`).
 
 Both attacks train K shadow (reference) models of the target's architecture, each on as many
 records as the target's training set (see `shadow_population` for which), and compare the
-target's outputs on the query records with theirs. A distributed attack runs `train_shadow` in
-one job per shadow model and `score` in a last job; `run` does the same one after the other in a
-single job. The maths are in `lira` and `rmia`.
+target's outputs on the query records with theirs. Where the shadow models are trained and kept
+(one job or many, a cache or not) is `shadow_jobs`'s business; the maths are in `lira` and `rmia`.
 
 A shadow model's outputs are its logits on every population record, one array per query view
 (the record itself, and for LIRA with `augment` its augmented copies): (views, N, classes).
 The attacks need only the query records' rows; keeping all of them lets a shadow model trained
 for one attack serve another with the same population (LIRA's and RMIA's query records differ).
+The score needs of each shadow model only its statistic on the query records (views, Q): LIRA's
+logit-scaled confidence, RMIA's true-label log probability; a job holds K of those, not K
+models' logits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +64,12 @@ class Setup:
         return self.masks[:, self.query]
 
 
-# (setup, runtime, shadow index) -> the shadow model's outputs (views, N, classes).
-ShadowTrainer = Callable[[Setup, Runtime, int], np.ndarray]
+@dataclass(frozen=True)
+class TargetOutputs:
+    """The target's logits on the query records (views, Q, classes) and the records' labels (Q,)."""
+
+    logits: np.ndarray
+    labels: np.ndarray
 
 
 def load(args: ShadowArgs, rt: Runtime) -> Setup:
@@ -119,21 +126,36 @@ def train_shadow(setup: Setup, rt: Runtime, index: int) -> np.ndarray:
         return _query(rt, model, setup, np.arange(setup.population.size), "the population")[0]
 
 
-def score(setup: Setup, rt: Runtime, shadow_logits: np.ndarray, shadow_in: np.ndarray) -> Scores:
-    """Scores the audited records from the shadow models' logits on the query records
-    (K, views, Q, classes) and which query records each trained on (K, Q)."""
-    args, population = setup.args, setup.population
+def query_target(setup: Setup, rt: Runtime) -> TargetOutputs:
+    """The target's outputs on the query records, every view."""
     with rt.stage(results_pb2.STAGE_PREDICT):
-        target_logits, labels = _query(rt, setup.target, setup, setup.query, "the query records")
+        return TargetOutputs(*_query(rt, setup.target, setup, setup.query, "the query records"))
+
+
+def shadow_statistic(setup: Setup, query_logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """What the attack needs of one shadow model, from its logits on the query records (views, Q,
+    classes) and their labels (Q,): (views, Q) float64, LIRA's logit-scaled confidence per view,
+    RMIA's true-label log probability (its one view)."""
+    if isinstance(setup.args, LiraArgs):
+        return lira.logit_scaled_confidence(query_logits, labels)
+    return true_label_log_probability(query_logits[0], labels)[None]
+
+
+def score(setup: Setup, rt: Runtime, target: TargetOutputs, shadow_statistics: np.ndarray) -> Scores:
+    """Scores the audited records from the target's outputs and the shadow models' statistics
+    (K, views, Q), in shadow index order (`shadow_statistic`)."""
+    args, population, labels = setup.args, setup.population, target.labels
     with rt.stage(results_pb2.STAGE_SCORE):
         if isinstance(args, LiraArgs):
-            target_phi = lira.logit_scaled_confidence(target_logits, labels).T  # (Q, views)
-            shadow_phi = lira.logit_scaled_confidence(shadow_logits, labels).transpose(0, 2, 1)  # (K, Q, views)
+            target_phi = lira.logit_scaled_confidence(target.logits, labels).T  # (Q, views)
+            shadow_phi = shadow_statistics.transpose(0, 2, 1)  # (K, Q, views)
             fixed_variance = args.num_shadow < 64 if args.fixed_variance is None else args.fixed_variance
-            values = lira.scores(target_phi, shadow_phi, shadow_in, args.online, fixed_variance)
+            values = lira.scores(target_phi, shadow_phi, setup.query_masks, args.online, fixed_variance)
             threshold, source = lira.threshold(args.online), lira.threshold_source(args.online, args.num_shadow)
         else:
-            values, source = _rmia_scores(args, population, target_logits[0], shadow_logits[:, 0], shadow_in, labels)
+            target_log_p = true_label_log_probability(target.logits[0], labels)
+            values, source = _rmia_scores(args, population, target_log_p, shadow_statistics[:, 0], setup.query_masks,
+                                          len(labels))
             threshold = rmia.THRESHOLD
     members, audited = population.num_members, population.num_audited
     return Scores(members=values[:members], non_members=values[members:audited], threshold=threshold,
@@ -141,15 +163,13 @@ def score(setup: Setup, rt: Runtime, shadow_logits: np.ndarray, shadow_in: np.nd
                   warnings=size_warnings(setup))
 
 
-def _rmia_scores(args: RmiaArgs, population: Population, target_logits: np.ndarray, reference_logits: np.ndarray,
-                 reference_in: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, str]:
+def _rmia_scores(args: RmiaArgs, population: Population, target_log_p: np.ndarray, reference_log_p: np.ndarray,
+                 reference_in: np.ndarray, num_queries: int) -> tuple[np.ndarray, str]:
     """RMIA's scores of every query record (the audited ones, then the z samples) and its
-    threshold's source, from the target's logits (Q, classes) and the reference models'
-    (K, Q, classes). Offline, `a` is the task's or, unset, chosen on the z samples (whose
+    threshold's source, from the target's true-label log probabilities (Q,) and the reference
+    models' (K, Q). Offline, `a` is the task's or, unset, chosen on the z samples (whose
     membership in each reference model is known)."""
     audited = population.num_audited
-    target_log_p = true_label_log_probability(target_logits, labels)
-    reference_log_p = np.stack([true_label_log_probability(logits, labels) for logits in reference_logits])
     chosen, a = None, args.a
     if not args.online and a is None:
         chosen = rmia.choose_a(reference_log_p[:, audited:], reference_in[:, audited:])
@@ -157,7 +177,7 @@ def _rmia_scores(args: RmiaArgs, population: Population, target_logits: np.ndarr
         a = chosen.a
     ratios = rmia.log_ratios(target_log_p, reference_log_p, reference_in, None if args.online else a)
     values = rmia.scores(ratios[:audited], ratios[audited:], args.gamma)
-    return values, rmia.threshold_source(args.num_shadow, len(labels) - audited, chosen,
+    return values, rmia.threshold_source(args.num_shadow, num_queries - audited, chosen,
                                          None if args.online else a)
 
 
@@ -178,16 +198,6 @@ def size_warnings(setup: Setup) -> tuple[str, ...]:
                         f"each trains on half of the {setup.population.num_audited} audited records; audit fewer "
                         f"non-members, or run offline (online: false)")
     return tuple(warnings)
-
-
-def run(args: ShadowArgs, rt: Runtime, shadow: ShadowTrainer = train_shadow) -> Scores:
-    """The whole attack in one job: every shadow model in turn (from `shadow`), then the score."""
-    setup = load(args, rt)
-    logits = []
-    for index in range(setup.num_shadow):
-        with rt.labelled(f"shadow {index + 1}/{setup.num_shadow}"):
-            logits.append(shadow(setup, rt, index)[:, setup.query])
-    return score(setup, rt, np.stack(logits), setup.query_masks)
 
 
 def _query(rt: Runtime, model: Any, setup: Setup, indices: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
