@@ -7,7 +7,8 @@ all ended when the client stops or dies. `privaudit cluster up` starts one that
 outlives the command (`detached`), keeps its state, logs and `cluster.json`
 in a state folder, and `privaudit cluster down` ends it. The workers share one
 cache folder in the state folder (`cache`), so a task's attacks share the target's
-outputs whichever worker runs them, and a kept cluster reuses shadow models. The
+outputs whichever worker runs them, LIRA/RMIA shadow models go to the score job by
+reference (`--cache-shared`), and a kept cluster reuses shadow models. The
 workers' job limits (`job_timeout_s`, `job_memory_mb`) are the workers' defaults
 unless set. The client never
 imports Paddle; the workers do, in their own processes. Being on loopback only,
@@ -122,7 +123,7 @@ class LocalCluster:
             # The workers split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // self.workers))
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
-                                   "--threads", threads, "--cache-dir", str(self.state_dir / "cache"),
+                                   "--threads", threads, "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])
             orchestrator = self._spawn(

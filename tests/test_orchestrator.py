@@ -733,6 +733,61 @@ def test_a_failed_shadow_fails_its_attack_alone(cluster):
     assert all(b.status == results_pb2.ATTACK_STATUS_SUCCEEDED for b in baselines)
 
 
+def referenced_shadow_worker(missing_rounds: int):
+    """A worker whose shadow parts answer by reference, and whose score part misses shadow
+    models 1 and 4 the first `missing_rounds` times it runs; the requests it received."""
+    received: list[attack_worker_pb2.RunAttackRequest] = []
+    lock = threading.Lock()
+
+    def behaviour(request, context):
+        with lock:
+            received.append(request)
+            scores = sum(r.WhichOneof("part") == "score" for r in received)
+        if request.WhichOneof("part") == "shadow":
+            output = attack_worker_pb2.ShadowOutput(shadow_index=request.shadow.shadow_index, num_rows=1,
+                                                    num_classes=1, cache_key=f"key{request.shadow.shadow_index}")
+            output.entry.size_bytes, output.entry.sha256 = 1000, "ab" * 32
+            yield attack_worker_pb2.RunAttackResponse(shadow=output)
+        elif request.WhichOneof("part") == "score" and scores <= missing_rounds:
+            yield attack_worker_pb2.RunAttackResponse(shadows_missing=attack_worker_pb2.ShadowsMissing(
+                shadow_index=[1, 4], reason="shadow 1: no entry key1.npz in /cache/shadows; and 1 more"))
+        else:
+            yield from (shadow_worker if request.WhichOneof("part") else succeed)(request, context)
+
+    return behaviour, received
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_shadow_models_a_score_job_misses_are_trained_again_then_it_scores(cluster, rounds):
+    behaviour, received = referenced_shadow_worker(missing_rounds=rounds)
+    client, _ = cluster(behaviour, behaviour)
+    kinds: list[str] = []
+    outcome = client.run(LIRA_TASK, on_event=lambda e: kinds.append(
+        e.progress.message if e.WhichOneof("kind") == "progress" else ""))
+    assert outcome.results[0].status == results_pb2.ATTACK_STATUS_SUCCEEDED, outcome.results[0].error
+    assert round(outcome.results[0].metrics.auc * 1000) == 2 ** 6 - 1, "the last score job gets all six shadows"
+    shadow_parts = sorted(r.shadow.shadow_index for r in received if r.WhichOneof("part") == "shadow")
+    assert shadow_parts == sorted([*range(6), *[1, 4] * rounds]), "only the missing ones again"
+    scores = [r for r in received if r.WhichOneof("part") == "score"]
+    assert len(scores) == rounds + 1
+    assert all(s.entry.sha256 == "ab" * 32 and not s.logits for s in scores[-1].score.shadows)
+    said = [m for m in kinds if m.startswith("training shadow models 1 and 4 again")]
+    assert len(said) == rounds and "(round 1 of at most 2)" in said[0] and "no entry key1.npz" in said[0]
+
+
+def test_shadow_models_missing_round_after_round_fail_their_attack_naming_the_cache_flags(cluster):
+    behaviour, received = referenced_shadow_worker(missing_rounds=10)
+    client, _ = cluster(behaviour)
+    outcome = client.run(LIRA_TASK + TASK)
+    lira, *baselines = outcome.results
+    assert lira.status == results_pb2.ATTACK_STATUS_FAILED
+    assert (lira.error.fault, lira.error.retryable) == (results_pb2.FAULT_INFRASTRUCTURE, False)
+    assert "the workers seem not to share a cache folder" in lira.error.message
+    assert "--cache-dir" in lira.error.message and "--cache-shared" in lira.error.message
+    assert sum(r.WhichOneof("part") == "score" for r in received) == 3, "two rounds of training again, then no more"
+    assert all(b.status == results_pb2.ATTACK_STATUS_SUCCEEDED for b in baselines)
+
+
 def test_restart_trains_only_the_missing_shadow_models(cluster, tmp_path):
     gate = Gate()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2, task_pb2
+from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, report_pb2, results_pb2, task_pb2
 from services.orchestrator.event_log import EventLog, EventsNotStored
 from services.orchestrator.store import SCHEMA_VERSION, NewerSchema, TaskStore
 
@@ -266,7 +266,7 @@ ACKNOWLEDGING_WRITER = """
 import sys, threading
 sys.path[:0] = [{repo!r}, {protos!r}]
 from pathlib import Path
-from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2, task_pb2
+from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, report_pb2, results_pb2, task_pb2
 from services.orchestrator.event_log import EventLog
 from services.orchestrator.store import TaskStore
 store = TaskStore(Path({path!r}))
@@ -393,3 +393,30 @@ def test_attack_names_are_kept_as_given():
     log.append(accepted=S.AuditAccepted(attack_names=names))
     assert list(store.status("t").attack_names) == names
     store.close()
+
+
+def test_shadow_rows_hold_references_of_a_hundred_bytes_and_old_inline_rows_still_read(tmp_path):
+    """A schema-0 folder's LIRA holds shadow models 0-1 inline (as stored then); new ones are
+    references; a forgotten one is gone, for the runner and after a reopen alike."""
+    path = schema_0_folder(tmp_path)
+    store = TaskStore(path)
+    try:
+        old = store.shadows("76f0e775182d", 0)
+        assert [o.shadow_index for o in old] == [0, 1] and not any(o.HasField("entry") for o in old)
+        for index in (2, 3):
+            reference = attack_worker_pb2.ShadowOutput(shadow_index=index, cache_key="e" * 64, num_rows=32000,
+                                                       num_classes=10)
+            reference.entry.size_bytes, reference.entry.sha256 = 2_560_384, "f" * 64
+            store.save_shadow("76f0e775182d", 0, reference).wait()
+        store.forget_shadows("76f0e775182d", 0, [1, 3]).wait()
+        assert store.shadow_indices("76f0e775182d") == {0: {0, 2}}
+    finally:
+        store.close()
+    store = TaskStore(path)
+    try:
+        assert [o.shadow_index for o in store.shadows("76f0e775182d", 0)] == [0, 2]
+    finally:
+        store.close()
+    sizes = dict(sqlite3.connect(path).execute(
+        "SELECT shadow_index, length(output) FROM shadow_outputs WHERE task_id = '76f0e775182d'"))
+    assert sizes[2] < 200, "a reference: key, size and digest"

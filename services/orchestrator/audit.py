@@ -10,8 +10,12 @@ again, finished ones are kept.
 
 An attack trained on many shadow models (LIRA, RMIA) runs as one job per shadow
 model, spread over the workers, then a score job that receives all their
-outputs. Finished shadow models are stored, so a restart trains only the
-missing ones.
+outputs (references to the workers' shared cache folder, or the outputs inline).
+Finished shadow models are stored, so a restart trains only the missing ones. A
+score job that does not find referenced outputs as described answers which
+shadow models are missing: they are forgotten and trained again, then it scores
+again; after MAX_MISSING_ROUNDS such rounds the attack fails, since the workers
+then do not share their cache folder.
 
 When the reporter cannot be reached, the report is asked for again with growing
 pauses (up to REPORT_RETRY_MAX_PAUSE) for `report_wait` seconds: the stream says
@@ -40,15 +44,16 @@ from privaudit.v1 import (
     task_pb2,
 )
 from services.common import task_spec
-from services.common.errors import from_rpc_error
+from services.common.errors import INFRASTRUCTURE, Failure, from_rpc_error
 from services.orchestrator.event_log import EventLog
-from services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink, Scheduler
+from services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink, Scheduler, failed_result
 from services.orchestrator.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
 
 REPORT_RETRY_FIRST_PAUSE = 0.5  # seconds; doubled after each failed try
 REPORT_RETRY_MAX_PAUSE = 15.0
+MAX_MISSING_ROUNDS = 2  # times an attack's shadow models are trained again for a score job that missed them
 
 # Makes the runner's scheduler, given where the jobs' progress and results go.
 SchedulerFactory = Callable[[ProgressSink, ResultSink], Scheduler]
@@ -73,6 +78,7 @@ class LiveAudit:
     events: EventLog
     outstanding: set[int]  # attacks without a result
     shadows: dict[int, set[int]]  # shadow-model attack -> its shadow models stored or being stored
+    missing_rounds: dict[int, int] = field(default_factory=dict)  # attack -> shadow models retrained for a score
     cancelled: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -216,6 +222,9 @@ class AuditRunner:
         if isinstance(outcome, attack_worker_pb2.ShadowOutput):
             self._on_shadow(audit, job, outcome)
             return
+        if isinstance(outcome, attack_worker_pb2.ShadowsMissing):
+            self._on_missing(audit, job, outcome)
+            return
         with audit.lock:
             if not audit.open or job.attack_index not in audit.outstanding:
                 return  # e.g. a shadow model failing after its attack failed
@@ -252,6 +261,50 @@ class AuditRunner:
             with audit.lock:
                 if audit.open and job.attack_index in audit.outstanding:
                     self.scheduler.submit(score)
+
+    def _on_missing(self, audit: LiveAudit, job: Job, missing: attack_worker_pb2.ShadowsMissing) -> None:
+        """A score job did not find some shadow models' outputs: they are forgotten and their
+        shadow parts queued again (the last to be stored queues the score job again), or, when
+        that was done MAX_MISSING_ROUNDS times for the attack already, the attack fails."""
+        num_shadow = task_spec.attack_from_proto(job.spec).num_shadow
+        indices = sorted({index for index in missing.shadow_index if index < num_shadow})
+        retrain, complete = False, False
+        with audit.lock:
+            if not audit.open or job.attack_index not in audit.outstanding:
+                return
+            rounds = audit.missing_rounds.get(job.attack_index, 0)
+            if rounds >= MAX_MISSING_ROUNDS or not indices:
+                result = failed_result(job, Failure(
+                    f"the score job did not find the outputs of shadow models {_listed(indices)} in its worker's "
+                    f"cache folder ({missing.reason}) after they were trained again {rounds} times: the workers "
+                    "seem not to share a cache folder. Give every worker the same --cache-dir "
+                    "(PRIVAUDIT_CACHE_DIR) with --cache-shared, or turn --cache-shared off on every worker",
+                    fault=INFRASTRUCTURE, retryable=False))
+                stored = audit.events.queue([{"attack_result": result}])
+                audit.outstanding.discard(job.attack_index)
+                complete = not audit.outstanding
+            else:
+                retrain = True
+                audit.missing_rounds[job.attack_index] = rounds + 1
+                audit.shadows.get(job.attack_index, set()).difference_update(indices)
+                forgotten = self.store.forget_shadows(job.task_id, job.attack_index, indices)
+                stored = audit.events.queue([{"progress": results_pb2.JobProgress(
+                    attack_index=job.attack_index, stage=results_pb2.STAGE_QUEUED,
+                    message=f"training shadow models {_listed(indices)} again (round {rounds + 1} of at most "
+                            f"{MAX_MISSING_ROUNDS}): the score job did not find their outputs as stored: "
+                            f"{missing.reason}")}])
+        stored.wait()
+        if complete:
+            self._report_in_background(audit)
+        if not retrain:
+            return
+        forgotten.wait()
+        log.warning("task=%s attack=%d: shadow models %s missing for the score job (%s); training them again",
+                    job.task_id, job.attack_index, _listed(indices), missing.reason)
+        with audit.lock:
+            if audit.open and job.attack_index in audit.outstanding:
+                self.scheduler.submit([replace(job, part=attack_worker_pb2.ShadowPart(shadow_index=k), attempts=0,
+                                               tried=set()) for k in indices])
 
     def _report_in_background(self, audit: LiveAudit) -> None:
         threading.Thread(target=self._report, args=(audit,), name=f"report-{audit.task_id}", daemon=True).start()
@@ -326,3 +379,9 @@ def _done(results: Sequence[results_pb2.AttackResult] = (), cancelled: bool = Fa
         failed_attacks=sum(r.status == results_pb2.ATTACK_STATUS_FAILED for r in results),
         cancelled=cancelled,
     )
+
+
+def _listed(indices: list[int]) -> str:
+    """E.g. `1, 4 and 7`."""
+    words = [str(index) for index in indices]
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)

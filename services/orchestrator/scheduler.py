@@ -110,8 +110,9 @@ class QueueFull(Overloaded):
     """The queue cannot take a task's jobs now."""
 
 
-# A job's answer: its result, or for a shadow part the shadow model's outputs.
-Outcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput
+# A job's answer: its result, for a shadow part the shadow model's outputs, or for a score part
+# the shadow outputs it could not find.
+Outcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput | attack_worker_pb2.ShadowsMissing
 ProgressSink = Callable[[Job, results_pb2.JobProgress], None]
 ResultSink = Callable[[Job, Outcome], None]
 
@@ -254,10 +255,13 @@ class Scheduler:
         broken: Failure | None = None  # the call ended without an answer
         try:
             for response in call:
-                if response.HasField("progress"):
+                event = response.WhichOneof("event")
+                if event == "progress":
                     self.on_progress(job, response.progress)
                     continue
-                outcome = response.result if response.HasField("result") else response.shadow
+                if event is None:  # an event newer than this orchestrator: not an answer it can take
+                    continue
+                outcome = getattr(response, event)
                 break
             else:
                 broken = Unavailable(f"worker {worker.address} ended the job without a result")
@@ -275,8 +279,9 @@ class Scheduler:
             return
         failure = broken or _retryable_failure(outcome)
         if failure is None:
-            status = ("SHADOW_OUTPUT" if isinstance(outcome, attack_worker_pb2.ShadowOutput)
-                      else results_pb2.AttackStatus.Name(outcome.status))
+            status = (results_pb2.AttackStatus.Name(outcome.status) if isinstance(outcome, results_pb2.AttackResult)
+                      else "SHADOW_OUTPUT" if isinstance(outcome, attack_worker_pb2.ShadowOutput)
+                      else f"SHADOWS_MISSING {list(outcome.shadow_index)}")
             log.info("job finish %s worker=%s status=%s seconds=%.1f", job.label, worker.address, status,
                      time.monotonic() - started)
             self.on_result(job, outcome)

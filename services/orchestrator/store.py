@@ -19,6 +19,10 @@ events are always numbered 0, 1, 2... with no gap, whatever fails. Reads use
 connections of their own, which WAL lets read while a write is made; a store in
 memory has one connection, shared under a lock.
 
+A finished shadow model of a LIRA/RMIA attack is a row of `shadow_outputs`: from workers sharing
+their cache folder a reference to the stored entry (key, size, SHA-256: about 100 bytes), else
+its logits inline as older orchestrators stored them.
+
 Schema versions are PRAGMA user_version; a folder written by an older
 orchestrator is migrated when it is opened (status rows derived from the stored
 events, once).
@@ -242,6 +246,12 @@ class TaskStore:
         return self._queue(lambda db: db.execute(
             "INSERT OR REPLACE INTO shadow_outputs (task_id, attack_index, shadow_index, output) VALUES (?, ?, ?, ?)",
             row))
+
+    def forget_shadows(self, task_id: str, attack_index: int, shadow_indices: Iterable[int]) -> Pending:
+        """Queues the removal of stored shadow models (their outputs are gone: trained again)."""
+        rows = [(task_id, attack_index, index) for index in shadow_indices]
+        return self._queue(lambda db: db.executemany(
+            "DELETE FROM shadow_outputs WHERE task_id = ? AND attack_index = ? AND shadow_index = ?", rows))
 
     # ---------------------------------------------------------------- reads
 
