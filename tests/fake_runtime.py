@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from augment_reference import augmented
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
@@ -131,7 +132,7 @@ class FakeRuntime:
                 augment: Augment | None = None) -> FakeDataset:
         samples = np.concatenate([d.samples for d in datasets])[np.asarray(indices, dtype=np.int64)]
         labels = np.concatenate([d.labels for d in datasets])[np.asarray(indices, dtype=np.int64)]
-        return FakeDataset(augment(samples) if augment else samples, labels)
+        return FakeDataset(augmented(augment, samples), labels)
 
     def num_classes(self, model: FakeModel, dataset: FakeDataset) -> int:
         return model.num_classes
@@ -153,7 +154,7 @@ class FakeRuntime:
         correct = np.zeros((len(dataset), len(augments)), bool)
         for rows in batches(len(dataset), batch_size):
             for column, augment in enumerate(augments):
-                predicted = model.logits(augment(dataset.samples[rows])).argmax(axis=1)
+                predicted = model.logits(augmented(augment, dataset.samples[rows])).argmax(axis=1)
                 correct[rows, column] = predicted == dataset.labels[rows]
         return correct
 

@@ -1,12 +1,17 @@
-"""Rotations and translations act on the spatial axes of HW, CHW and HWC images, as documented."""
+"""Rotations, translations and mirror images act on the spatial axes of HW, CHW and HWC images
+as documented, on the worker's device (the device ops against scipy: test_device_augment.py)."""
 
 import numpy as np
+import paddle
 import pytest
 from scipy import ndimage
 from sklearn.datasets import load_digits
 
+from services.attack_worker import device_augment
 from services.attack_worker.attacks.augment import (
+    Augment,
     LayoutError,
+    Mirror,
     Rotation,
     Translation,
     rotations,
@@ -15,6 +20,11 @@ from services.attack_worker.attacks.augment import (
 )
 
 SIZE = 5  # odd, so the centre of rotation is a pixel
+
+
+def on_device(augment: Augment, batch: np.ndarray) -> np.ndarray:
+    """`batch` passed through `augment` by the runtime's device ops."""
+    return device_augment.stacked(paddle.to_tensor(batch), [augment]).numpy()
 
 
 def one_pixel(row: int, col: int) -> np.ndarray:
@@ -61,7 +71,7 @@ def test_rotation_by_90_degrees_moves_pixels_within_each_channel(layout):
     lit = [(0, 2), (1, 3), (4, 1)][: 1 if layout == "HW" else 3]
     batch = with_channels(layout, [one_pixel(r, c) * (k + 1) for k, (r, c) in enumerate(lit)])
 
-    rotated = Rotation(90)(batch)
+    rotated = on_device(Rotation(90), batch)
 
     assert rotated.shape == batch.shape
     for k, ((row, col), plane) in enumerate(zip(lit, channel_planes(layout, rotated), strict=True)):
@@ -70,7 +80,7 @@ def test_rotation_by_90_degrees_moves_pixels_within_each_channel(layout):
 
 def test_rotation_rotates_every_image_of_a_batch():
     batch = np.stack([one_pixel(0, 2), one_pixel(2, 4)])[:, None]  # (2, 1, 5, 5) CHW
-    rotated = Rotation(-90)(batch)
+    rotated = on_device(Rotation(-90), batch)
     np.testing.assert_allclose(rotated[0, 0], one_pixel(2, 4), atol=1e-6)
     np.testing.assert_allclose(rotated[1, 0], one_pixel(4, 2), atol=1e-6)
 
@@ -81,7 +91,7 @@ def test_two_degree_rotation_changes_an_8x8_digit():
     nearest = ndimage.rotate(digit, 2, axes=(2, 3), reshape=False, order=0, mode="nearest")
     assert np.array_equal(nearest, digit)
 
-    rotated = Rotation(2)(digit)
+    rotated = on_device(Rotation(2), digit)
 
     assert np.abs(rotated - digit).max() > 0.5  # pixel values run from 0 to 16
     assert 0 < np.abs(rotated - digit).sum() < np.abs(digit).sum()
@@ -92,7 +102,7 @@ def test_translation_moves_a_pixel_by_dx_right_and_dy_down(layout):
     planes = [one_pixel(2, 3)] if layout == "HW" else [k * one_pixel(2, 3) for k in (1, 2, 3)]
     batch = with_channels(layout, planes)
 
-    moved = Translation(dx=1, dy=-2)(batch)
+    moved = on_device(Translation(dx=1, dy=-2), batch)
 
     for k, plane in enumerate(channel_planes(layout, moved)):
         np.testing.assert_array_equal(plane, one_pixel(0, 4) * (k + 1))
@@ -100,10 +110,38 @@ def test_translation_moves_a_pixel_by_dx_right_and_dy_down(layout):
 
 def test_translation_fills_with_zeros():
     image = np.ones((1, 1, 4, 4), np.float32)
-    moved = Translation(dx=-1, dy=2)(image)[0, 0]
+    moved = on_device(Translation(dx=-1, dy=2), image)[0, 0]
     np.testing.assert_array_equal(moved[:2], 0)  # rows shifted in from above
     np.testing.assert_array_equal(moved[:, 3], 0)  # the column shifted in from the right
     np.testing.assert_array_equal(moved[2:, :3], 1)
+
+
+@pytest.mark.parametrize("layout", ["HW", "CHW", "HWC"])
+def test_mirror_reverses_the_width_axis_within_each_channel(layout):
+    planes = [one_pixel(1, 0)] if layout == "HW" else [k * one_pixel(1, k) for k in (1, 2, 3)]
+
+    mirrored = on_device(Mirror(), with_channels(layout, planes))
+
+    for k, plane in enumerate(channel_planes(layout, mirrored)):
+        np.testing.assert_array_equal(plane, np.fliplr(planes[k]))
+
+
+def test_shifts_and_rotations_of_a_batch_are_stacked_augmentation_by_augmentation():
+    batch = np.stack([one_pixel(0, 2), one_pixel(2, 4)])[:, None]  # (2, 1, 5, 5) CHW
+    augments = [Translation(1, 0), Rotation(90), Mirror()]
+
+    copies = device_augment.stacked(paddle.to_tensor(batch), augments).numpy()
+
+    assert copies.shape == (6, 1, SIZE, SIZE)
+    for j, augment in enumerate(augments):
+        np.testing.assert_array_equal(copies[2 * j:2 * j + 2], on_device(augment, batch))
+    np.testing.assert_array_equal(copies[1, 0], np.zeros((SIZE, SIZE)))  # moved off the right edge
+
+
+@pytest.mark.parametrize("augment", [Rotation(3), Translation(1, 0), Mirror()])
+def test_samples_that_are_not_images_are_refused_by_the_device_ops(augment):
+    with pytest.raises(LayoutError, match=r"HW, CHW or HWC"):
+        on_device(augment, np.zeros((2, 5, 8, 8), np.float32))
 
 
 @pytest.mark.parametrize("d", [0, 1, 2, 3, 7])
@@ -138,6 +176,6 @@ def test_rotations_by_one_are_three_queries_as_the_paper_counts():
 def test_zero_range_is_the_single_unaugmented_query(augments):
     batch = np.random.default_rng(1).random((3, 1, 8, 8)).astype(np.float32)
     (identity,) = augments
-    out = identity(batch)
+    out = on_device(identity, batch)
     assert out.dtype == batch.dtype
     np.testing.assert_array_equal(out, batch)

@@ -8,10 +8,12 @@ import threading
 import numpy as np
 import paddle
 import pytest
+from augment_reference import augmented
 from worker_fixtures import NUM_CLASSES, AuditTree, records, write_audit_tree, write_dataset, write_model
 
 from privaudit.v1 import results_pb2
 from services.attack_worker import paddle_runtime
+from services.attack_worker.attacks.augment import Augment, Mirror, Rotation, translations
 from services.attack_worker.paddle_runtime import JobCancelled, PaddleRuntime
 from services.attack_worker.settings import WorkerSettings
 from services.common.errors import TaskError
@@ -33,13 +35,6 @@ def batch_sizes_seen(layer: paddle.nn.Layer) -> list[int]:
     seen: list[int] = []
     layer.register_forward_post_hook(lambda _layer, inputs, _output: seen.append(inputs[0].shape[0]))
     return seen
-
-
-def roll_one_class_down(samples: np.ndarray) -> np.ndarray:
-    """Moves each one-hot sample's 1 to the previous position: the identity model then predicts
-    class - 1, which is right exactly for the records it got wrong (it predicted label + 1)."""
-    flat = samples.reshape(len(samples), -1)
-    return np.roll(flat, -1, axis=1).reshape(samples.shape)
 
 
 def test_predict_is_batched_known_and_computed_once(tree):
@@ -104,21 +99,69 @@ def test_training_learns_is_reproducible_and_refreshes_outputs(tmp_path):
     assert not np.array_equal(weights, trained(6)[0])
 
 
-def test_augmented_queries_are_streamed_batch_by_batch(tree):
+def reference_correct(samples: np.ndarray, labels: np.ndarray, augment: Augment) -> np.ndarray:
+    """Whether the identity model labels `samples` so augmented (by the scipy reference) right."""
+    flat = augmented(augment, samples).reshape(len(samples), -1)
+    return flat.argmax(axis=1) == labels
+
+
+@pytest.mark.parametrize(("augments", "batch_size", "passes"), [
+    ([Rotation(0), Mirror()], 4, [4, 4, 4, 4]),  # two records' two copies a pass
+    ([Rotation(0), Mirror()], 5, [4, 4, 4, 4]),  # never more than the batch size
+    (translations(1), 2, [2, 2, 1] * 8),  # more copies than the batch size: one record, in groups
+])
+def test_augmented_queries_stack_copies_into_passes_of_at_most_the_batch_size(tree, augments, batch_size, passes):
     rt = make_runtime(tree)
     model = rt.load_model("target_model", tree.model)
     members = rt.load_dataset("test_datasets.members", tree.members)
-    augmented_batches: list[int] = []
+    samples, labels = members.read(range(len(members)))
+    seen = batch_sizes_seen(model.layer)
 
-    def identity(samples: np.ndarray) -> np.ndarray:
-        augmented_batches.append(len(samples))
-        return samples
+    correct = rt.predict_augmented(model, members, augments, batch_size=batch_size)
 
-    correct = rt.predict_augmented(model, members, [identity, roll_one_class_down], batch_size=3)
-    assert correct.dtype == bool and correct.shape == (8, 2)
+    assert correct.dtype == bool and correct.shape == (8, len(augments))
+    for column, augment in enumerate(augments):
+        np.testing.assert_array_equal(correct[:, column], reference_correct(samples, labels, augment))
     np.testing.assert_array_equal(correct[:, 0], tree.member_correct)
-    np.testing.assert_array_equal(correct[:, 1], ~tree.member_correct)
-    assert augmented_batches == [3, 3, 2], "one batch at a time, never the whole dataset"
+    assert seen == passes, "streamed, and every pass within the batch size"
+
+
+def test_a_selection_is_queried_through_its_augmentation_on_the_device(tree):
+    rt = make_runtime(tree)
+    model = rt.load_model("target_model", tree.model)
+    members = rt.load_dataset("test_datasets.members", tree.members)
+    samples, labels = members.read(range(len(members)))
+    order = np.array([7, 0, 3, 5])
+    mirrored = rt.records([members], order, "mirrored", Mirror())
+
+    np.testing.assert_array_equal(mirrored.read([0, 1])[0], samples[order[:2]])  # read: the records as they are
+    logits = rt.predict(model, mirrored, batch_size=3).logits
+    np.testing.assert_allclose(logits, augmented(Mirror(), samples[order]).reshape(4, -1))  # identity weights
+    np.testing.assert_array_equal(logits.argmax(axis=1) == labels[order],
+                                  reference_correct(samples[order], labels[order], Mirror()))
+
+
+def test_the_job_runs_paddle_on_the_workers_device(tree, monkeypatch):
+    chosen: list[str] = []
+    monkeypatch.setattr(paddle, "set_device", chosen.append)
+    make_runtime(tree)
+    assert chosen == [], "no --device: Paddle's own choice"
+    PaddleRuntime(WorkerSettings(str(tree.root), device="gpu:1"), 5, lambda *_: None)
+    assert chosen == ["gpu:1"]
+
+
+def test_a_job_on_the_cpu_builds_its_models_and_batches_there(tree):
+    rt = PaddleRuntime(WorkerSettings(str(tree.root), device="cpu"), 5, lambda *_: None)
+    model = rt.load_model("target_model", tree.model)
+    members = rt.load_dataset("test_datasets.members", tree.members)
+    places: list[str] = []
+    model.layer.register_forward_pre_hook(lambda _layer, inputs: places.append(str(inputs[0].place)))
+
+    rt.predict_augmented(model, members, [Mirror()], batch_size=4)
+
+    assert paddle.device.get_device() == "cpu"
+    assert {str(p.place) for p in model.layer.parameters()} == {"Place(cpu)"}
+    assert set(places) == {"Place(cpu)"}
 
 
 def test_a_label_beyond_the_models_classes_names_the_dataset(tmp_path):
@@ -215,12 +258,10 @@ def test_a_cancelled_job_stops_at_its_next_progress_point(tree):
     members = rt.load_dataset("test_datasets.members", tree.members)
     seen = batch_sizes_seen(model.layer)
 
-    def cancel_after_first_batch(samples: np.ndarray) -> np.ndarray:
-        cancelled.set()
-        return samples
+    model.layer.register_forward_post_hook(lambda *_: cancelled.set())
 
     with pytest.raises(JobCancelled):
-        rt.predict_augmented(model, members, [cancel_after_first_batch], batch_size=2)
+        rt.predict_augmented(model, members, [Mirror()], batch_size=2)
     assert seen == [2], "no batch ran after the cancellation"
     with pytest.raises(JobCancelled), rt.stage(results_pb2.STAGE_PREDICT):
         pass

@@ -8,6 +8,9 @@ stored model's outputs on an in-memory dataset also go to the worker's output
 cache, which the task's other jobs read instead of querying again.
 Every random choice derives from the job's seed. Progress points check the
 job's cancellation flag, so a cancelled RPC stops the job within a batch.
+Paddle runs on the worker's `device`; each batch is moved there once, and the
+augmented copies of a query are made there (`device_augment`), several of them
+in one forward pass.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import paddle
 import paddle.nn.functional as F
 
 from privaudit.v1 import results_pb2
-from services.attack_worker import storage
+from services.attack_worker import device_augment, storage
 from services.attack_worker.attacks.base import Augment, Outputs, batches
 from services.attack_worker.output_cache import OutputCache, output_key
 from services.attack_worker.settings import WorkerSettings
@@ -95,8 +98,9 @@ class LoadedDataset:
 @dataclass(frozen=True, eq=False)
 class SelectedRecords:
     """Records of loaded datasets laid end to end, such as a shadow model's training set: read
-    through their own datasets (whose fields name any fault), then passed through `augment`.
-    Not from one task field, so `field` is empty and `path` is the name."""
+    through their own datasets (whose fields name any fault). `read` gives the records as they
+    are; the runtime queries them passed through `augment`, on its device. Not from one task
+    field, so `field` is empty and `path` is the name."""
 
     name: str
     parts: tuple[LoadedDataset, ...]
@@ -134,7 +138,7 @@ class SelectedRecords:
                                                "every dataset of an attack must have samples of one shape")
             samples[rows] = part_samples
         assert samples is not None, "a selection reads at least one record"
-        return (self.augment(samples) if self.augment else samples), labels
+        return samples, labels
 
 
 # What the runtime's dataset handles are.
@@ -149,10 +153,15 @@ class PaddleRuntime:
     training comes from one numpy Generator seeded with the job's seed. A model or
     a training run given a seed of its own (a shadow model of LIRA or RMIA) uses
     that instead, so it comes out the same whichever job trains it.
+
+    Paddle runs on `settings.device` (the job's process is its own, so the device is set for
+    the whole process, before any model is built); None leaves Paddle's choice.
     """
 
     def __init__(self, settings: WorkerSettings, seed: int, report: ProgressSink,
                  cancelled: threading.Event | None = None):
+        if settings.device is not None:
+            paddle.set_device(settings.device)
         self.seed = seed
         self.settings = settings
         self.timings: list[results_pb2.StageTiming] = []
@@ -205,7 +214,7 @@ class PaddleRuntime:
         cached = self._outputs.get((model, dataset))
         if cached is not None:
             return int(cached.logits.shape[1])
-        samples, labels = dataset.read([0])
+        samples, labels = self._read(dataset, [0])
         with self._inference(model):
             return int(self._forward(model, dataset, samples, labels).shape[1])
 
@@ -219,12 +228,20 @@ class PaddleRuntime:
                           batch_size: int) -> np.ndarray:
         correct = np.empty((dataset.length, len(augments)), dtype=bool)
         note = f"querying {model.name} on {len(augments)} augmented copies of {dataset.name}"
+        # Each forward pass holds the copies of `records` records under `per_pass` augmentations,
+        # at most batch_size images: every augmentation at once unless there are more of them
+        # than batch_size (then one record a pass, its augmentations in groups).
+        per_pass = min(batch_size, max(len(augments), 1))
+        records = batch_size // per_pass
         with self._inference(model):
-            for batch in self._batches(dataset.length, batch_size, note):
-                samples, labels = dataset.read(range(batch.start, batch.stop))
-                for column, augment in enumerate(augments):
-                    logits = self._forward(model, dataset, augment(samples), labels)
-                    correct[batch, column] = logits.argmax(axis=1).numpy() == labels
+            for batch in self._batches(dataset.length, records, note):
+                images, labels = self._read(dataset, range(batch.start, batch.stop))
+                for first in range(0, len(augments), per_pass):
+                    group = augments[first:first + per_pass]
+                    copies = device_augment.stacked(images, group)
+                    logits = self._forward(model, dataset, copies, np.tile(labels, len(group)))
+                    predicted = logits.argmax(axis=1).reshape([len(group), len(labels)]).numpy()
+                    correct[batch, first:first + len(group)] = (predicted == labels).T
         return correct
 
     # ------------------------------------------------------------ training
@@ -244,7 +261,7 @@ class PaddleRuntime:
             order = rng.permutation(dataset.length)
             note = f"training {model.name} on {dataset.name}, epoch {epoch + 1}/{epochs}"
             for batch in self._batches(dataset.length, batch_size, note, epoch, epochs):
-                samples, labels = dataset.read(order[batch])
+                samples, labels = self._read(dataset, order[batch])
                 logits = self._forward(model, dataset, samples, labels)
                 loss = F.cross_entropy(logits, paddle.to_tensor(labels))
                 loss.backward()
@@ -315,16 +332,24 @@ class PaddleRuntime:
         logits, labels = [], []
         with self._inference(model):
             for batch in self._batches(dataset.length, batch_size, f"querying {model.name} on {dataset.name}"):
-                samples, batch_labels = dataset.read(range(batch.start, batch.stop))
+                samples, batch_labels = self._read(dataset, range(batch.start, batch.stop))
                 logits.append(self._forward(model, dataset, samples, batch_labels).numpy().astype(np.float32))
                 labels.append(batch_labels)
         return Outputs(logits=np.concatenate(logits), labels=np.concatenate(labels))
 
-    def _forward(self, model: LoadedModel, dataset: Dataset, samples: np.ndarray,
+    def _read(self, dataset: Dataset, indices: Sequence[int]) -> tuple[paddle.Tensor, np.ndarray]:
+        """Records `indices` of `dataset`: their samples on the job's device, passed through the
+        dataset's augmentation when it has one, and their labels."""
+        samples, labels = dataset.read(indices)
+        images = paddle.to_tensor(samples)
+        augment = dataset.augment if isinstance(dataset, SelectedRecords) else None
+        return (images if augment is None else device_augment.stacked(images, [augment])), labels
+
+    def _forward(self, model: LoadedModel, dataset: Dataset, samples: paddle.Tensor,
                  labels: np.ndarray) -> paddle.Tensor:
         """The model's logits on `samples`, checked to be (batch, classes) wide enough for `labels`."""
         try:
-            logits = model.layer(paddle.to_tensor(samples))
+            logits = model.layer(samples)
         except Exception as exc:
             raise TaskError.at(model.field, f"model {model.name} failed on samples of shape "
                                             f"{list(samples.shape[1:])} from {dataset.path}: {storage.one_line(exc)}; "

@@ -1,6 +1,6 @@
-"""Image augmentations for LABEL-ONLY queries: rotations and translations of a batch of images.
+"""Image augmentations of augmented queries, as data: which rotation, shift or mirror image.
 
-Each augmentation maps a batch (batch, *sample_shape) to a batch of the same shape and acts on
+The runtime applies them to a batch (batch, *sample_shape), giving a batch of the same shape, on
 the two spatial axes of the samples, whatever their layout:
 
 - HW:  2-D samples (height, width);
@@ -8,18 +8,14 @@ the two spatial axes of the samples, whatever their layout:
 - HWC: 3-D samples whose last axis is a channel axis of 1, 3 or 4 (and whose first is not).
 
 Conventions: a positive angle rotates counter-clockwise as the image is displayed (row 0 at the
-top), about the image centre; a translation (dx, dy) moves content dx pixels right and dy pixels
-down. Pixels that come from outside the image are zero.
+top), about the image centre, with bilinear interpolation; a translation (dx, dy) moves content
+dx pixels right and dy pixels down; a mirror image reverses the width axis. Pixels that come
+from outside the image are zero, and a rotated pixel near the border blends with them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-from scipy import ndimage
-
-from services.attack_worker.attacks.base import Augment
 
 CHANNEL_COUNTS = (1, 3, 4)  # what a small channel axis may hold
 
@@ -43,21 +39,12 @@ def spatial_axes(sample_shape: tuple[int, ...]) -> tuple[int, int]:
     )
 
 
-def _batch_spatial_axes(images: np.ndarray) -> tuple[int, int]:
-    height, width = spatial_axes(images.shape[1:])
-    return height + 1, width + 1
-
-
 @dataclass(frozen=True)
 class Rotation:
     """Rotation by whole degrees with bilinear interpolation (nearest-neighbour would leave
     small images unchanged by small angles), the image padded with zeros."""
 
     degrees: int
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return ndimage.rotate(images, self.degrees, axes=_batch_spatial_axes(images), reshape=False,
-                              order=1, mode="grid-constant", cval=0.0)
 
 
 @dataclass(frozen=True)
@@ -67,11 +54,14 @@ class Translation:
     dx: int
     dy: int
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        shift = [0.0] * images.ndim
-        height, width = _batch_spatial_axes(images)
-        shift[height], shift[width] = self.dy, self.dx
-        return ndimage.shift(images, shift, order=0, mode="constant", cval=0.0)
+
+@dataclass(frozen=True)
+class Mirror:
+    """The image mirrored left-right: column j of the result is column width - 1 - j."""
+
+
+# One augmentation of a batch of images.
+Augment = Rotation | Translation | Mirror
 
 
 def rotations(r: int) -> list[Augment]:

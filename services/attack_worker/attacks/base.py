@@ -8,15 +8,14 @@ tests pass a numpy fake, so every attack is testable in milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-# A batch transform for augmented queries: images (batch, *sample_shape) -> same shape.
-Augment = Callable[[np.ndarray], np.ndarray]
+from services.attack_worker.attacks.augment import Augment
 
 # The false-positive rate that attacks calibrating their threshold on known non-members
 # (population data, reference models) aim at: member when a record's score would beat
@@ -66,7 +65,7 @@ class Runtime(Protocol):
     def records(self, datasets: Sequence[Any], indices: Sequence[int], name: str,
                 augment: Augment | None = None) -> Any:
         """A dataset (named `name` in messages) of the records `indices` of `datasets` laid end
-        to end, in that order, their samples passed through `augment` when given."""
+        to end, in that order; when `augment` is given, queries of it see the records so augmented."""
 
     def num_classes(self, model: Any, dataset: Any) -> int:
         """Width of the model's output layer."""
@@ -85,7 +84,8 @@ class Runtime(Protocol):
     def predict_augmented(self, model: Any, dataset: Any, augments: Sequence[Augment],
                           batch_size: int) -> np.ndarray:
         """(n, len(augments)) bool: whether `model` labels augmented copy j of record i
-        correctly. Streams batches: never holds all augmented copies at once."""
+        correctly. Streams batches: never holds all augmented copies at once, and no forward
+        pass is larger than `batch_size`."""
 
     def stage(self, stage: int) -> AbstractContextManager[None]:
         """Times a stage (a `privaudit.v1.Stage` value) and reports entering it."""

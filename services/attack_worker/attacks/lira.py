@@ -112,27 +112,15 @@ def threshold_source(online: bool, num_shadow: int) -> str:
             f"confidence less than {NOMINAL_FPR:.0%} of the time (nominal FPR {NOMINAL_FPR:.0%})")
 
 
-@dataclass(frozen=True)
-class View:
-    """A query of a batch of images: the images themselves, or mirrored left-right (on the width
-    axis of any HW/CHW/HWC layout)."""
-
-    mirror: bool = False
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        if not self.mirror:
-            return images
-        _, width = augment.spatial_axes(images.shape[1:])
-        return np.flip(images, axis=width + 1)
-
-
-IDENTITY = View()
+# A query of each record: the record itself (None), or an augmented copy of it.
+View = augment.Augment | None
+IDENTITY: View = None
 # Carlini et al. query each record and its left-right mirror: their released inference code
 # (research/mi_lira_2021 in tensorflow/privacy) runs with no shift and mirroring on, which gives
 # exactly these two queries per record, one Gaussian pair per query, scores averaged. Shifted
 # copies (reflect-padded, on a grid of offsets) are an option of that code, off by default; they
 # are not queried here.
-AUGMENTED_VIEWS = (IDENTITY, View(mirror=True))
+AUGMENTED_VIEWS: tuple[View, ...] = (IDENTITY, augment.Mirror())
 
 
 def views(augmented: bool) -> tuple[View, ...]:
