@@ -664,8 +664,13 @@ def test_records_of_several_datasets_are_read_in_the_order_asked_and_augmented(t
     got_samples, got_labels = selection.read([5, 0, 2])
     np.testing.assert_array_equal(got_labels, labels[order[[5, 0, 2]]])
     np.testing.assert_array_equal(got_samples, samples[order[[5, 0, 2]]])
-    mirrored, _ = rt.records(parts, order, "mirrored", lira.AUGMENTED_VIEWS[1]).read([0, 1])
-    np.testing.assert_array_equal(mirrored, np.flip(samples[order[:2]], axis=2))
+    # An augmented selection is queried augmented (on the runtime's device): as the flipped records are.
+    write_dataset(tree.root / "datasets" / "flipped", np.flip(samples[order], axis=2), labels[order])
+    model = rt.load_model("target_model", tree.audit.model)
+    mirrored = rt.predict(model, rt.records(parts, order, "mirrored", lira.AUGMENTED_VIEWS[1]), 4)
+    flipped = rt.predict(model, rt.load_dataset("c", "datasets/flipped"), 4)
+    np.testing.assert_allclose(mirrored.logits, flipped.logits, rtol=1e-6)
+    assert not np.allclose(mirrored.logits, rt.predict(model, selection, 4).logits)
 
 
 def test_fresh_models_and_training_take_a_seed_of_their_own(tree):
