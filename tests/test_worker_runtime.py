@@ -106,11 +106,11 @@ def reference_correct(samples: np.ndarray, labels: np.ndarray, augment: Augment)
 
 
 @pytest.mark.parametrize(("augments", "batch_size", "passes"), [
-    ([Rotation(0), Mirror()], 4, [4, 4, 4, 4]),  # two records' two copies a pass
-    ([Rotation(0), Mirror()], 5, [4, 4, 4, 4]),  # never more than the batch size
-    (translations(1), 2, [2, 2, 1] * 8),  # more copies than the batch size: one record, in groups
+    ([Rotation(0), Mirror()], 4, [4, 4, 4, 4]),  # 4 records, their 8 copies in 2 passes
+    ([Rotation(0), Mirror()], 5, [5, 5, 5, 1]),  # records 0-4, then 5-7
+    ([Rotation(3), *translations(1)], 2, [2] * 24),  # 2 records, 12 copies: 6 passes
 ])
-def test_augmented_queries_stack_copies_into_passes_of_at_most_the_batch_size(tree, augments, batch_size, passes):
+def test_augmented_copies_go_through_the_model_in_passes_of_the_batch_size(tree, augments, batch_size, passes):
     rt = make_runtime(tree)
     model = rt.load_model("target_model", tree.model)
     members = rt.load_dataset("test_datasets.members", tree.members)
@@ -123,7 +123,7 @@ def test_augmented_queries_stack_copies_into_passes_of_at_most_the_batch_size(tr
     for column, augment in enumerate(augments):
         np.testing.assert_array_equal(correct[:, column], reference_correct(samples, labels, augment))
     np.testing.assert_array_equal(correct[:, 0], tree.member_correct)
-    assert seen == passes, "streamed, and every pass within the batch size"
+    assert seen == passes, "streamed batch by batch, every pass within the batch size"
 
 
 def test_a_selection_is_queried_through_its_augmentation_on_the_device(tree):

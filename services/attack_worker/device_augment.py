@@ -37,35 +37,43 @@ def stacked(images: paddle.Tensor, augments: Sequence[Augment]) -> paddle.Tensor
         planes = images.unsqueeze(1)
     else:
         planes = images.transpose([0, 3, 1, 2]) if channels_last else images
-    copies = paddle.concat([_apply(planes, augment) for augment in augments])
+    copies = paddle.concat(_copies(planes, augments))
     if len(sample_shape) == 2:
         return copies.squeeze(1)
     return copies.transpose([0, 2, 3, 1]) if channels_last else copies
 
 
-def _apply(planes: paddle.Tensor, augment: Augment) -> paddle.Tensor:
-    if isinstance(augment, Rotation):
-        return _rotated(planes, augment.degrees)
-    if isinstance(augment, Translation):
-        return _shifted(planes, augment.dx, augment.dy)
-    if isinstance(augment, Mirror):
-        return planes.flip(axis=[3])
-    raise TypeError(f"not an augmentation: {augment!r}")
+def _copies(planes: paddle.Tensor, augments: Sequence[Augment]) -> list[paddle.Tensor]:
+    """Each augmentation of `planes` (N, C, H, W), in order; every rotation in one sampling pass."""
+    angles = sorted({a.degrees for a in augments if isinstance(a, Rotation) and a.degrees % 360})
+    rotated = dict(zip(angles, _rotated(planes, angles), strict=True)) if angles else {}
+    copies = []
+    for augment in augments:
+        if isinstance(augment, Rotation):
+            copies.append(rotated.get(augment.degrees, planes))  # a whole turn is exactly the identity
+        elif isinstance(augment, Translation):
+            copies.append(_shifted(planes, augment.dx, augment.dy))
+        elif isinstance(augment, Mirror):
+            copies.append(planes.flip(axis=[3]))
+        else:
+            raise TypeError(f"not an augmentation: {augment!r}")
+    return copies
 
 
-def _rotated(planes: paddle.Tensor, degrees: int) -> paddle.Tensor:
-    """`planes` (N, C, H, W) rotated counter-clockwise by `degrees` about their centre."""
-    if degrees % 360 == 0:
-        return planes  # exactly the identity, where sampling at float pixel centres would not be
-    height, width = planes.shape[2], planes.shape[3]
-    angle = math.radians(degrees)
-    cos, sin = math.cos(angle), math.sin(angle)
+def _rotated(planes: paddle.Tensor, angles: Sequence[int]) -> list[paddle.Tensor]:
+    """`planes` (N, C, H, W) rotated counter-clockwise by each of `angles` degrees about their centre."""
+    count, height, width = planes.shape[0], planes.shape[2], planes.shape[3]
+    radians = [math.radians(degrees) for degrees in angles]
     # Output (x, y) in normalised coordinates -> the input point it samples; x runs along the
     # width, y down the height, each scaled by 2 / its length (see the module's docstring).
-    theta = paddle.to_tensor([[cos, -sin * height / width, 0.0],
-                              [sin * width / height, cos, 0.0]], dtype=planes.dtype, place=planes.place)
-    grid = F.affine_grid(theta.expand([planes.shape[0], 2, 3]), list(planes.shape), align_corners=False)
-    return F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    theta = paddle.to_tensor([[[math.cos(a), -math.sin(a) * height / width, 0.0],
+                               [math.sin(a) * width / height, math.cos(a), 0.0]] for a in radians],
+                             dtype=planes.dtype, place=planes.place)
+    theta = theta.repeat_interleave(count, axis=0)  # angle-major, as the copies are stacked
+    grid = F.affine_grid(theta, [len(angles) * count, *planes.shape[1:]], align_corners=False)
+    source = planes.tile([len(angles), 1, 1, 1])
+    rotated = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return list(rotated.split(len(angles)))
 
 
 def _shifted(planes: paddle.Tensor, dx: int, dy: int) -> paddle.Tensor:

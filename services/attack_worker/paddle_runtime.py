@@ -227,21 +227,21 @@ class PaddleRuntime:
     def predict_augmented(self, model: LoadedModel, dataset: Dataset, augments: Sequence[Augment],
                           batch_size: int) -> np.ndarray:
         correct = np.empty((dataset.length, len(augments)), dtype=bool)
+        if not augments:
+            return correct
         note = f"querying {model.name} on {len(augments)} augmented copies of {dataset.name}"
-        # Each forward pass holds the copies of `records` records under `per_pass` augmentations,
-        # at most batch_size images: every augmentation at once unless there are more of them
-        # than batch_size (then one record a pass, its augmentations in groups).
-        per_pass = min(batch_size, max(len(augments), 1))
-        records = batch_size // per_pass
+        # A batch of records is read, moved to the device and augmented there at once; its
+        # copies go through the model batch_size at a time.
         with self._inference(model):
-            for batch in self._batches(dataset.length, records, note):
+            for batch in self._batches(dataset.length, batch_size, note):
                 images, labels = self._read(dataset, range(batch.start, batch.stop))
-                for first in range(0, len(augments), per_pass):
-                    group = augments[first:first + per_pass]
-                    copies = device_augment.stacked(images, group)
-                    logits = self._forward(model, dataset, copies, np.tile(labels, len(group)))
-                    predicted = logits.argmax(axis=1).reshape([len(group), len(labels)]).numpy()
-                    correct[batch, first:first + len(group)] = (predicted == labels).T
+                copies = device_augment.stacked(images, augments)  # copy j of record i at j * len(batch) + i
+                copy_labels = np.tile(labels, len(augments))
+                predicted = np.empty(len(copy_labels), dtype=np.int64)
+                for rows in batches(len(copy_labels), batch_size):
+                    logits = self._forward(model, dataset, copies[rows], copy_labels[rows])
+                    predicted[rows] = logits.argmax(axis=1).numpy()
+                correct[batch] = (predicted == copy_labels).reshape(len(augments), len(labels)).T
         return correct
 
     # ------------------------------------------------------------ training
