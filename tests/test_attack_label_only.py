@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
-from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_auc
+from fake_runtime import AUDIT_PATHS, ConstantModel, FakeDataset, FakeRuntime, audit_runtime, membership_auc
 
 from privaudit.v1 import results_pb2
+from services.attack_worker import metrics
 from services.attack_worker.attacks import label_only
 from services.attack_worker.attacks.augment import Rotation, Translation
+from services.attack_worker.attacks.base import Scores, balanced_indices
 from services.common.errors import TaskError
 from services.common.task_spec import LabelOnlyArgs
 
@@ -92,3 +94,73 @@ def test_an_unconverged_classifier_is_reported_with_what_to_change():
 
     (warning,) = scores.warnings
     assert "had not converged" in warning and "Raise classifier_epoch" in warning
+
+
+# ---------------------------------------------------------------- only the evaluated records are queried
+
+
+def unequal_runtime(num_members: int, num_non_members: int) -> FakeRuntime:
+    """audit_runtime's task with the target's members and non-members cut to these counts (the
+    shadow's datasets and every record kept are the same whatever the counts)."""
+    rt = audit_runtime(records=max(num_members, num_non_members))
+    for path, count in zip(AUDIT_PATHS["target_datasets"], (num_members, num_non_members), strict=True):
+        data = rt.datasets[path]
+        rt.datasets[path] = FakeDataset(data.samples[:count], data.labels[:count])
+    return rt
+
+
+def queried_lengths(rt: FakeRuntime) -> list[int]:
+    """The number of records of every predict_augmented call on `rt` from now on."""
+    lengths: list[int] = []
+    query = rt.predict_augmented
+
+    def counted(model, dataset, augments, batch_size):
+        lengths.append(len(dataset) * len(augments))
+        return query(model, dataset, augments, batch_size)
+
+    rt.predict_augmented = counted
+    return lengths
+
+
+@pytest.mark.parametrize(("num_members", "num_non_members"), [(240, 160), (160, 240)])
+def test_only_the_target_records_the_evaluation_keeps_are_queried_and_scored_as_before(num_members, num_non_members):
+    task = args(attack_type="r", r=2)  # 5 queries a record
+    everything = label_only.run(task, unequal_runtime(240, 240))  # balanced already: every record scored
+    rt = unequal_runtime(num_members, num_non_members)
+    lengths = queried_lengths(rt)
+
+    scores = label_only.run(task, rt)
+
+    member_kept, non_member_kept = balanced_indices(num_members, num_non_members, rt.seed)
+    assert lengths == [240 * 5, 240 * 5, 160 * 5, 160 * 5]  # shadow members, non-members, then the target's
+    for kept, got, full in ((member_kept, scores.members, everything.members),
+                            (non_member_kept, scores.non_members, everything.non_members)):
+        assert np.isnan(got).sum() == len(got) - 160
+        np.testing.assert_allclose(got[kept], full[kept], rtol=1e-12)  # a record's score is its own
+    np.testing.assert_array_equal(scores.member_labels, rt.datasets[AUDIT_PATHS["target_datasets"][0]].labels)
+
+
+def test_the_metrics_measure_what_label_only_scored_and_list_every_record():
+    rt = unequal_runtime(240, 160)
+    scores = label_only.run(args(attack_type="r", r=2), rt)
+
+    evaluation = metrics.evaluate(scores, rt.seed)  # the job's seed, as the worker's job measures it
+
+    records = evaluation.record_scores
+    assert (evaluation.num_members, evaluation.num_non_members) == (160, 160)
+    assert len(records.members) == 240 and len(records.non_members) == 160
+    np.testing.assert_array_equal(records.member_evaluated, ~np.isnan(scores.members))
+    assert records.non_member_evaluated.all()
+    kept = records.member_evaluated
+    assert evaluation.auc == pytest.approx(membership_auc(Scores(scores.members[kept], scores.non_members, 0.5)))
+    exposed = [index for index, _ in evaluation.most_exposed]
+    assert len(exposed) == metrics.MOST_EXPOSED and kept[exposed].all()
+    ranked = np.argsort(-np.nan_to_num(scores.members, nan=-1.0), kind="stable")[:metrics.MOST_EXPOSED]
+    assert exposed == ranked.tolist()
+
+
+def test_a_seed_that_is_not_the_jobs_finds_unscored_records_and_says_so():
+    rt = unequal_runtime(240, 160)
+    scores = label_only.run(args(attack_type="r", r=2), rt)
+    with pytest.raises(ValueError, match="NaN only for a record left out"):
+        metrics.evaluate(scores, rt.seed + 1)

@@ -21,7 +21,8 @@ Every figure that risk is read from carries a 95% interval and a chance p-value
 records' class labels are known, the AUC and TPR at 1% FPR are also given per class.
 
 Views of the scores go with the metrics: the members the attack exposes most (ranked
-over the whole member set, whose records `Scores.members` holds in dataset order), a
+over the whole member set, whose records `Scores.members` holds in dataset order, or over
+those it scored when it scored only the evaluation set's), a
 histogram of the balanced set's member and non-member scores, and every record's score
 with whether the balanced set kept it.
 """
@@ -34,7 +35,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks.base import Scores
+from services.attack_worker.attacks.base import Scores, balanced_indices
 from services.attack_worker.intervals import (
     Interval,
     auc_p_value,
@@ -135,12 +136,14 @@ def evaluate(scores: Scores, seed: int) -> Evaluation:
     """The metrics of `scores` on a member/non-member set balanced with `seed`."""
     all_members = np.asarray(scores.members, dtype=np.float64)
     all_non_members = np.asarray(scores.non_members, dtype=np.float64)
-    if not (np.isfinite(all_members).all() and np.isfinite(all_non_members).all()):
-        raise ValueError("membership scores must be finite numbers")
     member_labels = _labels(scores.member_labels, len(all_members))
     non_member_labels = _labels(scores.non_member_labels, len(all_non_members))
     member_kept, non_member_kept = balanced_indices(len(all_members), len(all_non_members), seed)
     members, non_members = all_members[member_kept], all_non_members[non_member_kept]
+    if not (np.isfinite(members).all() and np.isfinite(non_members).all()
+            and not np.isinf(all_members).any() and not np.isinf(all_non_members).any()):
+        raise ValueError("membership scores must be finite numbers (NaN only for a record left out of the "
+                         "balanced evaluation set)")
     y_true = np.concatenate([np.ones(len(members), dtype=np.int8), np.zeros(len(non_members), dtype=np.int8)])
     y_score = np.concatenate([members, non_members])
 
@@ -178,21 +181,6 @@ def evaluate(scores: Scores, seed: int) -> Evaluation:
             non_member_evaluated=_flags(non_member_kept, len(all_non_members))),
         warnings=tuple(scores.warnings),
     )
-
-
-def balanced_indices(num_members: int, num_non_members: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The indices, increasing, of the members and non-members a balanced set keeps: every
-    record of the smaller side, and as many of the larger drawn without replacement by
-    `numpy.random.default_rng(seed)`."""
-    if num_members == 0 or num_non_members == 0:
-        raise ValueError("membership metrics need at least one member and one non-member score")
-    size = min(num_members, num_non_members)
-    rng = np.random.default_rng(seed)
-
-    def kept(count: int) -> np.ndarray:
-        return np.arange(count) if count == size else np.sort(rng.choice(count, size, replace=False))
-
-    return kept(num_members), kept(num_non_members)
 
 
 def low_fpr_figure(sorted_members: np.ndarray, descending_non_members: np.ndarray, denominator: int,
@@ -240,8 +228,10 @@ def thin(n: int, limit: int = MAX_ROC_POINTS) -> np.ndarray:
 
 
 def most_exposed(member_scores: np.ndarray, count: int = MOST_EXPOSED) -> tuple[tuple[int, float], ...]:
-    """The `count` highest-scoring members as (index, score), highest first, ties by lower index."""
-    order = np.argsort(-member_scores, kind="stable")[:count]
+    """The `count` highest-scoring members as (index, score), highest first, ties by lower index;
+    members the attack did not score (NaN) are not ranked."""
+    scored = np.flatnonzero(~np.isnan(member_scores))
+    order = scored[np.argsort(-member_scores[scored], kind="stable")][:count]
     return tuple((int(i), float(member_scores[i])) for i in order)
 
 

@@ -230,8 +230,10 @@ def _check_record_scores(scores: results_pb2.RecordScores, metrics: results_pb2.
         if sum(evaluated) != count:
             raise ReportRequestError(f"{field}.{side}_evaluated",
                                      f"flags {sum(evaluated)} records, but metrics.num_{side}s is {count}")
-        if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
-            raise ReportRequestError(f"{field}.{side}s", "must be finite numbers")
+        numbers = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(numbers[np.asarray(evaluated, dtype=bool)]).all() or np.isinf(numbers).any():
+            raise ReportRequestError(f"{field}.{side}s", "must be finite numbers (NaN only for a record the attack "
+                                                         "did not score, outside the evaluation set)")
 
 
 def _check_histogram(histogram: results_pb2.ScoreHistogram, field: str) -> None:

@@ -35,10 +35,12 @@ class Outputs:
 class Scores:
     """Membership scores (higher = more likely a member) of the target's member and
     non-member records, in dataset order, and the attack's decision rule: member when
-    score >= threshold. `threshold_source` says in words where the threshold comes from
-    (never from the audited records' membership); `member_labels` / `non_member_labels`
-    are the records' class labels, for per-class metrics (None: not known); `warnings`
-    are caveats a reader of the figures must see."""
+    score >= threshold. A score is NaN for a record the attack did not query because the
+    balanced evaluation set leaves it out (`balanced_indices` with the job's seed).
+    `threshold_source` says in words where the threshold comes from (never from the audited
+    records' membership); `member_labels` / `non_member_labels` are the records' class
+    labels, for per-class metrics (None: not known); `warnings` are caveats a reader of the
+    figures must see."""
 
     members: np.ndarray
     non_members: np.ndarray
@@ -95,6 +97,22 @@ class Runtime(Protocol):
 
     def labelled(self, label: str) -> AbstractContextManager[None]:
         """Within it, every progress message starts with `label: ` (e.g. `shadow 3/16`)."""
+
+
+def balanced_indices(num_members: int, num_non_members: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The indices, increasing, of the members and non-members a balanced set keeps: every
+    record of the smaller side, and as many of the larger drawn without replacement by
+    `numpy.random.default_rng(seed)`. The metrics are measured on this set, so an attack whose
+    queries cost much may score its records alone."""
+    if num_members == 0 or num_non_members == 0:
+        raise ValueError("membership metrics need at least one member and one non-member score")
+    size = min(num_members, num_non_members)
+    rng = np.random.default_rng(seed)
+
+    def kept(count: int) -> np.ndarray:
+        return np.arange(count) if count == size else np.sort(rng.choice(count, size, replace=False))
+
+    return kept(num_members), kept(num_non_members)
 
 
 def batches(n: int, batch_size: int) -> Iterator[slice]:

@@ -8,6 +8,8 @@ then scores the target.
 The copies are the paper's sets (see `augment.rotations` and `augment.translations`): for
 `attack_type: r`, a rotation by each whole degree from -r to r (2r + 1 queries; `r: 6` gives 13);
 for `d`, the unshifted image and every shift by exactly d pixels, |dx| + |dy| = d (4d + 1).
+The target's records are queried only where the balanced evaluation set keeps them: the rest
+would cost a query per copy and enter no figure; their scores are NaN.
 """
 
 from __future__ import annotations
@@ -38,4 +40,4 @@ def run(args: LabelOnlyArgs, rt: Runtime) -> Scores:
             raise TaskError.at(field, str(exc)) from None
         return correct.astype(np.float64)
 
-    return shadow_attack.attack(args, rt, setup, features)
+    return shadow_attack.attack(args, rt, setup, features, evaluated_only=True)

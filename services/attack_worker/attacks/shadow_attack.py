@@ -4,6 +4,8 @@ Train a fresh copy of the shadow architecture on the shadow members, compute fea
 shadow members (label 1) and non-members (label 0), fit the attack classifier on them, and score
 the target model's members and non-members with it: score = P(member), member when >= 0.5.
 When the classifier's training did not settle, the scores carry a warning saying what to change.
+An attack whose queries cost much (LABEL-ONLY: one per augmentation) queries and scores only the
+target's records that the balanced evaluation set keeps.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from privaudit.v1 import results_pb2
 from services.attack_worker.attacks import attack_classifier
 from services.attack_worker.attacks.attack_classifier import CONVERGENCE_PATIENCE, AttackClassifier, Convergence
-from services.attack_worker.attacks.base import Runtime, Scores
+from services.attack_worker.attacks.base import Runtime, Scores, balanced_indices
 from services.common.task_spec import ShadowAttackArgs
 
 THRESHOLD = 0.5
@@ -53,18 +55,26 @@ def load(args: ShadowAttackArgs, rt: Runtime) -> Setup:
         )
 
 
-def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, features: Features) -> Scores:
-    """Trains the shadow, fits the attack classifier on its `features`, and scores the target."""
+def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, features: Features, evaluated_only: bool = False
+           ) -> Scores:
+    """Trains the shadow, fits the attack classifier on its `features`, and scores the target;
+    with `evaluated_only`, only the target's records in the balanced evaluation set (drawn with
+    the job's seed, as the metrics draw it), the others' scores NaN."""
     with rt.stage(results_pb2.STAGE_TRAIN_SHADOW):
         rt.train(setup.shadow, setup.shadow_members, args.shadow_epoch, args.shadow_lr, args.batch_size)
 
     with rt.stage(results_pb2.STAGE_PREDICT):  # the runtime reports progress within each query
         shadow_in = features(setup.shadow, setup.shadow_members, "shadow_datasets.members")
         shadow_out = features(setup.shadow, setup.shadow_non_members, "shadow_datasets.non_members")
-        target_in = features(setup.target, setup.target_members, "target_datasets.members")
-        target_out = features(setup.target, setup.target_non_members, "target_datasets.non_members")
         member_labels = rt.predict(setup.target, setup.target_members, args.batch_size).labels
         non_member_labels = rt.predict(setup.target, setup.target_non_members, args.batch_size).labels
+        member_rows, non_member_rows = (
+            balanced_indices(len(member_labels), len(non_member_labels), rt.seed) if evaluated_only
+            else (np.arange(len(member_labels)), np.arange(len(non_member_labels))))
+        target_in = features(setup.target, _records(rt, setup.target_members, member_rows, "members"),
+                             "target_datasets.members")
+        target_out = features(setup.target, _records(rt, setup.target_non_members, non_member_rows, "non-members"),
+                              "target_datasets.non_members")
 
     with rt.stage(results_pb2.STAGE_FIT_ATTACK):
         classifier = attack_classifier.fit(shadow_in, shadow_out, args.classifier_lr, args.classifier_epoch,
@@ -72,8 +82,8 @@ def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, features: Features
 
     with rt.stage(results_pb2.STAGE_SCORE):
         return Scores(
-            members=classifier.member_probability(target_in),
-            non_members=classifier.member_probability(target_out),
+            members=_spread(classifier.member_probability(target_in), member_rows, len(member_labels)),
+            non_members=_spread(classifier.member_probability(target_out), non_member_rows, len(non_member_labels)),
             threshold=THRESHOLD,
             threshold_source=THRESHOLD_SOURCE,
             member_labels=member_labels,
@@ -97,3 +107,17 @@ def convergence_warnings(classifier: AttackClassifier, args: ShadowAttackArgs) -
                 f"well above the {min(curve):.4f} it reached on the way, so the scores may understate the "
                 f"leak. Lower classifier_lr (now {args.classifier_lr:g}).",)
     return ()
+
+
+def _records(rt: Runtime, dataset: Any, rows: np.ndarray, side: str) -> Any:
+    """Records `rows` of `dataset`: the dataset itself when they are all of it."""
+    if len(rows) == len(dataset):
+        return dataset
+    return rt.records([dataset], rows, f"the target's {side} in the evaluation set")
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
+    """`values` of records `rows` placed among `count` records, NaN for the others."""
+    spread = np.full(count, np.nan)
+    spread[rows] = values
+    return spread
