@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from fake_runtime import AUDIT_PATHS, ConstantModel, FakeDataset, FakeRuntime, audit_runtime, membership_auc
+from test_reporter_fixtures import make_report
 
 from privaudit.v1 import results_pb2
 from services.attack_worker import metrics
@@ -11,6 +12,7 @@ from services.attack_worker.attacks.augment import Rotation, Translation
 from services.attack_worker.attacks.base import Scores, balanced_indices
 from services.common.errors import TaskError
 from services.common.task_spec import LabelOnlyArgs
+from services.reporter.report import ReportRequestError
 
 CONTROL_PROBABILITIES = [0.3, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.03, 0.02]
 
@@ -164,3 +166,20 @@ def test_a_seed_that_is_not_the_jobs_finds_unscored_records_and_says_so():
     scores = label_only.run(args(attack_type="r", r=2), rt)
     with pytest.raises(ValueError, match="NaN only for a record left out"):
         metrics.evaluate(scores, rt.seed + 1)
+
+
+def test_a_result_with_unscored_records_makes_a_report_and_an_evaluated_nan_does_not():
+    rt = unequal_runtime(240, 160)
+    scores = label_only.run(args(attack_type="r", r=2), rt)
+    result = results_pb2.AttackResult(attack_index=0, attack_name="LABEL-ONLY",
+                                      status=results_pb2.ATTACK_STATUS_SUCCEEDED)
+    result.MergeFrom(metrics.to_proto(metrics.evaluate(scores, rt.seed)))
+    records = result.record_scores
+    np.testing.assert_array_equal(np.isnan(records.members), ~np.array(records.member_evaluated))
+
+    (entry,) = make_report(result).attacks
+    assert entry.epsilon is not None, "estimated from the evaluated records"
+
+    records.members[int(np.flatnonzero(records.member_evaluated)[0])] = float("nan")
+    with pytest.raises(ReportRequestError, match=r"record_scores\.members: must be finite numbers"):
+        make_report(result)
