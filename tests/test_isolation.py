@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +34,7 @@ from worker_fixtures import (
 from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import job_process, launcher
 from services.attack_worker.server import SERVICE_NAME
-from services.attack_worker.settings import JobLimits
+from services.attack_worker.settings import AUTO, WATCHDOG, JobLimits
 from services.common.channels import open_channel
 from services.common.errors import from_rpc_error
 
@@ -490,3 +492,71 @@ def test_a_job_still_dies_with_its_worker_out_of_the_workers_process_group(tree,
         assert ended(job), "the job's process outlived its worker"
     finally:
         processes.stop()
+
+
+# ---------------------------------------------------------------- the memory watchdog (GPU workers)
+
+WATCHED = JobLimits(memory_mb=1536, timeout_s=20, memory_bound=WATCHDOG)
+HOARDS = "hoard = []\nwhile True:\n    hoard.append(bytearray(64 << 20))"
+# The same in a process the job's code starts: it stays in the job's group, whose memory counts.
+STARTS_A_HOARDER = ("import subprocess, sys, time\n"
+                    f"subprocess.Popen([sys.executable, '-c', {HOARDS!r}])\n"
+                    "time.sleep(60)")
+
+
+@pytest.fixture(scope="module")
+def watched_worker(tree):
+    with served_worker(tree.root, limits=WATCHED) as stub_and_channel:
+        yield stub_and_channel
+
+
+@pytest.mark.parametrize("code", [HOARDS, STARTS_A_HOARDER], ids=["in the job", "in a process it started"])
+def test_the_memory_watchdog_kills_a_job_past_its_limit_and_the_worker_keeps_serving(watched_worker, tree, code):
+    """Where an address-space limit cannot be used (CUDA), the worker watches the resident memory of
+    the job's processes and ends the job past --job-memory-mb as the task's fault."""
+    stub, channel = watched_worker
+    write_model(tree.root / "models" / "hoarder", identity_weights(), code=MODEL_CODE + "\n" + code + "\n")
+    started = time.monotonic()
+    result = result_of(stub, baseline_request(tree, target_model="models/hoarder"))
+    assert time.monotonic() - started < WATCHED.timeout_s  # the watchdog ended it, not the time limit
+    assert result.status == results_pb2.ATTACK_STATUS_FAILED
+    assert (result.error.code, result.error.fault, result.error.retryable) == ("INVALID_ARGUMENT", TASK, False)
+    assert "past this worker's 1536 MB limit (--job-memory-mb 1536, bound by the worker's watchdog" \
+        in result.error.message
+    assert "models/hoarder/model.py" in result.error.message
+    held = float(result.error.message.split("held ")[1].split(" MB")[0])
+    assert held > 1536
+    assert_still_serving(stub, channel, tree)
+
+
+@pytest.mark.parametrize(("limits", "expected"), [
+    (LIMITS, 1536 << 20),
+    (WATCHED, "unlimited"),
+    (JobLimits(memory_mb=1536, memory_bound=AUTO), 1536 << 20),  # on this machine's CPU: the address space
+], ids=["address-space", "watchdog", "auto on the CPU"])
+def test_a_job_has_an_address_space_limit_unless_the_watchdog_bounds_it(tree, tmp_path, limits, expected):
+    seen = tmp_path / "rlimit"
+    code = (f"import resource\nsoft = resource.getrlimit(resource.RLIMIT_AS)[0]\n"
+            f"open({str(seen)!r}, 'w').write('unlimited' if soft == resource.RLIM_INFINITY else str(soft))")
+    write_model(tree.root / "models" / "limits", identity_weights(), code=MODEL_CODE + "\n" + code + "\n")
+    with served_worker(tree.root, limits=limits, device="cpu") as (stub, _):
+        result = result_of(stub, baseline_request(tree, target_model="models/limits"))
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+    assert seen.read_text() == str(expected)
+
+
+def test_the_watchdog_counts_the_memory_of_the_job_and_its_group_alone():
+    """Against the kernel's own figure for one process, and a process of another group not counted."""
+    own = job_process.job_resident_bytes(os.getpid())
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    vm_rss = int(status["VmRSS"].split()[0]) * 1024
+    assert abs(own - vm_rss) < 16 << 20 or os.getpgrp() == os.getpid()  # a group leader counts its group too
+    ballast = subprocess.Popen([sys.executable, "-c", "import time\nx = bytearray(300 << 20)\ntime.sleep(30)"],
+                               start_new_session=True)
+    try:
+        time.sleep(1.0)
+        assert job_process.job_resident_bytes(ballast.pid) > 300 << 20
+        assert job_process.job_resident_bytes(os.getpid()) < own + (100 << 20)
+    finally:
+        ballast.kill()
+        ballast.wait()

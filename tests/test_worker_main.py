@@ -51,6 +51,7 @@ def test_defaults(monkeypatch):
     (["--storage-root", "/no/such/folder"],
      "--storage-root / PRIVAUDIT_STORAGE_ROOT: '/no/such/folder' is not a folder"),
     (["--threads", "0"], "--threads / PRIVAUDIT_WORKER_THREADS: must be at least 1, got 0"),
+    (["--job-memory-bound", "rss"], "argument --job-memory-bound: invalid choice: 'rss'"),
     (["--slots", "0"], "--slots / PRIVAUDIT_WORKER_SLOTS: must be at least 1, got 0"),
     (["--device", "cuda"], "--device / PRIVAUDIT_DEVICE: must be cpu, gpu or gpu:N (N a GPU's number), got 'cuda'"),
     (["--device", "gpu:"], "got 'gpu:'"),
@@ -71,6 +72,16 @@ def test_the_device_flag_and_its_environment_fallback(value, device, monkeypatch
     args = parse_flags([])
     assert args.device == device
     assert settings_from(args, Path("/tmp")).device == device
+
+
+def test_slots_and_the_memory_bound_reach_the_settings(monkeypatch):
+    monkeypatch.setenv("PRIVAUDIT_JOB_MEMORY_BOUND", "watchdog")
+    settings = settings_from(parse_flags(["--slots", "3"]), Path("/tmp"))
+    assert (settings.slots, settings.limits.memory_bound) == (3, "watchdog")
+    monkeypatch.delenv("PRIVAUDIT_JOB_MEMORY_BOUND")
+    settings = settings_from(parse_flags(["--job-memory-bound", "address-space"]), Path("/tmp"))
+    assert (settings.slots, settings.limits.memory_bound) == (1, "address-space")
+    assert settings_from(parse_flags([]), Path("/tmp")).limits.memory_bound == "auto"
 
 
 def test_a_gpu_this_paddle_cannot_use_stops_the_worker_at_start_saying_why(tmp_path):

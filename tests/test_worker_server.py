@@ -24,6 +24,7 @@ from worker_fixtures import (
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import server as worker_server
+from services.attack_worker.device import job_device
 from services.attack_worker.server import SERVICE_NAME
 from services.attack_worker.settings import JobLimits
 from services.common.errors import from_rpc_error
@@ -137,12 +138,12 @@ def test_capacity_reports_the_device_jobs_run_on(tree):
 def test_a_gpu_device_is_checked_against_what_paddle_can_use():
     if not paddle.device.is_compiled_with_cuda():
         with pytest.raises(ValueError, match="built without CUDA"):
-            worker_server.job_device("gpu")
+            job_device("gpu")
     else:
         count = paddle.device.cuda.device_count()
         with pytest.raises(ValueError, match=f"Paddle sees {count} GPU"):
-            worker_server.job_device(f"gpu:{count}")
-    assert worker_server.job_device("cpu") == "cpu"
+            job_device(f"gpu:{count}")
+    assert job_device("cpu") == "cpu"
 
 
 def test_a_job_that_breaks_without_a_result_is_our_fault_and_not_worth_retrying(worker, tree, monkeypatch, caplog):

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.attack_worker.settings import JobLimits, WorkerSettings, parse_device
+from services.attack_worker.settings import MEMORY_BOUNDS, JobLimits, WorkerSettings, parse_device
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
 from services.common.server import serve_until_signalled
@@ -49,7 +49,14 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "the outputs (env PRIVAUDIT_CACHE_SHARED=1; default off: outputs travel in the "
                              "messages, up to the 64 MiB message limit)")
     flag(parser, "--job-memory-mb", "PRIVAUDIT_JOB_MEMORY_MB", JobLimits.memory_mb, type=int,
-         help="address-space limit of each job's process, which runs the task's code; a job past it fails")
+         help="memory limit of each job, whose process runs the task's code; a job past it fails as the task's "
+              "fault. How it holds: see --job-memory-bound")
+    flag(parser, "--job-memory-bound", "PRIVAUDIT_JOB_MEMORY_BOUND", JobLimits.memory_bound, choices=MEMORY_BOUNDS,
+         help="how --job-memory-mb holds: address-space (an RLIMIT_AS on the job's process: exact, but it breaks "
+              "CUDA's start), watchdog (the worker sums the resident memory of the job's processes every 0.2 s "
+              "and kills them past the limit: a fast allocation can pass it briefly, and GPU memory is not "
+              "counted, so leave the pod's memory limit some room above it), or auto: the watchdog when jobs "
+              "run on a GPU, else address-space")
     flag(parser, "--job-timeout-s", "PRIVAUDIT_JOB_TIMEOUT_S", JobLimits.timeout_s, type=float,
          help="wall-time limit of each job, in seconds; a job past it is killed and fails")
     flag(parser, "--device", "PRIVAUDIT_DEVICE", None,
@@ -95,20 +102,21 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace, cache_dir: Path) -> WorkerSettings:
     """The worker's settings from its flags, with caches in `cache_dir`."""
-    return WorkerSettings(storage_root=str(args.storage_root), limits=JobLimits(args.job_memory_mb, args.job_timeout_s),
+    limits = JobLimits(args.job_memory_mb, args.job_timeout_s, args.job_memory_bound)
+    return WorkerSettings(storage_root=str(args.storage_root), limits=limits,
                           max_dataset_length=args.max_dataset_length, dataset_memory_mb=args.dataset_memory_mb,
                           cache_dir=str(cache_dir), cache_max_mb=args.cache_max_mb, device=args.device,
-                          cache_shared=args.cache_shared)
+                          slots=args.slots, cache_shared=args.cache_shared)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_flags(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     logs.setup("attack_worker", args.log_level)
-    from services.attack_worker import launcher, server  # imports Paddle
+    from services.attack_worker import device, launcher, server  # imports Paddle
 
     try:
-        server.job_device(args.device)
+        device.job_device(args.device)
     except ValueError as error:
         sys.exit(f"--device / PRIVAUDIT_DEVICE: {error}")
     launcher.start()  # before the first job, and before gRPC starts its threads

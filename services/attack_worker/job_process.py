@@ -1,8 +1,12 @@
 """Runs one job in a child process, so that user code cannot take the worker down.
 
 Everything that imports or calls a task's `.py` files (loading, predicting,
-training) happens in the child, under an address-space limit (`RLIMIT_AS`)
-that it sets on itself. Progress and the result travel back over a pipe as
+training) happens in the child, its memory bounded by `--job-memory-mb` in one of two
+ways (`device.memory_bound`): an address-space limit (`RLIMIT_AS`) that it sets on
+itself, or, where jobs use a GPU (CUDA reserves virtual ranges far past any sensible
+limit at its start), a watchdog in the parent that sums the resident memory of the
+job's processes (the child and every process of its group) every `_POLL_S` and kills
+the group once the sum passes the limit. Progress and the result travel back over a pipe as
 protobuf bytes. A child that dies, hangs or breaks without a result ends the job
 in a FAILED AttackResult saying what happened, so the worker keeps serving.
 
@@ -17,6 +21,7 @@ launcher alive, so that a killed worker's launcher ends, and the job with it.
 How a child ended decides whose fault it is (`services.common.errors`):
 - past the worker's `--job-timeout-s`: the task's (the message names the flag and value);
 - MemoryError under the address-space limit: the task's, naming `--job-memory-mb` (in `job`);
+- past the limit under the watchdog: the task's, naming `--job-memory-mb` and what it measured;
 - SIGKILL that this worker did not send, while the kernel's out-of-memory killer ended a process
   of the worker's cgroup: the infrastructure's, retryable (the machine ran out of memory
   before the job reached its limit); without a cgroup count to tell, taken for the same;
@@ -49,8 +54,9 @@ from typing import Any
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import job, launcher
+from services.attack_worker.device import memory_bound
 from services.attack_worker.paddle_runtime import JobCancelled
-from services.attack_worker.settings import JobLimits, WorkerSettings
+from services.attack_worker.settings import ADDRESS_SPACE, WATCHDOG, JobLimits, WorkerSettings
 from services.common import logs
 from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unavailable
 
@@ -68,6 +74,7 @@ _SIGNALS_ITSELF = b"g"  # ... its own process or group: "<file>\0<signal number>
 JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput | attack_worker_pb2.ShadowsMissing
 ProgressSink = Callable[[results_pb2.JobProgress], None]
 _PR_SET_PDEATHSIG = 1
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 # Where the kernel counts a cgroup's out-of-memory kills: cgroup v2, then v1 ("oom_kill N" lines);
 # each relative to the cgroup's own folder, then to the mount's root (a container's namespace).
 _OOM_COUNTERS = (("", "memory.events"), ("memory", "memory.oom_control"))
@@ -79,14 +86,17 @@ def run_in_child(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSe
     receives its progress. Raises JobCancelled (having killed the child) once `cancelled` is set."""
     receiver, sender = launcher.CONTEXT.Pipe(duplex=False)
     log_level = logging.getLogger().getEffectiveLevel()
+    bound = memory_bound(settings)
     child = launcher.CONTEXT.Process(target=_child_main,
-                                     args=(request.SerializeToString(), settings, log_level, sender),
+                                     args=(request.SerializeToString(), settings, bound == ADDRESS_SPACE,
+                                           log_level, sender),
                                      name=f"job-{request.task_id}-{request.attack_index}", daemon=True)
     launcher.start_process(child)
     parent = launcher.current_pid()  # the launcher that forked it
     pidfd = _open_pidfd(child.pid)
     sender.close()
-    watch = _Watch(request, settings, time.monotonic() + settings.limits.timeout_s, oom_kills())
+    watch = _Watch(request, settings, time.monotonic() + settings.limits.timeout_s, oom_kills(),
+                   watch_memory=bound == WATCHDOG)
     try:
         outcome = watch.follow(child, receiver, emit, cancelled)
         # A child whose launcher died reads as unreadable a moment before the launcher has ended.
@@ -142,11 +152,13 @@ class _Watch:
     """The parent's side of one child: relays its messages and turns its end into an outcome."""
 
     def __init__(self, request: attack_worker_pb2.RunAttackRequest, settings: WorkerSettings, deadline: float,
-                 oom_kills_before: int | None):
+                 oom_kills_before: int | None, watch_memory: bool = False):
         self._request = request
         self._settings = settings
         self._deadline = deadline
         self._oom_kills_before = oom_kills_before
+        self._watch_memory = watch_memory
+        self._memory_checked = 0.0  # when the watchdog last measured the job's memory
         self._stage = results_pb2.STAGE_UNSPECIFIED
         self._user_file = ""  # the user code the child ran last, relative to the storage root
         self._launcher_signalled = ""  # which user file signalled the launcher, and when, in words
@@ -163,6 +175,16 @@ class _Watch:
                 return self._failed(TaskError.at("", (
                     f"the job ran past this worker's {limit:g} s time limit (--job-timeout-s {limit:g}) "
                     f"{self._doing()}; give it less work (fewer epochs or records) or raise the limit")))
+            if self._watch_memory and time.monotonic() - self._memory_checked >= _POLL_S:
+                self._memory_checked = time.monotonic()
+                used = job_resident_bytes(child.pid)
+                limit = self._settings.limits.memory_mb
+                if used > limit * 2**20:
+                    _kill_job(child)
+                    return self._failed(TaskError.at("", (
+                        f"the job's processes held {used / 2**20:.0f} MB of memory, past this worker's {limit} MB "
+                        f"limit (--job-memory-mb {limit}, bound by the worker's watchdog of its resident "
+                        f"memory), {self._doing()}; use smaller data or models, or raise the limit")))
             ready = wait([receiver, child.sentinel], timeout=_POLL_S)
             if receiver in ready:
                 try:
@@ -285,6 +307,25 @@ def launcher_death_failure(exitcode: int, limits: JobLimits, doing: str, ran_use
                             "(the worker restarts its launcher)")
 
 
+def job_resident_bytes(pid: int) -> int:
+    """The resident memory of the job's process `pid` and every other process in its process
+    group (numbered by its pid once it has left the worker's): what the watchdog bounds. Pages
+    that processes share count once per process, so the sum errs high, never low."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.name != str(pid):
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[2]) != pid:  # field 5, the process group
+                    continue
+            total += int((entry / "statm").read_text().split()[1]) * _PAGE_BYTES
+        except (OSError, ValueError, IndexError):  # ended meanwhile
+            continue
+    return total
+
+
 def oom_kills() -> int | None:
     """How many processes of this process's cgroup the kernel's out-of-memory killer has ended,
     or None where no cgroup counts them (not Linux, no memory controller)."""
@@ -311,16 +352,18 @@ def oom_kills() -> int | None:
 # ---------------------------------------------------------------- the child
 
 
-def _child_main(request_bytes: bytes, settings: WorkerSettings, log_level: int, sender: Connection) -> None:
-    """The child: leaves the worker's process group, limits itself, runs the job, sends its
-    progress and outcome."""
+def _child_main(request_bytes: bytes, settings: WorkerSettings, limit_address_space: bool, log_level: int,
+                sender: Connection) -> None:
+    """The child: leaves the worker's process group, limits its address space (unless the parent
+    watches its memory instead), runs the job, sends its progress and outcome."""
     os.setsid()  # a session and process group of its own, before any of the task's code runs
     _let_the_launcher_go()
     logs.setup("attack_worker job", logging.getLevelName(log_level))
     if sys.platform.startswith("linux"):  # die with the fork server, which dies with the worker
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    limit = settings.limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if limit_address_space:
+        limit = settings.limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     root = Path(os.path.realpath(settings.storage_root))
     sys.addaudithook(_user_code_hook(root, sender))
     request = attack_worker_pb2.RunAttackRequest.FromString(request_bytes)

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
-import paddle
 from grpc_health.v1 import health, health_pb2
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
+from services.attack_worker.device import job_device
 from services.attack_worker.job import attack_name
 from services.attack_worker.job_process import run_in_child
 from services.attack_worker.launcher import LauncherKeeper
@@ -164,24 +164,6 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             yield
         finally:
             self._slots.release()
-
-
-def job_device(device: str | None) -> str:
-    """The device jobs run on, as Paddle names it ("cpu", "gpu:N"), for a `--device` setting
-    (None: Paddle's choice); ValueError when it names a GPU that Paddle cannot use."""
-    if device is None:
-        return paddle.device.get_device()
-    if device == "cpu":
-        return device
-    if not paddle.device.is_compiled_with_cuda():
-        raise ValueError(f"{device} asked for, but this Paddle is built without CUDA; install paddlepaddle-gpu "
-                         "or use --device cpu")
-    number = int(device.partition(":")[2] or 0)
-    count = paddle.device.cuda.device_count()
-    if number >= count:
-        raise ValueError(f"{device} asked for, but Paddle sees {count} GPU(s) (numbered from 0; check "
-                         "CUDA_VISIBLE_DEVICES and the pod's nvidia.com/gpu limit)")
-    return f"gpu:{number}"
 
 
 def register(server: grpc.Server, settings: WorkerSettings) -> AttackWorkerServicer:

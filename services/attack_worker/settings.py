@@ -20,12 +20,21 @@ def parse_device(text: str) -> str:
     return device
 
 
+# How a job's memory limit is enforced (`--job-memory-bound`).
+ADDRESS_SPACE, WATCHDOG, AUTO = "address-space", "watchdog", "auto"
+MEMORY_BOUNDS = (AUTO, ADDRESS_SPACE, WATCHDOG)
+
+
 @dataclass(frozen=True)
 class JobLimits:
-    """Limits of one job's child process: its address space and its wall time."""
+    """Limits of one job's child process: its memory and its wall time. `memory_bound` says how
+    the memory limit holds: an address-space limit the child sets on itself, or a watchdog of
+    the worker killing the job once its processes' resident memory passes it (`auto`: the
+    watchdog where jobs run on a GPU; see `device.memory_bound`)."""
 
     memory_mb: int = 8192
     timeout_s: float = 3600.0
+    memory_bound: str = AUTO
 
 
 @dataclass(frozen=True)
