@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +18,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_auc
-from worker_fixtures import AuditTree, baseline_request, records, write_audit_tree, write_dataset
+from worker_fixtures import (
+    MODEL_CODE,
+    NUM_CLASSES,
+    AuditTree,
+    baseline_request,
+    records,
+    write_audit_tree,
+    write_dataset,
+    write_model,
+)
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import paddle_runtime, shadow_jobs
@@ -366,6 +376,28 @@ def test_a_shared_cache_that_cannot_be_written_answers_inline(tree, tmp_path):
     not_a_folder.write_text("")
     output, _ = run(tree, request(lira_args(tree), 0), not_a_folder, shared=True)
     assert not output.HasField("entry") and len(output.logits) == 24 * 4 * 4
+
+
+def test_the_score_job_holds_one_shadow_models_outputs_at_a_time(tree, tmp_path):
+    """With 4096 classes a shadow model's logits on the query records dwarf everything else: the
+    score job's numpy memory (its temporaries for one shadow model included) stays below what the
+    32 shadow models' logits took at once, as float32, before any statistic was computed."""
+    classes, num_shadow = 4096, 32
+    rng = np.random.default_rng(0)
+    write_model(tree.root / "models" / "wide", {"linear.weight": rng.normal(size=(4, classes)).astype(np.float32),
+                                                "linear.bias": np.zeros(classes, np.float32)},
+                code=MODEL_CODE.replace(f"Linear({NUM_CLASSES}, {NUM_CLASSES})", f"Linear({NUM_CLASSES}, {classes})"))
+    args = lira_args(tree, target_model="models/wide", num_shadow=num_shadow, epochs=1)
+    outputs = shadow_outputs(tree, args, range(num_shadow), tmp_path, shared=True)
+    tracemalloc.start()
+    try:
+        result, _ = run(tree, request(args, outputs), tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
+    all_at_once = num_shadow * 24 * classes * 4  # float32 logits of the shadow models on 24 query records
+    assert peak < all_at_once * 0.7, f"{peak:,} bytes at the peak"
 
 
 def test_the_score_keeps_one_statistic_per_shadow_model_and_gives_the_old_numbers():
