@@ -8,7 +8,8 @@ when the dataset was read into memory; else its folder relative to the storage r
 its length, so that changing the data files of such a dataset in place needs a new folder or an
 emptied cache), the training
 mask, the training arguments, the shadow model's seed and the query views. An entry that does
-not fit its key counts as absent.
+not fit its key counts as absent. When the workers share the folder, a shadow job's output
+refers to its entry by key and fingerprint (size, SHA-256), and the score job reads it from here.
 """
 
 from __future__ import annotations
