@@ -25,8 +25,9 @@ from test_isolation import (
 )
 from worker_fixtures import MODEL_CODE, baseline_request, identity_weights, write_audit_tree, write_model
 
-from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker.__main__ import parse_flags, settings_from
+from services.common.errors import from_rpc_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,14 +104,14 @@ def test_the_entry_point_does_not_import_paddle_before_reading_flags():
 
 
 @contextmanager
-def worker_process(tmp_path: Path, storage_root: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def worker_process(tmp_path: Path, storage_root: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """`python -m services.attack_worker` serving `storage_root` on loopback, and its address;
     killed at the end if still running (its stderr is a pipe the caller may read once it ended)."""
     ready = tmp_path / "ready"
     env = {**os.environ, "PRIVAUDIT_WORKER_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "services.attack_worker", "--listen", "127.0.0.1:0", "--ready-file", str(ready),
-         "--storage-root", str(storage_root)],
+         "--storage-root", str(storage_root), *flags],
         cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -151,3 +152,53 @@ def test_a_worker_process_restarts_the_launcher_a_job_killed_and_serves_on(tmp_p
         assert zombie_children(process.pid) == []
         good = list(stub.RunAttack(baseline_request(tree), timeout=120))[-1].result
         assert good.status == results_pb2.ATTACK_STATUS_SUCCEEDED, good.error
+
+
+SLEEPS_AT_IMPORT = "import time\ntime.sleep({seconds})"
+
+
+def test_a_stopping_worker_drains_finishing_what_fits_in_the_grace_and_sending_back_the_rest(tmp_path):
+    """SIGTERM: NOT_SERVING at once, new calls refused UNAVAILABLE (retryable, so the orchestrator
+    places them elsewhere), a job that ends within --drain-grace-s finishes, one that would not is
+    cancelled at the grace's end as UNAVAILABLE and retryable, and the process then exits 0."""
+    tree = write_audit_tree(tmp_path / "root")
+    for name, seconds in (("quick", 3), ("slow", 120)):
+        write_model(tree.root / "models" / name, identity_weights(),
+                    code=f"{MODEL_CODE}\n{SLEEPS_AT_IMPORT.format(seconds=seconds)}\n")
+    grace = 8.0
+    with worker_process(tmp_path, tree.root, "--slots", "2", "--drain-grace-s", str(grace)) as (process, address), \
+            grpc.insecure_channel(address) as channel:
+        stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+        calls = {name: stub.RunAttack(baseline_request(tree, target_model=f"models/{name}", task_id=name), timeout=180)
+                 for name in ("quick", "slow")}
+        for call in calls.values():
+            assert next(call).progress.stage == results_pb2.STAGE_LOAD
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="privaudit.v1.AttackWorkerService")
+        while health.Check(request, timeout=10).status != NOT_SERVING:
+            assert time.monotonic() - stopped < 5, "the worker still reports SERVING"
+            time.sleep(0.05)
+        for refused in (lambda: stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10),
+                        lambda: list(stub.RunAttack(baseline_request(tree, task_id="late"), timeout=10))):
+            with pytest.raises(grpc.RpcError) as caught:
+                refused()
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "stopping" in caught.value.details()
+            assert from_rpc_error(caught.value).retryable
+
+        quick = list(calls["quick"])[-1].result
+        assert quick.status == results_pb2.ATTACK_STATUS_SUCCEEDED, quick.error
+        with pytest.raises(grpc.RpcError) as sent_back:
+            list(calls["slow"])
+        assert time.monotonic() - stopped >= grace
+        failure = from_rpc_error(sent_back.value)
+        assert sent_back.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert (failure.fault, failure.retryable) == (results_pb2.FAULT_INFRASTRUCTURE, True)
+        assert f"for {grace:g} s (--drain-grace-s)" in failure.message
+        assert process.wait(timeout=60) == 0
+    log = process.stderr.read()
+    assert "task quick attack 0 BASELINE SUCCEEDED" in log
+    assert "task slow attack 0 BASELINE SENT BACK (the worker stopped)" in log

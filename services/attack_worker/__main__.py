@@ -19,6 +19,9 @@ from services.common.config import add_internal_token_flag, add_server_flags, fl
 from services.common.server import serve_until_signalled
 
 DEFAULT_MAX_DATASET_LENGTH = 1_000_000
+# Matches the job time limit's default, so that a job within its limit finishes; the Kubernetes
+# manifests give the pod this plus 60 s (terminationGracePeriodSeconds) to cancel, answer and stop.
+DEFAULT_DRAIN_GRACE_S = 3600.0
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,6 +70,10 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
               "(so the worker needs slots x threads cores and slots x job-memory-mb of memory); advertised to "
               "the orchestrator, which places that many jobs here. On a GPU the jobs share it: 1 unless the "
               "models are small")
+    flag(parser, "--drain-grace-s", "PRIVAUDIT_DRAIN_GRACE_S", DEFAULT_DRAIN_GRACE_S, type=float,
+         help="on SIGTERM the worker stops taking jobs (health NOT_SERVING, new calls UNAVAILABLE) and lets its "
+              "running jobs finish for this many seconds, then cancels the rest, which the orchestrator runs "
+              "elsewhere; keep it below the pod's terminationGracePeriodSeconds")
     add_internal_token_flag(parser, sends=False)
     args = parser.parse_args(argv)
     if not args.storage_root.is_dir():
@@ -89,6 +96,8 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.job_memory_mb < 256:
         parser.error(f"--job-memory-mb / PRIVAUDIT_JOB_MEMORY_MB: must be at least 256 (Paddle alone maps "
                      f"about 700 MB), got {args.job_memory_mb}")
+    if args.drain_grace_s < 0:
+        parser.error(f"--drain-grace-s / PRIVAUDIT_DRAIN_GRACE_S: must be at least 0, got {args.drain_grace_s}")
     if args.job_timeout_s <= 0:
         parser.error(f"--job-timeout-s / PRIVAUDIT_JOB_TIMEOUT_S: must be positive, got {args.job_timeout_s}")
     if args.device is not None:
@@ -122,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     launcher.start()  # before the first job, and before gRPC starts its threads
     with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
         settings = settings_from(args, args.cache_dir or Path(private))
-        serve_until_signalled(server.serve(settings, args.listen, args.serving), args.ready_file)
+        service, servicer = server.start(settings, args.listen, args.serving)
+        serve_until_signalled(service, args.ready_file, on_stop=lambda: servicer.drain(args.drain_grace_s))
 
 
 if __name__ == "__main__":

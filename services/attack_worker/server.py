@@ -17,6 +17,12 @@ each job and after every job, before the caller has the job's answer, and report
 worker's service NOT_SERVING on the health service while it restarts a dead one (`serve` wires
 the two; a job waiting for the restart reports STAGE_QUEUED). The overall health ("") is left
 SERVING: the process is alive, and probes of it must not restart it.
+
+Stopping drains (`drain`, on SIGTERM): the service goes NOT_SERVING for good, GetCapacity and
+new RunAttack calls are refused UNAVAILABLE and queued jobs sent back the same way (retryable:
+the orchestrator places them on another worker), running jobs may finish within the grace
+period, and those still running then are cancelled and end UNAVAILABLE, so they run again
+elsewhere.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from services.attack_worker.job_process import run_in_child
 from services.attack_worker.launcher import LauncherKeeper
 from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.settings import WorkerSettings
-from services.common.errors import Failure, ServiceBug
+from services.common.errors import Failure, ServiceBug, Unavailable
 from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
 from services.common.task_spec import check_task_id
 
@@ -48,6 +54,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = attack_worker_pb2.DESCRIPTOR.services_by_name["AttackWorkerService"].full_name
 # How often a queued job checks whether its RPC was cancelled.
 _QUEUE_POLL_S = 0.2
+
+
+class WorkerStopping(Unavailable):
+    """This worker is draining: the job was refused, sent back or cancelled, to run elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,11 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         self._settings = settings
         self._device = job_device(settings.device)
         self._slots = threading.BoundedSemaphore(settings.slots)
-        self._jobs_held = 0  # running or waiting for the slot
-        self._jobs_lock = threading.Lock()
+        self._jobs_changed = threading.Condition()
+        self._cancels: set[threading.Event] = set()  # each job held (running or waiting for a slot): its cancel
+        self._draining = threading.Event()
+        self._drain_grace_s = 0.0
+        self._grace_passed = threading.Event()  # the jobs still running were cancelled by the drain
         self._health: health.HealthServicer | None = None
         self._launcher = LauncherKeeper(self._report_serving)
 
@@ -74,14 +87,52 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
     def _report_serving(self, serving: bool) -> None:
         if self._health is not None:
-            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING if serving
-                             else health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING
+                             if serving and not self._draining.is_set() else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def drain(self, grace_s: float, settle_s: float = 30.0) -> None:
+        """Stops taking jobs, lets the running ones finish for up to `grace_s` seconds, then
+        cancels the rest (each ends UNAVAILABLE, to run elsewhere) and waits up to `settle_s`
+        more for their answers to be on their way."""
+        with self._jobs_changed:
+            self._drain_grace_s = grace_s
+            self._draining.set()
+            running = len(self._cancels)
+        self._report_serving(False)
+        log.info("draining: no new jobs; %d running or queued get up to %g s to finish", running, grace_s)
+        if not self._wait_for_jobs(grace_s):
+            with self._jobs_changed:
+                left = list(self._cancels)
+            log.warning("draining: %d job(s) still running after %g s are cancelled, to run on another worker",
+                        len(left), grace_s)
+            self._grace_passed.set()
+            for cancel in left:
+                cancel.set()
+            self._wait_for_jobs(settle_s)
+        log.info("drained")
+
+    def _wait_for_jobs(self, timeout_s: float) -> bool:
+        """Whether every held job ended within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._jobs_changed:
+            while self._cancels:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._jobs_changed.wait(min(left, 1.0))
+        return True
+
+    def _refuse_if_draining(self) -> None:
+        if self._draining.is_set():
+            raise WorkerStopping("this worker is stopping (draining before it ends) and takes no new jobs; "
+                                 "another worker will run them")
 
     def GetCapacity(self, request: attack_worker_pb2.GetCapacityRequest,
                     context: grpc.ServicerContext) -> attack_worker_pb2.GetCapacityResponse:
+        self._refuse_if_draining()
         device = self._device
-        with self._jobs_lock:
-            running = self._jobs_held
+        with self._jobs_changed:
+            running = len(self._cancels)
         limits = self._settings.limits
         return attack_worker_pb2.GetCapacityResponse(slots=self._settings.slots, running=running,
                                                      gpu=device.startswith("gpu"), device=device,
@@ -93,6 +144,9 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         check_task_id(request.task_id)  # it names the job's thread, process and log lines
         events: queue.Queue[attack_worker_pb2.RunAttackResponse | _JobEnded] = queue.Queue()
         cancelled = threading.Event()
+        with self._jobs_changed:  # held from here, so that a drain starting now waits for it
+            self._refuse_if_draining()
+            self._cancels.add(cancelled)
         context.add_callback(cancelled.set)
         threading.Thread(target=self._run, args=(request, events, cancelled), daemon=True,
                          name=f"job-{request.task_id}-{request.attack_index}").start()
@@ -112,8 +166,6 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         job = f"task {request.task_id} attack {request.attack_index} {attack_name(request.attack) or '(none)'}"
         ended, outcome, start = _JobEnded(), grpc.StatusCode.CANCELLED.name, time.perf_counter()
         answer: attack_worker_pb2.RunAttackResponse | None = None
-        with self._jobs_lock:
-            self._jobs_held += 1
         try:
             with self._turn(request.attack_index, emit, cancelled):
                 self._launcher.wait_ready(cancelled, lambda: emit(results_pb2.JobProgress(
@@ -132,7 +184,14 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
                 answer = attack_worker_pb2.RunAttackResponse(result=result)
                 outcome = results_pb2.AttackStatus.Name(result.status).removeprefix("ATTACK_STATUS_")
         except JobCancelled:
-            pass
+            if self._grace_passed.is_set():
+                grace = self._drain_grace_s
+                ended, outcome = _JobEnded(WorkerStopping(
+                    f"this worker stopped before the job finished: it lets running jobs finish for {grace:g} s "
+                    f"(--drain-grace-s) when told to stop, and this one ran longer; it runs again on another "
+                    "worker")), "SENT BACK (the worker stopped)"
+        except WorkerStopping as error:
+            ended, outcome = _JobEnded(error), "SENT BACK (the worker is stopping)"
         except Exception as error:
             log.exception("job broke without a result: %s", job)
             failure = error if isinstance(error, Failure) else \
@@ -140,8 +199,9 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             ended, outcome = _JobEnded(failure), "ERROR"
         finally:
             self._launcher.notice()  # a launcher that died with the job: NOT_SERVING before the answer
-            with self._jobs_lock:
-                self._jobs_held -= 1
+            with self._jobs_changed:
+                self._cancels.discard(cancelled)
+                self._jobs_changed.notify_all()
             # Logged before the caller can have the answer, so that the log is complete once it has.
             log.info("job end: %s %s in %.1fs", job, outcome, time.perf_counter() - start)
             if answer is not None:
@@ -160,6 +220,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
             while not self._slots.acquire(timeout=_QUEUE_POLL_S):
                 if cancelled.is_set():
                     raise JobCancelled("cancelled while queued")
+                self._refuse_if_draining()
         try:
             yield
         finally:
@@ -176,8 +237,14 @@ def register(server: grpc.Server, settings: WorkerSettings) -> AttackWorkerServi
 def serve(settings: WorkerSettings, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:
     """Starts serving AttackWorkerService with `settings` on `listen`, its health reporting
     whether the job launcher runs."""
+    return start(settings, listen, options)[0]
+
+
+def start(settings: WorkerSettings, listen: str,
+          options: ServerOptions = DEFAULT_OPTIONS) -> tuple[Service, AttackWorkerServicer]:
+    """`serve`, also giving the servicer (to drain it before the service stops)."""
     servicers: list[AttackWorkerServicer] = []
     service = start_server(lambda server: servicers.append(register(server, settings)), [SERVICE_NAME], listen,
                            options=options)
     servicers[0].report_health_to(service.health)
-    return service
+    return service, servicers[0]
