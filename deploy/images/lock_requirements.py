@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Each image's service folder and the pyproject extras it installs on top of `dependencies`.
 SERVICES: dict[str, tuple[str, ...]] = {
-    "orchestrator": (),
+    "orchestrator": ("orchestrator",),
     "attack_worker": ("worker",),
     "reporter": ("reporter",),
 }

@@ -55,6 +55,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     flag(parser, "--token-file", "PRIVAUDIT_TOKEN_FILE", None, type=Path,
          help="file of client tokens, one a line (# comments): every call except health and reflection must "
               "carry one as 'authorization: Bearer <token>'; unset: authentication is off")
+    flag(parser, "--metrics-port", "PRIVAUDIT_METRICS_PORT", 0, type=int,
+         help="port to serve Prometheus metrics on over plain HTTP at /metrics (queue depth, running jobs, job "
+              "durations, workers by health, audits by state; no secrets, no authentication); 0: not served")
     add_internal_token_flag(parser, sends=True)
     add_client_tls_flags(parser, "--peer-tls", "PRIVAUDIT_PEER_TLS", "the workers and the reporter")
     flag(parser, "--max-task-bytes", "PRIVAUDIT_MAX_TASK_BYTES", DEFAULT_MAX_TASK_BYTES, type=int,
@@ -72,6 +75,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     for name in ("max_attempts", "queue_limit"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: must be at least 1")
+    if not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics-port / PRIVAUDIT_METRICS_PORT: a port number from 1 to 65535, or 0 for none, "
+                     f"got {args.metrics_port}")
     if args.job_timeout <= 0 or args.probe_interval <= 0 or args.report_wait_s <= 0:
         parser.error("--job-timeout, --probe-interval and --report-wait-s: must be positive numbers of seconds")
     try:
@@ -88,7 +94,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     config = OrchestratorConfig(
         reporter=args.reporter, workers=split_addresses(args.workers), worker_dns=args.worker_dns,
         state_dir=args.state_dir, jobs=JobSettings(args.max_attempts, args.job_timeout, args.queue_limit),
-        probe_interval=args.probe_interval, limits=limits, peers=peers, report_wait=args.report_wait_s)
+        probe_interval=args.probe_interval, limits=limits, peers=peers, report_wait=args.report_wait_s,
+        metrics_port=args.metrics_port)
     return args, config, serving
 
 

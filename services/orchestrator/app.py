@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from privaudit.v1 import orchestrator_pb2_grpc, reporter_pb2, reporter_pb2_grpc
 from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
 from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
 from services.orchestrator.audit import AuditRunner
 from services.orchestrator.limits import TaskLimits
-from services.orchestrator.scheduler import JobSettings, Scheduler
+from services.orchestrator.metrics import OrchestratorMetrics
+from services.orchestrator.scheduler import JobSettings, ProgressSink, ResultSink, Scheduler
 from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
 from services.orchestrator.store import TaskStore
 from services.orchestrator.worker_pool import WorkerPool
@@ -31,6 +32,7 @@ class OrchestratorConfig:
     limits: TaskLimits = field(default_factory=TaskLimits)
     peers: ChannelSecurity = PLAINTEXT  # how to reach the workers and the reporter
     report_wait: float = 600.0  # seconds an unreachable reporter is waited for before an audit fails
+    metrics_port: int = 0  # where Prometheus metrics are served over HTTP (0: not served)
 
 
 class Orchestrator:
@@ -40,14 +42,25 @@ class Orchestrator:
         self.pool = WorkerPool(config.workers, config.worker_dns, refresh_seconds=config.probe_interval,
                                security=config.peers)
         self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE, security=config.peers)
-        self.runner = AuditRunner(self.store, partial(Scheduler, self.pool, config.jobs),
+        self.metrics = OrchestratorMetrics(self.pool, self.store)
+        self.metrics_port = config.metrics_port
+
+        def measured_scheduler(on_progress: ProgressSink, on_result: ResultSink) -> Scheduler:
+            return Scheduler(self.pool, config.jobs, self.metrics.progress_sink(on_progress),
+                             self.metrics.result_sink(on_result))
+
+        self.runner = AuditRunner(self.store, measured_scheduler,
                                   reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel),
                                   report_wait=config.report_wait, reporter_address=config.reporter)
         self.scheduler = self.runner.scheduler
+        self.metrics.waiting = lambda: self.scheduler.waiting
         self.service: Service | None = None
+        self._metrics_server: WSGIServer | None = None
 
     def start(self, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:
         """Finds the workers, resumes unfinished audits, then serves."""
+        if self.metrics_port:
+            self._metrics_server = self.metrics.serve(self.metrics_port)
         self.pool.start()
         self.runner.recover()
         self.scheduler.start()
@@ -60,6 +73,9 @@ class Orchestrator:
     def close(self) -> None:
         """Releases what the serving left (call after the server stopped)."""
         self.scheduler.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         self.pool.close()
         self.reporter_channel.close()
         self.store.close()
