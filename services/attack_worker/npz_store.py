@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import BinaryIO, ClassVar, Self
 
 import numpy as np
 
@@ -73,23 +73,25 @@ class NpzStore:
             return None
 
     def fetch(self, key: str, expected: Fingerprint | None = None) -> tuple[dict[str, np.ndarray], Fingerprint]:
-        """The arrays stored under `key` and the fingerprint of their bytes, read once (so both
-        describe the same entry even if it is replaced meanwhile). EntryProblem when there is no
-        entry, when it is not `expected`, or when it cannot be read."""
+        """The arrays stored under `key` and the fingerprint of their bytes, both from one open
+        file (so they describe the same entry even if it is replaced meanwhile), hashed in chunks
+        and then parsed, never held twice. EntryProblem when there is no entry, when it is not
+        `expected`, or when it cannot be read."""
         path = self._path(key)
         try:
-            data = path.read_bytes()
+            with path.open("rb") as file:
+                fingerprint = _fingerprint(file)
+                if expected is not None and fingerprint != expected:
+                    raise EntryProblem(
+                        f"entry {path} holds {fingerprint.size} bytes of SHA-256 {fingerprint.sha256[:12]}..., not "
+                        f"the {expected.size} bytes of SHA-256 {expected.sha256[:12]}... its writer stored")
+                file.seek(0)
+                with np.load(file) as entry:
+                    arrays = {name: entry[name] for name in entry.files}
         except FileNotFoundError:
             raise EntryProblem(f"no entry {path.name} in {self.folder}", absent=True) from None
-        except OSError as exc:
-            raise EntryProblem(f"entry {path} cannot be read: {one_line(exc)}") from None
-        fingerprint = Fingerprint.of(data)
-        if expected is not None and fingerprint != expected:
-            raise EntryProblem(f"entry {path} holds {fingerprint.size} bytes of SHA-256 {fingerprint.sha256[:12]}..., "
-                               f"not the {expected.size} bytes of SHA-256 {expected.sha256[:12]}... its writer stored")
-        try:
-            with np.load(io.BytesIO(data)) as entry:
-                arrays = {name: entry[name] for name in entry.files}
+        except EntryProblem:
+            raise
         except Exception as exc:
             raise EntryProblem(f"entry {path} is unreadable: {one_line(exc)}") from None
         with contextlib.suppress(OSError):  # another user's entry in a shared folder stays unmarked
@@ -137,6 +139,15 @@ class NpzStore:
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
+
+
+def _fingerprint(file: BinaryIO) -> Fingerprint:
+    """The fingerprint of the rest of `file`, read in chunks of a MiB."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := file.read(2**20):
+        digest.update(chunk)
+        size += len(chunk)
+    return Fingerprint(size, digest.hexdigest())
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
