@@ -274,12 +274,15 @@ class AuditRunner:
                 return
             rounds = audit.missing_rounds.get(job.attack_index, 0)
             if rounds >= MAX_MISSING_ROUNDS or not indices:
-                result = failed_result(job, Failure(
+                failure = Failure(
                     f"the score job did not find the outputs of shadow models {_listed(indices)} in its worker's "
                     f"cache folder ({missing.reason}) after they were trained again {rounds} times: the workers "
                     "seem not to share a cache folder. Give every worker the same --cache-dir "
                     "(PRIVAUDIT_CACHE_DIR) with --cache-shared, or turn --cache-shared off on every worker",
-                    fault=INFRASTRUCTURE, retryable=False))
+                    fault=INFRASTRUCTURE, retryable=False) if indices else Failure(
+                    f"the score job missed shadow models {list(missing.shadow_index)}, none of the attack's "
+                    f"{num_shadow}: {missing.reason}")
+                result = failed_result(job, failure)
                 stored = audit.events.queue([{"attack_result": result}])
                 audit.outstanding.discard(job.attack_index)
                 complete = not audit.outstanding
