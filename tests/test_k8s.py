@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import grpc
@@ -173,15 +173,154 @@ def test_every_service_selects_pods_that_serve_its_ports(objects):
                     f"Service {service['metadata']['name']}: targetPort {target} is no container port")
 
 
+def worker_autoscaler(objects: list[Obj]) -> tuple[Obj, Obj, int]:
+    """The one autoscaler of the workers (a KEDA ScaledObject or a HorizontalPodAutoscaler), the
+    Deployment it scales and its least replica count; two would fight over the count."""
+    scalers = [obj for obj in of_kind(objects, "ScaledObject") + of_kind(objects, "HorizontalPodAutoscaler")
+               if obj["metadata"]["name"] == "privaudit-attack-worker"]
+    assert len(scalers) == 1, f"the workers need exactly one autoscaler, found {[s['kind'] for s in scalers]}"
+    (scaler,) = scalers
+    target = scaler["spec"]["scaleTargetRef"]
+    worker = named(objects, target.get("kind", "Deployment"), target["name"])
+    least = scaler["spec"]["minReplicaCount" if scaler["kind"] == "ScaledObject" else "minReplicas"]
+    return scaler, worker, least
+
+
 def test_worker_budget_and_autoscaler_govern_the_workers(objects):
     budget = named(objects, "PodDisruptionBudget", "privaudit-attack-worker")
     pods = selected_pods(objects, budget, budget["spec"]["selector"]["matchLabels"])
     assert [pod["spec"]["containers"][0]["name"] for pod in pods] == ["attack-worker"]
-    target = named(objects, "HorizontalPodAutoscaler", "privaudit-attack-worker")["spec"]["scaleTargetRef"]
-    worker = named(objects, target["kind"], target["name"])
+    _, worker, least = worker_autoscaler(objects)
+    assert worker["metadata"]["name"] == "privaudit-attack-worker"
     assert "replicas" not in worker["spec"], "the autoscaler owns the worker count; `kubectl apply` would reset it"
-    assert budget["spec"]["minAvailable"] < named(objects, "HorizontalPodAutoscaler", "privaudit-attack-worker")[
-        "spec"]["minReplicas"], "the budget would block every drain"
+    assert budget["spec"]["minAvailable"] < least, "the budget would block every drain"
+
+
+def exported_metrics() -> set[str]:
+    """The names of the metrics the orchestrator serves (services/orchestrator/metrics.py)."""
+    from prometheus_client import generate_latest
+
+    from services.orchestrator.metrics import OrchestratorMetrics
+    from services.orchestrator.store import TaskStore
+
+    store = TaskStore(None)
+    try:
+        text = generate_latest(OrchestratorMetrics(SimpleNamespace(workers={}), store).registry).decode()
+    finally:
+        store.close()
+    return set(re.findall(r"^# TYPE (\w+) ", text, re.MULTILINE))
+
+
+def test_every_overlay_scales_the_workers_with_keda_on_the_jobs_the_orchestrator_exports(objects):
+    scaler, _, _ = worker_autoscaler(objects)
+    assert scaler["kind"] == "ScaledObject", "workers scale on CPU use, not on the queue"
+    (trigger,) = scaler["spec"]["triggers"]
+    assert trigger["type"] == "prometheus"
+    queried = set(re.findall(r"privaudit_\w+", trigger["metadata"]["query"]))
+    assert queried == {"privaudit_jobs_waiting", "privaudit_jobs_running"}
+    assert queried <= exported_metrics(), f"the query names metrics the orchestrator does not export: {queried}"
+    # One worker per `threshold` jobs: as many as a worker runs at once.
+    slots = int(environment(objects, container(objects, "privaudit-attack-worker"))["PRIVAUDIT_WORKER_SLOTS"])
+    assert float(trigger["metadata"]["threshold"]) == slots
+    assert trigger.get("metricType", "AverageValue") == "AverageValue", "the count must be divided among workers"
+
+
+def test_prometheus_can_scrape_the_orchestrators_metrics_port(objects):
+    deployment = named(objects, "Deployment", "privaudit-orchestrator")
+    box = container(objects, "privaudit-orchestrator")
+    port = int(environment(objects, box)["PRIVAUDIT_METRICS_PORT"])
+    assert container_ports(box)["metrics"] == port
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], int(annotations["prometheus.io/port"]),
+            annotations["prometheus.io/path"]) == ("true", port, "/metrics")
+    service = named(objects, "Service", "privaudit-orchestrator")
+    assert "metrics" in [p.get("targetPort") for p in service["spec"]["ports"]]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    admitted = [(peer, rule["ports"]) for rule in rules(of_kind(objects, "NetworkPolicy"), labels, "ingress")
+                for peer in rule["from"] if port in [allowed["port"] for allowed in rule["ports"]]]
+    assert admitted, f"no network policy admits scrapes of port {port}"
+    for peer, ports in admitted:
+        assert [allowed["port"] for allowed in ports] == [port], "the scrapers' rule admits more than the metrics"
+        assert peer.keys() == {"namespaceSelector"} and peer["namespaceSelector"]["matchLabels"], peer
+
+
+def test_workers_share_a_read_write_cache_volume_and_read_data_read_only(objects):
+    worker = named(objects, "Deployment", "privaudit-attack-worker")["spec"]["template"]["spec"]
+    env = environment(objects, worker["containers"][0])
+    assert env["PRIVAUDIT_CACHE_SHARED"].lower() in ("1", "true", "yes")
+    (cache,) = [mount for mount in worker["containers"][0]["volumeMounts"]
+                if mount["mountPath"] == env["PRIVAUDIT_CACHE_DIR"]]
+    assert not cache.get("readOnly"), "workers write the shared cache"
+    (volume,) = [volume for volume in worker["volumes"] if volume["name"] == cache["name"]]
+    assert not volume["persistentVolumeClaim"].get("readOnly")
+    claim = named(objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every worker pod mounts the cache"
+    assert worker["securityContext"].get("fsGroup") == worker["securityContext"]["runAsGroup"]
+    data = [mount for mount in worker["containers"][0]["volumeMounts"]
+            if mount["mountPath"] == env["PRIVAUDIT_STORAGE_ROOT"]]
+    assert data != [cache] and all(mount.get("readOnly") for mount in data)
+    # Both caches (model outputs and shadow outputs) fit the claim.
+    assert 2 * int(env["PRIVAUDIT_CACHE_MAX_MB"]) * 2**20 < quantity_bytes(claim["spec"]["resources"]["requests"][
+        "storage"])
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes storage quantity in binary units ('100Gi', '512Mi') in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_a_worker_gets_the_time_to_drain_before_it_is_killed(objects):
+    """Running jobs may finish within the drain's grace (at least the job time limit), and the pod is
+    given that and time to stop."""
+    pod = named(objects, "Deployment", "privaudit-attack-worker")["spec"]["template"]["spec"]
+    env = environment(objects, pod["containers"][0])
+    grace = float(env["PRIVAUDIT_DRAIN_GRACE_S"])
+    assert grace >= float(env["PRIVAUDIT_JOB_TIMEOUT_S"]), "a job within its time limit would be cut off"
+    assert pod["terminationGracePeriodSeconds"] >= grace + 30, "the pod is killed before the drain ends"
+
+
+def test_a_gpu_worker_bounds_job_memory_without_an_address_space_limit():
+    for overlay in OVERLAYS:
+        objects = render(overlay)
+        box = container(objects, "privaudit-attack-worker")
+        env = environment(objects, box)
+        if overlay != "gpu":
+            assert "PRIVAUDIT_DEVICE" not in env and env.get("PRIVAUDIT_JOB_MEMORY_BOUND", "auto") == "auto"
+            continue
+        assert (env["PRIVAUDIT_DEVICE"], env["PRIVAUDIT_JOB_MEMORY_BOUND"]) == ("gpu", "watchdog")
+        job_bytes = int(env.get("PRIVAUDIT_JOB_MEMORY_MB", 8192)) * 2**20
+        assert quantity_bytes(box["resources"]["limits"]["memory"]) > job_bytes, "no room above the job's limit"
+
+
+def check_custom() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_custom", K8S / "check_custom.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_keda_schema_accepts_the_shipped_scaler_and_refuses_broken_ones():
+    checker = check_custom()
+    schemas = {kind: checker.strict(schema) for kind, schema in
+               yaml.safe_load((K8S / "schemas" / "keda.sh-v1alpha1.yaml").read_text()).items()}
+    (shipped,) = of_kind(render("gpu"), "ScaledObject")
+    assert checker.problems_of(shipped, schemas) == []
+
+    def broken(change) -> list[str]:
+        copy = yaml.safe_load(yaml.safe_dump(shipped))
+        change(copy["spec"])
+        return checker.problems_of(copy, schemas)
+
+    assert "Additional properties" in " ".join(broken(lambda spec: spec.update(maxReplicas=8)))
+    assert "'threshold' is a required property" in " ".join(
+        broken(lambda spec: spec["triggers"][0]["metadata"].pop("threshold")))
+    assert "is not of type 'string'" in " ".join(
+        broken(lambda spec: spec["triggers"][0]["metadata"].update(threshold=1)))
+    assert broken(lambda spec: spec["triggers"][0]["metadata"].update(querry="x"))  # a misspelt key
+    assert broken(lambda spec: spec["scaleTargetRef"].pop("name"))
+    assert broken(lambda spec: spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(
+        stabilizationWindowSeconds="600"))
 
 
 def test_every_probe_asks_the_health_service_over_tls_on_a_container_port(objects):

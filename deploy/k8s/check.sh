@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make k8s-check`: the manifests, checked without a cluster and without the network.
 #   1. kubectl kustomize renders both overlays and the cert-manager example (into build/k8s/);
-#   2. check_custom.py validates the cert-manager objects against the schemas vendored in
-#      schemas/ (kubernetes-validate has none; it would only warn), and fails on any other
-#      object kubernetes-validate cannot check;
+#   2. check_custom.py validates the cert-manager objects and KEDA's ScaledObject against the
+#      schemas in schemas/ (kubernetes-validate has none; it would only warn), and fails on any
+#      other object kubernetes-validate cannot check;
 #   3. kubernetes-validate --strict accepts every other object, for the oldest and the newest
 #      Kubernetes version privaudit supports, without a warning;
 #   4. checkov finds no failed check in the manifests and the Dockerfiles, other than those

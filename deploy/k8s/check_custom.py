@@ -2,9 +2,9 @@
 
     python deploy/k8s/check_custom.py RENDERED_DIR CORE_DIR
 
-Reads every RENDERED_DIR/*.yaml, validates its cert-manager.io objects against the schemas
-vendored in deploy/k8s/schemas/ (strictly: a field the schema does not name is an error, as
-`kubectl apply` reports it), and writes the other objects to CORE_DIR/<same name> for
+Reads every RENDERED_DIR/*.yaml, validates its cert-manager.io objects and KEDA's ScaledObjects
+against the schemas in deploy/k8s/schemas/ (strictly: a field the schema does not name is an
+error, as `kubectl apply` reports it), and writes the other objects to CORE_DIR/<same name> for
 kubernetes-validate. An object of another API group outside Kubernetes' own fails here, so
 none goes unchecked. Runs in the checkers' venv (PyYAML, jsonschema).
 """
@@ -20,7 +20,7 @@ import yaml
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 # Groups this script checks, each with its vendored schemas (kind -> schema) in SCHEMAS.
-CUSTOM_GROUPS = {"cert-manager.io": "cert-manager.io-v1.yaml"}
+CUSTOM_GROUPS = {"cert-manager.io": "cert-manager.io-v1.yaml", "keda.sh": "keda.sh-v1alpha1.yaml"}
 CORE_GROUP_SUFFIX = ".k8s.io"  # networking.k8s.io and the like; no dot at all is the core group
 CORE_GROUPS = {"apps", "batch", "autoscaling", "policy"}
 
@@ -80,7 +80,8 @@ def main(rendered: Path, core: Path) -> int:
     for problem in problems:
         print(f"k8s-check: {problem}", file=sys.stderr)
     if not problems:
-        print(f"k8s-check: {checked} cert-manager.io objects valid against the vendored schemas (strict)")
+        print(f"k8s-check: {checked} {' and '.join(CUSTOM_GROUPS)} objects valid against the schemas in "
+              f"{SCHEMAS.name}/ (strict)")
     return 1 if problems else 0
 
 

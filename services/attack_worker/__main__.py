@@ -49,8 +49,8 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         default=os.environ.get("PRIVAUDIT_CACHE_SHARED", "").lower() in ("1", "true", "yes"),
                         help="every worker of the pool sees this worker's --cache-dir (one shared folder), so "
                              "LIRA/RMIA shadow parts answer with a reference to their stored outputs instead of "
-                             "the outputs (env PRIVAUDIT_CACHE_SHARED=1; default off: outputs travel in the "
-                             "messages, up to the 64 MiB message limit)")
+                             "the outputs (env PRIVAUDIT_CACHE_SHARED; 1, true or yes turn it on; default off: "
+                             "outputs travel in the messages, up to the 64 MiB message limit)")
     flag(parser, "--job-memory-mb", "PRIVAUDIT_JOB_MEMORY_MB", JobLimits.memory_mb, type=int,
          help="memory limit of each job, whose process runs the task's code; a job past it fails as the task's "
               "fault. How it holds: see --job-memory-bound")
