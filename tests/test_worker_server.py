@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import grpc
@@ -14,6 +15,7 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 from test_shadow_jobs import ShadowTree, lira_args, measurements, write_population
 from test_shadow_jobs import request as lira_request
 from worker_fixtures import (
+    MODEL_CODE,
     AuditTree,
     baseline_request,
     identity_weights,
@@ -22,11 +24,12 @@ from worker_fixtures import (
     write_model,
 )
 
-from privaudit.v1 import attack_worker_pb2, results_pb2
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import server as worker_server
 from services.attack_worker.device import job_device
 from services.attack_worker.server import SERVICE_NAME
-from services.attack_worker.settings import JobLimits
+from services.attack_worker.settings import JobLimits, WorkerSettings
+from services.common.channels import open_channel
 from services.common.errors import from_rpc_error
 
 
@@ -190,3 +193,32 @@ def test_two_slots_run_two_jobs_at_once_with_the_results_of_one_at_a_time(tmp_pa
     assert results_pb2.STAGE_QUEUED not in stages
     starts_and_ends = [line for line in caplog.messages if line.startswith(("job start", "job end"))]
     assert [line.split(":")[0] for line in starts_and_ends][:2] == ["job start"] * 2, starts_and_ends
+
+
+def test_a_drain_sends_queued_jobs_back_at_once_and_lets_the_running_one_finish(tree):
+    write_model(tree.root / "models" / "slow", identity_weights(), code=f"{MODEL_CODE}\nimport time\ntime.sleep(3)\n")
+    service, servicer = worker_server.start(WorkerSettings(str(tree.root)), "127.0.0.1:0")
+    try:
+        with open_channel(service.address) as channel:
+            stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+            running = stub.RunAttack(baseline_request(tree, target_model="models/slow", task_id="running"),
+                                     timeout=60)
+            assert next(running).progress.stage == results_pb2.STAGE_LOAD
+            queued = stub.RunAttack(baseline_request(tree, task_id="queued"), timeout=60)
+            assert next(queued).progress.stage == results_pb2.STAGE_QUEUED
+            draining = threading.Thread(target=servicer.drain, args=(30.0,))
+            started = time.monotonic()
+            draining.start()
+            with pytest.raises(grpc.RpcError) as sent_back:
+                list(queued)
+            assert time.monotonic() - started < 2.0, "the queued job waited for the running one"
+            assert sent_back.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert from_rpc_error(sent_back.value).retryable and "stopping" in sent_back.value.details()
+            assert list(running)[-1].result.status == results_pb2.ATTACK_STATUS_SUCCEEDED
+            draining.join(30)
+            assert not draining.is_alive()
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                                                                timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        service.stop(grace=0)
