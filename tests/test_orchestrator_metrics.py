@@ -145,3 +145,17 @@ def test_a_metrics_port_out_of_range_is_refused_naming_the_flag(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--workers", "localhost:1", "--metrics-port", "70000"])
     assert "--metrics-port / PRIVAUDIT_METRICS_PORT" in capsys.readouterr().err
+
+
+def test_the_clocks_of_jobs_that_never_end_are_dropped_once_stale(monkeypatch):
+    """A cancelled job gets no result: its clock must not be kept for ever."""
+    now = [0.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
+    measured = OrchestratorMetrics(SimpleNamespace(workers={}), TaskStore(None))
+    progress = measured.progress_sink(lambda job, p: None)
+    started = results_pb2.JobProgress(stage=results_pb2.STAGE_LOAD)
+    for index in range(metrics._CLOCKS_BEFORE_PRUNING):
+        progress(Job("cancelled", index, "LOSS", None, 7), started)
+    now[0] = metrics.STALE_CLOCK_S + 1
+    progress(job(), started)
+    assert len(measured._started) == 1  # only the fresh one

@@ -32,6 +32,9 @@ from services.orchestrator.worker_pool import WorkerPool
 AUDITS_COUNTED = 10_000
 # Job durations from seconds (a small score part) to the default one-hour job limit and past it.
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, float("inf"))
+# A cancelled job's clock never sees a result: clocks this old are dropped, checked once this many run.
+STALE_CLOCK_S = 7 * 86_400
+_CLOCKS_BEFORE_PRUNING = 1024
 _AUDIT_STATES = [value.name for value in orchestrator_pb2.AuditState.DESCRIPTOR.values if value.number]
 
 
@@ -77,7 +80,10 @@ class OrchestratorMetrics(Collector):
                 if progress.stage == results_pb2.STAGE_QUEUED:
                     self._started.pop(key, None)
                 else:
-                    self._started.setdefault(key, time.monotonic())
+                    now = time.monotonic()
+                    self._started.setdefault(key, now)
+                    if len(self._started) > _CLOCKS_BEFORE_PRUNING:
+                        self._started = {k: t for k, t in self._started.items() if now - t < STALE_CLOCK_S}
             sink(job, progress)
         return measured
 
