@@ -10,11 +10,15 @@ paths' answers are checked equal. Models: the example's digits_mlp (1x8x8) and, 
 the CIFAR task's ResNet-18 on random 3x32x32 images (untrained weights: the time is the same).
 
     .venv/bin/python tests/benchmarks/augmented_queries.py [--repeats 15] [--cifar]
+
+Paddle runs on one CPU thread, as a worker does by default (`--threads 1`); set OMP_NUM_THREADS
+to measure with more.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -26,12 +30,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python"), str(REPO / "tests")]
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before Paddle is imported, as the worker sets it
 
 import paddle  # noqa: E402
 from augment_reference import augmented  # noqa: E402
 from worker_fixtures import write_dataset  # noqa: E402
 
-from services.attack_worker import storage  # noqa: E402
+from services.attack_worker import device_augment, storage  # noqa: E402
 from services.attack_worker.attacks import augment  # noqa: E402
 from services.attack_worker.attacks.base import balanced_indices  # noqa: E402
 from services.attack_worker.paddle_runtime import PaddleRuntime  # noqa: E402
@@ -62,7 +67,7 @@ def time_batches(name: str, model_path: str, sample_shape: tuple[int, ...], batc
         model = rt.load_model("target_model", "model", trained=False)
         batch = rt.load_dataset("target_datasets.members", "batch")
         model.layer.eval()
-        times: dict[str, list[float]] = {"cpu path": [], "device path": []}
+        times: dict[str, list[float]] = {"cpu path": [], "device path": [], "scipy": [], "device ops": []}
         for _ in range(repeats):
             start = time.perf_counter()
             before = cpu_path(model.layer, samples, labels)
@@ -71,10 +76,17 @@ def time_batches(name: str, model_path: str, sample_shape: tuple[int, ...], batc
             now = rt.predict_augmented(model, batch, ROTATIONS, batch_size)
             times["device path"].append(time.perf_counter() - start)
             assert np.array_equal(before, now), "the two paths disagree"
-    cpu, device = (statistics.median(times[path]) for path in ("cpu path", "device path"))
-    print(f"{name}: one batch of {batch_size} records x {len(ROTATIONS)} rotations, median of {repeats} "
-          f"interleaved runs: cpu path {cpu * 1e3:.1f} ms, device path ({paddle.device.get_device()}) "
-          f"{device * 1e3:.1f} ms, ratio {cpu / device:.2f}")
+            start = time.perf_counter()
+            [augmented(rotation, samples) for rotation in ROTATIONS]
+            times["scipy"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            device_augment.stacked(paddle.to_tensor(samples), ROTATIONS).numpy()
+            times["device ops"].append(time.perf_counter() - start)
+    ms = {path: statistics.median(values) * 1e3 for path, values in times.items()}
+    print(f"{name}: one batch of {batch_size} records x {len(ROTATIONS)} rotations on {paddle.device.get_device()}, "
+          f"median of {repeats} interleaved runs: cpu path {ms['cpu path']:.1f} ms, device path "
+          f"{ms['device path']:.1f} ms (ratio {ms['cpu path'] / ms['device path']:.2f}); the augmentations alone: "
+          f"scipy {ms['scipy']:.1f} ms, device ops {ms['device ops']:.1f} ms")
 
 
 def count_queries(task_file: str) -> None:
