@@ -7,6 +7,7 @@ processes, exactly as `make demo` does, and check what a user sees.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,9 @@ BASELINE_ONLY = """
 """
 
 
-def cluster_processes() -> list[int]:
-    """Pids of local-cluster service processes still alive on this machine."""
+def cluster_processes(state_under: Path) -> list[int]:
+    """Pids of local-cluster service processes still alive whose state folder is under
+    `state_under` (so that other clusters on the machine, e.g. other tests', do not count)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -43,7 +45,7 @@ def cluster_processes() -> list[int]:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if b"privaudit-cluster-" in command and b"--ready-file" in command:
+            if b"privaudit-cluster-" in command and b"--ready-file" in command and str(state_under).encode() in command:
                 pids.append(int(entry.name))
     return pids
 
@@ -82,14 +84,15 @@ def baseline_expectation() -> dict[str, float]:
 
 def test_example_audit_through_the_cli(tmp_path):
     """`main.py` as `make demo` runs it: JSON report, right BASELINE numbers, no process left."""
-    output = tmp_path / "report.json"
+    output, state_under = tmp_path / "report.json", tmp_path / "tmp"
+    state_under.mkdir()
     completed = subprocess.run(
         [sys.executable, "main.py", str(EXAMPLE_TASK), "--format", "json", "--output", str(output)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "TMPDIR": str(state_under)},
     )
     assert completed.returncode == 0, completed.stderr
     assert "BASELINE" in completed.stderr  # progress lines
-    assert not cluster_processes(), "the local cluster left processes behind"
+    assert not cluster_processes(state_under), "the local cluster left processes behind"
     report = json.loads(output.read_text())
     attacks = {a["name"]: a for a in report["attacks"]}
     assert set(attacks) == {"BASELINE", "ML-LEAK", "LABEL-ONLY"}
