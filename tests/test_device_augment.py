@@ -15,8 +15,8 @@ from augment_reference import augmented
 from sklearn.datasets import load_digits
 from worker_fixtures import write_dataset, write_model
 
-from services.attack_worker import device_augment, paddle_runtime
-from services.attack_worker.attacks import label_only, shadow_models
+from services.attack_worker import attacks, device_augment, paddle_runtime
+from services.attack_worker.attacks import label_only
 from services.attack_worker.attacks.augment import Augment, Mirror, Rotation, Translation, rotations, translations
 from services.attack_worker.paddle_runtime import PaddleRuntime
 from services.attack_worker.settings import WorkerSettings
@@ -150,7 +150,7 @@ def test_lira_scores_with_the_mirror_view_are_the_cpu_paths(digits_root, monkeyp
     args = LiraArgs(target_model="models/target", target_datasets=["datasets/members", "datasets/non_members"],
                     num_shadow=2, epochs=3, lr=0.01, batch_size=32, augment=True)
 
-    on_device, on_cpu = both_paths(digits_root, monkeypatch, lambda rt: shadow_models.run(args, rt))
+    on_device, on_cpu = both_paths(digits_root, monkeypatch, lambda rt: attacks.runner_for(args.name)(args, rt))
 
     np.testing.assert_allclose(on_device.members, on_cpu.members, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(on_device.non_members, on_cpu.non_members, rtol=1e-4, atol=1e-6)
