@@ -8,8 +8,9 @@ One row per (attack, record) of each succeeded attack's target member and non-me
     record        the record's index in that dataset (what get_dataset() gives at that index)
     member        1 for a record of the member dataset, 0 for the non-member dataset
     label         the record's class label (-1 when the attack did not report labels)
-    score         its membership score (higher: more likely a member)
-    decision      1 when the attack calls it a member (score >= the attack's decision threshold)
+    score         its membership score (higher: more likely a member); NaN when the attack did not
+                  score it (LABEL-ONLY scores only the balanced evaluation set)
+    decision      1 when the attack calls it a member (score >= the attack's decision threshold; 0 for NaN)
     evaluated     1 when it is in the balanced evaluation set the metrics are computed on
 
 `.csv` writes a header and these columns; `.npz` writes one array per column (strings as
