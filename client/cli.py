@@ -204,14 +204,14 @@ def run_command(args: argparse.Namespace) -> int:
     if args.orchestrator:
         with _client(args) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
-    else:
-        if args.workers < 1:
-            raise UsageError("--workers: must be at least 1")
-        _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
-        with LocalCluster(workers=args.workers, storage_root=args.storage_root, **limits) as cluster, \
-                AuditClient(cluster.address) as auditor, _progress(args) as display:
+        return _deliver(outcome, args)
+    if args.workers < 1:
+        raise UsageError("--workers: must be at least 1")
+    _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
+    with LocalCluster(workers=args.workers, storage_root=args.storage_root, **limits) as cluster:
+        with AuditClient(cluster.address) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
-    return _deliver(outcome, args)
+        return _deliver(outcome, args)  # before the cluster stops: its stopping takes seconds
 
 
 def watch_command(args: argparse.Namespace) -> int:
@@ -315,6 +315,7 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         _say(args, f"report written to {args.output}")
     else:
         sys.stdout.write(outcome.report)
+        sys.stdout.flush()
     if args.scores:
         rows = write_scores(args.scores, outcome.results)
         _say(args, f"{rows} record scores written to {args.scores}")
