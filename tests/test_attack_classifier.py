@@ -1,13 +1,22 @@
 """The attack classifier separates what is separable (tiny differences included), is class-balanced,
 seeded, scaled on its training features only, and says whether its training settled."""
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
 
 from services.attack_worker.attacks.attack_classifier import (
     CONVERGENCE_PATIENCE,
     CONVERGENCE_TOLERANCE,
+    HIDDEN_UNITS,
+    MEMBER,
+    NON_MEMBER,
     UNSTABLE_GAP,
+    AttackClassifier,
     Convergence,
     fit,
 )
@@ -83,12 +92,29 @@ def test_the_scaler_is_fitted_on_the_training_features_and_never_refitted():
     members, non_members = blob(rng, 80, 10.0), blob(rng, 40, 4.0)
     classifier = fit(members, non_members, lr=0.01, epochs=50, batch_size=16, seed=SEED)
     training = np.concatenate([members, non_members])
-    np.testing.assert_allclose(classifier.scaler.mean_, training.mean(axis=0))
-    np.testing.assert_allclose(classifier.scaler.scale_, training.std(axis=0))
+    np.testing.assert_allclose(classifier.mean, training.mean(axis=0))
+    np.testing.assert_allclose(classifier.scale, training.std(axis=0))
 
     classifier.member_probability(blob(rng, 30, 100.0))  # far-off queries do not move the scaler
 
-    np.testing.assert_allclose(classifier.scaler.mean_, training.mean(axis=0))
+    np.testing.assert_allclose(classifier.mean, training.mean(axis=0))
+
+
+def test_member_probability_is_scikit_learns_predict_proba():
+    rng = np.random.default_rng(9)
+    features = np.concatenate([blob(rng, 40, 1.0), blob(rng, 30, -1.0)])
+    labels = np.array([MEMBER] * 40 + [NON_MEMBER] * 30)
+    scaler = StandardScaler().fit(features)
+    mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(scaler.transform(features), labels)
+    classifier = AttackClassifier.fitted(scaler, mlp, Convergence.SETTLED)
+    queries = blob(rng, 25, 0.0) * 5
+
+    expected = mlp.predict_proba(scaler.transform(queries))[:, list(mlp.classes_).index(MEMBER)]
+    np.testing.assert_allclose(classifier.member_probability(queries), expected, rtol=1e-12, atol=1e-15)
+    assert classifier.epochs_run == mlp.n_iter_
 
 
 # ------------------------------------------------------------------ convergence

@@ -14,6 +14,10 @@ Training runs for at most `epochs` passes and stops early once the training loss
 loss by `CONVERGENCE_TOLERANCE`). The fitted classifier says whether that happened, and whether
 the loss settled near its best or bounced (a learning rate too large for the features), so an
 attack can tell the reader when its classifier is not the one its data allow.
+
+A fitted classifier is plain arrays (the scaler's mean and scale, each layer's weights and
+biases, the loss curve), so that it can be kept on disk and read back without scikit-learn's
+objects; it computes P(member) as scikit-learn's `predict_proba` does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
@@ -47,26 +52,34 @@ class Convergence(Enum):
 
 @dataclass(frozen=True)
 class AttackClassifier:
-    """A fitted attack classifier: the scaler fitted on its training features, and the MLP."""
+    """A fitted attack classifier: the scaler fitted on its training features (`mean`, `scale`:
+    features are standardised as (x - mean) / scale), the MLP's `weights` and `biases` per layer,
+    its output the logistic of P(member), and its training's `loss_curve`."""
 
-    scaler: StandardScaler
-    mlp: MLPClassifier
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    loss_curve: tuple[float, ...]  # mean (class-weighted) training loss after each epoch
     convergence: Convergence
+
+    @classmethod
+    def fitted(cls, scaler: StandardScaler, mlp: MLPClassifier, convergence: Convergence) -> AttackClassifier:
+        """The arrays of a scaler and a binary ReLU MLP fitted by scikit-learn on MEMBER / NON_MEMBER labels."""
+        assert list(mlp.classes_) == [NON_MEMBER, MEMBER] and mlp.out_activation_ == "logistic"
+        return cls(scaler.mean_, scaler.scale_, tuple(mlp.coefs_), tuple(mlp.intercepts_),
+                   tuple(float(loss) for loss in mlp.loss_curve_), convergence)
 
     @property
     def epochs_run(self) -> int:
-        return int(self.mlp.n_iter_)
-
-    @property
-    def loss_curve(self) -> tuple[float, ...]:
-        """Mean (class-weighted) training loss after each epoch."""
-        return tuple(float(loss) for loss in self.mlp.loss_curve_)
+        return len(self.loss_curve)
 
     def member_probability(self, features: np.ndarray) -> np.ndarray:
         """P(member) of each row of `features` (n, d)."""
-        member_column = list(self.mlp.classes_).index(MEMBER)
-        scaled = self.scaler.transform(np.asarray(features, np.float64))
-        return self.mlp.predict_proba(scaled)[:, member_column]
+        activation = (np.asarray(features, np.float64) - self.mean) / self.scale
+        for weights, biases in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            activation = np.maximum(activation @ weights + biases, 0.0)
+        return expit(activation @ self.weights[-1] + self.biases[-1])[:, 0]
 
 
 def fit(member_features: np.ndarray, non_member_features: np.ndarray, lr: float, epochs: int, batch_size: int,
@@ -100,7 +113,7 @@ def fit(member_features: np.ndarray, non_member_features: np.ndarray, lr: float,
         else:  # not ours to swallow
             warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename,
                                    caught_warning.lineno)
-    return AttackClassifier(scaler, mlp, _convergence(ran_out, mlp.loss_curve_))
+    return AttackClassifier.fitted(scaler, mlp, _convergence(ran_out, mlp.loss_curve_))
 
 
 def _convergence(ran_out: bool, loss_curve: list[float]) -> Convergence:
