@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -26,11 +29,13 @@ from worker_fixtures import (
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import server as worker_server
-from services.attack_worker.device import job_device
+from services.attack_worker.device import UnusableDevice, job_device
 from services.attack_worker.server import SERVICE_NAME
 from services.attack_worker.settings import JobLimits, WorkerSettings
 from services.common.channels import open_channel
 from services.common.errors import from_rpc_error
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -138,13 +143,41 @@ def test_capacity_reports_the_device_jobs_run_on(tree):
     assert capacity.gpu == capacity.device.startswith("gpu")
 
 
+SERVES_WITHOUT_PADDLE = """
+import sys
+from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
+from services.attack_worker import launcher, server
+from services.attack_worker.settings import WorkerSettings
+from services.common.channels import open_channel
+
+imported = "paddle" in sys.modules
+service = server.serve(WorkerSettings(sys.argv[1]), "127.0.0.1:0")
+with open_channel(service.address) as channel:
+    capacity = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).GetCapacity(
+        attack_worker_pb2.GetCapacityRequest(), timeout=10)
+print(imported, "paddle" in sys.modules, capacity.device, launcher.current_pid() is not None)
+service.stop(grace=0)
+"""
+
+
+def test_the_serving_process_never_imports_paddle_and_learns_the_device_from_its_launcher(tmp_path):
+    """Issue 17: a worker's server imported Paddle (seconds, and its memory) only to name the
+    device; the launcher, which imports it anyway, answers instead."""
+    completed = subprocess.run([sys.executable, "-c", SERVES_WITHOUT_PADDLE, str(tmp_path)], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    imported_at_import, imported_when_serving, device, launcher_runs = completed.stdout.split()
+    assert (imported_at_import, imported_when_serving, launcher_runs) == ("False", "False", "True")
+    assert device == paddle.device.get_device()
+
+
 def test_a_gpu_device_is_checked_against_what_paddle_can_use():
     if not paddle.device.is_compiled_with_cuda():
-        with pytest.raises(ValueError, match="built without CUDA"):
+        with pytest.raises(UnusableDevice, match="built without CUDA"):
             job_device("gpu")
     else:
         count = paddle.device.cuda.device_count()
-        with pytest.raises(ValueError, match=f"Paddle sees {count} GPU"):
+        with pytest.raises(UnusableDevice, match=f"Paddle sees {count} GPU"):
             job_device(f"gpu:{count}")
     assert job_device("cpu") == "cpu"
 

@@ -1,7 +1,8 @@
 """`python -m services.attack_worker`: serve AttackWorkerService.
 
-Paddle is imported only after the flags are read, because `--threads` must be in
-OMP_NUM_THREADS before Paddle starts its thread pools.
+This process never imports Paddle: its job launcher does, in a process of its own started
+first thing after the flags are read (`--threads` must be in OMP_NUM_THREADS before Paddle
+starts its thread pools), and the worker serves once that launcher forks jobs.
 """
 
 from __future__ import annotations
@@ -122,16 +123,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_flags(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     logs.setup("attack_worker", args.log_level)
-    from services.attack_worker import device, launcher, server  # imports Paddle
+    from services.attack_worker import launcher
 
-    try:
-        device.job_device(args.device)
-    except ValueError as error:
-        sys.exit(f"--device / PRIVAUDIT_DEVICE: {error}")
-    launcher.start()  # before the first job, and before gRPC starts its threads
+    launcher.start()  # first: its preload (Paddle, seconds) runs while this process starts serving
+    from services.attack_worker import server
+    from services.attack_worker.device import UnusableDevice
+
     with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
         settings = settings_from(args, args.cache_dir or Path(private))
-        service, servicer = server.start(settings, args.listen, args.serving)
+        try:
+            service, servicer = server.start(settings, args.listen, args.serving)  # once the launcher forks jobs
+        except UnusableDevice as error:
+            sys.exit(f"--device / PRIVAUDIT_DEVICE: {error}")
         serve_until_signalled(service, args.ready_file, on_stop=lambda: servicer.drain(args.drain_grace_s))
 
 

@@ -15,10 +15,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
+from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import attacks, metrics, shadow_jobs
 from services.attack_worker.attacks import AttackUnavailable, baseline
-from services.attack_worker.paddle_runtime import JobCancelled, LoadedDataset, PaddleRuntime
+from services.attack_worker.job_basics import JobCancelled, attack_name
+from services.attack_worker.paddle_runtime import LoadedDataset, PaddleRuntime
 from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.storage import one_line, resolve_folder
 from services.common import task_spec
@@ -26,7 +27,6 @@ from services.common.errors import Failure, ServiceBug, TaskError, Unimplemented
 
 log = logging.getLogger(__name__)
 
-_NAMES_BY_PROTO_FIELD = {cls.proto_field: cls.name for cls in task_spec.ATTACKS.values()}
 # A job's answer: its result, or a shadow part's output, or a score part's missing shadow outputs.
 JobOutcome = results_pb2.AttackResult | attack_worker_pb2.ShadowOutput | attack_worker_pb2.ShadowsMissing
 
@@ -77,12 +77,6 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
     result.MergeFrom(metrics.to_proto(evaluation))
     result.timings.extend([*_shadow_timings(request), *runtime.timings])
     return result
-
-
-def attack_name(spec: task_pb2.AttackSpec) -> str:
-    """The YAML name of the attack a spec holds, or "" when it holds none."""
-    case = spec.WhichOneof("args")
-    return _NAMES_BY_PROTO_FIELD[case] if case else ""
 
 
 def _check_distinct_target_pair(args: task_spec.AttackArgs, storage_root: str, prefix: str) -> None:

@@ -53,9 +53,9 @@ from pathlib import Path
 from typing import Any
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker import job, launcher
+from services.attack_worker import launcher
 from services.attack_worker.device import memory_bound
-from services.attack_worker.paddle_runtime import JobCancelled
+from services.attack_worker.job_basics import JobCancelled, attack_name
 from services.attack_worker.settings import ADDRESS_SPACE, WATCHDOG, JobLimits, WorkerSettings
 from services.common import logs
 from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unavailable
@@ -248,7 +248,7 @@ class _Watch:
 
     def _failed(self, failure: Failure) -> results_pb2.AttackResult:
         return results_pb2.AttackResult(
-            attack_index=self._request.attack_index, attack_name=job.attack_name(self._request.attack),
+            attack_index=self._request.attack_index, attack_name=attack_name(self._request.attack),
             status=results_pb2.ATTACK_STATUS_FAILED, error=failure.attack_error())
 
 
@@ -367,6 +367,8 @@ def _child_main(request_bytes: bytes, settings: WorkerSettings, limit_address_sp
     root = Path(os.path.realpath(settings.storage_root))
     sys.addaudithook(_user_code_hook(root, sender))
     request = attack_worker_pb2.RunAttackRequest.FromString(request_bytes)
+    from services.attack_worker import job  # preloaded by the launcher; the worker's own process never imports it
+
     try:
         outcome = job.run_job(request, settings,
                               lambda progress: sender.send_bytes(_PROGRESS + progress.SerializeToString()))

@@ -6,6 +6,10 @@ code runs in the launcher's child, so it can kill the launcher, its parent: the 
 dies with it (PR_SET_PDEATHSIG) and the dead launcher stays a zombie of the worker until
 multiprocessing next starts a process.
 
+Start-up: the worker starts the launcher first thing (`start`), so that its preload (Paddle,
+seconds) runs while the worker's own process starts, and serves once `ready` has seen a
+process forked by it run and name the jobs' device: the serving process never imports Paddle.
+
 `LauncherKeeper` notices a dead launcher (before each job, and after every job, so also when a
 job's process died with it), reports the worker NOT_SERVING while it restarts the launcher
 (so orchestrators, which read the worker's health, send it no jobs), reaps the dead one,
@@ -22,6 +26,7 @@ The worker never exits over it: its health keeps answering, so it is skipped, no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -30,14 +35,16 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing import forkserver
+from multiprocessing.connection import Connection
 
-from services.attack_worker.paddle_runtime import JobCancelled
+from services.attack_worker.device import UnusableDevice, job_device
+from services.attack_worker.job_basics import JobCancelled
 from services.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["services.attack_worker.job"])
+CONTEXT.set_forkserver_preload(["services.attack_worker.job", "services.attack_worker.job_process"])
 # How long a new launcher may take to fork a process that runs (it imports Paddle first).
 READY_TIMEOUT_S = 120.0
 # The first and the longest wait between restarts that failed.
@@ -51,8 +58,51 @@ _STARTING = threading.Lock()
 
 
 def start() -> None:
-    """Starts the launcher now (it imports Paddle), rather than on the first job."""
+    """Starts the launcher, which imports the job code (and Paddle) in its own process while the
+    caller goes on starting; `ready` waits for it."""
     forkserver.ensure_running()
+
+
+def ready(device: str | None, timeout_s: float = READY_TIMEOUT_S) -> str:
+    """Starts the launcher unless it runs, and returns once a process it forked has run: the
+    device jobs run on for the `--device` setting `device`, as that process found it
+    (`device.job_device`: Paddle is asked where it is imported already, so the worker's serving
+    process never imports it). Raises UnusableDevice for a GPU Paddle cannot use, RuntimeError
+    (having killed a launcher that forked no working process) when none answers in `timeout_s`."""
+    forkserver.ensure_running()
+    receiver, sender = CONTEXT.Pipe(duplex=False)
+    probe = CONTEXT.Process(target=_answer_device, args=(device, sender), name="launcher-probe", daemon=True)
+    answer: tuple[str, str] | None = None
+    try:
+        start_process(probe)
+        sender.close()
+        if receiver.poll(timeout_s):
+            with contextlib.suppress(EOFError):  # it ended without answering
+                answer = receiver.recv()
+        probe.join(timeout_s)
+    finally:
+        receiver.close()
+        if probe.pid is not None and probe.exitcode is None:
+            probe.kill()
+            probe.join()
+    if answer is not None and answer[0] == "unusable":
+        raise UnusableDevice(answer[1])
+    if answer is None or probe.exitcode != 0:
+        pid = current_pid()
+        if pid is not None and exit_of(pid) is None:
+            os.kill(pid, signal.SIGKILL)  # an unreaped child of ours: no other process can hold its id
+        raise RuntimeError(f"a process forked by the job launcher {how_it_ended(probe.exitcode)} without answering"
+                           if probe.exitcode is not None else
+                           f"the job launcher did not fork a process that answered within {timeout_s:g} s")
+    return answer[1]
+
+
+def _answer_device(device: str | None, sender: Connection) -> None:
+    """The probe's work: being forked and run is the test; it also tells which device jobs run on."""
+    try:
+        sender.send(("device", job_device(device)))
+    except UnusableDevice as error:
+        sender.send(("unusable", str(error)))
 
 
 def start_process(process: multiprocessing.process.BaseProcess) -> None:
@@ -98,26 +148,7 @@ def how_it_ended(exitcode: int | None) -> str:
 def restart(timeout_s: float) -> None:
     """Replaces a dead launcher (multiprocessing reaps it) and returns once the new one has forked
     a process that ran; raises RuntimeError (having killed a launcher that did not) otherwise."""
-    forkserver.ensure_running()
-    probe = CONTEXT.Process(target=_nothing, name="launcher-probe", daemon=True)
-    try:
-        start_process(probe)
-        probe.join(timeout_s)
-    finally:
-        if probe.pid is not None and probe.exitcode is None:
-            probe.kill()
-            probe.join()
-    if probe.exitcode != 0:
-        pid = current_pid()
-        if pid is not None and exit_of(pid) is None:
-            os.kill(pid, signal.SIGKILL)  # an unreaped child of ours: no other process can hold its id
-        raise RuntimeError(f"a process forked by the new launcher {how_it_ended(probe.exitcode)}"
-                           if probe.exitcode is not None else
-                           f"the new launcher did not fork a process within {timeout_s:g} s")
-
-
-def _nothing() -> None:
-    """The probe's work: being forked and run is the test."""
+    ready(None, timeout_s)
 
 
 class LauncherKeeper:

@@ -32,6 +32,7 @@ import paddle.nn.functional as F
 from privaudit.v1 import results_pb2
 from services.attack_worker import device_augment, storage
 from services.attack_worker.attacks.base import Augment, Outputs, batches
+from services.attack_worker.job_basics import JobCancelled
 from services.attack_worker.output_cache import OutputCache, output_key
 from services.attack_worker.settings import WorkerSettings
 from services.common.errors import TaskError
@@ -43,10 +44,6 @@ _READ_CHUNK = 1024
 
 # (stage, fraction of the stage done, message): how the runtime reports progress.
 ProgressSink = Callable[[int, float, str], None]
-
-
-class JobCancelled(Exception):
-    """The job's caller went away; raised at the next progress point."""
 
 
 @dataclass(eq=False)

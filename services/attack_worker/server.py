@@ -33,17 +33,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
-from services.attack_worker.device import job_device
-from services.attack_worker.job import attack_name
+from services.attack_worker import launcher
+from services.attack_worker.job_basics import JobCancelled, attack_name
 from services.attack_worker.job_process import run_in_child
 from services.attack_worker.launcher import LauncherKeeper
-from services.attack_worker.paddle_runtime import JobCancelled
 from services.attack_worker.settings import WorkerSettings
 from services.common.errors import Failure, ServiceBug, Unavailable
 from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
@@ -69,8 +68,8 @@ class _JobEnded:
 
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def __init__(self, settings: WorkerSettings):
+        """`settings.device` is the device as the launcher resolved it (`start` does)."""
         self._settings = settings
-        self._device = job_device(settings.device)
         self._slots = threading.BoundedSemaphore(settings.slots)
         self._jobs_changed = threading.Condition()
         self._cancels: set[threading.Event] = set()  # each job held (running or waiting for a slot): its cancel
@@ -130,7 +129,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def GetCapacity(self, request: attack_worker_pb2.GetCapacityRequest,
                     context: grpc.ServicerContext) -> attack_worker_pb2.GetCapacityResponse:
         self._refuse_if_draining()
-        device = self._device
+        device = self._settings.device or ""
         with self._jobs_changed:
             running = len(self._cancels)
         limits = self._settings.limits
@@ -242,7 +241,11 @@ def serve(settings: WorkerSettings, listen: str, options: ServerOptions = DEFAUL
 
 def start(settings: WorkerSettings, listen: str,
           options: ServerOptions = DEFAULT_OPTIONS) -> tuple[Service, AttackWorkerServicer]:
-    """`serve`, also giving the servicer (to drain it before the service stops)."""
+    """`serve`, also giving the servicer (to drain it before the service stops). Serves once the
+    job launcher forks jobs (`launcher.ready`, which also resolves `settings.device`: this process
+    never imports Paddle), so the worker is SERVING only when it can run a job; raises
+    UnusableDevice when the device is a GPU that Paddle cannot use."""
+    settings = replace(settings, device=launcher.ready(settings.device))
     servicers: list[AttackWorkerServicer] = []
     service = start_server(lambda server: servicers.append(register(server, settings)), [SERVICE_NAME], listen,
                            options=options)

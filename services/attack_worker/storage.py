@@ -21,13 +21,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import paddle
 
 from services.attack_worker.weights import NotWeights, read_state_dict
 from services.common.errors import TaskError
+
+if TYPE_CHECKING:
+    import paddle
 
 # How many offending keys a weights error lists before summarising the rest.
 _KEYS_SHOWN = 5
@@ -56,6 +58,8 @@ def load_model(root: str | os.PathLike[str], path: str, field: str, trained: boo
     weights = _only_file(real_root, code.parent, ".pdparams", "the trained weights", field,
                          optional=True) if trained else None
     module = _import(real_root, code, field)
+    import paddle  # here, not at the top: the worker's serving process uses this module's paths alone
+
     if seed is not None:
         paddle.seed(seed)
     layer = _call(real_root, code, module, "get_model", field)
@@ -212,6 +216,8 @@ def _load_weights(layer: paddle.nn.Layer, weights: Path, model: str, shown: str,
                                   "paddle.save(model.state_dict(), 'NAME.pdparams')") from exc
     except OSError as exc:
         raise TaskError.at(field, f"cannot read {shown}: {one_line(exc)}") from exc
+    import paddle
+
     # As paddle.load does: numpy arrays become tensors (uint16 ones bfloat16).
     state = {key: paddle.to_tensor(array) for key, array in arrays.items()}
     expected = {key: (tuple(value.shape), value.dtype) for key, value in layer.state_dict().items()}
@@ -248,6 +254,8 @@ def _first(items: list[str]) -> str:
 
 
 def _sample_array(sample: Any, index: int, field: str) -> np.ndarray:
+    import paddle
+
     if isinstance(sample, paddle.Tensor):
         sample = sample.numpy()
     try:
@@ -274,6 +282,8 @@ def _refuse_non_finite(samples: np.ndarray, indices: Sequence[int], field: str) 
 
 def _label_int(label: Any, index: int, field: str) -> int:
     """A label given as an int, a 0-d or shape-(1,) array or tensor, as a non-negative int."""
+    import paddle
+
     if isinstance(label, paddle.Tensor):
         label = label.numpy()
     array = np.asarray(label)
