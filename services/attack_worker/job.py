@@ -11,12 +11,14 @@ only, never retried). Only cancellation escapes, as `JobCancelled`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
 
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import attacks, metrics, shadow_jobs
+from services.attack_worker.attack_cache import ShadowAttackStore
 from services.attack_worker.attacks import AttackUnavailable, baseline
 from services.attack_worker.job_basics import JobCancelled, attack_name
 from services.attack_worker.paddle_runtime import LoadedDataset, PaddleRuntime
@@ -45,6 +47,8 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
         _check_distinct_target_pair(args, settings.storage_root, f"attacks[{index}].args.")
         if isinstance(args, task_spec.ShadowModelArgs) or request.WhichOneof("part"):
             run = shadow_jobs.runner(args, request, settings)
+        elif isinstance(args, task_spec.ShadowAttackArgs):  # ML-LEAK, LABEL-ONLY: reuse the worker's shadow work
+            run = functools.partial(attacks.runner_for(args.name), cache=ShadowAttackStore.of(settings))
         else:
             run = attacks.runner_for(args.name)
     except TaskError as exc:

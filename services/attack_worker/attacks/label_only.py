@@ -14,7 +14,7 @@ would cost a query per copy and enter no figure; their scores are NaN.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,13 +23,17 @@ from services.attack_worker.attacks.base import Augment, Runtime, Scores
 from services.common.errors import TaskError
 from services.common.task_spec import LabelOnlyArgs
 
+if TYPE_CHECKING:
+    from services.attack_worker.attack_cache import ShadowAttackStore
+
 
 def augments_for(args: LabelOnlyArgs) -> list[Augment]:
     """The queries of `attack_type`: `r` rotations within +-r degrees, `d` translations by d pixels."""
     return augment.rotations(args.r) if args.attack_type == "r" else augment.translations(args.d)
 
 
-def run(args: LabelOnlyArgs, rt: Runtime) -> Scores:
+def run(args: LabelOnlyArgs, rt: Runtime, cache: ShadowAttackStore | None = None) -> Scores:
+    """The attack; with the worker's `cache`, its shadow features and classifier reused from there."""
     augments = augments_for(args)
     setup = shadow_attack.load(args, rt)
 
@@ -40,4 +44,5 @@ def run(args: LabelOnlyArgs, rt: Runtime) -> Scores:
             raise TaskError.at(field, str(exc)) from None
         return correct.astype(np.float64)
 
-    return shadow_attack.attack(args, rt, setup, features, evaluated_only=True)
+    queries = shadow_attack.Queries(features, len(augments), f"LABEL-ONLY: correct on each of {augments!r}")
+    return shadow_attack.attack(args, rt, setup, queries, evaluated_only=True, cache=cache)

@@ -16,7 +16,7 @@ probability is ever rounded to 0 or 1 and no log(0) occurs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from services.attack_worker.attacks.base import Runtime, Scores
 from services.attack_worker.attacks.lira import logit_scaled_confidence
 from services.common.errors import TaskError
 from services.common.task_spec import MlLeakArgs
+
+if TYPE_CHECKING:
+    from services.attack_worker.attack_cache import ShadowAttackStore
 
 
 def top_k_logit_posteriors(logits: np.ndarray, k: int) -> np.ndarray:
@@ -35,7 +38,8 @@ def top_k_logit_posteriors(logits: np.ndarray, k: int) -> np.ndarray:
     return np.stack([logit_scaled_confidence(logits, order[:, rank]) for rank in range(k)], axis=1)
 
 
-def run(args: MlLeakArgs, rt: Runtime) -> Scores:
+def run(args: MlLeakArgs, rt: Runtime, cache: ShadowAttackStore | None = None) -> Scores:
+    """The attack; with the worker's `cache`, its shadow features and classifier reused from there."""
     setup = shadow_attack.load(args, rt)
     _check_topk(args.topk, target_classes=rt.num_classes(setup.target, setup.target_members),
                 shadow_classes=rt.num_classes(setup.shadow, setup.shadow_members))
@@ -43,7 +47,8 @@ def run(args: MlLeakArgs, rt: Runtime) -> Scores:
     def features(model: Any, dataset: Any, field: str) -> np.ndarray:
         return top_k_logit_posteriors(rt.predict(model, dataset, args.batch_size).logits, args.topk)
 
-    return shadow_attack.attack(args, rt, setup, features)
+    queries = shadow_attack.Queries(features, args.topk, f"ML-LEAK: top-{args.topk} logit-scaled posteriors")
+    return shadow_attack.attack(args, rt, setup, queries, cache=cache)
 
 
 def _check_topk(topk: int, target_classes: int, shadow_classes: int) -> None:

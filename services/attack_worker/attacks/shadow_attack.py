@@ -6,13 +6,17 @@ the target model's members and non-members with it: score = P(member), member wh
 When the classifier's training did not settle, the scores carry a warning saying what to change.
 An attack whose queries cost much (LABEL-ONLY: one per augmentation) queries and scores only the
 target's records that the balanced evaluation set keeps.
+
+Given the worker's `ShadowAttackStore`, the shadow model's features and the fitted classifier
+are taken from it when it has them (the progress says so) and kept there otherwise: a rerun
+that changes neither trains neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,12 +26,26 @@ from services.attack_worker.attacks.attack_classifier import CONVERGENCE_PATIENC
 from services.attack_worker.attacks.base import Runtime, Scores, balanced_indices
 from services.common.task_spec import ShadowAttackArgs
 
+if TYPE_CHECKING:
+    from services.attack_worker.attack_cache import ShadowAttackStore
+
 THRESHOLD = 0.5
 THRESHOLD_SOURCE = ("P(member) >= 0.5 from the attack classifier fitted on the shadow model's members and "
                     "non-members, the two classes weighted equally")
 
 # (model, dataset, field naming the dataset) -> (n, d) features, one row per record.
 Features = Callable[[Any, Any, str], np.ndarray]
+FOUND = "found in the cache"
+
+
+@dataclass(frozen=True)
+class Queries:
+    """What the attack asks a model about each record: `features` of `width` columns, as
+    `description` says in words that change whenever the features would (a part of cache keys)."""
+
+    features: Features
+    width: int
+    description: str
 
 
 @dataclass(frozen=True)
@@ -55,30 +73,49 @@ def load(args: ShadowAttackArgs, rt: Runtime) -> Setup:
         )
 
 
-def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, features: Features, evaluated_only: bool = False
-           ) -> Scores:
-    """Trains the shadow, fits the attack classifier on its `features`, and scores the target;
+def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, queries: Queries, evaluated_only: bool = False,
+           cache: ShadowAttackStore | None = None) -> Scores:
+    """Trains the shadow, fits the attack classifier on its features, and scores the target;
     with `evaluated_only`, only the target's records in the balanced evaluation set (drawn with
-    the job's seed, as the metrics draw it), the others' scores NaN."""
+    the job's seed, as the metrics draw it), the others' scores NaN. With a `cache`, the shadow's
+    features and the classifier come from it when it holds them, and go there otherwise."""
+    entries = cache.entries(args, setup, queries, rt.seed) if cache is not None else None
+    classifier = entries.classifier() if entries else None
+    shadow = entries.features() if entries and classifier is None else None
+
     with rt.stage(results_pb2.STAGE_TRAIN_SHADOW):
-        rt.train(setup.shadow, setup.shadow_members, args.shadow_epoch, args.shadow_lr, args.batch_size)
+        if classifier is None and shadow is None:
+            rt.train(setup.shadow, setup.shadow_members, args.shadow_epoch, args.shadow_lr, args.batch_size)
+        else:
+            rt.progress(1.0, f"the attack classifier {FOUND}, no shadow model to train" if classifier
+                        else f"the shadow model's features {FOUND}")
 
     with rt.stage(results_pb2.STAGE_PREDICT):  # the runtime reports progress within each query
-        shadow_in = features(setup.shadow, setup.shadow_members, "shadow_datasets.members")
-        shadow_out = features(setup.shadow, setup.shadow_non_members, "shadow_datasets.non_members")
+        if classifier is None and shadow is None:
+            shadow = (queries.features(setup.shadow, setup.shadow_members, "shadow_datasets.members"),
+                      queries.features(setup.shadow, setup.shadow_non_members, "shadow_datasets.non_members"))
+            if entries:
+                entries.keep_features(*shadow)
         member_labels = rt.predict(setup.target, setup.target_members, args.batch_size).labels
         non_member_labels = rt.predict(setup.target, setup.target_non_members, args.batch_size).labels
         member_rows, non_member_rows = (
             balanced_indices(len(member_labels), len(non_member_labels), rt.seed) if evaluated_only
             else (np.arange(len(member_labels)), np.arange(len(non_member_labels))))
-        target_in = features(setup.target, _records(rt, setup.target_members, member_rows, "members"),
-                             "target_datasets.members")
-        target_out = features(setup.target, _records(rt, setup.target_non_members, non_member_rows, "non-members"),
-                              "target_datasets.non_members")
+        target_in = queries.features(setup.target, _records(rt, setup.target_members, member_rows, "members"),
+                                     "target_datasets.members")
+        target_out = queries.features(setup.target,
+                                      _records(rt, setup.target_non_members, non_member_rows, "non-members"),
+                                      "target_datasets.non_members")
 
     with rt.stage(results_pb2.STAGE_FIT_ATTACK):
-        classifier = attack_classifier.fit(shadow_in, shadow_out, args.classifier_lr, args.classifier_epoch,
-                                           args.batch_size, rt.seed)
+        if classifier is None:
+            assert shadow is not None
+            classifier = attack_classifier.fit(*shadow, args.classifier_lr, args.classifier_epoch, args.batch_size,
+                                               rt.seed)
+            if entries:
+                entries.keep_classifier(classifier)
+        else:
+            rt.progress(1.0, f"the attack classifier {FOUND}")
 
     with rt.stage(results_pb2.STAGE_SCORE):
         return Scores(
