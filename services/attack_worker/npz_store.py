@@ -19,7 +19,6 @@ import os
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Self
@@ -28,22 +27,11 @@ import numpy as np
 
 from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.storage import one_line
+from services.common.entry_transfer import EntryAssembly, Fingerprint
 
 log = logging.getLogger(__name__)
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # every member's time stamp, so that equal arrays give equal bytes
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What identifies an entry's bytes: their number and SHA-256 (lowercase hex)."""
-
-    size: int
-    sha256: str
-
-    @classmethod
-    def of(cls, data: bytes) -> Fingerprint:
-        return cls(len(data), hashlib.sha256(data).hexdigest())
 
 
 class EntryProblem(Exception):
@@ -116,10 +104,22 @@ class NpzStore:
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
             return None
-        self._trim()
+        self.trim()
         return Fingerprint.of(data)
 
-    def _trim(self) -> None:
+    def assembly(self, key: str, expected: Fingerprint) -> EntryAssembly:
+        """An entry to be received in chunks (`entry_transfer`), written to a temporary file of
+        the folder; once `finish`ed it is in place, and `trim` keeps the bound."""
+        return EntryAssembly(key, expected, self.folder, self._path(key))
+
+    def open_entry(self, key: str) -> BinaryIO:
+        """The entry's file, open for reading; EntryProblem (absent) when there is none."""
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise EntryProblem(f"no entry {key}.npz in {self.folder}", absent=True) from None
+
+    def trim(self) -> None:
         """Removes the least recently used entries while the store holds more than max_bytes,
         sparing those used within keep_recent_s."""
         entries = []

@@ -10,6 +10,7 @@ emptied cache), the training
 mask, the training arguments, the shadow model's seed and the query views. An entry that does
 not fit its key counts as absent. When the workers share the folder, a shadow job's output
 refers to its entry by key and fingerprint (size, SHA-256), and the score job reads it from here.
+When they do not, the orchestrator relays the entry's bytes in chunks (`entry_exchange`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import numpy as np
 from services.attack_worker import storage
 from services.attack_worker.attacks.shadow_models import Setup, population_folders
 from services.attack_worker.attacks.shadow_population import shadow_seed
-from services.attack_worker.npz_store import EntryProblem, Fingerprint, WorkerCache
+from services.attack_worker.entry_exchange import ShadowEntries
+from services.attack_worker.npz_store import EntryProblem
+from services.common.entry_transfer import Fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +57,9 @@ def shadow_key(storage_root: str | PathLike[str], setup: Setup, index: int) -> s
     return digest.hexdigest()
 
 
-class ShadowCache(WorkerCache):
-    """Shadow outputs in the `shadows` folder of a worker's cache folder. Entries used within the
-    hour are never evicted: a distributed attack's score job reads the entries its shadow jobs
-    wrote, possibly on other workers, and an entry trimmed in between would be trained again
-    (a pool that needs more room for one attack's shadow models than --cache-max-mb gets it
-    while they are in use)."""
-
-    FOLDER = "shadows"
-    KEEP_RECENT_S = 3600.0
+class ShadowCache(ShadowEntries):
+    """Shadow outputs in the `shadows` folder of a worker's cache folder (see `ShadowEntries`
+    for its bound), read and written as arrays."""
 
     def load(self, key: str, in_mask: np.ndarray, num_views: int) -> tuple[np.ndarray, Fingerprint] | None:
         """The logits stored under `key` and the entry's fingerprint, or None when there is no

@@ -11,8 +11,11 @@ then for RMIA the z samples) in one of two ways:
 - inline: `logits` holds num_rows = views x records rows of num_classes float32 values,
   little-endian, view by view (row v * records + q is view v of query record q; there is one
   view unless LIRA's `augment` is on), and `in_mask` one byte per query record;
-- by reference, from a worker whose cache folder the pool shares (`--cache-shared`): `entry`
-  holds the size and SHA-256 of the cache entry `cache_key` as its writer stored it (or found it).
+- by reference, from a worker whose cache folder the pool shares (`--cache-shared`), or whose
+  caller takes the entry's bytes (`ShadowPart.stream_entry`: the worker's server streams them
+  from its cache before the output, and the orchestrator uploads them to the score job's
+  worker; see `entry_exchange`): `entry` holds the size and SHA-256 of the cache entry `cache_key` as its writer
+  stored it (or found it).
 The score job reads referenced entries one at a time, checks them against their description,
 and keeps of each only its statistic on the query records (`shadow_models.shadow_statistic`).
 Entries that are absent, other bytes or unreadable are answered with `ShadowsMissing`, naming
@@ -52,16 +55,17 @@ class PartMismatch(ServiceBug):
 @dataclass(frozen=True)
 class ShadowStore:
     """Where a worker keeps shadow models: its shadow cache (None: nowhere), under the keys
-    `shadow_key` gives with its storage root. `shared`: every worker of the pool reads the same
-    cache folder, so outputs may go by reference."""
+    `shadow_key` gives with its storage root. `by_reference`: outputs go by reference, since
+    every worker of the pool reads the same cache folder or the caller takes the entry's bytes."""
 
     storage_root: str
     cache: ShadowCache | None
-    shared: bool = False
+    by_reference: bool = False
 
     @classmethod
-    def of(cls, settings: WorkerSettings) -> ShadowStore:
-        return cls(settings.storage_root, ShadowCache.of(settings), settings.cache_shared)
+    def of(cls, settings: WorkerSettings, streamed: bool = False) -> ShadowStore:
+        """The worker's store; `streamed`: the caller takes the stored entry's bytes."""
+        return cls(settings.storage_root, ShadowCache.of(settings), settings.cache_shared or streamed)
 
     def key(self, setup: Setup, index: int) -> str:
         return shadow_key(self.storage_root, setup, index)
@@ -74,7 +78,7 @@ def runner(args: AttackArgs, request: attack_worker_pb2.RunAttackRequest, settin
     if not isinstance(args, LiraArgs | RmiaArgs):
         raise TaskError.at("", f"a {part} part was requested for {args.name}, which trains no shadow models; "
                                "only LIRA and RMIA jobs have parts")
-    store = ShadowStore.of(settings)
+    store = ShadowStore.of(settings, streamed=part == "shadow" and request.shadow.stream_entry)
     if part == "shadow":
         return lambda args, rt: shadow_part(args, rt, request.shadow.shadow_index, store)
     if part == "score":
@@ -87,7 +91,7 @@ def runner(args: AttackArgs, request: attack_worker_pb2.RunAttackRequest, settin
 
 def shadow_part(args: ShadowArgs, rt: Runtime, index: int, store: ShadowStore) -> attack_worker_pb2.ShadowOutput:
     """Trains (or finds) shadow model `index`, stores it, and answers with a reference to the
-    stored entry when the cache is shared (and the entry could be written), else inline."""
+    stored entry when outputs go by reference (and the entry could be written), else inline."""
     setup = shadow_models.load(args, rt)
     if index >= setup.num_shadow:
         raise PartMismatch(f"shadow_index {index} is out of range: the attack has {setup.num_shadow} "
@@ -98,7 +102,7 @@ def shadow_part(args: ShadowArgs, rt: Runtime, index: int, store: ShadowStore) -
     output = attack_worker_pb2.ShadowOutput(shadow_index=index, cache_key=store.key(setup, index),
                                             num_rows=query_logits.shape[0] * query_logits.shape[1],
                                             num_classes=query_logits.shape[2])
-    if store.shared and stored is not None:
+    if store.by_reference and stored is not None:
         output.entry.size_bytes, output.entry.sha256 = stored.size, stored.sha256
     else:
         output.logits = query_logits.astype("<f4").tobytes()

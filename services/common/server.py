@@ -109,13 +109,19 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str, logged: FailureInterce
             raise InvalidArgument.at("", f"the request is not a valid message for {method}: "
                                          f"{type(request.error).__name__}: {request.error}")
 
+    def checked(request: Any) -> Any:
+        """A unary request, checked; a stream of them, each checked as the handler reads it."""
+        if handler.request_streaming:
+            return (message for message in request if check(message) is None)
+        check(request)
+        return request
+
     if handler.response_streaming:
         stream = handler.unary_stream or handler.stream_stream
 
         def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
-                check(request)
-                yield from stream(request, context)
+                yield from stream(checked(request), context)
             except Exception as error:
                 fail(context, error)
     else:
@@ -123,8 +129,7 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str, logged: FailureInterce
 
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                check(request)
-                return unary(request, context)
+                return unary(checked(request), context)
             except Exception as error:
                 fail(context, error)
 
@@ -134,9 +139,7 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str, logged: FailureInterce
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
     }[(handler.request_streaming, handler.response_streaming)]
-    # A streamed request's messages are decoded as they come; only a unary one is checked here.
-    return build(behaviour, request_deserializer=handler.request_deserializer if handler.request_streaming else decoded,
-                 response_serializer=handler.response_serializer)
+    return build(behaviour, request_deserializer=decoded, response_serializer=handler.response_serializer)
 
 
 def status_of(error: Exception, method: str, peer: str, throttle: Throttle) -> grpc.Status:

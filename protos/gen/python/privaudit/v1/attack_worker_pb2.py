@@ -26,7 +26,7 @@ from privaudit.v1 import results_pb2 as privaudit_dot_v1_dot_results__pb2
 from privaudit.v1 import task_pb2 as privaudit_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n privaudit/v1/attack_worker.proto\x12\x0cprivaudit.v1\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\x14\n\x12GetCapacityRequest\"\x80\x01\n\x13GetCapacityResponse\x12\r\n\x05slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0b\n\x03gpu\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x15\n\rjob_timeout_s\x18\x05 \x01(\x01\x12\x15\n\rjob_memory_mb\x18\x06 \x01(\x04\"\xcf\x01\n\x10RunAttackRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\r\x12(\n\x06\x61ttack\x18\x03 \x01(\x0b\x32\x18.privaudit.v1.AttackSpec\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12*\n\x06shadow\x18\x05 \x01(\x0b\x32\x18.privaudit.v1.ShadowPartH\x00\x12(\n\x05score\x18\x06 \x01(\x0b\x32\x17.privaudit.v1.ScorePartH\x00\x42\x06\n\x04part\"\"\n\nShadowPart\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\"8\n\tScorePart\x12+\n\x07shadows\x18\x01 \x03(\x0b\x32\x1a.privaudit.v1.ShadowOutput\"\xd5\x01\n\x0cShadowOutput\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\x12\x11\n\tcache_key\x18\x02 \x01(\t\x12\x10\n\x08num_rows\x18\x03 \x01(\r\x12\x13\n\x0bnum_classes\x18\x04 \x01(\r\x12\x0e\n\x06logits\x18\x05 \x01(\x0c\x12\x0f\n\x07in_mask\x18\x06 \x01(\x0c\x12*\n\x07timings\x18\x07 \x03(\x0b\x32\x19.privaudit.v1.StageTiming\x12(\n\x05\x65ntry\x18\x08 \x01(\x0b\x32\x19.privaudit.v1.StoredEntry\"1\n\x0bStoredEntry\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"6\n\x0eShadowsMissing\x12\x14\n\x0cshadow_index\x18\x01 \x03(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe0\x01\n\x11RunAttackResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x12,\n\x06shadow\x18\x03 \x01(\x0b\x32\x1a.privaudit.v1.ShadowOutputH\x00\x12\x37\n\x0fshadows_missing\x18\x04 \x01(\x0b\x32\x1c.privaudit.v1.ShadowsMissingH\x00\x42\x07\n\x05\x65vent2\xb9\x01\n\x13\x41ttackWorkerService\x12N\n\tRunAttack\x12\x1e.privaudit.v1.RunAttackRequest\x1a\x1f.privaudit.v1.RunAttackResponse0\x01\x12R\n\x0bGetCapacity\x12 .privaudit.v1.GetCapacityRequest\x1a!.privaudit.v1.GetCapacityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n privaudit/v1/attack_worker.proto\x12\x0cprivaudit.v1\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\x14\n\x12GetCapacityRequest\"\x80\x01\n\x13GetCapacityResponse\x12\r\n\x05slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x0b\n\x03gpu\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x15\n\rjob_timeout_s\x18\x05 \x01(\x01\x12\x15\n\rjob_memory_mb\x18\x06 \x01(\x04\"\xcf\x01\n\x10RunAttackRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\r\x12(\n\x06\x61ttack\x18\x03 \x01(\x0b\x32\x18.privaudit.v1.AttackSpec\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12*\n\x06shadow\x18\x05 \x01(\x0b\x32\x18.privaudit.v1.ShadowPartH\x00\x12(\n\x05score\x18\x06 \x01(\x0b\x32\x17.privaudit.v1.ScorePartH\x00\x42\x06\n\x04part\"8\n\nShadowPart\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\x12\x14\n\x0cstream_entry\x18\x02 \x01(\x08\"8\n\tScorePart\x12+\n\x07shadows\x18\x01 \x03(\x0b\x32\x1a.privaudit.v1.ShadowOutput\"\xd5\x01\n\x0cShadowOutput\x12\x14\n\x0cshadow_index\x18\x01 \x01(\r\x12\x11\n\tcache_key\x18\x02 \x01(\t\x12\x10\n\x08num_rows\x18\x03 \x01(\r\x12\x13\n\x0bnum_classes\x18\x04 \x01(\r\x12\x0e\n\x06logits\x18\x05 \x01(\x0c\x12\x0f\n\x07in_mask\x18\x06 \x01(\x0c\x12*\n\x07timings\x18\x07 \x03(\x0b\x32\x19.privaudit.v1.StageTiming\x12(\n\x05\x65ntry\x18\x08 \x01(\x0b\x32\x19.privaudit.v1.StoredEntry\"1\n\x0bStoredEntry\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"6\n\x0eShadowsMissing\x12\x14\n\x0cshadow_index\x18\x01 \x03(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x91\x02\n\x11RunAttackResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x12,\n\x06shadow\x18\x03 \x01(\x0b\x32\x1a.privaudit.v1.ShadowOutputH\x00\x12\x37\n\x0fshadows_missing\x18\x04 \x01(\x0b\x32\x1c.privaudit.v1.ShadowsMissingH\x00\x12/\n\x0b\x65ntry_chunk\x18\x05 \x01(\x0b\x32\x18.privaudit.v1.EntryChunkH\x00\x42\x07\n\x05\x65vent\"g\n\nEntryChunk\x12\x11\n\tcache_key\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12(\n\x05\x65ntry\x18\x04 \x01(\x0b\x32\x19.privaudit.v1.StoredEntry\"<\n\x11PutEntriesRequest\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.privaudit.v1.EntryChunk\"\'\n\x12PutEntriesResponse\x12\x11\n\tcache_key\x18\x01 \x03(\t2\x8c\x02\n\x13\x41ttackWorkerService\x12N\n\tRunAttack\x12\x1e.privaudit.v1.RunAttackRequest\x1a\x1f.privaudit.v1.RunAttackResponse0\x01\x12R\n\x0bGetCapacity\x12 .privaudit.v1.GetCapacityRequest\x1a!.privaudit.v1.GetCapacityResponse\x12Q\n\nPutEntries\x12\x1f.privaudit.v1.PutEntriesRequest\x1a .privaudit.v1.PutEntriesResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNATTACKREQUEST']._serialized_start=257
   _globals['_RUNATTACKREQUEST']._serialized_end=464
   _globals['_SHADOWPART']._serialized_start=466
-  _globals['_SHADOWPART']._serialized_end=500
-  _globals['_SCOREPART']._serialized_start=502
-  _globals['_SCOREPART']._serialized_end=558
-  _globals['_SHADOWOUTPUT']._serialized_start=561
-  _globals['_SHADOWOUTPUT']._serialized_end=774
-  _globals['_STOREDENTRY']._serialized_start=776
-  _globals['_STOREDENTRY']._serialized_end=825
-  _globals['_SHADOWSMISSING']._serialized_start=827
-  _globals['_SHADOWSMISSING']._serialized_end=881
-  _globals['_RUNATTACKRESPONSE']._serialized_start=884
-  _globals['_RUNATTACKRESPONSE']._serialized_end=1108
-  _globals['_ATTACKWORKERSERVICE']._serialized_start=1111
-  _globals['_ATTACKWORKERSERVICE']._serialized_end=1296
+  _globals['_SHADOWPART']._serialized_end=522
+  _globals['_SCOREPART']._serialized_start=524
+  _globals['_SCOREPART']._serialized_end=580
+  _globals['_SHADOWOUTPUT']._serialized_start=583
+  _globals['_SHADOWOUTPUT']._serialized_end=796
+  _globals['_STOREDENTRY']._serialized_start=798
+  _globals['_STOREDENTRY']._serialized_end=847
+  _globals['_SHADOWSMISSING']._serialized_start=849
+  _globals['_SHADOWSMISSING']._serialized_end=903
+  _globals['_RUNATTACKRESPONSE']._serialized_start=906
+  _globals['_RUNATTACKRESPONSE']._serialized_end=1179
+  _globals['_ENTRYCHUNK']._serialized_start=1181
+  _globals['_ENTRYCHUNK']._serialized_end=1284
+  _globals['_PUTENTRIESREQUEST']._serialized_start=1286
+  _globals['_PUTENTRIESREQUEST']._serialized_end=1346
+  _globals['_PUTENTRIESRESPONSE']._serialized_start=1348
+  _globals['_PUTENTRIESRESPONSE']._serialized_end=1387
+  _globals['_ATTACKWORKERSERVICE']._serialized_start=1390
+  _globals['_ATTACKWORKERSERVICE']._serialized_end=1658
 # @@protoc_insertion_point(module_scope)

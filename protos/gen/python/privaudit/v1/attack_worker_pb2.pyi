@@ -45,10 +45,12 @@ class RunAttackRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., attack_index: _Optional[int] = ..., attack: _Optional[_Union[_task_pb2.AttackSpec, _Mapping]] = ..., seed: _Optional[int] = ..., shadow: _Optional[_Union[ShadowPart, _Mapping]] = ..., score: _Optional[_Union[ScorePart, _Mapping]] = ...) -> None: ...
 
 class ShadowPart(_message.Message):
-    __slots__ = ("shadow_index",)
+    __slots__ = ("shadow_index", "stream_entry")
     SHADOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ENTRY_FIELD_NUMBER: _ClassVar[int]
     shadow_index: int
-    def __init__(self, shadow_index: _Optional[int] = ...) -> None: ...
+    stream_entry: bool
+    def __init__(self, shadow_index: _Optional[int] = ..., stream_entry: _Optional[bool] = ...) -> None: ...
 
 class ScorePart(_message.Message):
     __slots__ = ("shadows",)
@@ -93,13 +95,39 @@ class ShadowsMissing(_message.Message):
     def __init__(self, shadow_index: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunAttackResponse(_message.Message):
-    __slots__ = ("progress", "result", "shadow", "shadows_missing")
+    __slots__ = ("progress", "result", "shadow", "shadows_missing", "entry_chunk")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
     SHADOWS_MISSING_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_CHUNK_FIELD_NUMBER: _ClassVar[int]
     progress: _results_pb2.JobProgress
     result: _results_pb2.AttackResult
     shadow: ShadowOutput
     shadows_missing: ShadowsMissing
-    def __init__(self, progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., shadow: _Optional[_Union[ShadowOutput, _Mapping]] = ..., shadows_missing: _Optional[_Union[ShadowsMissing, _Mapping]] = ...) -> None: ...
+    entry_chunk: EntryChunk
+    def __init__(self, progress: _Optional[_Union[_results_pb2.JobProgress, _Mapping]] = ..., result: _Optional[_Union[_results_pb2.AttackResult, _Mapping]] = ..., shadow: _Optional[_Union[ShadowOutput, _Mapping]] = ..., shadows_missing: _Optional[_Union[ShadowsMissing, _Mapping]] = ..., entry_chunk: _Optional[_Union[EntryChunk, _Mapping]] = ...) -> None: ...
+
+class EntryChunk(_message.Message):
+    __slots__ = ("cache_key", "offset", "data", "entry")
+    CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    cache_key: str
+    offset: int
+    data: bytes
+    entry: StoredEntry
+    def __init__(self, cache_key: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., entry: _Optional[_Union[StoredEntry, _Mapping]] = ...) -> None: ...
+
+class PutEntriesRequest(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: EntryChunk
+    def __init__(self, chunk: _Optional[_Union[EntryChunk, _Mapping]] = ...) -> None: ...
+
+class PutEntriesResponse(_message.Message):
+    __slots__ = ("cache_key",)
+    CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
+    cache_key: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cache_key: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -46,6 +46,11 @@ class AttackWorkerServiceStub:
                 request_serializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityRequest.SerializeToString,
                 response_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityResponse.FromString,
                 _registered_method=True)
+        self.PutEntries = channel.stream_unary(
+                '/privaudit.v1.AttackWorkerService/PutEntries',
+                request_serializer=privaudit_dot_v1_dot_attack__worker__pb2.PutEntriesRequest.SerializeToString,
+                response_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.PutEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class AttackWorkerServiceServicer:
@@ -74,6 +79,21 @@ class AttackWorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutEntries(self, request_iterator, context):
+        """Stores shadow-cache entries in this worker's cache folder, each sent as
+        chunks of at most 512 KiB following each other from offset 0, the first
+        carrying the entry's size and SHA-256. The orchestrator uploads the
+        entries that shadow parts on workers with private cache folders streamed
+        to it, before it sends the score job that reads them by reference. An
+        entry whose chunks do not follow each other, run past or fall short of
+        its size, or whose bytes have another digest, is not stored, and the call
+        ends INVALID_ARGUMENT naming the entry and what was wrong (entries
+        complete before it stay stored).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AttackWorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -86,6 +106,11 @@ def add_AttackWorkerServiceServicer_to_server(servicer, server):
                     servicer.GetCapacity,
                     request_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityRequest.FromString,
                     response_serializer=privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityResponse.SerializeToString,
+            ),
+            'PutEntries': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutEntries,
+                    request_deserializer=privaudit_dot_v1_dot_attack__worker__pb2.PutEntriesRequest.FromString,
+                    response_serializer=privaudit_dot_v1_dot_attack__worker__pb2.PutEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -144,6 +169,33 @@ class AttackWorkerService:
             '/privaudit.v1.AttackWorkerService/GetCapacity',
             privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityRequest.SerializeToString,
             privaudit_dot_v1_dot_attack__worker__pb2.GetCapacityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutEntries(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/privaudit.v1.AttackWorkerService/PutEntries',
+            privaudit_dot_v1_dot_attack__worker__pb2.PutEntriesRequest.SerializeToString,
+            privaudit_dot_v1_dot_attack__worker__pb2.PutEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
