@@ -6,6 +6,7 @@ dies mid-stream, refuses) so the retry and event rules can be checked precisely.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
@@ -31,6 +32,7 @@ from privaudit.v1 import (
     results_pb2,
 )
 from services.common.channels import ChannelSecurity
+from services.common.entry_transfer import CHUNK_BYTES
 from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unimplemented
 from services.common.server import ServerOptions, Service, start_server
 from services.common.tls import ClientTLS, ServerTLS
@@ -165,7 +167,8 @@ def cluster():
 
     def build(*behaviours: Behaviour, job_timeout_s: float = 0.0, reporter_servicer=None, linked: bool = False,
               slots: int = 1, **settings) -> tuple[AuditClient, list[ScriptedWorker]]:
-        workers = [ScriptedWorker(b, job_timeout_s=job_timeout_s, slots=slots) for b in behaviours]
+        workers = [b if isinstance(b, ScriptedWorker) else ScriptedWorker(b, job_timeout_s=job_timeout_s, slots=slots)
+                   for b in behaviours]
         peers = [serve(lambda s, w=w: attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(w, s),
                        [WORKER_SERVICE]) for w in workers]
         reporter = serve(lambda s: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(
@@ -812,6 +815,86 @@ def test_restart_trains_only_the_missing_shadow_models(cluster, tmp_path):
     status = client.collect(client.watch(events[0].task_id))
     assert round(status.results[0].metrics.auc * 1000) == 2 ** 6 - 1
     assert len(worker.calls) == 4 + 3 + 1, "shadows 3-5 again, then the score job; 0-2 not retrained"
+
+
+@dataclass
+class RelayingWorker(ScriptedWorker):
+    """A worker with a private cache (`held`, by key): its shadow parts stream their entry (of
+    1.5 chunks) when asked, its score part scores (AUC encoding the shadow indices, as
+    `shadow_worker`) only when it holds every referenced entry as described, else answers them
+    missing. `damage_once`: the first streamed entry's second chunk has a byte flipped."""
+
+    behaviour: Behaviour | None = None
+    held: dict[str, bytes] = field(default_factory=dict)
+    uploaded: list[str] = field(default_factory=list)
+    requests: list[attack_worker_pb2.RunAttackRequest] = field(default_factory=list)
+    damage_once: bool = False
+
+    def RunAttack(self, request, context):
+        self.calls.append(request.attack_index)
+        self.requests.append(request)
+        if request.WhichOneof("part") == "shadow":
+            index = request.shadow.shadow_index
+            data = bytes([index]) * (CHUNK_BYTES + CHUNK_BYTES // 2)
+            key = hashlib.sha256(f"shadow {index}".encode()).hexdigest()
+            self.held[key] = data
+            entry = attack_worker_pb2.StoredEntry(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+            if request.shadow.stream_entry:
+                for offset in range(0, len(data), CHUNK_BYTES):
+                    piece = data[offset:offset + CHUNK_BYTES]
+                    if offset and self.damage_once:
+                        piece, self.damage_once = b"\xff" + piece[1:], False
+                    yield attack_worker_pb2.RunAttackResponse(entry_chunk=attack_worker_pb2.EntryChunk(
+                        cache_key=key, offset=offset, data=piece, entry=None if offset else entry))
+            yield attack_worker_pb2.RunAttackResponse(shadow=attack_worker_pb2.ShadowOutput(
+                shadow_index=index, cache_key=key, num_rows=1, num_classes=1, entry=entry))
+            return
+        missing = [s.shadow_index for s in request.score.shadows
+                   if hashlib.sha256(self.held.get(s.cache_key, b"")).hexdigest() != s.entry.sha256]
+        if missing:
+            yield attack_worker_pb2.RunAttackResponse(shadows_missing=attack_worker_pb2.ShadowsMissing(
+                shadow_index=missing, reason="not in this worker's cache"))
+        else:
+            yield from shadow_worker(request, context)
+
+    def PutEntries(self, requests, context):
+        received: dict[str, bytearray] = {}
+        for request in requests:
+            assert len(request.chunk.data) <= CHUNK_BYTES
+            received.setdefault(request.chunk.cache_key, bytearray()).extend(request.chunk.data)
+        self.held.update(received)
+        self.uploaded += list(received)
+        return attack_worker_pb2.PutEntriesResponse(cache_key=list(received))
+
+
+def test_without_a_shared_cache_entries_go_through_the_orchestrator_to_the_score_jobs_worker(cluster, tmp_path):
+    workers = [RelayingWorker(), RelayingWorker()]
+    client, _ = cluster(*workers, state_dir=tmp_path)
+    outcome = client.run(LIRA_TASK)
+    assert outcome.results[0].status == results_pb2.ATTACK_STATUS_SUCCEEDED, outcome.results[0].error
+    assert round(outcome.results[0].metrics.auc * 1000) == 2 ** 6 - 1, "the score job held all six entries"
+    shadow_parts = [r for w in workers for r in w.requests if r.WhichOneof("part") == "shadow"]
+    assert len(shadow_parts) == 6 and all(r.shadow.stream_entry for r in shadow_parts)
+    (scorer,) = [w for w in workers if any(r.WhichOneof("part") == "score" for r in w.requests)]
+    (other,) = [w for w in workers if w is not scorer]
+    produced_elsewhere = {
+        hashlib.sha256(f"shadow {r.shadow.shadow_index}".encode()).hexdigest()
+        for r in other.requests if r.WhichOneof("part") == "shadow"}
+    assert sorted(scorer.uploaded) == sorted(produced_elsewhere), "only what it lacked, once each"
+    rows = cluster.clusters[0].orchestrator.store.shadows(outcome.task_id, 0)
+    assert all(not row.logits and row.entry.size_bytes == CHUNK_BYTES * 3 // 2 for row in rows)
+    wait_until(lambda: not [path for path in (tmp_path / "entries").rglob("*") if path.is_file()])  # once it ended
+
+
+def test_a_streamed_entry_that_is_not_as_described_runs_its_shadow_part_again(cluster, tmp_path):
+    client, (worker,) = cluster(RelayingWorker(damage_once=True), state_dir=tmp_path)
+    messages: list[str] = []
+    outcome = client.run(LIRA_TASK, on_event=lambda e: messages.append(e.progress.message))
+    assert outcome.results[0].status == results_pb2.ATTACK_STATUS_SUCCEEDED, outcome.results[0].error
+    retried = [m for m in messages if m.startswith("retrying: attempt 1 of 3 failed")]
+    assert len(retried) == 1 and "streamed a shadow entry that is not as described" in retried[0]
+    assert "SHA-256" in retried[0]
+    assert len(worker.requests) == 6 + 1 + 1, "one shadow part twice, then the score job"
 
 
 def test_an_orchestrator_on_a_schema_0_state_folder_finishes_what_it_left(cluster, tmp_path):

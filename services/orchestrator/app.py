@@ -10,6 +10,7 @@ from privaudit.v1 import orchestrator_pb2_grpc, reporter_pb2, reporter_pb2_grpc
 from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
 from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
 from services.orchestrator.audit import AuditRunner
+from services.orchestrator.entry_relay import EntryRelay
 from services.orchestrator.limits import TaskLimits
 from services.orchestrator.metrics import OrchestratorMetrics
 from services.orchestrator.scheduler import JobSettings, ProgressSink, ResultSink, Scheduler
@@ -19,6 +20,7 @@ from services.orchestrator.worker_pool import WorkerPool
 
 REPORTER_SERVICE = reporter_pb2.DESCRIPTOR.services_by_name["ReporterService"].full_name
 STATE_FILE = "orchestrator.sqlite3"
+ENTRIES_FOLDER = "entries"  # in the state folder: shadow entries relayed between workers (entry_relay)
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,11 @@ class Orchestrator:
         self.reporter_channel = open_channel(config.reporter, retry_service=REPORTER_SERVICE, security=config.peers)
         self.metrics = OrchestratorMetrics(self.pool, self.store)
         self.metrics_port = config.metrics_port
+        self.entries = EntryRelay(config.state_dir / ENTRIES_FOLDER if config.state_dir else None)
 
         def measured_scheduler(on_progress: ProgressSink, on_result: ResultSink) -> Scheduler:
             return Scheduler(self.pool, config.jobs, self.metrics.progress_sink(on_progress),
-                             self.metrics.result_sink(on_result))
+                             self.metrics.result_sink(on_result), self.entries)
 
         self.runner = AuditRunner(self.store, measured_scheduler,
                                   reporter_pb2_grpc.ReporterServiceStub(self.reporter_channel),
@@ -79,6 +82,7 @@ class Orchestrator:
         self.pool.close()
         self.reporter_channel.close()
         self.store.close()
+        self.entries.close()
 
     def stop(self, grace: float = 5.0) -> None:
         self.scheduler.stop()

@@ -10,7 +10,9 @@ again, finished ones are kept.
 
 An attack trained on many shadow models (LIRA, RMIA) runs as one job per shadow
 model, spread over the workers, then a score job that receives all their
-outputs (references to the workers' shared cache folder, or the outputs inline).
+outputs: references to entries of the workers' cache folders (shared, or relayed
+through the orchestrator's entries folder by the scheduler, which this runner
+empties of an audit's entries when it ends), or the outputs inline.
 Finished shadow models are stored, so a restart trains only the missing ones. A
 score job that does not find referenced outputs as described answers which
 shadow models are missing: they are forgotten and trained again, then it scores
@@ -132,7 +134,10 @@ class AuditRunner:
 
     def recover(self) -> None:
         """Resumes the audits a previous orchestrator left unfinished."""
-        for stored in self.store.unfinished():
+        unfinished = self.store.unfinished()
+        if self.scheduler.entries is not None:
+            self.scheduler.entries.keep_tasks({stored.task_id for stored in unfinished})
+        for stored in unfinished:
             self._resume(stored)
 
     def cancel(self, task_id: str) -> orchestrator_pb2.AuditStatus:
@@ -146,7 +151,7 @@ class AuditRunner:
             if stored is not None:
                 self.scheduler.cancel(task_id)
                 stored.wait()
-                self._live.pop(task_id, None)
+                self._ended(task_id)
                 log.info("audit cancelled task=%s", task_id)
         return self.status(task_id)
 
@@ -204,6 +209,12 @@ class AuditRunner:
             attack_index=i, stage=results_pb2.STAGE_QUEUED,
             message="queued again after an orchestrator restart")} for i in sorted(outstanding)])
         self.scheduler.submit(self._jobs(audit.task_id, audit.task, outstanding, shadows))
+
+    def _ended(self, task_id: str) -> None:
+        """An audit's `done` is stored: it leaves the live audits, its relayed entries go."""
+        self._live.pop(task_id, None)
+        if self.scheduler.entries is not None:
+            self.scheduler.entries.forget_task(task_id)
 
     def _on_progress(self, job: Job, progress: results_pb2.JobProgress) -> None:
         audit = self._live.get(job.task_id)
@@ -331,7 +342,7 @@ class AuditRunner:
                 return
             stored = audit.events.queue([*parts, {"done": done}])
         stored.wait()
-        self._live.pop(audit.task_id, None)
+        self._ended(audit.task_id)
         log.info("audit done task=%s succeeded=%d failed=%d risk=%s", audit.task_id, done.succeeded_attacks,
                  done.failed_attacks, report_pb2.RiskLevel.Name(done.overall_risk))
 

@@ -14,6 +14,10 @@ when one is free, up to `max_attempts` in all; every retry says (in progress
 messages starting `retrying:`) why, which worker it runs on and whether that is
 the one that failed.
 
+Shadow parts stream their stored entries' bytes to the orchestrator and score jobs get them
+uploaded first, when the scheduler relays entries (`entry_relay`: for workers that share no
+cache folder; workers that do stream nothing and need no upload).
+
 An attempt's deadline is its worker's own job limit, which the worker advertises
 through GetCapacity, plus a margin (`JobSettings.attempt_deadline`): a job that
 runs too long is failed by the worker, as the task's fault with the flag and
@@ -41,6 +45,7 @@ from services.common.errors import (
     from_attack_error,
     from_rpc_error,
 )
+from services.orchestrator.entry_relay import EntryRelay
 from services.orchestrator.worker_pool import Worker, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -119,10 +124,14 @@ ResultSink = Callable[[Job, Outcome], None]
 
 class Scheduler:
     """Runs queued jobs on the pool. Their progress and results go to `on_progress` and
-    `on_result` (the audit runner's); results are final (retries are internal)."""
+    `on_result` (the audit runner's); results are final (retries are internal). `entries`
+    relays shadow entries between workers (None: shadow outputs come inline or by reference to
+    a shared folder, as the workers decide)."""
 
-    def __init__(self, pool: WorkerPool, settings: JobSettings, on_progress: ProgressSink, on_result: ResultSink):
+    def __init__(self, pool: WorkerPool, settings: JobSettings, on_progress: ProgressSink, on_result: ResultSink,
+                 entries: EntryRelay | None = None):
         self.pool = pool
+        self.entries = entries
         self.settings = settings
         self.on_progress = on_progress
         self.on_result = on_result
@@ -245,7 +254,19 @@ class Scheduler:
         started = time.monotonic()
         deadline = self.settings.attempt_deadline(worker)
         log.info("job start %s worker=%s attempt=%d deadline=%.0fs", job.label, worker.address, job.attempts, deadline)
-        call = worker.stub.RunAttack(job.request(), timeout=deadline)
+        try:
+            self._upload_entries(job, worker, deadline)
+        except grpc.RpcError as error:
+            failure = self._rpc_failure(error, worker, deadline)
+            self.pool.release(worker, failure.message if failure.fault == INFRASTRUCTURE else None)
+            self._retry_or_fail(job, worker, failure)
+            return
+        request = job.request()
+        receiving = None
+        if self.entries is not None and isinstance(job.part, attack_worker_pb2.ShadowPart):
+            request.shadow.stream_entry = True
+            receiving = self.entries.receiving(job.task_id, worker.address)
+        call = worker.stub.RunAttack(request, timeout=deadline)
         attempt = Attempt(job, worker)
         with self._changed:
             self._running[call] = attempt
@@ -253,21 +274,32 @@ class Scheduler:
                 call.cancel()
         outcome: Outcome | None = None
         broken: Failure | None = None  # the call ended without an answer
+        relay: Failure | None = None  # the answer's entry did not come as described
         try:
             for response in call:
                 event = response.WhichOneof("event")
                 if event == "progress":
                     self.on_progress(job, response.progress)
                     continue
-                if event is None:  # an event newer than this orchestrator: not an answer it can take
+                if event == "entry_chunk" and receiving is not None:
+                    receiving.add(response.entry_chunk)
+                    continue
+                if event is None or event == "entry_chunk":  # not an answer this orchestrator can take
                     continue
                 outcome = getattr(response, event)
                 break
             else:
                 broken = Unavailable(f"worker {worker.address} ended the job without a result")
+            if receiving is not None and isinstance(outcome, attack_worker_pb2.ShadowOutput):
+                receiving.finish(outcome)
         except grpc.RpcError as error:
             broken = attempt.abandoned or self._rpc_failure(error, worker, deadline)
+        except Failure as failure:  # from the relay: the part runs again
+            relay = failure
+            call.cancel()
         finally:
+            if receiving is not None:
+                receiving.discard()
             with self._changed:
                 del self._running[call]
                 cancelled = job.task_id in self._cancelled or self._stopping
@@ -277,7 +309,9 @@ class Scheduler:
         if cancelled:
             log.info("job stopped %s: cancelled", job.label)
             return
-        failure = broken or _retryable_failure(outcome)
+        if self.entries is not None and isinstance(outcome, attack_worker_pb2.ShadowsMissing):
+            self.entries.lost_by(job.task_id, worker.address)
+        failure = broken or relay or _retryable_failure(outcome)
         if failure is None:
             status = (results_pb2.AttackStatus.Name(outcome.status) if isinstance(outcome, results_pb2.AttackResult)
                       else "SHADOW_OUTPUT" if isinstance(outcome, attack_worker_pb2.ShadowOutput)
@@ -287,6 +321,14 @@ class Scheduler:
             self.on_result(job, outcome)
             return
         self._retry_or_fail(job, worker, failure)
+
+    def _upload_entries(self, job: Job, worker: Worker, deadline: float) -> None:
+        """Before a score job: uploads the relayed entries it refers to that `worker` lacks."""
+        if self.entries is None or not isinstance(job.part, attack_worker_pb2.ScorePart):
+            return
+        sent = self.entries.upload(job.task_id, job.part, worker.address, worker.stub, deadline)
+        if sent:
+            log.info("job entries %s worker=%s: %d bytes of shadow entries uploaded", job.label, worker.address, sent)
 
     def _rpc_failure(self, error: grpc.RpcError, worker: Worker, deadline: float) -> Failure:
         """What a RunAttack call that raised means. Past its deadline, the worker was silent for
