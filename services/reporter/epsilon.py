@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv  # the beta quantile, without scipy.stats' import time
 
 CONFIDENCE = 0.95
 ASSUMPTION = ("each evaluated record's membership was decided at random, independently of the record, "
@@ -118,8 +118,8 @@ def clopper_pearson(successes: np.ndarray, trials: int,
     tail = (1 - confidence) / 2
     k = np.asarray(successes, dtype=np.float64)
     # Beta shape parameters must be positive; the ends they would miss are 0 and 1 exactly.
-    lower = np.where(k > 0, beta.ppf(tail, np.maximum(k, 1), trials - k + 1), 0.0)
-    upper = np.where(k < trials, beta.ppf(1 - tail, k + 1, np.maximum(trials - k, 1)), 1.0)
+    lower = np.where(k > 0, betaincinv(np.maximum(k, 1), trials - k + 1, tail), 0.0)
+    upper = np.where(k < trials, betaincinv(k + 1, np.maximum(trials - k, 1), 1 - tail), 1.0)
     return lower, upper
 
 

@@ -13,7 +13,7 @@ import grpc
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc
 from services.common.errors import InvalidArgument
 from services.common.task_spec import check_task_id
-from services.reporter import render_html, render_json, render_text
+from services.reporter import render_json, render_text
 from services.reporter.policy import Policy
 from services.reporter.report import Report, ReportRequestError, build_report
 
@@ -23,10 +23,19 @@ SERVICE_NAME = "privaudit.v1.ReporterService"
 # Far below gRPC's 4 MiB message limit, whatever the report's size.
 CHUNK_BYTES = 64 * 1024
 
+
+def render_html(report: Report) -> bytes:
+    """The HTML report; its module (matplotlib, jinja2) is imported with the first one, so a
+    reporter that renders text and JSON alone never loads them."""
+    from services.reporter import render_html as html
+
+    return html.render(report)
+
+
 RENDERERS: dict[int, Callable[[Report], bytes]] = {
     report_pb2.REPORT_FORMAT_TEXT: render_text.render,
     report_pb2.REPORT_FORMAT_JSON: render_json.render,
-    report_pb2.REPORT_FORMAT_HTML: render_html.render,
+    report_pb2.REPORT_FORMAT_HTML: render_html,
 }
 
 
