@@ -30,6 +30,7 @@ from services.attack_worker.__main__ import parse_flags, settings_from
 from services.common.errors import from_rpc_error
 
 REPO = Path(__file__).resolve().parents[1]
+WORKER_SERVICE = "privaudit.v1.AttackWorkerService"
 
 
 def test_flags_fall_back_to_the_environment(tmp_path, monkeypatch):
@@ -104,9 +105,11 @@ def test_the_entry_point_does_not_import_paddle_before_reading_flags():
 
 
 @contextmanager
-def worker_process(tmp_path: Path, storage_root: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`python -m services.attack_worker` serving `storage_root` on loopback, and its address;
-    killed at the end if still running (its stderr is a pipe the caller may read once it ended)."""
+def worker_process(tmp_path: Path, storage_root: Path, *flags: str, serving: bool = True,
+                   ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`python -m services.attack_worker` serving `storage_root` on loopback, and its address,
+    once it is SERVING (or, with serving=False, once bound); killed at the end if still running
+    (its stderr is a pipe the caller may read once it ended)."""
     ready = tmp_path / "ready"
     env = {**os.environ, "PRIVAUDIT_WORKER_THREADS": "1"}
     process = subprocess.Popen(
@@ -118,12 +121,41 @@ def worker_process(tmp_path: Path, storage_root: Path, *flags: str) -> Iterator[
         deadline = time.monotonic() + 60
         while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert ready.exists(), "the worker never became ready"
-        yield process, ready.read_text().strip()
+        assert ready.exists(), "the worker never bound"
+        address = ready.read_text().strip()
+        if serving:
+            with grpc.insecure_channel(address) as channel:
+                request = health_pb2.HealthCheckRequest(service=WORKER_SERVICE)
+                for answer in health_pb2_grpc.HealthStub(channel).Watch(request, timeout=120):
+                    if answer.status == SERVING:
+                        break
+        yield process, address
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_worker_is_bound_at_once_and_serves_once_its_launcher_forks_jobs(tmp_path):
+    """Issue 17: the address is known (an orchestrator can start) while the launcher imports
+    Paddle; meanwhile health says NOT_SERVING, GetCapacity is refused as retryable, and a job
+    sent anyway waits, queued, then runs."""
+    tree = write_audit_tree(tmp_path / "root")
+    with worker_process(tmp_path, tree.root, serving=False) as (process, address), \
+            grpc.insecure_channel(address) as channel:
+        stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+        with watched_health(channel) as statuses:
+            with pytest.raises(grpc.RpcError) as starting:
+                stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10)
+            responses = list(stub.RunAttack(baseline_request(tree), timeout=120))
+            seen = wait_until_serving_again(statuses)
+        assert starting.value.code() == grpc.StatusCode.UNAVAILABLE and from_rpc_error(starting.value).retryable
+        assert seen == [NOT_SERVING, SERVING]
+        assert responses[0].progress.stage == results_pb2.STAGE_QUEUED
+        assert responses[0].progress.message == "waiting for this worker's job launcher to start"
+        assert responses[-1].result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, responses[-1].result.error
+        assert stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10).device == "cpu"
+        assert "paddle" not in (Path(f"/proc/{process.pid}/maps").read_text())
 
 
 def test_the_worker_process_serves_and_stops_on_sigterm(tmp_path):

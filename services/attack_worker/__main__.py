@@ -2,7 +2,8 @@
 
 This process never imports Paddle: its job launcher does, in a process of its own started
 first thing after the flags are read (`--threads` must be in OMP_NUM_THREADS before Paddle
-starts its thread pools), and the worker serves once that launcher forks jobs.
+starts its thread pools). The worker binds and writes its `--ready-file` at once, NOT_SERVING,
+and reports SERVING once that launcher forks jobs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from services.attack_worker.settings import MEMORY_BOUNDS, JobLimits, WorkerSettings, parse_device
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
-from services.common.server import serve_until_signalled
+from services.common.server import serve_until_signalled, write_ready_file
 
 DEFAULT_MAX_DATASET_LENGTH = 1_000_000
 # Matches the job time limit's default, so that a job within its limit finishes; the Kubernetes
@@ -131,11 +132,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
         settings = settings_from(args, args.cache_dir or Path(private))
+        # Bound and its address known at once (NOT_SERVING), so that an orchestrator can be
+        # started meanwhile; SERVING once the launcher forks jobs.
+        service, servicer = server.start(settings, args.listen, args.serving, wait_ready=False)
+        if args.ready_file:
+            write_ready_file(args.ready_file, service.address)
         try:
-            service, servicer = server.start(settings, args.listen, args.serving)  # once the launcher forks jobs
+            servicer.become_ready()
         except UnusableDevice as error:
+            service.stop(grace=0)
             sys.exit(f"--device / PRIVAUDIT_DEVICE: {error}")
-        serve_until_signalled(service, args.ready_file, on_stop=lambda: servicer.drain(args.drain_grace_s))
+        serve_until_signalled(service, None, on_stop=lambda: servicer.drain(args.drain_grace_s))
 
 
 if __name__ == "__main__":

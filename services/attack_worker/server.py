@@ -68,8 +68,10 @@ class _JobEnded:
 
 class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def __init__(self, settings: WorkerSettings):
-        """`settings.device` is the device as the launcher resolved it (`start` does)."""
+        """The service is NOT_SERVING, and jobs wait, until `become_ready` (`start` calls it) has
+        seen the job launcher fork a process and resolved `settings.device` through it."""
         self._settings = settings
+        self._ready = threading.Event()
         self._slots = threading.BoundedSemaphore(settings.slots)
         self._jobs_changed = threading.Condition()
         self._cancels: set[threading.Event] = set()  # each job held (running or waiting for a slot): its cancel
@@ -84,10 +86,20 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         self._health = health_servicer
         self._report_serving(not self._launcher.restarting)
 
+    def become_ready(self) -> None:
+        """Waits for the job launcher to fork jobs (`launcher.ready`, which also names the jobs'
+        device: this process never imports Paddle), then reports SERVING. Raises UnusableDevice
+        when `--device` names a GPU that Paddle cannot use."""
+        self._settings = replace(self._settings, device=launcher.ready(self._settings.device))
+        self._ready.set()
+        log.info("the job launcher forks jobs; they run on %s", self._settings.device)
+        self._report_serving(not self._launcher.restarting)
+
     def _report_serving(self, serving: bool) -> None:
         if self._health is not None:
             self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING
-                             if serving and not self._draining.is_set() else health_pb2.HealthCheckResponse.NOT_SERVING)
+                             if serving and self._ready.is_set() and not self._draining.is_set()
+                             else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def drain(self, grace_s: float, settle_s: float = 30.0) -> None:
         """Stops taking jobs, lets the running ones finish for up to `grace_s` seconds, then
@@ -129,6 +141,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
     def GetCapacity(self, request: attack_worker_pb2.GetCapacityRequest,
                     context: grpc.ServicerContext) -> attack_worker_pb2.GetCapacityResponse:
         self._refuse_if_draining()
+        if not self._ready.is_set():
+            raise Unavailable("this worker is starting: its job launcher does not fork jobs yet")
         device = self._settings.device or ""
         with self._jobs_changed:
             running = len(self._cancels)
@@ -167,6 +181,7 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         answer: attack_worker_pb2.RunAttackResponse | None = None
         try:
             with self._turn(request.attack_index, emit, cancelled):
+                self._wait_started(request.attack_index, emit, cancelled)
                 self._launcher.wait_ready(cancelled, lambda: emit(results_pb2.JobProgress(
                     attack_index=request.attack_index, stage=results_pb2.STAGE_QUEUED,
                     message="waiting for this worker's job launcher to restart")))
@@ -207,6 +222,18 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
                 events.put(answer)
             events.put(ended)
 
+    def _wait_started(self, attack_index: int, emit: Callable[[results_pb2.JobProgress], None],
+                      cancelled: threading.Event) -> None:
+        """Returns once the worker is ready (`become_ready`), reporting STAGE_QUEUED while it is not."""
+        if self._ready.is_set():
+            return
+        emit(results_pb2.JobProgress(attack_index=attack_index, stage=results_pb2.STAGE_QUEUED,
+                                     message="waiting for this worker's job launcher to start"))
+        while not self._ready.wait(_QUEUE_POLL_S):
+            if cancelled.is_set():
+                raise JobCancelled("cancelled while the worker started")
+            self._refuse_if_draining()
+
     @contextmanager
     def _turn(self, attack_index: int, emit: Callable[[results_pb2.JobProgress], None],
               cancelled: threading.Event) -> Iterator[None]:
@@ -239,15 +266,21 @@ def serve(settings: WorkerSettings, listen: str, options: ServerOptions = DEFAUL
     return start(settings, listen, options)[0]
 
 
-def start(settings: WorkerSettings, listen: str,
-          options: ServerOptions = DEFAULT_OPTIONS) -> tuple[Service, AttackWorkerServicer]:
-    """`serve`, also giving the servicer (to drain it before the service stops). Serves once the
-    job launcher forks jobs (`launcher.ready`, which also resolves `settings.device`: this process
-    never imports Paddle), so the worker is SERVING only when it can run a job; raises
-    UnusableDevice when the device is a GPU that Paddle cannot use."""
-    settings = replace(settings, device=launcher.ready(settings.device))
+def start(settings: WorkerSettings, listen: str, options: ServerOptions = DEFAULT_OPTIONS,
+          wait_ready: bool = True) -> tuple[Service, AttackWorkerServicer]:
+    """`serve`, also giving the servicer (to drain it before the service stops). With `wait_ready`
+    it returns SERVING (`become_ready`; UnusableDevice stops it); without, at once, bound and
+    NOT_SERVING, and the caller calls `become_ready`: a worker process makes its address known
+    meanwhile, while its job launcher imports Paddle."""
     servicers: list[AttackWorkerServicer] = []
     service = start_server(lambda server: servicers.append(register(server, settings)), [SERVICE_NAME], listen,
                            options=options)
-    servicers[0].report_health_to(service.health)
-    return service, servicers[0]
+    servicer = servicers[0]
+    servicer.report_health_to(service.health)
+    if wait_ready:
+        try:
+            servicer.become_ready()
+        except BaseException:
+            service.stop(grace=0)
+            raise
+    return service, servicer
