@@ -18,6 +18,7 @@ and counted, so the module runs the same way every time.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import pkgutil
 import re
@@ -669,12 +670,68 @@ def audit_accepted(reply: Reply) -> bool:
 
 
 def check_job(cluster: Cluster, request: Message, reply: Reply) -> None:
-    """Progress, then one result or shadow output, last."""
+    """Progress, then one result or shadow output, last (a shadow output by reference after its
+    entry's chunks, when the request asked for them)."""
     if reply.error is None:
         *progress, last = reply.messages
-        assert all(m.HasField("progress") for m in progress) and not last.HasField("progress"), reply
+        chunks = [m for m in progress if m.HasField("entry_chunk")]
+        assert not chunks or (last.HasField("shadow") and request.shadow.stream_entry
+                              and progress[-len(chunks):] == chunks), reply
+        assert all(m.HasField("progress") for m in progress[:len(progress) - len(chunks)]), reply
+        assert not last.HasField("progress"), reply
         if last.HasField("result"):
             assert last.result.attack_index == request.attack_index, last.result
+
+
+# How a PutEntries chunk is spoilt: its announced digest or size, its bytes, its offset (up to the
+# largest uint64), its key (another entry's, or not a key), or its announcement dropped.
+ENTRY_FAULTS = ["digest", "size", "bytes", "offset", "another key", "not a key", "unannounced"]
+
+
+def put_entries_request(data: st.DataObject, cluster: Cluster, method: MethodDescriptor) -> Message:
+    """Drawn field by field, or a real shadow entry of the worker's cache as one chunk: as it
+    is (stored again), or spoilt one way of ENTRY_FAULTS, and now and then mutated further."""
+    if sometimes(data, 4):
+        return fill(data, message(method), cluster.words)
+    output = data.draw(st.sampled_from([o for outputs in cluster.shadow_outputs.values() for o in outputs]))
+    entry = (cluster.processes.folder / "cache" / "shadows" / f"{output.cache_key}.npz").read_bytes()
+    chunk = attack_worker_pb2.EntryChunk(cache_key=output.cache_key, data=entry, entry=attack_worker_pb2.StoredEntry(
+        size_bytes=len(entry), sha256=hashlib.sha256(entry).hexdigest()))
+    fault = data.draw(st.sampled_from([None, None, None, *ENTRY_FAULTS]))
+    if fault == "digest":
+        chunk.entry.sha256 = data.draw(st.sampled_from([hashlib.sha256(b"other").hexdigest(), "", "z" * 64]))
+    elif fault == "size":
+        chunk.entry.size_bytes = data.draw(st.sampled_from([0, len(entry) - 1, len(entry) + 1, 2**64 - 1]))
+    elif fault == "bytes":
+        chunk.data = data.draw(st.sampled_from([entry[:-1], entry + b"x", b"", bytes(len(entry))]))
+    elif fault == "offset":
+        chunk.offset = data.draw(st.sampled_from([1, len(entry), 2**63, 2**64 - 1]))
+    elif fault == "another key":
+        chunk.cache_key = hashlib.sha256(data.draw(st.binary(max_size=8))).hexdigest()
+    elif fault == "not a key":
+        chunk.cache_key = data.draw(st.sampled_from(["", "../" * 30, output.cache_key.upper(), output.cache_key[:-1],
+                                                     "/etc/passwd", "a" * 5000]))
+    elif fault == "unannounced":
+        chunk.ClearField("entry")
+    request = attack_worker_pb2.PutEntriesRequest(chunk=chunk)
+    if sometimes(data, 5):
+        mutate(data, request, cluster.words)
+    return request
+
+
+def check_put_entries(cluster: Cluster, request: Message, reply: Reply) -> None:
+    """Stored: the chunk was a whole entry as announced, now in the cache under its key.
+    Otherwise INVALID_ARGUMENT naming what was wrong."""
+    chunk = request.chunk
+    whole = (chunk.offset == 0 and chunk.HasField("entry") and re.fullmatch("[0-9a-f]{64}", chunk.cache_key)
+             and chunk.entry.size_bytes == len(chunk.data) and 0 < len(chunk.data) <= 512 * 1024
+             and chunk.entry.sha256 == hashlib.sha256(chunk.data).hexdigest())
+    if whole:
+        assert reply.error is None and list(reply.messages[0].cache_key) == [chunk.cache_key], reply
+        stored = cluster.processes.folder / "cache" / "shadows" / f"{chunk.cache_key}.npz"
+        assert stored.read_bytes() == chunk.data
+    else:
+        assert reply.error is not None and reply.error.code() == grpc.StatusCode.INVALID_ARGUMENT, reply
 
 
 def build_report_request(data: st.DataObject, cluster: Cluster, method: MethodDescriptor) -> Message:
@@ -711,6 +768,7 @@ REQUESTS: dict[str, Fuzz] = {
     ORCHESTRATOR + "ListAttacks": Fuzz(15, random_message, check_attacks_listed),
     WORKER + "RunAttack": Fuzz(100, run_attack_request, check_job, deep=job_ran),
     WORKER + "GetCapacity": Fuzz(15, random_message, check_capacity),
+    WORKER + "PutEntries": Fuzz(60, put_entries_request, check_put_entries),
     REPORTER + "BuildReport": Fuzz(100, build_report_request, check_report),
 }
 

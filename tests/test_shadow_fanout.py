@@ -1,7 +1,9 @@
 """LIRA and RMIA fanned out over real worker processes, through a real orchestrator, with shadow
 outputs going by reference through the workers' shared cache folder: the same numbers as the
 attack run as one job on a worker of its own, after a worker is killed mid-fan-out, and after a
-stored entry is deleted or corrupted before the score job reads it.
+stored entry is deleted or corrupted before the score job reads it. Then over workers with
+private cache folders, every service taking messages of at most 1 MiB: the entries go through
+the orchestrator in chunks, on a task whose inline score request would pass that limit.
 
 Tiny models and data (the 4x4 linear model of worker_fixtures), so the module runs in well under
 a minute or two. The orchestrator's database bytes per shadow model are printed (`pytest -s`).
@@ -25,6 +27,7 @@ from client import AuditClient, LocalCluster
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, orchestrator_pb2, results_pb2
 from services.common import task_spec
 from services.common.channels import open_channel
+from services.common.entry_transfer import CHUNK_BYTES
 
 pytestmark = pytest.mark.e2e
 
@@ -92,18 +95,22 @@ def tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def one_job(tree, tmp_path_factory) -> list[tuple]:
-    """Each attack of TASK run as one job (no parts) on a worker process of its own, with a cache
-    of its own: what the fanned-out audits must give."""
-    folder = tmp_path_factory.mktemp("lone-worker")
-    (folder / "cache").mkdir()
+    """What the fanned-out audits of TASK must give."""
+    return one_job_results(tree, tmp_path_factory.mktemp("lone-worker"), TASK)
+
+
+def one_job_results(tree: Path, folder: Path, task_yaml: str) -> list[tuple]:
+    """Each attack of the task run as one job (no parts) on a worker process of its own, with a
+    cache of its own."""
+    (folder / "cache").mkdir(parents=True)
     services = ServiceProcesses(folder)
     try:
         address = services.start("attack_worker", "--storage-root", str(tree), "--cache-dir", str(folder / "cache"))
-        task = task_spec.to_proto(task_spec.parse_yaml(TASK, seed=SEED))
+        task = task_spec.to_proto(task_spec.parse_yaml(task_yaml, seed=SEED))
         with open_channel(address) as channel:
             stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
             answers = [list(stub.RunAttack(attack_worker_pb2.RunAttackRequest(
-                task_id="0123456789ab", attack_index=index, attack=attack, seed=task.seed), timeout=120))[-1]
+                task_id="0123456789ab", attack_index=index, attack=attack, seed=task.seed), timeout=600))[-1]
                 for index, attack in enumerate(task.attacks)]
     finally:
         services.stop()
@@ -203,3 +210,84 @@ def test_entries_damaged_before_the_score_job_reads_them_are_trained_again(clust
     again = [m for m in messages if m.startswith("training shadow models")]
     assert len(again) == 1 and again[0].startswith("training shadow models 1 and 2 again (round 1 of at most 2)")
     assert [measurements(result) for result in sorted(outcome.results, key=lambda r: r.attack_index)] == one_job
+
+
+# ---------------------------------------------------------------- private cache folders, 1 MiB messages
+
+MESSAGE_LIMIT = 2**20
+# Large enough that each shadow entry (every population record's logits) takes several chunks,
+# and that the score request with every shadow model's logits inline passes MESSAGE_LIMIT.
+BIG_MEMBERS, BIG_POPULATION = 12_000, 8_000
+BIG_TASK = TASK.replace("batch_size: 64", "batch_size: 512").replace("num_population: 12", "num_population: 12, a: 0.3")
+
+
+def write_big_tree(root: Path) -> Path:
+    rng = np.random.default_rng(5)
+    write_model(root / "models" / "net", identity_weights())
+    for name, count, accuracy in (("members", BIG_MEMBERS, 0.8), ("non_members", BIG_MEMBERS, 0.6),
+                                  ("pop_a", BIG_POPULATION, 0.7), ("pop_b", BIG_POPULATION, 0.7)):
+        labels = [int(v) for v in rng.integers(0, 4, size=count)]
+        write_dataset(root / "datasets" / name, *records(labels, list(rng.random(count) < accuracy)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def big_tree(tmp_path_factory) -> Path:
+    return write_big_tree(tmp_path_factory.mktemp("fanout-big") / "root")
+
+
+def test_over_private_cache_folders_in_1_mib_messages_entries_go_in_chunks_and_give_the_one_job_numbers(
+        big_tree, tmp_path):
+    limited = {"PRIVAUDIT_MAX_MESSAGE_BYTES": str(MESSAGE_LIMIT)}
+    services = ServiceProcesses(tmp_path)
+    caches = [tmp_path / f"cache-{i}" for i in (0, 1)]
+    try:
+        reporter = services.start("reporter", env=limited)
+        workers = []
+        for cache in caches:
+            cache.mkdir()
+            workers.append(services.start("attack_worker", "--storage-root", str(big_tree), "--cache-dir", str(cache),
+                                          env=limited))
+        orchestrator = services.start("orchestrator", "--workers", ",".join(workers), "--reporter", reporter,
+                                      "--state-dir", str(tmp_path / "state"),
+                                      env={**limited, "PRIVAUDIT_MAX_TASK_BYTES": str(MESSAGE_LIMIT // 2)})
+        with AuditClient(orchestrator) as client:
+            outcome = client.run(BIG_TASK, seed=SEED)
+        db = sqlite3.connect(f"file:{tmp_path / 'state' / 'orchestrator.sqlite3'}?mode=ro", uri=True)
+        try:
+            rows = [attack_worker_pb2.ShadowOutput.FromString(row) for (row,) in db.execute(
+                "SELECT output FROM shadow_outputs WHERE task_id = ?", (outcome.task_id,))]
+        finally:
+            db.close()
+        orchestrator_log = services.log("orchestrator")
+    finally:
+        services.stop()
+    fanned_out = [measurements(result) for result in sorted(outcome.results, key=lambda r: r.attack_index)]
+    assert fanned_out == one_job_results(big_tree, tmp_path / "lone", BIG_TASK)
+
+    assert len(rows) == 2 * NUM_SHADOW and all(row.HasField("entry") and not row.logits for row in rows)
+    entries = {row.cache_key: row.entry.size_bytes for row in rows}
+    assert min(entries.values()) > CHUNK_BYTES, "each entry went in more than one chunk"
+    for cache in caches:  # each worker holds what it trained and, for its score jobs, what it was sent
+        held = {path.stem: path.stat().st_size for path in (cache / "shadows").glob("*.npz")}
+        assert all(held[key] == size for key, size in entries.items() if key in held)
+    assert "bytes of shadow entries uploaded" in orchestrator_log
+    assert not any((tmp_path / "state" / "entries").rglob("*.npz")), "the audit's relayed entries are removed"
+
+    # What the inline path would have sent: every shadow model's query logits in the score request.
+    task = task_spec.to_proto(task_spec.parse_yaml(BIG_TASK, seed=SEED))
+    largest_inline = max(attack_worker_pb2.RunAttackRequest(task_id=outcome.task_id, attack=task.attacks[a], score=(
+        attack_worker_pb2.ScorePart(shadows=[attack_worker_pb2.ShadowOutput(
+            shadow_index=k, num_rows=row.num_rows, num_classes=row.num_classes,
+            logits=bytes(4 * row.num_rows * row.num_classes), in_mask=bytes(row.num_rows))
+            for k, row in enumerate(rows[a * NUM_SHADOW:(a + 1) * NUM_SHADOW])]))).ByteSize() for a in (0, 1))
+    by_reference = max(attack_worker_pb2.RunAttackRequest(task_id=outcome.task_id, attack=task.attacks[a],
+                                                          score=attack_worker_pb2.ScorePart(
+                                                              shadows=rows[a * NUM_SHADOW:(a + 1) * NUM_SHADOW])
+                                                          ).ByteSize() for a in (0, 1))
+    chunk_message = attack_worker_pb2.PutEntriesRequest(chunk=attack_worker_pb2.EntryChunk(
+        cache_key=rows[0].cache_key, offset=max(entries.values()), data=bytes(CHUNK_BYTES), entry=rows[0].entry))
+    assert largest_inline > MESSAGE_LIMIT > chunk_message.ByteSize() > by_reference
+    print(f"\nprivate caches, {MESSAGE_LIMIT:,}-byte limit: inline score request {largest_inline:,} bytes; by "
+          f"reference {by_reference:,}; largest entry chunk message {chunk_message.ByteSize():,}; entries "
+          f"{min(entries.values()):,}-{max(entries.values()):,} bytes")

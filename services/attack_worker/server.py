@@ -40,6 +40,7 @@ from grpc_health.v1 import health, health_pb2
 
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
 from services.attack_worker import launcher
+from services.attack_worker.entry_exchange import entry_chunks, put_entries
 from services.attack_worker.job_basics import JobCancelled, attack_name
 from services.attack_worker.job_process import run_in_child
 from services.attack_worker.launcher import LauncherKeeper
@@ -164,9 +165,17 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
         threading.Thread(target=self._run, args=(request, events, cancelled), daemon=True,
                          name=f"job-{request.task_id}-{request.attack_index}").start()
         while not isinstance(event := events.get(), _JobEnded):
+            if event.HasField("shadow"):  # its entry's bytes first, when the caller takes them
+                yield from entry_chunks(request, event.shadow, self._settings)
             yield event
         if event.failure:
             raise event.failure
+
+    def PutEntries(self, requests: Iterator[attack_worker_pb2.PutEntriesRequest],
+                   context: grpc.ServicerContext) -> attack_worker_pb2.PutEntriesResponse:
+        """Stores uploaded shadow-cache entries for the score jobs that follow (`entry_exchange`)."""
+        self._refuse_if_draining()
+        return put_entries(requests, self._settings)
 
     def _run(self, request: attack_worker_pb2.RunAttackRequest,
              events: queue.Queue[attack_worker_pb2.RunAttackResponse | _JobEnded],
