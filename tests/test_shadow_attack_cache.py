@@ -12,6 +12,7 @@ from worker_fixtures import NUM_CLASSES, AuditTree, records, write_audit_tree, w
 from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker.attack_cache import ShadowAttackCache
 from services.attack_worker.attacks import attack_classifier
+from services.attack_worker.attacks.base import balanced_indices
 from services.attack_worker.attacks.shadow_attack import FOUND
 from services.attack_worker.job import run_job
 from services.attack_worker.npz_store import NpzStore
@@ -21,6 +22,7 @@ from services.common import task_spec
 
 CLASSIFIER_FOUND = f"the attack classifier {FOUND}"
 FEATURES_FOUND = f"the shadow model's features {FOUND}"
+TARGET_FOUND = "the target model's features"
 SHADOW = "models/shadow"
 SHADOW_IN, SHADOW_OUT = "datasets/shadow_in", "datasets/shadow_out"
 ATTACKS = {"ML-LEAK": {"topk": 2}, "LABEL-ONLY": {"attack_type": "r", "r": 1}}
@@ -45,11 +47,12 @@ def request(tree: AuditTree, attack: str, seed: int = 7, **changes) -> attack_wo
 
 
 class Counted:
-    """Counts the shadow models trained and the classifiers fitted while it is installed."""
+    """Counts the shadow models trained, the classifiers fitted and the augmented queries of a
+    dataset while it is installed."""
 
     def __init__(self, monkeypatch):
-        self.trained = self.fitted = 0
-        train, fit = PaddleRuntime.train, attack_classifier.fit
+        self.trained = self.fitted = self.augmented = 0
+        train, fit, augmented = PaddleRuntime.train, attack_classifier.fit, PaddleRuntime.predict_augmented
 
         def counted_train(*args, **kwargs):
             self.trained += 1
@@ -59,19 +62,30 @@ class Counted:
             self.fitted += 1
             return fit(*args, **kwargs)
 
+        def counted_augmented(*args, **kwargs):
+            self.augmented += 1
+            return augmented(*args, **kwargs)
+
         monkeypatch.setattr(PaddleRuntime, "train", counted_train)
         monkeypatch.setattr(attack_classifier, "fit", counted_fit)
+        monkeypatch.setattr(PaddleRuntime, "predict_augmented", counted_augmented)
 
 
-def run(tree: AuditTree, cache_dir, job: attack_worker_pb2.RunAttackRequest, monkeypatch):
-    """The job's result (timings cleared), its progress messages, and how many models it trained and fitted."""
+def run(tree: AuditTree, cache_dir, job: attack_worker_pb2.RunAttackRequest, monkeypatch, counted=None):
+    """The job's result (timings cleared), its progress messages, and how many models it trained
+    and fitted (`counted`, when given, counts more)."""
     progress: list[results_pb2.JobProgress] = []
-    counted = Counted(monkeypatch)
+    counted = counted or Counted(monkeypatch)
     result = run_job(job, WorkerSettings(str(tree.root), cache_dir=str(cache_dir)), progress.append)
     monkeypatch.undo()
     assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED, result.error
     result.ClearField("timings")
     return result, [p.message for p in progress], (counted.trained, counted.fitted)
+
+
+def shadow_found(messages: list[str]) -> bool:
+    """Whether the job found any of its shadow work (not the target's features) in the cache."""
+    return any(FOUND in m and TARGET_FOUND not in m for m in messages)
 
 
 def entries(cache_dir) -> list:
@@ -83,11 +97,13 @@ def test_a_rerun_is_served_from_the_cache_with_identical_results(tree, tmp_path,
     cache = tmp_path / "cache"
     first, messages, work = run(tree, cache, request(tree, attack), monkeypatch)
     assert work == (1, 1) and not any(FOUND in m for m in messages)
-    assert len(entries(cache)) == 2  # the shadow's features, the classifier
+    assert len(entries(cache)) == 4  # the shadow's features, the classifier, the target's features on each side
 
-    again, messages, work = run(tree, cache, request(tree, attack), monkeypatch)
-    assert work == (0, 0)
+    counted = Counted(monkeypatch)
+    again, messages, work = run(tree, cache, request(tree, attack), monkeypatch, counted)
+    assert work == (0, 0) and counted.augmented == 0
     assert sum(CLASSIFIER_FOUND in m for m in messages) == 2  # no shadow to train, no classifier to fit
+    assert sum(TARGET_FOUND in m for m in messages) == 2
     assert again.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
 
 
@@ -96,8 +112,8 @@ def test_a_new_seed_trains_and_fits_again(tree, tmp_path, monkeypatch, attack):
     cache = tmp_path / "cache"
     first, _, _ = run(tree, cache, request(tree, attack), monkeypatch)
     other, messages, work = run(tree, cache, request(tree, attack, seed=8), monkeypatch)
-    assert work == (1, 1) and not any(FOUND in m for m in messages)
-    assert len(entries(cache)) == 4
+    assert work == (1, 1) and not shadow_found(messages)
+    assert len(entries(cache)) == 6  # the target's features are on the same records: 8 members, 8 non-members
     assert other.SerializeToString(deterministic=True) != first.SerializeToString(deterministic=True)
 
 
@@ -118,7 +134,7 @@ def test_another_shadow_record_or_shadow_code_trains_again(tree, tmp_path, monke
     run(tree, cache, request(tree, "ML-LEAK"), monkeypatch)
     change(tree)
     _, messages, work = run(tree, cache, request(tree, "ML-LEAK"), monkeypatch)
-    assert work == (1, 1) and not any(FOUND in m for m in messages)
+    assert work == (1, 1) and not shadow_found(messages)
 
 
 @pytest.mark.parametrize(("argument", "value", "work"), [
@@ -138,7 +154,7 @@ def test_the_query_views_are_part_of_the_key(tree, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     run(tree, cache, request(tree, "LABEL-ONLY"), monkeypatch)
     _, messages, work = run(tree, cache, request(tree, "LABEL-ONLY", r=2), monkeypatch)
-    assert work == (1, 1) and not any(FOUND in m for m in messages)
+    assert work == (1, 1) and not shadow_found(messages)
 
 
 def test_entries_that_do_not_fit_their_keys_count_as_absent(tree, tmp_path, monkeypatch):
@@ -169,3 +185,19 @@ def test_a_kept_classifier_scores_as_the_fitted_one(tmp_path):
     np.testing.assert_array_equal(kept.member_probability(queries), classifier.member_probability(queries))
     assert cache.load_classifier("k", width=4) is None
     assert cache.load_classifier("absent", width=3) is None
+
+
+def test_the_targets_features_are_kept_for_the_records_queried(tmp_path, monkeypatch):
+    # 10 members, 6 non-members: LABEL-ONLY queries the 6 non-members and 6 members the seed draws.
+    tree = write_audit_tree(tmp_path / "storage", member_correct=[True] * 10, non_member_correct=[False] * 6)
+    write_model(tree.root / SHADOW)
+    for name in (SHADOW_IN, SHADOW_OUT):
+        write_dataset(tree.root / name, *records([i % NUM_CLASSES for i in range(10)], [True] * 10))
+    cache = tmp_path / "cache"
+    run(tree, cache, request(tree, "LABEL-ONLY", seed=1), monkeypatch)
+    seed = next(s for s in range(2, 50) if not np.array_equal(balanced_indices(10, 6, s)[0],
+                                                                balanced_indices(10, 6, 1)[0]))
+
+    _, messages, _ = run(tree, cache, request(tree, "LABEL-ONLY", seed=seed), monkeypatch)
+    found = [m for m in messages if TARGET_FOUND in m]
+    assert len(found) == 1 and "non-members" in found[0]  # other members drawn, the same non-members

@@ -10,8 +10,12 @@ Two kinds of entry (see `npz_store`), never Paddle or scikit-learn objects:
   records (`LoadedDataset.digest`), the training arguments, the seed that draws the shadow
   model's initial weights and its data order (the job's), and the queries;
 - the fitted attack classifier (`AttackClassifier`'s arrays), under a key digesting the features'
-  key, the classifier's arguments and the seed it is fitted with (the job's).
-A new seed thus misses both, while the target model's outputs stay in the output cache. A shadow
+  key, the classifier's arguments and the seed it is fitted with (the job's);
+- the target model's features on the records of the evaluation set (LABEL-ONLY's augmented
+  queries cost one pass per copy), under a key digesting the target model (`storage.model_digest`),
+  the dataset's records, which of them, the queries and the batch size.
+A new seed thus misses the shadow's and the classifier's entries (and the target's, where it
+draws other records), while the target model's outputs stay in the output cache. A shadow
 dataset that was not read into memory has no digest, and nothing of such an attack is kept. An
 entry that does not fit its key (other record counts, arrays missing or of other shapes) counts
 as absent.
@@ -23,6 +27,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +63,16 @@ class ShadowAttackCache(WorkerCache):
     def store_features(self, key: str, shadow_in: np.ndarray, shadow_out: np.ndarray) -> None:
         """Keeps the entry; a failure to write is logged, not raised."""
         self._store.store(key, members=shadow_in, non_members=shadow_out)
+
+    def load_rows(self, key: str, rows: int, width: int) -> np.ndarray | None:
+        """The (rows, width) features stored under `key`, or None when there is no usable entry."""
+        entry = self._store.load(key)
+        features = None if entry is None else entry.get("features")
+        return features if features is not None and features.shape == (rows, width) else None
+
+    def store_rows(self, key: str, features: np.ndarray) -> None:
+        """Keeps the entry; a failure to write is logged, not raised."""
+        self._store.store(key, features=features)
 
     def load_classifier(self, key: str, width: int) -> AttackClassifier | None:
         """The classifier of `width` features stored under `key`, or None when there is no usable entry."""
@@ -142,6 +157,17 @@ class ShadowAttackStore:
                       "lr": args.classifier_lr, "batch_size": args.batch_size, "seed": seed}
         return AttackEntries(self.cache, features_key, _digest(classifier), len(setup.shadow_members),
                              len(setup.shadow_non_members), queries.width)
+
+    @staticmethod
+    def target_key(model: Any, dataset: Any, rows: np.ndarray, queries: Queries, batch_size: int) -> str | None:
+        """The key of the features `queries` gives of the stored `model` on records `rows` of `dataset`
+        in batches of `batch_size`; None when the model or the dataset has no digest."""
+        model_digest, dataset_digest = getattr(model, "digest", None), getattr(dataset, "digest", None)
+        if model_digest is None or dataset_digest is None:
+            return None
+        rows_digest = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()
+        return _digest({"format": FORMAT, "model": model_digest, "dataset": dataset_digest, "rows": rows_digest,
+                        "queries": queries.description, "batch_size": batch_size})
 
 
 def _digest(fields: dict[str, object]) -> str:

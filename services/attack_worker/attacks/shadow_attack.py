@@ -101,11 +101,8 @@ def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, queries: Queries, 
         member_rows, non_member_rows = (
             balanced_indices(len(member_labels), len(non_member_labels), rt.seed) if evaluated_only
             else (np.arange(len(member_labels)), np.arange(len(non_member_labels))))
-        target_in = queries.features(setup.target, _records(rt, setup.target_members, member_rows, "members"),
-                                     "target_datasets.members")
-        target_out = queries.features(setup.target,
-                                      _records(rt, setup.target_non_members, non_member_rows, "non-members"),
-                                      "target_datasets.non_members")
+        target_in = _target_features(rt, setup, queries, cache, member_rows, "members", args.batch_size)
+        target_out = _target_features(rt, setup, queries, cache, non_member_rows, "non_members", args.batch_size)
 
     with rt.stage(results_pb2.STAGE_FIT_ATTACK):
         if classifier is None:
@@ -146,11 +143,22 @@ def convergence_warnings(classifier: AttackClassifier, args: ShadowAttackArgs) -
     return ()
 
 
-def _records(rt: Runtime, dataset: Any, rows: np.ndarray, side: str) -> Any:
-    """Records `rows` of `dataset`: the dataset itself when they are all of it."""
-    if len(rows) == len(dataset):
-        return dataset
-    return rt.records([dataset], rows, f"the target's {side} in the evaluation set")
+def _target_features(rt: Runtime, setup: Setup, queries: Queries, cache: ShadowAttackStore | None, rows: np.ndarray,
+                     side: str, batch_size: int) -> np.ndarray:
+    """The target model's features on records `rows` of its `side` ("members" or "non_members"),
+    from the cache when it holds them."""
+    dataset = setup.target_members if side == "members" else setup.target_non_members
+    key = cache.target_key(setup.target, dataset, rows, queries, batch_size) if cache is not None else None
+    found = cache.cache.load_rows(key, len(rows), queries.width) if cache is not None and key else None
+    if found is not None:
+        rt.progress(1.0, f"the target model's features on its {side.replace('_', '-')} {FOUND}")
+        return found
+    records = dataset if len(rows) == len(dataset) else rt.records(
+        [dataset], rows, f"the target's {side.replace('_', '-')} in the evaluation set")
+    features = queries.features(setup.target, records, f"target_datasets.{side}")
+    if cache is not None and key:
+        cache.cache.store_rows(key, features)
+    return features
 
 
 def _spread(values: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
