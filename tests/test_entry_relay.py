@@ -199,13 +199,13 @@ def test_an_entry_gone_or_changed_before_it_is_streamed_reruns_the_shadow_part(t
 
 
 class RecordingWorker:
-    """A worker's PutEntries, storing into a real shadow cache; the calls it had."""
+    """A worker's PutEntries (`put`), storing into a real shadow cache; the calls it had."""
 
     def __init__(self, folder: Path):
         self.settings = WorkerSettings(str(folder), cache_dir=str(folder))
         self.calls: list[list[attack_worker_pb2.PutEntriesRequest]] = []
 
-    def PutEntries(self, requests, timeout):
+    def put(self, requests):
         self.calls.append(list(requests))
         return entry_exchange.put_entries(iter(self.calls[-1]), self.settings)
 
@@ -231,18 +231,18 @@ def test_the_relay_keeps_streamed_entries_uploads_what_a_worker_lacks_once_and_f
         kept = relay.path(TASK, output.cache_key)
         assert kept.read_bytes() == (tmp_path / "a" / "shadows" / f"{output.cache_key}.npz").read_bytes()
     part = attack_worker_pb2.ScorePart(shadows=outputs)
-    assert relay.upload(TASK, part, "a:1", None, 10) == 0, "the worker that streamed them holds them"
+    assert relay.upload(TASK, part, "a:1", None) == 0, "the worker that streamed them holds them"
 
     other = RecordingWorker(tmp_path / "b")
-    sent = relay.upload(TASK, part, "b:1", other, 10)
+    sent = relay.upload(TASK, part, "b:1", other.put)
     assert sent == sum(o.entry.size_bytes for o in outputs)
     for output in outputs:
         assert (tmp_path / "b" / "shadows" / f"{output.cache_key}.npz").read_bytes() == \
             relay.path(TASK, output.cache_key).read_bytes()
     assert max(r.ByteSize() for r in other.calls[0]) < CHUNK_BYTES + 200
-    assert relay.upload(TASK, part, "b:1", other, 10) == 0 and len(other.calls) == 1, "uploaded once"
+    assert relay.upload(TASK, part, "b:1", other.put) == 0 and len(other.calls) == 1, "uploaded once"
     relay.lost_by(TASK, "b:1")  # its score job missed some: they go again
-    assert relay.upload(TASK, part, "b:1", other, 10) == sent
+    assert relay.upload(TASK, part, "b:1", other.put) == sent
 
     relay.keep_tasks({TASK})
     assert relay.path(TASK, outputs[0].cache_key).exists()
@@ -259,17 +259,16 @@ def test_a_damaged_copy_in_the_relay_is_dropped_and_the_entries_sent_before_it_s
     damaged.write_bytes(bytes(data))
     worker = RecordingWorker(tmp_path / "b")
 
-    def put_entries(requests, timeout):
+    def put_entries(requests):
         try:
-            return RecordingWorker.PutEntries(worker, requests, timeout)
+            return worker.put(requests)
         except InvalidArgument as refused:  # as gRPC would carry it
             raise FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT) from refused
 
-    worker.PutEntries = put_entries
-    relay.upload(TASK, attack_worker_pb2.ScorePart(shadows=outputs), "b:1", worker, 10)
+    relay.upload(TASK, attack_worker_pb2.ScorePart(shadows=outputs), "b:1", put_entries)
     assert not damaged.exists()
     assert sorted(p.name for p in (tmp_path / "b" / "shadows").iterdir()) == [f"{outputs[0].cache_key}.npz"]
-    assert relay.upload(TASK, attack_worker_pb2.ScorePart(shadows=outputs), "b:1", worker, 10) == \
+    assert relay.upload(TASK, attack_worker_pb2.ScorePart(shadows=outputs), "b:1", put_entries) == \
         outputs[2].entry.size_bytes, "only the one never sent is left to upload"
 
 

@@ -897,6 +897,38 @@ def test_a_streamed_entry_that_is_not_as_described_runs_its_shadow_part_again(cl
     assert len(worker.requests) == 6 + 1 + 1, "one shadow part twice, then the score job"
 
 
+@dataclass
+class StuckUploads(RelayingWorker):
+    """A RelayingWorker whose PutEntries holds the call until its caller cancels it."""
+
+    uploading: threading.Event = field(default_factory=threading.Event)
+    upload_cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def PutEntries(self, requests, context):
+        self.uploading.set()
+        deadline = time.monotonic() + 20
+        while context.is_active() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not context.is_active():
+            self.upload_cancelled.set()
+        return attack_worker_pb2.PutEntriesResponse()
+
+
+def test_cancelling_an_audit_cancels_the_upload_of_its_score_jobs_entries(cluster, tmp_path):
+    workers = [StuckUploads(), StuckUploads()]
+    client, _ = cluster(*workers, state_dir=tmp_path)
+    thread, events = submit_in_background(client, LIRA_TASK)
+    wait_until(lambda: any(w.uploading.is_set() for w in workers))
+    stub = cluster.clusters[0].stub()
+    status = stub.CancelAudit(orchestrator_pb2.CancelAuditRequest(task_id=events[0].task_id)).audit
+    assert status.state == orchestrator_pb2.AUDIT_STATE_CANCELLED
+    wait_until(lambda: any(w.upload_cancelled.is_set() for w in workers), timeout=5)
+    thread.join(10)
+    assert events[-1].done.cancelled
+    assert not any(w.requests[-1].WhichOneof("part") == "score" for w in workers), "no score job after it"
+    wait_until(lambda: not [path for path in (tmp_path / "entries").rglob("*") if path.is_file()])
+
+
 def test_an_orchestrator_on_a_schema_0_state_folder_finishes_what_it_left(cluster, tmp_path):
     """A state folder of the orchestrator before status columns (see test_store): its two unfinished
     audits run their missing jobs only, and its finished ones answer as they did."""

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import TokenAuth
 from services.common.channels import MAX_MESSAGE_BYTES
-from services.common.errors import Failure, InvalidArgument, ServiceBug
+from services.common.errors import INFRASTRUCTURE, Failure, InvalidArgument, ServiceBug
 from services.common.logs import Throttle
 from services.common.tls import ServerTLS
 
@@ -109,10 +109,22 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str, logged: FailureInterce
             raise InvalidArgument.at("", f"the request is not a valid message for {method}: "
                                          f"{type(request.error).__name__}: {request.error}")
 
+    def streamed(requests: Iterator[Any]) -> Iterator[Any]:
+        """A stream's messages, each checked as the handler reads it. A stream that gRPC cut (a
+        message past the size limit, the caller gone) ends the call without a traceback: gRPC
+        has given the caller its status already."""
+        try:
+            for message in requests:
+                check(message)
+                yield message
+        except grpc.RpcError:
+            raise Failure("the request stream was cut by gRPC, which told the caller why",
+                          code=grpc.StatusCode.CANCELLED, fault=INFRASTRUCTURE, retryable=True) from None
+
     def checked(request: Any) -> Any:
-        """A unary request, checked; a stream of them, each checked as the handler reads it."""
+        """A unary request, checked; a stream of them, checked as they come."""
         if handler.request_streaming:
-            return (message for message in request if check(message) is None)
+            return streamed(request)
         check(request)
         return request
 

@@ -20,12 +20,12 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 
-from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
+from privaudit.v1 import attack_worker_pb2
 from services.common.entry_transfer import (
     EntryAssembly,
     Fingerprint,
@@ -39,6 +39,8 @@ from services.common.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
+# A PutEntries call to one worker: the stream of requests in, its answer out.
+PutEntries = Callable[[Iterator[attack_worker_pb2.PutEntriesRequest]], attack_worker_pb2.PutEntriesResponse]
 DEFAULT_MAX_BYTES = 64 * 2**30  # some 200 audits of 64 CIFAR-10 LiRA shadow models with augmentations (4.8 MB each)
 
 
@@ -72,12 +74,12 @@ class EntryRelay:
                 if task == task_id:
                     holders.discard(worker)
 
-    def upload(self, task_id: str, part: attack_worker_pb2.ScorePart, worker: str,
-               stub: attack_worker_pb2_grpc.AttackWorkerServiceStub, timeout: float) -> int:
+    def upload(self, task_id: str, part: attack_worker_pb2.ScorePart, worker: str, put: PutEntries) -> int:
         """Sends `worker` the entries of the score part's references that this orchestrator holds
-        and the worker is not known to hold, in one PutEntries call; the bytes sent. An entry
-        whose copy here is damaged is removed and not sent (the score job will miss it, and it is
-        trained again). grpc.RpcError when the call fails."""
+        and the worker is not known to hold, in one PutEntries call (`put`, given the stream of
+        requests); the bytes sent. An entry whose copy here is damaged is removed and not sent
+        (the score job will miss it, and it is trained again). What `put` raises when the call
+        fails otherwise (grpc.RpcError)."""
         with self._lock:
             wanted = [(o.cache_key, Fingerprint(o.entry.size_bytes, o.entry.sha256)) for o in part.shadows
                       if o.HasField("entry") and is_key(o.cache_key)
@@ -108,7 +110,7 @@ class EntryRelay:
                     return  # the worker refuses the entry it was receiving; those before it are stored
 
         try:
-            stored = stub.PutEntries(chunks(), timeout=timeout).cache_key
+            stored = put(chunks()).cache_key
         except grpc.RpcError as error:
             if not damaged or error.code() != grpc.StatusCode.INVALID_ARGUMENT:
                 raise

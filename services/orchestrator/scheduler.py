@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -254,12 +254,11 @@ class Scheduler:
         started = time.monotonic()
         deadline = self.settings.attempt_deadline(worker)
         log.info("job start %s worker=%s attempt=%d deadline=%.0fs", job.label, worker.address, job.attempts, deadline)
+        attempt = Attempt(job, worker)
         try:
-            self._upload_entries(job, worker, deadline)
-        except grpc.RpcError as error:
-            failure = self._rpc_failure(error, worker, deadline)
-            self.pool.release(worker, failure.message if failure.fault == INFRASTRUCTURE else None)
-            self._retry_or_fail(job, worker, failure)
+            self._upload_entries(attempt, deadline)
+        except (grpc.RpcError, grpc.FutureCancelledError) as error:
+            self._upload_failed(attempt, error, deadline)
             return
         request = job.request()
         receiving = None
@@ -267,7 +266,6 @@ class Scheduler:
             request.shadow.stream_entry = True
             receiving = self.entries.receiving(job.task_id, worker.address)
         call = worker.stub.RunAttack(request, timeout=deadline)
-        attempt = Attempt(job, worker)
         with self._changed:
             self._running[call] = attempt
             if job.task_id in self._cancelled or self._stopping:
@@ -322,13 +320,42 @@ class Scheduler:
             return
         self._retry_or_fail(job, worker, failure)
 
-    def _upload_entries(self, job: Job, worker: Worker, deadline: float) -> None:
-        """Before a score job: uploads the relayed entries it refers to that `worker` lacks."""
+    def _upload_entries(self, attempt: Attempt, deadline: float) -> None:
+        """Before a score job: uploads the relayed entries it refers to that its worker lacks, in
+        a call that a cancellation or a lost worker cancels as it does the job's."""
+        job, worker = attempt.job, attempt.worker
         if self.entries is None or not isinstance(job.part, attack_worker_pb2.ScorePart):
             return
-        sent = self.entries.upload(job.task_id, job.part, worker.address, worker.stub, deadline)
+
+        def put(chunks: Iterator[attack_worker_pb2.PutEntriesRequest]) -> attack_worker_pb2.PutEntriesResponse:
+            call = worker.stub.PutEntries.future(chunks, timeout=deadline)
+            with self._changed:
+                self._running[call] = attempt
+                if job.task_id in self._cancelled or self._stopping:
+                    call.cancel()
+            try:
+                return call.result()
+            finally:
+                with self._changed:
+                    del self._running[call]
+
+        sent = self.entries.upload(job.task_id, job.part, worker.address, put)
         if sent:
             log.info("job entries %s worker=%s: %d bytes of shadow entries uploaded", job.label, worker.address, sent)
+
+    def _upload_failed(self, attempt: Attempt, error: Exception, deadline: float) -> None:
+        """A score job's upload ended without storing its entries: retried as the job would be."""
+        job, worker = attempt.job, attempt.worker
+        failure = attempt.abandoned or (self._rpc_failure(error, worker, deadline) if isinstance(error, grpc.RpcError)
+                                        else Unavailable(f"the upload of shadow entries to worker {worker.address} "
+                                                         "was cancelled"))
+        with self._changed:
+            cancelled = job.task_id in self._cancelled or self._stopping
+        self.pool.release(worker, failure.message if failure.fault == INFRASTRUCTURE and not cancelled else None)
+        if cancelled:
+            log.info("job stopped %s: cancelled while uploading shadow entries", job.label)
+            return
+        self._retry_or_fail(job, worker, failure)
 
     def _rpc_failure(self, error: grpc.RpcError, worker: Worker, deadline: float) -> Failure:
         """What a RunAttack call that raised means. Past its deadline, the worker was silent for
