@@ -20,7 +20,6 @@ from google.protobuf import json_format
 from client.api import FORMATS, AuditClient, AuditError, AuditOutcome
 from client.local_cluster import ClusterError, LocalCluster
 from client.progress import LiveProgress, ProgressPrinter, risk_word
-from client.scores_export import SUFFIXES, write_scores
 from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
 from services.attack_worker.settings import JobLimits
 from services.common import task_spec
@@ -141,6 +140,8 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
 
 
 def _scores_path(value: str) -> Path:
+    from client.scores_export import SUFFIXES  # numpy: imported only when scores are asked for
+
     path = Path(value)
     if path.suffix not in SUFFIXES:
         raise argparse.ArgumentTypeError(f"{value!r}: the file name must end in {' or '.join(SUFFIXES)}")
@@ -208,7 +209,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers: must be at least 1")
     _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
-    with LocalCluster(workers=args.workers, storage_root=args.storage_root, **limits) as cluster:
+    # Submitted as soon as the orchestrator can queue the audit: the workers join as they serve.
+    with LocalCluster(workers=args.workers, storage_root=args.storage_root, wait_for_workers=False,
+                      **limits) as cluster:
         with AuditClient(cluster.address) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
         return _deliver(outcome, args)  # before the cluster stops: its stopping takes seconds
@@ -317,6 +320,8 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         sys.stdout.write(outcome.report)
         sys.stdout.flush()
     if args.scores:
+        from client.scores_export import write_scores
+
         rows = write_scores(args.scores, outcome.results)
         _say(args, f"{rows} record scores written to {args.scores}")
     if outcome.done.cancelled:

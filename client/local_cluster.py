@@ -3,7 +3,13 @@
 `privaudit run` without `--orchestrator` starts one for the length of one audit:
 the reporter, N attack workers and the orchestrator, each a
 `python -m services.<name>` process bound to an ephemeral port on 127.0.0.1,
-all ended when the client stops or dies. `privaudit cluster up` starts one that
+all ended when the client stops or dies. They start at once: a worker binds (and
+writes its address) at once and serves once its job launcher has imported Paddle,
+and the orchestrator starts as soon as the others are bound. With
+`wait_for_workers=False` (what `privaudit run` uses) `start` returns once the
+orchestrator can queue an audit, and the workers join its pool as they serve; a
+service that exits before it serves stops the cluster, and leaving the `with`
+block raises its ClusterError. `privaudit cluster up` starts one that
 outlives the command (`detached`), keeps its state, logs and `cluster.json`
 in a state folder, and `privaudit cluster down` ends it. The workers share one
 cache folder in the state folder (`cache`), so a task's attacks share the target's
@@ -26,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +42,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import privaudit
 import services
+from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, reporter_pb2
 from services.common.channels import open_channel
 from services.common.config import SERVER_SECURITY_ENV
 
 _PR_SET_PDEATHSIG = 1
 CLUSTER_FILE = "cluster.json"
+# The gRPC service each kind of process serves, whose health says it takes calls.
+SERVICE_NAMES = {module: pb2.DESCRIPTOR.services_by_name[name].full_name for module, pb2, name in (
+    ("services.reporter", reporter_pb2, "ReporterService"),
+    ("services.attack_worker", attack_worker_pb2, "AttackWorkerService"),
+    ("services.orchestrator", orchestrator_pb2, "OrchestratorService"))}
+# How often a starting service's health is asked while waiting for it to serve.
+_SERVING_POLL_S = 0.05
 
 
 class ClusterError(RuntimeError):
@@ -52,8 +67,13 @@ class ServiceProcess:
     command: list[str]
     ready_file: Path
     log_file: Path
+    service_name: str = ""  # the gRPC service whose health says it serves
     process: subprocess.Popen | None = None
     address: str = ""
+    # time.monotonic() when it was spawned, bound (its address known) and serving (0: not yet)
+    spawned_at: float = 0.0
+    bound_at: float = 0.0
+    serving_at: float = 0.0
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -96,9 +116,14 @@ class LocalCluster:
     job_timeout_s: float | None = None  # each worker's --job-timeout-s (None: the worker's default)
     job_memory_mb: int | None = None  # each worker's --job-memory-mb (None: the worker's default)
     worker_flags: list[str] = field(default_factory=list)  # further flags for every worker
+    # False: `start` returns once the orchestrator serves, the workers join as they serve (not detached)
+    wait_for_workers: bool = True
     processes: list[ServiceProcess] = field(default_factory=list)
     address: str = ""
     _temporary: bool = False
+    _failure: ClusterError | None = None  # why a service that was starting ended (wait_for_workers=False)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -111,11 +136,15 @@ class LocalCluster:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+        if self._failure is not None:
+            raise self._failure
 
     def start(self) -> None:
         if self.state_dir is None:
             self.state_dir, self._temporary = Path(tempfile.mkdtemp(prefix="privaudit-cluster-")), True
         self.state_dir = self.state_dir.resolve()
+        self._stopping.clear()
+        self._failure = None
         for folder in ("run", "logs", "orchestrator", "cache"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
         try:
@@ -125,14 +154,19 @@ class LocalCluster:
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
                                    "--threads", threads, "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
-            self._wait_bound([reporter, *workers])
+            self._wait_bound([reporter, *workers])  # files only: this process forks the orchestrator next
             orchestrator = self._spawn(
                 "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
                 "--reporter", reporter.address, "--state-dir", str(self.state_dir / "orchestrator"))
             self._wait_bound([orchestrator])
-            for service in self.processes:
-                self._wait_serving(service)
+            self._wait_serving([orchestrator])
             self.address = orchestrator.address
+            if self.wait_for_workers or self.detached:
+                self._wait_serving([reporter, *workers])
+            else:
+                self._watcher = threading.Thread(target=self._watch_start, args=([reporter, *workers],),
+                                                 name="cluster-start", daemon=True)
+                self._watcher.start()
             self._write_record()
         except BaseException:
             self.stop()
@@ -150,12 +184,16 @@ class LocalCluster:
         service.ready_file.unlink(missing_ok=True)
         self._launch(service)
         self._wait_bound([service])
-        self._wait_serving(service)
+        self._wait_serving([service])
         self._write_record()
         return service
 
     def stop(self, grace: float = 10.0) -> None:
         """Stops the orchestrator first (so no new work starts), then the rest."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         running = [p.process for p in reversed(self.processes) if p.process and p.process.poll() is None]
         _terminate(running, grace)
         self.processes.clear()
@@ -209,7 +247,8 @@ class LocalCluster:
         ready_file.unlink(missing_ok=True)
         command = [sys.executable, "-m", module, "--listen", "127.0.0.1:0", "--ready-file", str(ready_file),
                    "--log-level", self.log_level, *args]
-        service = ServiceProcess(name, command, ready_file, self.state_dir / "logs" / f"{name}.log")
+        service = ServiceProcess(name, command, ready_file, self.state_dir / "logs" / f"{name}.log",
+                                 SERVICE_NAMES[module])
         self._launch(service)
         self.processes.append(service)
         return service
@@ -222,6 +261,7 @@ class LocalCluster:
                 start_new_session=self.detached,
                 preexec_fn=None if self.detached else _exit_with_parent,
             )
+        service.spawned_at, service.bound_at, service.serving_at = time.monotonic(), 0.0, 0.0
 
     def _wait_bound(self, starting: list[ServiceProcess]) -> None:
         """Waits for each service's ready file (polling files only: no gRPC threads may exist in
@@ -236,19 +276,49 @@ class LocalCluster:
                 if time.monotonic() > deadline:
                     raise ClusterError(f"{service.name} did not start within {self.start_timeout:.0f}s:\n"
                                        f"{service.log_tail()}")
-                time.sleep(0.05)
+                time.sleep(0.01)
             service.address = service.ready_file.read_text().strip()
+            service.bound_at = time.monotonic()
 
-    def _wait_serving(self, service: ServiceProcess) -> None:
+    def _wait_serving(self, starting: list[ServiceProcess]) -> None:
+        """Waits until each service's own health (a worker's: once its job launcher forks jobs)
+        says SERVING; ClusterError when one exits first or takes longer than `start_timeout`."""
+        deadline = time.monotonic() + self.start_timeout
+        waiting = list(starting)
+        while waiting:
+            for service in list(waiting):
+                if self._serving(service):
+                    service.serving_at = time.monotonic()
+                    waiting.remove(service)
+                elif service.process is not None and service.process.poll() is not None:
+                    raise ClusterError(f"{service.name} exited with status {service.process.returncode} "
+                                       f"while starting:\n{service.log_tail()}")
+                elif time.monotonic() > deadline:
+                    raise ClusterError(f"{service.name} at {service.address} did not serve within "
+                                       f"{self.start_timeout:.0f}s:\n{service.log_tail()}")
+            if waiting and self._stopping.wait(_SERVING_POLL_S):
+                return
+
+    @staticmethod
+    def _serving(service: ServiceProcess) -> bool:
         with open_channel(service.address) as channel:
             try:
                 response = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=self.start_timeout, wait_for_ready=True)
-            except grpc.RpcError as error:
-                raise ClusterError(f"{service.name} at {service.address} is not healthy: {error.details()}\n"
-                                   f"{service.log_tail()}") from None
-        if response.status != health_pb2.HealthCheckResponse.SERVING:
-            raise ClusterError(f"{service.name} at {service.address} reports {response.status}")
+                    health_pb2.HealthCheckRequest(service=service.service_name), timeout=1.0)
+            except grpc.RpcError:
+                return False
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def _watch_start(self, starting: list[ServiceProcess]) -> None:
+        """`_wait_serving` in the background: a service that fails to start stops the orchestrator,
+        so that the audit's stream ends, and its error is raised on leaving the `with` block."""
+        try:
+            self._wait_serving(starting)
+        except ClusterError as error:
+            self._failure = error
+            orchestrator = self.service("orchestrator").process
+            if orchestrator is not None and orchestrator.poll() is None:
+                orchestrator.send_signal(signal.SIGTERM)
 
     def _write_record(self) -> None:
         assert self.state_dir is not None

@@ -153,3 +153,30 @@ def test_a_task_file_the_schema_refuses_exits_2_saying_why_without_a_traceback(t
     assert completed.returncode == 2, completed.stderr[-2000:]
     assert "privaudit: invalid task:" in completed.stderr and message in completed.stderr, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
+
+
+def test_run_submits_before_the_workers_serve_and_a_worker_that_cannot_start_ends_it_saying_why(tmp_path):
+    """Issue 17: `privaudit run` starts every service at once and submits as soon as the orchestrator
+    can queue; the workers join as they serve. One that exits before it serves (here: a GPU that no
+    Paddle here can use) must not leave the audit waiting: the run fails naming it and its log."""
+    from client import AuditClient, LocalCluster
+    from client.local_cluster import ClusterError
+
+    task = ("- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args:\n    test_datasets: "
+            "[./example/datasets/digits_target_members, ./example/datasets/digits_target_non_members]\n"
+            "    target_model: ./example/models/digits_mlp\n")
+    with LocalCluster(workers=2, storage_root=REPO, wait_for_workers=False) as cluster, \
+            AuditClient(cluster.address) as auditor:
+        submitted = cluster.service("orchestrator").serving_at
+        workers = [p for p in cluster.processes if p.name.startswith("worker-")]
+        outcome = auditor.run(task)
+    assert [r.attack_name for r in outcome.results] == ["BASELINE"] and outcome.report
+    assert any(w.serving_at > submitted for w in workers), "the workers served after the audit was submitted"
+
+    failing = LocalCluster(workers=1, storage_root=REPO, wait_for_workers=False, state_dir=tmp_path / "state",
+                           worker_flags=["--device", "gpu:99"])
+    with pytest.raises(ClusterError) as failed, failing as cluster, AuditClient(cluster.address) as auditor:
+        auditor.run(task)
+    assert "worker-0 exited with status 1 while starting" in str(failed.value)
+    assert "--device / PRIVAUDIT_DEVICE: gpu:99 asked for, but" in str(failed.value)
+    assert not processes_of(tmp_path / "state")

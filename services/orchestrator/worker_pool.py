@@ -15,6 +15,11 @@ timeout) `lost_after` probes in a row while running jobs is reported lost
 (`on_lost`), so that its jobs can be moved even when its link is cut silently.
 A worker that cannot be reached because it speaks TLS and the orchestrator
 plaintext (or the reverse) is logged once, saying so.
+
+A worker that answers NOT_SERVING before it has ever served (it is starting: its job launcher
+imports Paddle) is probed every `join_seconds` rather than every `refresh_seconds`, so that it
+takes jobs as soon as it can: a local cluster starts its orchestrator while its workers start,
+and an audit submitted meanwhile waits in the queue for them, none of them lost.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +59,13 @@ class Worker:
     unanswered_because: str = ""  # why the last of those failed, as gRPC said
     protocol_mismatch: str = ""  # why it cannot be reached when it speaks TLS and we plaintext, or the reverse
     job_timeout_s: float = 0.0  # its job time limit, as GetCapacity advertises it (0: not advertised)
+    served: bool = False  # it has been healthy since it was added
+    starting: bool = False  # it answers NOT_SERVING and has not served yet
+
+    @property
+    def joining(self) -> bool:
+        """Starting: probed every `join_seconds` until it serves."""
+        return self.starting and not self.served
 
     @property
     def free(self) -> bool:
@@ -75,6 +88,7 @@ class WorkerPool:
     static: list[str]
     dns_name: str | None = None
     refresh_seconds: float = 2.0
+    join_seconds: float = 0.1  # how often a starting worker is probed (see the module's docstring)
     probe_timeout: float = 2.0
     lost_after: int = 3
     security: ChannelSecurity = PLAINTEXT  # TLS and token for the calls to the workers
@@ -142,11 +156,31 @@ class WorkerPool:
                     f"{w.in_flight}/{w.slots}{' gpu' if w.gpu else ''}" for w in self.workers.values()]
 
     def _refresh_loop(self) -> None:
-        while not self._stop.wait(self.refresh_seconds):
+        due = time.monotonic() + self.refresh_seconds
+        while not self._stop.wait(self._pause(due)):
             try:
-                self.refresh()
+                if time.monotonic() >= due:
+                    due = time.monotonic() + self.refresh_seconds
+                    self.refresh()
+                else:
+                    self._probe_joining()
             except Exception:  # the loop must outlive any one bad probe
                 log.exception("refreshing the worker pool failed")
+
+    def _pause(self, due: float) -> float:
+        """Seconds until the next full refresh (`due`), or until the next probe of starting workers."""
+        left = max(0.0, due - time.monotonic())
+        with self._lock:
+            joining = any(w.joining for w in self.workers.values())
+        return min(left, self.join_seconds) if joining else left
+
+    def _probe_joining(self) -> None:
+        with self._lock:
+            joining = [w for w in self.workers.values() if w.joining]
+        for worker in joining:
+            self._probe(worker)
+        if any(w.healthy for w in joining):
+            self.on_change()
 
     def _probe(self, worker: Worker) -> None:
         try:
@@ -167,7 +201,7 @@ class WorkerPool:
             if not worker.healthy:
                 log.info("worker %s is healthy: %d slot(s)%s", worker.address, capacity.slots,
                          f", {capacity.device}" if capacity.device else "")
-            worker.healthy, worker.problem = True, ""
+            worker.healthy, worker.problem, worker.served, worker.starting = True, "", True, False
             worker.unanswered_probes, worker.unanswered_because, worker.protocol_mismatch = 0, "", ""
             worker.slots, worker.gpu = max(1, capacity.slots), capacity.gpu
             worker.job_timeout_s = capacity.job_timeout_s
@@ -175,8 +209,12 @@ class WorkerPool:
     def _not_serving(self, worker: Worker, problem: str) -> None:
         """The worker answered, but takes no jobs now: none go to it, and it is not lost."""
         with self._lock:
+            worker.starting = not worker.served
             if problem != worker.problem:
-                log.warning("worker %s answers but takes no new jobs: %s", worker.address, problem)
+                if worker.starting:
+                    log.info("worker %s is starting (%s): it joins once it serves", worker.address, problem)
+                else:
+                    log.warning("worker %s answers but takes no new jobs: %s", worker.address, problem)
             worker.healthy, worker.problem = False, problem
             worker.unanswered_probes, worker.unanswered_because, worker.protocol_mismatch = 0, "", ""
 
