@@ -7,9 +7,9 @@ When the classifier's training did not settle, the scores carry a warning saying
 An attack whose queries cost much (LABEL-ONLY: one per augmentation) queries and scores only the
 target's records that the balanced evaluation set keeps.
 
-Given the worker's `ShadowAttackStore`, the shadow model's features and the fitted classifier
-are taken from it when it has them (the progress says so) and kept there otherwise: a rerun
-that changes neither trains neither.
+Given the worker's `ShadowAttackStore`, the shadow model's features, the fitted classifier and
+the target model's features are taken from it when it has them (the progress says so) and kept
+there otherwise: a rerun that changes none of them trains and queries nothing.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def attack(args: ShadowAttackArgs, rt: Runtime, setup: Setup, queries: Queries, 
     """Trains the shadow, fits the attack classifier on its features, and scores the target;
     with `evaluated_only`, only the target's records in the balanced evaluation set (drawn with
     the job's seed, as the metrics draw it), the others' scores NaN. With a `cache`, the shadow's
-    features and the classifier come from it when it holds them, and go there otherwise."""
+    features, the classifier and the target's features come from it when it holds them, and go
+    there otherwise."""
     entries = cache.entries(args, setup, queries, rt.seed) if cache is not None else None
     classifier = entries.classifier() if entries else None
     shadow = entries.features() if entries and classifier is None else None
