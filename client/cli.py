@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = commands.add_parser("cluster", help="a local cluster of service processes that outlives the command")
     actions = cluster.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start orchestrator, reporter and N workers; write STATE_DIR/cluster.json")
-    up.add_argument("--workers", type=int, default=2)
+    _add_pool_shape(up)
     up.add_argument("--state-dir", type=Path, required=True, help="folder for state, logs and cluster.json")
     up.add_argument("--storage-root", type=Path, default=Path.cwd(), help="models' and datasets' root (here)")
     _add_job_limits(up)
@@ -95,13 +95,34 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     _add_orchestrator(parser, required=False)
     parser.add_argument("--storage-root", type=Path, default=Path.cwd(),
                         help="folder the task's paths are relative to (local cluster only; default: here)")
-    parser.add_argument("--workers", type=int, default=2, help="attack workers of the local cluster (default 2)")
+    _add_pool_shape(parser)
     _add_job_limits(parser)
     parser.add_argument("--format", choices=sorted(FORMATS), default="text", help="report format (default text)")
     parser.add_argument("--output", type=Path, help="write the report to this file instead of standard output")
     parser.add_argument("--seed", type=int, help="seed for every random choice (default: fixed)")
     parser.add_argument("--quiet", action="store_true", help="print no progress")
     _add_outputs(parser)
+
+
+def _add_pool_shape(parser: argparse.ArgumentParser) -> None:
+    """How many workers the local cluster starts, and how many jobs each runs at once."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help="attack worker processes of the local cluster (default 1: each imports Paddle once, "
+                             "in its job launcher, so more workers cost memory and start-up time)")
+    parser.add_argument("--slots", type=int, default=None,
+                        help="jobs each worker runs at once, each its own process forked from the worker's launcher "
+                             "(default: the machine's cores divided among the workers); the cores are split among "
+                             "all the jobs")
+
+
+def pool_shape(args: argparse.Namespace) -> dict[str, int]:
+    """LocalCluster's `workers` and `slots` from --workers and --slots."""
+    if args.workers < 1:
+        raise UsageError("--workers: must be at least 1")
+    slots = args.slots if args.slots is not None else max(1, (os.cpu_count() or 1) // args.workers)
+    if slots < 1:
+        raise UsageError("--slots: must be at least 1")
+    return {"workers": args.workers, "slots": slots}
 
 
 def _add_job_limits(parser: argparse.ArgumentParser) -> None:
@@ -206,12 +227,11 @@ def run_command(args: argparse.Namespace) -> int:
         with _client(args) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
         return _deliver(outcome, args)
-    if args.workers < 1:
-        raise UsageError("--workers: must be at least 1")
-    _say(args, f"starting a local cluster: orchestrator, reporter, {args.workers} workers ...")
+    shape = pool_shape(args)
+    _say(args, f"starting a local cluster: orchestrator, reporter, {shape['workers']} worker(s) x "
+               f"{shape['slots']} job slot(s) ...")
     # Submitted as soon as the orchestrator can queue the audit: the workers join as they serve.
-    with LocalCluster(workers=args.workers, storage_root=args.storage_root, wait_for_workers=False,
-                      **limits) as cluster:
+    with LocalCluster(storage_root=args.storage_root, wait_for_workers=False, **shape, **limits) as cluster:
         with AuditClient(cluster.address) as auditor, _progress(args) as display:
             outcome = auditor.run(task_text, args.format, args.seed, on_event=display)
         return _deliver(outcome, args)  # before the cluster stops: its stopping takes seconds
@@ -278,9 +298,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def cluster_up_command(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise UsageError("--workers: must be at least 1")
-    cluster = LocalCluster(workers=args.workers, storage_root=args.storage_root, state_dir=args.state_dir,
+    cluster = LocalCluster(storage_root=args.storage_root, state_dir=args.state_dir, **pool_shape(args),
                            detached=True, **_job_limits(args))
     cluster.start()
     print(f"cluster up: orchestrator at {cluster.address}; {args.state_dir / 'cluster.json'} has every process")

@@ -108,6 +108,7 @@ class LocalCluster:
     """`with LocalCluster(workers=2) as cluster:` -> `cluster.address` is the orchestrator's."""
 
     workers: int = 2
+    slots: int = 1  # jobs each worker runs at once (its --slots); the cores are split among all of them
     storage_root: Path = field(default_factory=Path.cwd)
     state_dir: Path | None = None  # None: a temporary folder, removed on stop
     detached: bool = False  # True: processes outlive this one (`privaudit cluster up`)
@@ -126,8 +127,8 @@ class LocalCluster:
     _watcher: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("a local cluster needs at least one worker")
+        if self.workers < 1 or self.slots < 1:
+            raise ValueError("a local cluster needs at least one worker, with at least one slot")
         self.storage_root = Path(self.storage_root).resolve()
 
     def __enter__(self) -> LocalCluster:
@@ -149,10 +150,11 @@ class LocalCluster:
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
         try:
             reporter = self._spawn("reporter", "services.reporter")
-            # The workers split the machine's cores so they do not fight over them.
-            threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+            # The jobs split the machine's cores so they do not fight over them.
+            threads = str(max(1, (os.cpu_count() or 1) // (self.workers * self.slots)))
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
-                                   "--threads", threads, "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
+                                   "--threads", threads, "--slots", str(self.slots),
+                                   "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])  # files only: this process forks the orchestrator next
             orchestrator = self._spawn(

@@ -12,10 +12,17 @@ bench-results.json):
 3. memory: the peak resident set of the process running a LABEL-ONLY job, as the
    dataset grows and as the number of augmented queries grows (it must not grow
    with those);
-4. time per stage of each attack, as the workers report them.
+4. time per stage of each attack, as the workers report them;
+5. cold start (issue 17), against one Python process that imports Paddle and runs the
+   example's attacks in turn (the shape of the seed's own tool; `--single-process`): a cold
+   `python3 main.py` (local cluster) and that process, interleaved A B A B, wall time and the
+   peak of the summed PSS (/proc/PID/smaps_rollup) of every process of each; an unchanged
+   rerun and a new seed on a kept cluster (`privaudit cluster up`); the time from the last
+   attack's result to the printed report; and the start-up timeline of one cold run.
 
 `bench.py --profile` instead prints where the time of one in-process run of the
-example task goes (cProfile, by cumulative and by own time).
+example task goes (cProfile, by cumulative and by own time); `bench.py --cold` runs
+section 5 alone (and merges its keys into $BENCH_OUT).
 
 Every timed run is a new task (its own seed), so no run finds the shadow models
 of the one before in a worker's cache; outputs of the target model are shared
@@ -32,6 +39,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,13 +50,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
-from client import AuditClient, LocalCluster  # noqa: E402
+from client import AuditClient, LocalCluster, cli  # noqa: E402
 from privaudit.v1 import attack_worker_pb2, results_pb2  # noqa: E402
 from services.attack_worker.settings import WorkerSettings  # noqa: E402
 from services.common import task_spec  # noqa: E402
 
 EXAMPLE = REPO / "example" / "tasks" / "mem_inf.yaml"
 REPEATS = 3
+COLD_PAIRS = 3  # cold runs of each kind, interleaved
 MEMBERS = "./example/datasets/digits_target_members"
 NON_MEMBERS = "./example/datasets/digits_target_non_members"
 SHADOW = "[./example/datasets/digits_shadow_members, ./example/datasets/digits_shadow_non_members]"
@@ -221,6 +230,197 @@ def get_dataset():
     return f"./{folder.relative_to(REPO)}"
 
 
+# ---------------------------------------------------------------- cold start (issue 17)
+
+
+def single_process(task_path: Path) -> None:
+    """`--single-process TASK`: one Python process importing Paddle and running the task's attacks
+    in turn, caches in a fresh folder: what the seed's tool does (the report aside)."""
+    with tempfile.TemporaryDirectory(prefix="privaudit-bench-single-") as cache:
+        in_process_seconds(task_path.read_text(), WorkerSettings(str(REPO), cache_dir=cache))
+
+
+def _tree(root: int) -> list[int]:
+    return [root, *_descendants(root)]
+
+
+def _pss_mb(pid: int) -> float:
+    """A process's proportional set size: its own pages, and its share of those it shares."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    return int(next((line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")), 0)) / 1024
+
+
+class Watched:
+    """A command run to its end: wall time, the peak of its process tree's summed PSS (sampled
+    every 0.1 s), and when (seconds from its start) each line of its stderr and its first
+    output arrived."""
+
+    def __init__(self, command: list[str]):
+        self.lines: list[tuple[float, str]] = []
+        self.first_output = 0.0
+        self.peak_pss_mb = 0.0
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        done = threading.Event()
+
+        def read_err() -> None:
+            for line in iter(process.stderr.readline, b""):
+                self.lines.append((time.perf_counter() - started, line.decode(errors="replace").rstrip()))
+
+        def read_out() -> None:
+            chunk = process.stdout.read(1)
+            if chunk:
+                self.first_output = time.perf_counter() - started
+            process.stdout.read()
+
+        def sample() -> None:
+            while not done.wait(0.1):
+                self.peak_pss_mb = max(self.peak_pss_mb, sum(_pss_mb(pid) for pid in _tree(process.pid)))
+
+        threads = [threading.Thread(target=work, daemon=True) for work in (read_err, read_out, sample)]
+        for thread in threads:
+            thread.start()
+        process.wait()
+        self.seconds = time.perf_counter() - started
+        done.set()
+        for thread in threads:
+            thread.join()
+        if process.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(command)} exited {process.returncode}:\n"
+                             + "\n".join(line for _, line in self.lines[-20:]))
+
+    def result_to_report_s(self) -> float:
+        """From the last attack's result (its progress line) to the report's first byte on stdout."""
+        results = [at for at, line in self.lines if "] done:" in line or "] FAILED:" in line]
+        return self.first_output - results[-1]
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def cold_start(figures: dict[str, object], rows: Rows) -> None:
+    main_py = [sys.executable, str(REPO / "main.py"), str(EXAMPLE)]
+    single = [sys.executable, str(Path(__file__).resolve()), "--single-process", str(EXAMPLE)]
+    cluster_runs: list[Watched] = []
+    single_runs: list[Watched] = []
+    for _ in range(COLD_PAIRS):  # A B A B: the machine's load falls on both alike
+        cluster_runs.append(Watched(main_py))
+        single_runs.append(Watched(single))
+    wall = [r.seconds for r in cluster_runs], [r.seconds for r in single_runs]
+    pss = [r.peak_pss_mb for r in cluster_runs], [r.peak_pss_mb for r in single_runs]
+    to_report = [r.result_to_report_s() for r in cluster_runs]
+    cold_ratio = statistics.median(wall[0]) / statistics.median(wall[1])
+    pss_ratio = statistics.median(pss[0]) / statistics.median(pss[1])
+    figures.update(cold_main_py_s=statistics.median(wall[0]), cold_single_process_s=statistics.median(wall[1]),
+                   cold_main_py_runs_s=wall[0], cold_single_process_runs_s=wall[1], cold_ratio=cold_ratio,
+                   pss_main_py_mb=statistics.median(pss[0]), pss_single_process_mb=statistics.median(pss[1]),
+                   pss_ratio=pss_ratio, result_to_report_s=statistics.median(to_report),
+                   load_average=os.getloadavg()[0])
+    rows += [("cold main.py, local cluster (s, median (min-max))", _spread(wall[0])),
+             ("cold single process, same attacks (s)", _spread(wall[1])),
+             ("cold_ratio (target <= 1.15)", f"{cold_ratio:.3f}"),
+             ("peak summed PSS, main.py's processes (MB)", _spread(pss[0])),
+             ("peak PSS, single process (MB)", _spread(pss[1])),
+             ("pss_ratio (target <= 1.5)", f"{pss_ratio:.3f}"),
+             ("last attack result -> printed report (s, target <= 0.3)", _spread(to_report))]
+
+    with tempfile.TemporaryDirectory(prefix="privaudit-bench-kept-") as state:
+        cli = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main())"]
+        up = subprocess.run([*cli, "cluster", "up", "--state-dir", state, "--storage-root", str(REPO)], cwd=REPO,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
+        if up.returncode != 0:
+            raise SystemExit(f"bench: cluster up failed: {up.stderr}")
+        address = LocalCluster.read_record(Path(state))["orchestrator"]["address"]
+        try:
+            kept = [*main_py, "--orchestrator", address]
+            Watched(kept)  # fills the kept cluster's caches
+            unchanged = [Watched(kept).seconds for _ in range(COLD_PAIRS)]
+            new_seed = [Watched([*kept, "--seed", str(next(SEEDS) + 1000)]).seconds for _ in range(COLD_PAIRS)]
+        finally:
+            LocalCluster.stop_recorded(Path(state))
+    single_wall = statistics.median(wall[1])
+    figures.update(warm_rerun_s=statistics.median(unchanged),
+                   warm_rerun_ratio=statistics.median(unchanged) / single_wall,
+                   warm_new_seed_s=statistics.median(new_seed),
+                   warm_new_seed_ratio=statistics.median(new_seed) / single_wall)
+    rows += [("kept cluster, unchanged rerun (s)", _spread(unchanged)),
+             ("warm_rerun_ratio (target <= 0.25)", f"{figures['warm_rerun_ratio']:.3f}"),
+             ("kept cluster, new seed (s)", _spread(new_seed)),
+             ("warm_new_seed_ratio", f"{figures['warm_new_seed_ratio']:.3f}")]
+    figures["startup_timeline"] = startup_timeline()
+
+
+def _pythonpath() -> str:
+    return os.pathsep.join([str(REPO), str(REPO / "protos" / "gen" / "python"), os.environ.get("PYTHONPATH", "")])
+
+
+def startup_timeline() -> list[str]:
+    """One cold audit of the example as `privaudit run` makes it (a local cluster whose workers
+    join as they serve), each step's time from the start, printed and returned."""
+    marks: list[tuple[float, str]] = []
+    started = time.perf_counter()
+
+    def mark(what: str, at: float | None = None) -> None:
+        marks.append(((time.perf_counter() if at is None else at) - started, what))
+
+    def on_event(event) -> None:
+        kind = event.WhichOneof("kind")
+        if kind == "accepted":
+            mark("audit accepted (queued)")
+        elif kind == "progress" and event.progress.stage == results_pb2.STAGE_LOAD and not any(
+                "first job" in what for _, what in marks):
+            mark(f"first job running ({event.progress.message or 'loading'})")
+        elif kind == "attack_result":
+            result = event.attack_result
+            mark(f"{result.attack_name} result ({results_pb2.AttackStatus.Name(result.status)[14:].lower()})")
+        elif kind == "report_summary":
+            mark("report summary")
+
+    shape = cli.pool_shape(cli.build_parser().parse_args(["run", str(EXAMPLE)]))  # privaudit run's defaults
+    cluster = LocalCluster(storage_root=REPO, wait_for_workers=False, **shape)
+    offset = time.monotonic() - time.perf_counter()  # the cluster's times are monotonic
+    cluster.start()
+    mark("orchestrator serving: audit submitted")
+    peaks: dict[str, float] = {}
+    done = threading.Event()
+
+    def sample() -> None:  # each service's process tree (a worker's: its launcher and jobs too)
+        while not done.wait(0.1):
+            for service in list(cluster.processes):
+                if service.process is not None:
+                    pss = sum(_pss_mb(pid) for pid in _tree(service.process.pid))
+                    peaks[service.name] = max(peaks.get(service.name, 0.0), pss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        with AuditClient(cluster.address) as auditor:
+            auditor.run(EXAMPLE.read_text(), on_event=on_event)
+        mark("report received")
+        done.set()
+        sampler.join()
+        for service in cluster.processes:
+            mark(f"{service.name} spawned", service.spawned_at - offset)
+            mark(f"{service.name} bound", service.bound_at - offset)
+            if service.serving_at:
+                mark(f"{service.name} serving", service.serving_at - offset)
+    finally:
+        cluster.stop()
+        mark("cluster stopped")
+    lines = [f"{at:6.2f} s  {what}" for at, what in sorted(marks)]
+    lines += [f"peak PSS of {name}'s processes: {mb:.0f} MB" for name, mb in sorted(peaks.items())]
+    print(f"\n  start-up timeline of one cold audit (privaudit run's path: {shape['workers']} worker(s) x "
+          f"{shape['slots']} slots):")
+    for line in lines:
+        print(f"    {line}")
+    return lines
+
+
 class Rows(list):
     """The table's rows, each also printed as soon as it is measured."""
 
@@ -233,10 +433,18 @@ class Rows(list):
         self += [row]
 
 
-def main() -> None:
+def main(cold_only: bool = False) -> None:
+    out = Path(os.environ.get("BENCH_OUT", "bench-results.json"))
     figures: dict[str, object] = {"cores": os.cpu_count(), "repeats": REPEATS}
-    print(f"privaudit benchmark ({os.cpu_count()} cores, median of {REPEATS} after a warm-up)", flush=True)
+    print(f"privaudit benchmark ({os.cpu_count()} cores, median of {REPEATS} after a warm-up; load average "
+          f"{os.getloadavg()[0]:.1f}: a loaded machine slows the cluster's five processes more than one)", flush=True)
     rows = Rows()
+    cold_start(figures, rows)  # first: nothing of this process is warm that a cold run would not have
+    if cold_only:
+        kept = json.loads(out.read_text()) if out.exists() else {}
+        out.write_text(json.dumps({**kept, **figures}, indent=2, sort_keys=True) + "\n")
+        print(f"\nmerged into {out}")
+        return
 
     example = EXAMPLE.read_text()
     with tempfile.TemporaryDirectory(prefix="privaudit-bench-cache-") as cache:  # as a worker's own
@@ -276,7 +484,6 @@ def main() -> None:
     for attack, stages in figures["stage_seconds"].items():
         rows.append((f"stages of {attack} (s)", ", ".join(f"{s} {t:.2f}" for s, t in stages.items())))
 
-    out = Path(os.environ.get("BENCH_OUT", "bench-results.json"))
     out.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     print(f"\nwritten to {out}")
 
@@ -297,7 +504,14 @@ def profile(lines: int = 25) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="profile one in-process run of the example instead")
-    if parser.parse_args().profile:
+    parser.add_argument("--cold", action="store_true", help="measure the cold start alone (merged into $BENCH_OUT)")
+    parser.add_argument("--single-process", type=Path, metavar="TASK",
+                        help="run TASK's attacks in this one process, as the seed's tool does (what --cold "
+                             "compares with)")
+    options = parser.parse_args()
+    if options.profile:
         profile()
+    elif options.single_process:
+        single_process(options.single_process)
     else:
-        main()
+        main(cold_only=options.cold)
