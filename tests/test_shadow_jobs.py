@@ -24,12 +24,13 @@ from worker_fixtures import (
     AuditTree,
     baseline_request,
     records,
+    served_worker,
     write_audit_tree,
     write_dataset,
     write_model,
 )
 
-from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
+from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import paddle_runtime, shadow_jobs
 from services.attack_worker.__main__ import parse_flags
 from services.attack_worker.attacks import lira, shadow_models
@@ -39,14 +40,11 @@ from services.attack_worker.attacks.shadow_population import Population, shadow_
 from services.attack_worker.job import run_job
 from services.attack_worker.npz_store import Fingerprint, NpzStore
 from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.server import SERVICE_NAME, register
 from services.attack_worker.settings import WorkerSettings
 from services.attack_worker.shadow_cache import ShadowCache, shadow_key
 from services.attack_worker.shadow_jobs import ShadowStore
 from services.common import task_spec
-from services.common.channels import open_channel
 from services.common.errors import TaskError
-from services.common.server import start_server
 
 SEED = 7
 FAST = {"num_shadow": 4, "epochs": 3, "lr": 0.05, "batch_size": 8}
@@ -654,11 +652,7 @@ def test_augmenting_samples_that_are_not_images_names_the_argument(tmp_path):
 
 
 def test_over_grpc_a_shadow_part_ends_with_its_output_and_a_fault_with_a_result(tree, tmp_path):
-    settings = WorkerSettings(str(tree.root), cache_dir=str(tmp_path))
-    service = start_server(lambda server: register(server, settings), [SERVICE_NAME], "127.0.0.1:0")
-    channel = open_channel(service.address)
-    try:
-        stub = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel)
+    with served_worker(tree.root, cache_dir=str(tmp_path)) as (stub, _):
         responses = list(stub.RunAttack(request(lira_args(tree), 2), timeout=60))
         assert [r.WhichOneof("event") for r in responses[:-1]] == ["progress"] * (len(responses) - 1)
         assert responses[-1].WhichOneof("event") == "shadow" and responses[-1].shadow.shadow_index == 2
@@ -666,9 +660,6 @@ def test_over_grpc_a_shadow_part_ends_with_its_output_and_a_fault_with_a_result(
         failure = list(stub.RunAttack(request(lira_args(tree, population_datasets=("nowhere",)), 0), timeout=60))
         assert failure[-1].WhichOneof("event") == "result"
         assert failure[-1].result.status == results_pb2.ATTACK_STATUS_FAILED
-    finally:
-        channel.close()
-        service.stop(grace=0)
 
 
 def test_the_cache_dir_flag(tmp_path, monkeypatch, capsys):
