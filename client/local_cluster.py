@@ -312,15 +312,16 @@ class LocalCluster:
         return response.status == health_pb2.HealthCheckResponse.SERVING
 
     def _watch_start(self, starting: list[ServiceProcess]) -> None:
-        """`_wait_serving` in the background: a service that fails to start stops the orchestrator,
-        so that the audit's stream ends, and its error is raised on leaving the `with` block."""
+        """`_wait_serving` in the background: a service that fails to start ends the orchestrator,
+        so that the audit's stream ends at once (a graceful stop would let it run for the stop's
+        grace), and its error is raised on leaving the `with` block."""
         try:
             self._wait_serving(starting)
         except ClusterError as error:
             self._failure = error
             orchestrator = self.service("orchestrator").process
             if orchestrator is not None and orchestrator.poll() is None:
-                orchestrator.send_signal(signal.SIGTERM)
+                orchestrator.kill()
 
     def _write_record(self) -> None:
         assert self.state_dir is not None
