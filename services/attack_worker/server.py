@@ -263,7 +263,8 @@ class AttackWorkerServicer(attack_worker_pb2_grpc.AttackWorkerServiceServicer):
 
 
 def register(server: grpc.Server, settings: WorkerSettings) -> AttackWorkerServicer:
-    """Adds an AttackWorkerServicer running jobs with `settings` to `server`, and returns it."""
+    """Adds an AttackWorkerServicer running jobs with `settings` to `server`, and returns it. It
+    runs no job until its `become_ready` has returned (`start` calls it): jobs wait till then."""
     servicer = AttackWorkerServicer(settings)
     attack_worker_pb2_grpc.add_AttackWorkerServiceServicer_to_server(servicer, server)
     return servicer
