@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -211,6 +212,18 @@ def processes(tmp_path):
 
 
 @pytest.mark.e2e
+def when_serving(call, timeout_s: float = 60.0):
+    """call(), retried while it answers UNAVAILABLE (a worker is bound before it serves)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_worker_and_reporter_processes_refuse_calls_without_the_internal_token(processes, tmp_path):
     tokens = token_file(tmp_path, f"{INTERNAL_TOKEN}\nnext-rotation-1\n")
     worker = processes.start("attack_worker", "--storage-root", str(tmp_path), "--internal-token-file", str(tokens))
@@ -232,7 +245,7 @@ def test_worker_and_reporter_processes_refuse_calls_without_the_internal_token(p
                 call(token)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, call.__name__
             assert "the orchestrator's --internal-token-file" in refused.value.details()
-    assert capacity(INTERNAL_TOKEN).slots == 1
+    assert when_serving(lambda: capacity(INTERNAL_TOKEN)).slots == 1  # UNAVAILABLE until its launcher forks jobs
     assert capacity("next-rotation-1").slots == 1  # every token of the file is accepted
     with pytest.raises(grpc.RpcError) as answered:
         report(INTERNAL_TOKEN)
