@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from service_processes import REPO, ServiceProcesses
+from service_processes import REPO
 from test_orchestrator import TASK, ScriptedReporter, ScriptedWorker, succeed
 
 from client.api import AuditClient, AuditError
@@ -204,14 +204,6 @@ def test_an_orchestrator_without_the_internal_token_sees_the_worker_refuse_it(tm
 # ---------------------------------------------------------------- worker and reporter processes
 
 
-@pytest.fixture
-def processes(tmp_path):
-    started = ServiceProcesses(tmp_path)
-    yield started
-    started.stop()
-
-
-@pytest.mark.e2e
 def when_serving(call, timeout_s: float = 60.0):
     """call(), retried while it answers UNAVAILABLE (a worker is bound before it serves)."""
     deadline = time.monotonic() + timeout_s
@@ -224,6 +216,7 @@ def when_serving(call, timeout_s: float = 60.0):
             time.sleep(0.1)
 
 
+@pytest.mark.e2e
 def test_worker_and_reporter_processes_refuse_calls_without_the_internal_token(processes, tmp_path):
     tokens = token_file(tmp_path, f"{INTERNAL_TOKEN}\nnext-rotation-1\n")
     worker = processes.start("attack_worker", "--storage-root", str(tmp_path), "--internal-token-file", str(tokens))

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from service_processes import ServiceProcesses
 from worker_fixtures import MODEL_CODE, identity_weights, write_audit_tree, write_model
 
 from client import AuditClient
@@ -42,13 +41,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def value(samples, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
-
-
-@pytest.fixture
-def processes(tmp_path):
-    started = ServiceProcesses(tmp_path)
-    yield started
-    started.stop()
 
 
 @pytest.mark.e2e

@@ -50,6 +50,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
+from proc_memory import descendants, high_water_mb, pss_mb  # noqa: E402
+
 from client import AuditClient, LocalCluster, cli  # noqa: E402
 from privaudit.v1 import attack_worker_pb2, results_pb2  # noqa: E402
 from services.attack_worker.settings import WorkerSettings  # noqa: E402
@@ -140,30 +142,6 @@ def cluster_seconds(task: str, workers: int, worker_flags: list[str] | None = No
         return best_of(run), stages
 
 
-def _descendants(root: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
-def _high_water_mb(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), 0)) / 1024
-
-
 def peak_rss_mb(task: str) -> float:
     """Peak resident set (VmHWM) of the processes that ran the task's jobs in a fresh worker: its job
     processes (forked per job) are sampled every 20 ms while the audit runs."""
@@ -173,7 +151,7 @@ def peak_rss_mb(task: str) -> float:
 
         def sample() -> None:
             while not done.wait(0.02):
-                peak[0] = max([peak[0], *(_high_water_mb(pid) for pid in _descendants(worker))])
+                peak[0] = max([peak[0], *(high_water_mb(pid) for pid in descendants(worker))])
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -241,16 +219,7 @@ def single_process(task_path: Path) -> None:
 
 
 def _tree(root: int) -> list[int]:
-    return [root, *_descendants(root)]
-
-
-def _pss_mb(pid: int) -> float:
-    """A process's proportional set size: its own pages, and its share of those it shares."""
-    try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0.0
-    return int(next((line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")), 0)) / 1024
+    return [root, *descendants(root)]
 
 
 class Watched:
@@ -279,7 +248,7 @@ class Watched:
 
         def sample() -> None:
             while not done.wait(0.1):
-                self.peak_pss_mb = max(self.peak_pss_mb, sum(_pss_mb(pid) for pid in _tree(process.pid)))
+                self.peak_pss_mb = max(self.peak_pss_mb, sum(pss_mb(pid) for pid in _tree(process.pid)))
 
         threads = [threading.Thread(target=work, daemon=True) for work in (read_err, read_out, sample)]
         for thread in threads:
@@ -393,7 +362,7 @@ def startup_timeline() -> list[str]:
         while not done.wait(0.1):
             for service in list(cluster.processes):
                 if service.process is not None:
-                    pss = sum(_pss_mb(pid) for pid in _tree(service.process.pid))
+                    pss = sum(pss_mb(pid) for pid in _tree(service.process.pid))
                     peaks[service.name] = max(peaks.get(service.name, 0.0), pss)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
 import numpy as np  # noqa: E402
+from proc_memory import high_water_mb, parents  # noqa: E402
 
 from client import AuditClient, LocalCluster  # noqa: E402
 from privaudit.v1 import results_pb2  # noqa: E402
@@ -153,13 +154,13 @@ class Peaks:
     jobs: list[int] = field(default_factory=list)  # job process ids, in the order they appeared
 
     def sample(self, roots: dict[str, int]) -> None:
-        parents = _parents()
+        of = parents()
         for name, root in roots.items():
             self._note(root, name)
-            launchers = [pid for pid, parent in parents.items() if parent == root]
+            launchers = [pid for pid, parent in of.items() if parent == root]
             for launcher in launchers:
                 self._note(launcher, f"{name} launcher")
-                for job in (pid for pid, parent in parents.items() if parent == launcher):
+                for job in (pid for pid, parent in of.items() if parent == launcher):
                     if job not in self.by_pid:
                         self.jobs.append(job)
                         self.by_pid[job] = (f"job {len(self.jobs)} ({name})", 0.0)
@@ -167,26 +168,7 @@ class Peaks:
 
     def _note(self, pid: int, name: str) -> None:
         known = self.by_pid.get(pid, (name, 0.0))
-        self.by_pid[pid] = (known[0], max(known[1], _high_water_mb(pid)))
-
-
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return parents
-
-
-def _high_water_mb(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    return int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), 0)) / 1024
+        self.by_pid[pid] = (known[0], max(known[1], high_water_mb(pid)))
 
 
 def database_bytes(state: Path) -> int:
