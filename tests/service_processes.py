@@ -7,9 +7,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import grpc
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def when_serving(call: Callable[[], T], timeout_s: float = 60.0) -> T:
+    """call(), retried while it answers UNAVAILABLE: a worker is bound, and refuses jobs, until its
+    job launcher can fork them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 class ServiceProcesses:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from service_processes import REPO
+from service_processes import REPO, when_serving
 from test_orchestrator import TASK, ScriptedReporter, ScriptedWorker, succeed
 
 from client.api import AuditClient, AuditError
@@ -202,18 +201,6 @@ def test_an_orchestrator_without_the_internal_token_sees_the_worker_refuse_it(tm
 
 
 # ---------------------------------------------------------------- worker and reporter processes
-
-
-def when_serving(call, timeout_s: float = 60.0):
-    """call(), retried while it answers UNAVAILABLE (a worker is bound before it serves)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return call()
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @pytest.mark.e2e

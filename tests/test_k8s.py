@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from service_processes import ServiceProcesses
+from service_processes import ServiceProcesses, when_serving
 
 from client import cli
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, reporter_pb2, reporter_pb2_grpc
@@ -971,8 +971,8 @@ def test_services_started_as_the_manifests_say_talk_over_mtls_with_tokens(hand_m
             monkeypatch.setenv(variable, value)
         _, config, _ = parse_args(["--workers", addresses["attack-worker"], "--reporter", addresses["reporter"]])
         with open_channel(addresses["attack-worker"], security=config.peers) as channel:
-            capacity = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).GetCapacity(
-                attack_worker_pb2.GetCapacityRequest(), timeout=10)
+            capacity = when_serving(lambda: attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).GetCapacity(
+                attack_worker_pb2.GetCapacityRequest(), timeout=10))
         assert capacity.slots >= 1
         with open_channel(addresses["reporter"], security=config.peers) as channel:
             try:

@@ -70,5 +70,5 @@ def test_no_succeeded_attack_gives_an_empty_table_with_typed_columns(tmp_path):
 
 
 def test_an_unknown_suffix_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="must end in .csv or .npz"):
+    with pytest.raises(ValueError, match=r"must end in \.csv or \.npz"):
         write_scores(tmp_path / "scores.txt", RESULTS)

@@ -211,7 +211,7 @@ def test_a_stopping_worker_drains_finishing_what_fits_in_the_grace_and_sending_b
         health = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest(service="privaudit.v1.AttackWorkerService")
         while health.Check(request, timeout=10).status != NOT_SERVING:
-            assert time.monotonic() - stopped < 5, "the worker still reports SERVING"
+            assert time.monotonic() - stopped < 15, "the worker still reports SERVING"  # 5 s passed under load
             time.sleep(0.05)
         for refused in (lambda: stub.GetCapacity(attack_worker_pb2.GetCapacityRequest(), timeout=10),
                         lambda: list(stub.RunAttack(baseline_request(tree, task_id="late"), timeout=10))):
