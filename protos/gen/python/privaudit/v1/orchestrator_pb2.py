@@ -28,55 +28,55 @@ from privaudit.v1 import results_pb2 as privaudit_dot_v1_dot_results__pb2
 from privaudit.v1 import task_pb2 as privaudit_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprivaudit/v1/orchestrator.proto\x12\x0cprivaudit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19privaudit/v1/report.proto\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\xab\x01\n\x12SubmitAuditRequest\x12\x13\n\ttask_yaml\x18\x01 \x01(\tH\x00\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x12.privaudit.v1.TaskH\x00\x12\x31\n\rreport_format\x18\x03 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x01\x88\x01\x01\x42\r\n\x0btask_sourceB\x07\n\x05_seed\">\n\x13SubmitAuditResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.privaudit.v1.AuditEvent\"\xbf\x03\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12/\n\x08\x61\x63\x63\x65pted\x18\n \x01(\x0b\x32\x1b.privaudit.v1.AuditAcceptedH\x00\x12-\n\x08progress\x18\x0b \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12\x33\n\rattack_result\x18\x0c \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x12\x35\n\x0ereport_summary\x18\r \x01(\x0b\x32\x1b.privaudit.v1.ReportSummaryH\x00\x12\x31\n\x0creport_chunk\x18\x0e \x01(\x0b\x32\x19.privaudit.v1.ReportChunkH\x00\x12\'\n\x04\x64one\x18\x0f \x01(\x0b\x32\x17.privaudit.v1.AuditDoneH\x00\x12+\n\x06notice\x18\x10 \x01(\x0b\x32\x19.privaudit.v1.AuditNoticeH\x00\x12\x31\n\theartbeat\x18\x11 \x01(\x0b\x32\x1c.privaudit.v1.AuditHeartbeatH\x00\x42\x06\n\x04kind\"\x1e\n\x0b\x41uditNotice\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x10\n\x0e\x41uditHeartbeat\"3\n\rAuditAccepted\x12\x14\n\x0c\x61ttack_names\x18\x01 \x03(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x04\"\x8f\x01\n\tAuditDone\x12\x19\n\x11succeeded_attacks\x18\x01 \x01(\r\x12\x16\n\x0e\x66\x61iled_attacks\x18\x02 \x01(\r\x12-\n\x0coverall_risk\x18\x03 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\tcancelled\x18\x05 \x01(\x08\"\x89\x02\n\x0b\x41uditStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.privaudit.v1.AuditState\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61ttack_names\x18\x04 \x03(\t\x12+\n\x07results\x18\x05 \x03(\x0b\x32\x1a.privaudit.v1.AttackResult\x12,\n\x07summary\x18\x06 \x01(\x0b\x32\x1b.privaudit.v1.ReportSummary\x12\x13\n\x0b\x65vent_count\x18\x07 \x01(\x04\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"\"\n\x0fGetAuditRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"<\n\x10GetAuditResponse\x12(\n\x05\x61udit\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.AuditStatus\"&\n\x11ListAuditsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\"?\n\x12ListAuditsResponse\x12)\n\x06\x61udits\x18\x01 \x03(\x0b\x32\x19.privaudit.v1.AuditStatus\";\n\x11WatchAuditRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\"=\n\x12WatchAuditResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.privaudit.v1.AuditEvent\"%\n\x12\x43\x61ncelAuditRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"?\n\x13\x43\x61ncelAuditResponse\x12(\n\x05\x61udit\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.AuditStatus\"\x14\n\x12ListAttacksRequest\"G\n\x13ListAttacksResponse\x12\x30\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32\x1f.privaudit.v1.AttackDescription\"l\n\x11\x41ttackDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x34\n\targuments\x18\x03 \x03(\x0b\x32!.privaudit.v1.ArgumentDescription\"o\n\x13\x41rgumentDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x15\n\rdefault_value\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t*\xa8\x01\n\nAuditState\x12\x1b\n\x17\x41UDIT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41UDIT_STATE_QUEUED\x10\x01\x12\x17\n\x13\x41UDIT_STATE_RUNNING\x10\x02\x12\x19\n\x15\x41UDIT_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12\x41UDIT_STATE_FAILED\x10\x04\x12\x19\n\x15\x41UDIT_STATE_CANCELLED\x10\x05\x32\x82\x04\n\x13OrchestratorService\x12T\n\x0bSubmitAudit\x12 .privaudit.v1.SubmitAuditRequest\x1a!.privaudit.v1.SubmitAuditResponse0\x01\x12I\n\x08GetAudit\x12\x1d.privaudit.v1.GetAuditRequest\x1a\x1e.privaudit.v1.GetAuditResponse\x12O\n\nListAudits\x12\x1f.privaudit.v1.ListAuditsRequest\x1a .privaudit.v1.ListAuditsResponse\x12Q\n\nWatchAudit\x12\x1f.privaudit.v1.WatchAuditRequest\x1a .privaudit.v1.WatchAuditResponse0\x01\x12R\n\x0b\x43\x61ncelAudit\x12 .privaudit.v1.CancelAuditRequest\x1a!.privaudit.v1.CancelAuditResponse\x12R\n\x0bListAttacks\x12 .privaudit.v1.ListAttacksRequest\x1a!.privaudit.v1.ListAttacksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprivaudit/v1/orchestrator.proto\x12\x0cprivaudit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19privaudit/v1/report.proto\x1a\x1aprivaudit/v1/results.proto\x1a\x17privaudit/v1/task.proto\"\xc9\x01\n\x12SubmitAuditRequest\x12\x13\n\ttask_yaml\x18\x01 \x01(\tH\x00\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x12.privaudit.v1.TaskH\x00\x12\x31\n\rreport_format\x18\x03 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x1c\n\x14\x62\x61seline_report_json\x18\x05 \x01(\tB\r\n\x0btask_sourceB\x07\n\x05_seed\">\n\x13SubmitAuditResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.privaudit.v1.AuditEvent\"\xbf\x03\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12/\n\x08\x61\x63\x63\x65pted\x18\n \x01(\x0b\x32\x1b.privaudit.v1.AuditAcceptedH\x00\x12-\n\x08progress\x18\x0b \x01(\x0b\x32\x19.privaudit.v1.JobProgressH\x00\x12\x33\n\rattack_result\x18\x0c \x01(\x0b\x32\x1a.privaudit.v1.AttackResultH\x00\x12\x35\n\x0ereport_summary\x18\r \x01(\x0b\x32\x1b.privaudit.v1.ReportSummaryH\x00\x12\x31\n\x0creport_chunk\x18\x0e \x01(\x0b\x32\x19.privaudit.v1.ReportChunkH\x00\x12\'\n\x04\x64one\x18\x0f \x01(\x0b\x32\x17.privaudit.v1.AuditDoneH\x00\x12+\n\x06notice\x18\x10 \x01(\x0b\x32\x19.privaudit.v1.AuditNoticeH\x00\x12\x31\n\theartbeat\x18\x11 \x01(\x0b\x32\x1c.privaudit.v1.AuditHeartbeatH\x00\x42\x06\n\x04kind\"\x1e\n\x0b\x41uditNotice\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x10\n\x0e\x41uditHeartbeat\"3\n\rAuditAccepted\x12\x14\n\x0c\x61ttack_names\x18\x01 \x03(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x04\"\x8f\x01\n\tAuditDone\x12\x19\n\x11succeeded_attacks\x18\x01 \x01(\r\x12\x16\n\x0e\x66\x61iled_attacks\x18\x02 \x01(\r\x12-\n\x0coverall_risk\x18\x03 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\tcancelled\x18\x05 \x01(\x08\"\x89\x02\n\x0b\x41uditStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.privaudit.v1.AuditState\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61ttack_names\x18\x04 \x03(\t\x12+\n\x07results\x18\x05 \x03(\x0b\x32\x1a.privaudit.v1.AttackResult\x12,\n\x07summary\x18\x06 \x01(\x0b\x32\x1b.privaudit.v1.ReportSummary\x12\x13\n\x0b\x65vent_count\x18\x07 \x01(\x04\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"\"\n\x0fGetAuditRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"<\n\x10GetAuditResponse\x12(\n\x05\x61udit\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.AuditStatus\"&\n\x11ListAuditsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\"?\n\x12ListAuditsResponse\x12)\n\x06\x61udits\x18\x01 \x03(\x0b\x32\x19.privaudit.v1.AuditStatus\";\n\x11WatchAuditRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\"=\n\x12WatchAuditResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.privaudit.v1.AuditEvent\"%\n\x12\x43\x61ncelAuditRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"?\n\x13\x43\x61ncelAuditResponse\x12(\n\x05\x61udit\x18\x01 \x01(\x0b\x32\x19.privaudit.v1.AuditStatus\"\x14\n\x12ListAttacksRequest\"G\n\x13ListAttacksResponse\x12\x30\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32\x1f.privaudit.v1.AttackDescription\"l\n\x11\x41ttackDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x34\n\targuments\x18\x03 \x03(\x0b\x32!.privaudit.v1.ArgumentDescription\"o\n\x13\x41rgumentDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x15\n\rdefault_value\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t*\xa8\x01\n\nAuditState\x12\x1b\n\x17\x41UDIT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41UDIT_STATE_QUEUED\x10\x01\x12\x17\n\x13\x41UDIT_STATE_RUNNING\x10\x02\x12\x19\n\x15\x41UDIT_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12\x41UDIT_STATE_FAILED\x10\x04\x12\x19\n\x15\x41UDIT_STATE_CANCELLED\x10\x05\x32\x82\x04\n\x13OrchestratorService\x12T\n\x0bSubmitAudit\x12 .privaudit.v1.SubmitAuditRequest\x1a!.privaudit.v1.SubmitAuditResponse0\x01\x12I\n\x08GetAudit\x12\x1d.privaudit.v1.GetAuditRequest\x1a\x1e.privaudit.v1.GetAuditResponse\x12O\n\nListAudits\x12\x1f.privaudit.v1.ListAuditsRequest\x1a .privaudit.v1.ListAuditsResponse\x12Q\n\nWatchAudit\x12\x1f.privaudit.v1.WatchAuditRequest\x1a .privaudit.v1.WatchAuditResponse0\x01\x12R\n\x0b\x43\x61ncelAudit\x12 .privaudit.v1.CancelAuditRequest\x1a!.privaudit.v1.CancelAuditResponse\x12R\n\x0bListAttacks\x12 .privaudit.v1.ListAttacksRequest\x1a!.privaudit.v1.ListAttacksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privaudit.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDITSTATE']._serialized_start=2117
-  _globals['_AUDITSTATE']._serialized_end=2285
+  _globals['_AUDITSTATE']._serialized_start=2147
+  _globals['_AUDITSTATE']._serialized_end=2315
   _globals['_SUBMITAUDITREQUEST']._serialized_start=163
-  _globals['_SUBMITAUDITREQUEST']._serialized_end=334
-  _globals['_SUBMITAUDITRESPONSE']._serialized_start=336
-  _globals['_SUBMITAUDITRESPONSE']._serialized_end=398
-  _globals['_AUDITEVENT']._serialized_start=401
-  _globals['_AUDITEVENT']._serialized_end=848
-  _globals['_AUDITNOTICE']._serialized_start=850
-  _globals['_AUDITNOTICE']._serialized_end=880
-  _globals['_AUDITHEARTBEAT']._serialized_start=882
-  _globals['_AUDITHEARTBEAT']._serialized_end=898
-  _globals['_AUDITACCEPTED']._serialized_start=900
-  _globals['_AUDITACCEPTED']._serialized_end=951
-  _globals['_AUDITDONE']._serialized_start=954
-  _globals['_AUDITDONE']._serialized_end=1097
-  _globals['_AUDITSTATUS']._serialized_start=1100
-  _globals['_AUDITSTATUS']._serialized_end=1365
-  _globals['_GETAUDITREQUEST']._serialized_start=1367
-  _globals['_GETAUDITREQUEST']._serialized_end=1401
-  _globals['_GETAUDITRESPONSE']._serialized_start=1403
-  _globals['_GETAUDITRESPONSE']._serialized_end=1463
-  _globals['_LISTAUDITSREQUEST']._serialized_start=1465
-  _globals['_LISTAUDITSREQUEST']._serialized_end=1503
-  _globals['_LISTAUDITSRESPONSE']._serialized_start=1505
-  _globals['_LISTAUDITSRESPONSE']._serialized_end=1568
-  _globals['_WATCHAUDITREQUEST']._serialized_start=1570
-  _globals['_WATCHAUDITREQUEST']._serialized_end=1629
-  _globals['_WATCHAUDITRESPONSE']._serialized_start=1631
-  _globals['_WATCHAUDITRESPONSE']._serialized_end=1692
-  _globals['_CANCELAUDITREQUEST']._serialized_start=1694
-  _globals['_CANCELAUDITREQUEST']._serialized_end=1731
-  _globals['_CANCELAUDITRESPONSE']._serialized_start=1733
-  _globals['_CANCELAUDITRESPONSE']._serialized_end=1796
-  _globals['_LISTATTACKSREQUEST']._serialized_start=1798
-  _globals['_LISTATTACKSREQUEST']._serialized_end=1818
-  _globals['_LISTATTACKSRESPONSE']._serialized_start=1820
-  _globals['_LISTATTACKSRESPONSE']._serialized_end=1891
-  _globals['_ATTACKDESCRIPTION']._serialized_start=1893
-  _globals['_ATTACKDESCRIPTION']._serialized_end=2001
-  _globals['_ARGUMENTDESCRIPTION']._serialized_start=2003
-  _globals['_ARGUMENTDESCRIPTION']._serialized_end=2114
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=2288
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=2802
+  _globals['_SUBMITAUDITREQUEST']._serialized_end=364
+  _globals['_SUBMITAUDITRESPONSE']._serialized_start=366
+  _globals['_SUBMITAUDITRESPONSE']._serialized_end=428
+  _globals['_AUDITEVENT']._serialized_start=431
+  _globals['_AUDITEVENT']._serialized_end=878
+  _globals['_AUDITNOTICE']._serialized_start=880
+  _globals['_AUDITNOTICE']._serialized_end=910
+  _globals['_AUDITHEARTBEAT']._serialized_start=912
+  _globals['_AUDITHEARTBEAT']._serialized_end=928
+  _globals['_AUDITACCEPTED']._serialized_start=930
+  _globals['_AUDITACCEPTED']._serialized_end=981
+  _globals['_AUDITDONE']._serialized_start=984
+  _globals['_AUDITDONE']._serialized_end=1127
+  _globals['_AUDITSTATUS']._serialized_start=1130
+  _globals['_AUDITSTATUS']._serialized_end=1395
+  _globals['_GETAUDITREQUEST']._serialized_start=1397
+  _globals['_GETAUDITREQUEST']._serialized_end=1431
+  _globals['_GETAUDITRESPONSE']._serialized_start=1433
+  _globals['_GETAUDITRESPONSE']._serialized_end=1493
+  _globals['_LISTAUDITSREQUEST']._serialized_start=1495
+  _globals['_LISTAUDITSREQUEST']._serialized_end=1533
+  _globals['_LISTAUDITSRESPONSE']._serialized_start=1535
+  _globals['_LISTAUDITSRESPONSE']._serialized_end=1598
+  _globals['_WATCHAUDITREQUEST']._serialized_start=1600
+  _globals['_WATCHAUDITREQUEST']._serialized_end=1659
+  _globals['_WATCHAUDITRESPONSE']._serialized_start=1661
+  _globals['_WATCHAUDITRESPONSE']._serialized_end=1722
+  _globals['_CANCELAUDITREQUEST']._serialized_start=1724
+  _globals['_CANCELAUDITREQUEST']._serialized_end=1761
+  _globals['_CANCELAUDITRESPONSE']._serialized_start=1763
+  _globals['_CANCELAUDITRESPONSE']._serialized_end=1826
+  _globals['_LISTATTACKSREQUEST']._serialized_start=1828
+  _globals['_LISTATTACKSREQUEST']._serialized_end=1848
+  _globals['_LISTATTACKSRESPONSE']._serialized_start=1850
+  _globals['_LISTATTACKSRESPONSE']._serialized_end=1921
+  _globals['_ATTACKDESCRIPTION']._serialized_start=1923
+  _globals['_ATTACKDESCRIPTION']._serialized_end=2031
+  _globals['_ARGUMENTDESCRIPTION']._serialized_start=2033
+  _globals['_ARGUMENTDESCRIPTION']._serialized_end=2144
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=2318
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=2832
 # @@protoc_insertion_point(module_scope)

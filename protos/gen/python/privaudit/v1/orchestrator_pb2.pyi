@@ -29,16 +29,18 @@ AUDIT_STATE_FAILED: AuditState
 AUDIT_STATE_CANCELLED: AuditState
 
 class SubmitAuditRequest(_message.Message):
-    __slots__ = ("task_yaml", "task", "report_format", "seed")
+    __slots__ = ("task_yaml", "task", "report_format", "seed", "baseline_report_json")
     TASK_YAML_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     REPORT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
     task_yaml: str
     task: _task_pb2.Task
     report_format: _report_pb2.ReportFormat
     seed: int
-    def __init__(self, task_yaml: _Optional[str] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., report_format: _Optional[_Union[_report_pb2.ReportFormat, str]] = ..., seed: _Optional[int] = ...) -> None: ...
+    baseline_report_json: str
+    def __init__(self, task_yaml: _Optional[str] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., report_format: _Optional[_Union[_report_pb2.ReportFormat, str]] = ..., seed: _Optional[int] = ..., baseline_report_json: _Optional[str] = ...) -> None: ...
 
 class SubmitAuditResponse(_message.Message):
     __slots__ = ("event",)

@@ -79,7 +79,8 @@ class OrchestratorServiceServicer:
         """Submits an audit and follows it to the end. The stream carries, in order:
         `accepted` (with the task id), `progress` and `attack_result` events as
         attacks move and finish, `report_summary`, the report in `report_chunk`
-        events, and `done`. An invalid task is refused with INVALID_ARGUMENT
+        events, and `done`. The report comes in the format asked for and, unless
+        that is JSON, in JSON after it: group the chunks by their `format`. An invalid task is refused with INVALID_ARGUMENT
         before anything runs; the message names the offending field.
         When the job queue cannot take the task's attacks, the call is refused
         with RESOURCE_EXHAUSTED and a message saying how full the queue is.

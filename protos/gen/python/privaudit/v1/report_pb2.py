@@ -22,23 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19privaudit/v1/report.proto\x12\x0cprivaudit.v1\"\x87\x01\n\rReportSummary\x12-\n\x0coverall_risk\x18\x01 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12/\n\x07\x61ttacks\x18\x02 \x03(\x0b\x32\x1e.privaudit.v1.AttackAssessment\x12\x16\n\x0e\x66\x61iled_attacks\x18\x03 \x01(\r\"t\n\x10\x41ttackAssessment\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\x13\n\x0b\x61ttack_name\x18\x02 \x01(\t\x12%\n\x04risk\x18\x03 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12\x0e\n\x06reason\x18\x04 \x01(\t\"U\n\x0bReportChunk\x12*\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08*g\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MIDDLE\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03*u\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_TEXT\x10\x01\x12\x16\n\x12REPORT_FORMAT_JSON\x10\x02\x12\x16\n\x12REPORT_FORMAT_HTML\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19privaudit/v1/report.proto\x12\x0cprivaudit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\rReportSummary\x12-\n\x0coverall_risk\x18\x01 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12/\n\x07\x61ttacks\x18\x02 \x03(\x0b\x32\x1e.privaudit.v1.AttackAssessment\x12\x16\n\x0e\x66\x61iled_attacks\x18\x03 \x01(\r\"t\n\x10\x41ttackAssessment\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\r\x12\x13\n\x0b\x61ttack_name\x18\x02 \x01(\t\x12%\n\x04risk\x18\x03 \x01(\x0e\x32\x17.privaudit.v1.RiskLevel\x12\x0e\n\x06reason\x18\x04 \x01(\t\"U\n\x0bReportChunk\x12*\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08\"u\n\x10ReportProvenance\x12\x11\n\x04seed\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x13\n\x0btask_digest\x18\x02 \x01(\t\x12\x30\n\x0cgenerated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_seed*g\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MIDDLE\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03*u\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_TEXT\x10\x01\x12\x16\n\x12REPORT_FORMAT_JSON\x10\x02\x12\x16\n\x12REPORT_FORMAT_HTML\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privaudit.v1.report_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RISKLEVEL']._serialized_start=386
-  _globals['_RISKLEVEL']._serialized_end=489
-  _globals['_REPORTFORMAT']._serialized_start=491
-  _globals['_REPORTFORMAT']._serialized_end=608
-  _globals['_REPORTSUMMARY']._serialized_start=44
-  _globals['_REPORTSUMMARY']._serialized_end=179
-  _globals['_ATTACKASSESSMENT']._serialized_start=181
-  _globals['_ATTACKASSESSMENT']._serialized_end=297
-  _globals['_REPORTCHUNK']._serialized_start=299
-  _globals['_REPORTCHUNK']._serialized_end=384
+  _globals['_RISKLEVEL']._serialized_start=538
+  _globals['_RISKLEVEL']._serialized_end=641
+  _globals['_REPORTFORMAT']._serialized_start=643
+  _globals['_REPORTFORMAT']._serialized_end=760
+  _globals['_REPORTSUMMARY']._serialized_start=77
+  _globals['_REPORTSUMMARY']._serialized_end=212
+  _globals['_ATTACKASSESSMENT']._serialized_start=214
+  _globals['_ATTACKASSESSMENT']._serialized_end=330
+  _globals['_REPORTCHUNK']._serialized_start=332
+  _globals['_REPORTCHUNK']._serialized_end=417
+  _globals['_REPORTPROVENANCE']._serialized_start=419
+  _globals['_REPORTPROVENANCE']._serialized_end=536
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -60,3 +63,13 @@ class ReportChunk(_message.Message):
     data: bytes
     last: bool
     def __init__(self, format: _Optional[_Union[ReportFormat, str]] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class ReportProvenance(_message.Message):
+    __slots__ = ("seed", "task_digest", "generated_at")
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TASK_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    task_digest: str
+    generated_at: _timestamp_pb2.Timestamp
+    def __init__(self, seed: _Optional[int] = ..., task_digest: _Optional[str] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -26,17 +26,17 @@ from privaudit.v1 import report_pb2 as privaudit_dot_v1_dot_report__pb2
 from privaudit.v1 import results_pb2 as privaudit_dot_v1_dot_results__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprivaudit/v1/reporter.proto\x12\x0cprivaudit.v1\x1a\x19privaudit/v1/report.proto\x1a\x1aprivaudit/v1/results.proto\"~\n\x12\x42uildReportRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.privaudit.v1.AttackResult\x12*\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\"y\n\x13\x42uildReportResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.privaudit.v1.ReportSummaryH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.privaudit.v1.ReportChunkH\x00\x42\x06\n\x04part2g\n\x0fReporterService\x12T\n\x0b\x42uildReport\x12 .privaudit.v1.BuildReportRequest\x1a!.privaudit.v1.BuildReportResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprivaudit/v1/reporter.proto\x12\x0cprivaudit.v1\x1a\x19privaudit/v1/report.proto\x1a\x1aprivaudit/v1/results.proto\"\x82\x02\n\x12\x42uildReportRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.privaudit.v1.AttackResult\x12*\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1a.privaudit.v1.ReportFormat\x12\x32\n\nprovenance\x18\x04 \x01(\x0b\x32\x1e.privaudit.v1.ReportProvenance\x12\x1c\n\x14\x62\x61seline_report_json\x18\x05 \x01(\t\x12\x30\n\x0c\x61lso_formats\x18\x06 \x03(\x0e\x32\x1a.privaudit.v1.ReportFormat\"y\n\x13\x42uildReportResponse\x12.\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.privaudit.v1.ReportSummaryH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.privaudit.v1.ReportChunkH\x00\x42\x06\n\x04part2g\n\x0fReporterService\x12T\n\x0b\x42uildReport\x12 .privaudit.v1.BuildReportRequest\x1a!.privaudit.v1.BuildReportResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privaudit.v1.reporter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BUILDREPORTREQUEST']._serialized_start=100
-  _globals['_BUILDREPORTREQUEST']._serialized_end=226
-  _globals['_BUILDREPORTRESPONSE']._serialized_start=228
-  _globals['_BUILDREPORTRESPONSE']._serialized_end=349
-  _globals['_REPORTERSERVICE']._serialized_start=351
-  _globals['_REPORTERSERVICE']._serialized_end=454
+  _globals['_BUILDREPORTREQUEST']._serialized_start=101
+  _globals['_BUILDREPORTREQUEST']._serialized_end=359
+  _globals['_BUILDREPORTRESPONSE']._serialized_start=361
+  _globals['_BUILDREPORTRESPONSE']._serialized_end=482
+  _globals['_REPORTERSERVICE']._serialized_start=484
+  _globals['_REPORTERSERVICE']._serialized_end=587
 # @@protoc_insertion_point(module_scope)

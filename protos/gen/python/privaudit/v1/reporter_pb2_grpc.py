@@ -48,7 +48,8 @@ class ReporterServiceServicer:
 
     def BuildReport(self, request, context):
         """Rates the results and renders the report. Streams the summary first, then
-        the report in chunks; the last chunk has `last` set.
+        the report in chunks, rendering by rendering (`format`, then
+        `also_formats`); each rendering's last chunk has `last` set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

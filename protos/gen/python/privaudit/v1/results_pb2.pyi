@@ -45,7 +45,7 @@ STAGE_FIT_ATTACK: Stage
 STAGE_SCORE: Stage
 
 class AttackResult(_message.Message):
-    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram", "warnings", "per_class", "record_scores")
+    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram", "warnings", "per_class", "record_scores", "device")
     ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTACK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class AttackResult(_message.Message):
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     RECORD_SCORES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     attack_index: int
     attack_name: str
     status: AttackStatus
@@ -74,7 +75,8 @@ class AttackResult(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     per_class: _containers.RepeatedCompositeFieldContainer[ClassMetrics]
     record_scores: RecordScores
-    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., record_scores: _Optional[_Union[RecordScores, _Mapping]] = ...) -> None: ...
+    device: str
+    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., record_scores: _Optional[_Union[RecordScores, _Mapping]] = ..., device: _Optional[str] = ...) -> None: ...
 
 class AttackError(_message.Message):
     __slots__ = ("code", "field", "message", "fault", "retryable")
@@ -91,30 +93,34 @@ class AttackError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., fault: _Optional[_Union[Fault, str]] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class ModelSummary(_message.Message):
-    __slots__ = ("name", "path", "train_acc", "test_acc")
+    __slots__ = ("name", "path", "train_acc", "test_acc", "digest")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     TRAIN_ACC_FIELD_NUMBER: _ClassVar[int]
     TEST_ACC_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     train_acc: float
     test_acc: float
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., train_acc: _Optional[float] = ..., test_acc: _Optional[float] = ...) -> None: ...
+    digest: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., train_acc: _Optional[float] = ..., test_acc: _Optional[float] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class DatasetSummary(_message.Message):
-    __slots__ = ("name", "path", "is_member_dataset", "length", "role")
+    __slots__ = ("name", "path", "is_member_dataset", "length", "role", "digest")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     IS_MEMBER_DATASET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     is_member_dataset: bool
     length: int
     role: str
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., is_member_dataset: _Optional[bool] = ..., length: _Optional[int] = ..., role: _Optional[str] = ...) -> None: ...
+    digest: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., is_member_dataset: _Optional[bool] = ..., length: _Optional[int] = ..., role: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Metrics(_message.Message):
     __slots__ = ("num_members", "num_non_members", "accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "decision_threshold", "auc_interval", "tpr_at_1pct_fpr_interval", "tpr_at_0_1pct_fpr_interval", "auc_p_value", "tpr_at_1pct_fpr_p_value", "tpr_at_0_1pct_fpr_p_value", "threshold_source")
