@@ -29,6 +29,7 @@ import pickle
 import posixpath
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +156,8 @@ def _defines(root: Path, code: Path, name: str) -> Iterator[str]:
     try:
         tree = ast.parse(code.read_bytes(), filename=str(code))
     except SyntaxError as error:
-        yield (f"{_shown(root, code)} is not valid Python ({error.msg}, line {error.lineno}); the worker could "
-               "not import it")
+        yield (f"{_shown(root, code)} is not valid Python (SyntaxError: {error.msg}, line {error.lineno}); the "
+               "worker could not import it")
         return None
     except (OSError, ValueError) as error:
         yield f"cannot read {_shown(root, code)}: {error}"
@@ -198,8 +199,8 @@ def _weights(root: Path, weights: Path) -> Iterator[str]:
     try:
         read_state_dict(weights)
     except NotWeights as error:
-        yield (f"{shown} holds something other than weights: {error}. Nothing in it ran; give the state dict "
-               f"written by {_SAVE_HINT}")
+        yield (f"{shown} holds something other than weights: {error}. It was not loaded and nothing in it ran; "
+               f"give the state dict written by {_SAVE_HINT}")
     except OSError as error:
         yield f"cannot read {shown}: {error.strerror or error}"
 
@@ -273,13 +274,13 @@ class _CifarArchive:
             return
         try:
             with tarfile.open(self.path, "r:gz") as archive:
-                for member in self.members:
-                    problem = _batch_problem(archive, member, self.label_key)
-                    if problem:
-                        yield f"{shown} (read by {reader}): {problem}; is it the python version of the archive, " \
-                              f"as published at {CIFAR_SOURCE}?"
-        except (OSError, tarfile.TarError, EOFError) as error:
+                faults = [_batch_problem(archive, member, self.label_key) for member in self.members]
+        except (OSError, tarfile.TarError, EOFError, zlib.error) as error:
             yield f"{shown} (read by {reader}) is not a readable .tar.gz archive ({error}); download it again"
+            return
+        if any(faults):
+            yield (f"{shown} (read by {reader}): {'; '.join(filter(None, faults))}; is it the python version of the "
+                   f"archive, as published at {CIFAR_SOURCE}?")
 
 
 def _batch_problem(archive: tarfile.TarFile, member: str, label_key: bytes) -> str | None:
@@ -341,12 +342,19 @@ def _dtype(code: object, align: object = False, copy: object = True) -> np.dtype
     return np.dtype(code)  # a fresh copy: BUILD on it cannot change numpy's shared dtypes
 
 
+def _latin1_bytes(text: object, encoding: object) -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ValueError(f"_codecs.encode called with {encoding!r}, not as protocol 2 writes bytes")
+    return text.encode("latin1")
+
+
 # The names a pickled numpy array refers to (numpy 1.x and 2.x); nothing else is looked up.
 _ARRAY_NAMES: dict[tuple[str, str], object] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): _ArrayOutline,
     ("numpy", "dtype"): _dtype,
+    ("_codecs", "encode"): _latin1_bytes,  # how protocol 2 writes bytes under Python 3
 }
 
 
