@@ -12,11 +12,13 @@ from typing import Any
 
 import jsonschema
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from privaudit.v1 import results_pb2
+from privaudit.v1 import report_pb2, results_pb2
 from services.reporter import render_json
 from services.reporter.policy import Policy, load_policy
 from services.reporter.report import Report, build_report
+from services.reporter.report_model import AuditReport
 
 POLICY = load_policy()
 SCHEMA = json.loads(resources.files("services.reporter").joinpath(render_json.SCHEMA_FILE).read_text())
@@ -27,6 +29,9 @@ TINY_P = 1e-6
 HALF_WIDTH = 0.04
 # Member records that `record_scores` adds outside the balanced evaluation set.
 UNEVALUATED = 3
+# What the orchestrator tells the reporter of every audit the tests report.
+PROVENANCE = report_pb2.ReportProvenance(seed=7, task_digest="5" * 64,
+                                         generated_at=Timestamp(seconds=1_796_000_000))
 
 
 def metrics(auc: float = 0.5, tpr_1: float | None = 0.01, tpr_01: float | None = 0.001,
@@ -94,13 +99,14 @@ def succeeded(index: int, name: str = "BASELINE", *, model: str = "digits_mlp", 
         attack_name=name,
         status=results_pb2.ATTACK_STATUS_SUCCEEDED,
         target_model=results_pb2.ModelSummary(name=model, path=f"models/{model}", train_acc=train_acc,
-                                              test_acc=test_acc),
+                                              test_acc=test_acc, digest=f"{model}-digest"),
         datasets=[
             results_pb2.DatasetSummary(name="digits_train", path="datasets/digits_train", is_member_dataset=True,
-                                       length=900, role="target"),
+                                       length=900, role="target", digest="train-digest"),
             results_pb2.DatasetSummary(name="digits_test", path="datasets/digits_test", is_member_dataset=False,
-                                       length=897, role="target"),
+                                       length=897, role="target", digest="test-digest"),
         ],
+        device="cpu",
         metrics=measured,
         roc=roc,
         most_exposed=[results_pb2.ExposedRecord(index=(7 * i) % 97, score=1 - i / 64) for i in range(exposed)],
@@ -126,14 +132,16 @@ def failed(index: int, name: str = "ML-LEAK", field: str = "attacks[1].args.shad
 
 
 def make_report(*results: results_pb2.AttackResult, task_id: str = "task-1", policy: Policy = POLICY) -> Report:
-    """Builds the report and checks its JSON rendering against the schema."""
-    report = build_report(task_id, list(results), policy)
+    """Builds the report (with PROVENANCE) and checks its JSON rendering against the schema."""
+    report = build_report(task_id, list(results), policy, PROVENANCE)
     validate_json(render_json.render(report))
     return report
 
 
 def validate_json(data: bytes) -> dict[str, Any]:
-    """The parsed JSON report; fails the test when it breaks the schema."""
+    """The parsed JSON report; fails the test when it breaks the schema or does not parse as the
+    typed model back to the same data."""
     document = json.loads(data)
     _VALIDATOR.validate(document)
+    assert json.loads(render_json.dumps(AuditReport.model_validate_json(data))) == document
     return document

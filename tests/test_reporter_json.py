@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from importlib import metadata
 
 import jsonschema
 import pytest
@@ -92,7 +93,7 @@ def test_an_attack_without_record_scores_says_why_it_has_no_estimate_and_no_scor
 
 def test_failed_attack_content() -> None:
     attack = _document(*_mixed_results())["attacks"][1]
-    assert (attack["status"], attack["metrics"], attack["risk"], attack["roc"]) == ("failed", None, None, [])
+    assert (attack["status"], attack["metrics"], attack["risk"], attack["roc"]) == ("failed", None, "UNRATED", [])
     assert (attack["epsilon_estimate"], attack["epsilon_estimate_missing"], attack["beyond_chance_at"]) == (
         None, None, None)
     assert (attack["most_exposed"], attack["score_histogram"], attack["warnings"], attack["per_class"]) == (
@@ -110,8 +111,9 @@ def test_a_failed_attack_says_whose_fault_and_whether_a_retry_can_help() -> None
 
 
 def test_summary_content() -> None:
-    summary = _document(*_mixed_results())["summary"]
-    assert summary["risk"] == "HIGH"
+    document = _document(*_mixed_results())
+    summary = document["summary"]
+    assert document["risk"] == "HIGH" and "risk" not in summary
     assert [(a["index"], a["risk"]) for a in summary["risky_attacks"]] == [(0, "MIDDLE"), (2, "HIGH")]
     assert [(a["index"], a["error"]["code"]) for a in summary["failed_attacks"]] == [(1, "INVALID_ARGUMENT")]
     assert [r["id"] for r in summary["recommendations"]] == [
@@ -132,6 +134,17 @@ def test_models_datasets_and_policy() -> None:
     assert document["risk_policy"]["beyond_chance"] == {"alpha": 0.05}
 
 
+def test_provenance_from_the_request_and_the_results() -> None:
+    document = _document(*_mixed_results())
+    assert document["provenance"] == {
+        "privaudit_version": metadata.version("privaudit"), "generated_at": "2026-11-30T00:53:20Z", "seed": 7,
+        "task_digest": "5" * 64, "worker_devices": ["cpu"],
+        "models": [{"name": "digits_mlp", "path": "models/digits_mlp", "digest": "digits_mlp-digest"}],
+        "datasets": [{"name": "digits_train", "path": "datasets/digits_train", "digest": "train-digest"},
+                     {"name": "digits_test", "path": "datasets/digits_test", "digest": "test-digest"}]}
+    assert (document["comparison"], document["partial"], document["partial_reason"]) == (None, False, "")
+
+
 def test_reruns_are_byte_identical_with_sorted_keys() -> None:
     first = render_json.render(make_report(*_mixed_results()))
     assert render_json.render(make_report(*reversed(_mixed_results()))) == first
@@ -142,7 +155,8 @@ def test_reruns_are_byte_identical_with_sorted_keys() -> None:
 
 def test_only_failed_attacks_validate() -> None:
     document = _document(failed(0), failed(1, "BASELINE", field=""))
-    assert document["summary"]["risk"] is None
+    assert document["risk"] == "UNRATED"
+    assert [a["risk"] for a in document["attacks"]] == ["UNRATED", "UNRATED"]
     assert document["models"] == [] and document["summary"]["recommendations"] == []
 
 
@@ -154,7 +168,12 @@ def test_only_failed_attacks_validate() -> None:
         lambda d: d["attacks"][0].update(error={"code": "X", "field": "", "message": ""}),
         lambda d: d["attacks"][0]["metrics"].update(auc=1.5),
         lambda d: d["attacks"][0]["roc"].append([0.5]),
-        lambda d: d["summary"].update(risk="SEVERE"),
+        lambda d: d.update(risk="SEVERE"),
+        lambda d: d.update(risk=None),  # 3.0: UNRATED, never null
+        lambda d: d["attacks"][0].update(risk="UNRATED"),  # a succeeded attack not rated
+        lambda d: d["provenance"].pop("task_digest"),
+        lambda d: d["provenance"].update(generated_at=1796000000),
+        lambda d: d.pop("comparison"),  # every field present, null when there is none
         lambda d: d["summary"]["recommendations"][0].update(id="pray"),
         lambda d: d["attacks"][0]["epsilon_estimate"].update(epsilon=-0.1),
         lambda d: d["attacks"][0]["epsilon_estimate"].pop("assumption"),

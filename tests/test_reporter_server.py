@@ -7,17 +7,18 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_reporter_fixtures import POLICY, class_metrics, failed, make_report, succeeded, validate_json
+from test_reporter_fixtures import POLICY, PROVENANCE, class_metrics, failed, make_report, succeeded, validate_json
 
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2
 from services.common.channels import open_channel
 from services.common.server import start_server
-from services.reporter import render_html, render_json
+from services.reporter import render_html, render_json, render_text
 from services.reporter.__main__ import main
 from services.reporter.server import CHUNK_BYTES, SERVICE_NAME, ReporterServicer, chunks
 
@@ -37,9 +38,10 @@ def stub() -> Iterator[reporter_pb2_grpc.ReporterServiceStub]:
         service.stop(grace=0)
 
 
-def _build(stub, results, report_format=report_pb2.REPORT_FORMAT_UNSPECIFIED, task_id="task-1"):
-    """The summary and the chunks of one BuildReport call."""
-    request = reporter_pb2.BuildReportRequest(task_id=task_id, results=results, format=report_format)
+def _build(stub, results, report_format=report_pb2.REPORT_FORMAT_UNSPECIFIED, task_id="task-1", **fields):
+    """The summary and the chunks of one BuildReport call (with PROVENANCE unless `fields` say)."""
+    request = reporter_pb2.BuildReportRequest(task_id=task_id, results=results, format=report_format,
+                                              **{"provenance": PROVENANCE, **fields})
     first, *rest = stub.BuildReport(request, timeout=30)
     assert first.WhichOneof("part") == "summary"
     assert all(r.WhichOneof("part") == "chunk" for r in rest)
@@ -85,7 +87,7 @@ def test_large_json_report_arrives_in_chunks_that_make_the_whole(stub, caplog) -
     document = validate_json(data)
     assert len(document["attacks"]) == 64 and len(document["attacks"][0]["roc"]) == 400
     assert summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
-    assert f"report built: task big, format REPORT_FORMAT_JSON, 64 attacks, overall risk HIGH, {len(data)} bytes" \
+    assert f"report built: task big, REPORT_FORMAT_JSON {len(data)} bytes, 64 attacks, overall risk HIGH" \
         in caplog.messages
 
 
@@ -201,5 +203,58 @@ def test_html_report_arrives_in_chunks(stub) -> None:
 def test_json_summary_matches_the_stream_summary(stub) -> None:
     summary, pieces = _build(stub, [succeeded(0, "LABEL-ONLY", auc=0.66)], report_pb2.REPORT_FORMAT_JSON)
     document = json.loads(b"".join(c.data for c in pieces))
-    assert report_pb2.RiskLevel.Name(summary.overall_risk) == f"RISK_LEVEL_{document['summary']['risk']}"
+    assert report_pb2.RiskLevel.Name(summary.overall_risk) == f"RISK_LEVEL_{document['risk']}"
     assert summary.attacks[0].reason == document["attacks"][0]["risk_reason"]
+
+
+def _renderings(pieces: list[report_pb2.ReportChunk]) -> dict[int, bytes]:
+    """Each format's data; checks that each rendering's chunks are contiguous and end with `last`."""
+    data: dict[int, bytes] = {}
+    for i, piece in enumerate(pieces):
+        assert piece.format not in data or not pieces[i - 1].last, "a rendering's chunks are not contiguous"
+        data[piece.format] = data.get(piece.format, b"") + piece.data
+        assert piece.last == (i + 1 == len(pieces) or pieces[i + 1].format != piece.format)
+    return data
+
+
+def test_further_formats_follow_the_requested_one_each_once(stub) -> None:
+    results = [succeeded(0, auc=0.7), failed(1)]
+    JSON, TEXT, HTML = report_pb2.REPORT_FORMAT_JSON, report_pb2.REPORT_FORMAT_TEXT, report_pb2.REPORT_FORMAT_HTML
+    _, pieces = _build(stub, results, HTML, also_formats=[JSON, HTML, TEXT, JSON])
+    assert list(dict.fromkeys(p.format for p in pieces)) == [HTML, JSON, TEXT]
+    report = make_report(*results)
+    assert _renderings(pieces) == {HTML: render_html.render(report), JSON: render_json.render(report),
+                                   TEXT: render_text.render(report)}
+    with pytest.raises(grpc.RpcError) as caught:
+        _build(stub, results, TEXT, also_formats=[JSON, 9])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "also_formats[1]: 9 is not a format this reporter renders" in caught.value.details()
+
+
+def test_a_baseline_report_puts_the_comparison_in_the_report(stub) -> None:
+    baseline = render_json.render(make_report(succeeded(0, auc=0.6), task_id="before")).decode()
+    _, pieces = _build(stub, [succeeded(0, auc=0.8)], report_pb2.REPORT_FORMAT_JSON, baseline_report_json=baseline)
+    comparison = validate_json(b"".join(p.data for p in pieces))["comparison"]
+    assert comparison["baseline_task_id"] == "before" and comparison["regressed"]
+    assert comparison["attacks"][0]["auc"]["direction"] == "worse"
+    assert (comparison["attacks"][0]["risk_before"], comparison["attacks"][0]["risk_after"]) == ("MIDDLE", "HIGH")
+
+
+@pytest.mark.parametrize(("baseline", "message"), [
+    ("{", "baseline_report_json: not a JSON report of schema 3.0 (1 problem(s), the first at the document: "
+          "Invalid JSON"),
+    (json.dumps({"schema_version": "2.0"}), "the first at schema_version: Input should be '3.0'"),
+])
+def test_a_baseline_that_is_no_report_is_refused_naming_the_field(stub, baseline, message) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        _build(stub, [succeeded(0)], baseline_report_json=baseline)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+
+
+def test_without_provenance_the_report_is_dated_now_and_seed_and_task_unknown(stub) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    _, pieces = _build(stub, [succeeded(0)], report_pb2.REPORT_FORMAT_JSON, provenance=None)
+    provenance = validate_json(b"".join(p.data for p in pieces))["provenance"]
+    assert before <= datetime.fromisoformat(provenance["generated_at"]) <= datetime.now(UTC)
+    assert (provenance["seed"], provenance["task_digest"]) == (None, "")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
 from itertools import pairwise
 from typing import TypeVar
 
@@ -19,6 +21,7 @@ from services.reporter.advice import Advice, advise
 from services.reporter.catalog import AttackInfo, attack_info
 from services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
 from services.reporter.policy import Policy
+from services.reporter.report_model import ArtifactDigest, Comparison, Provenance
 from services.reporter.risk import Assessment, Risk, assess, overall_risk
 
 # Metrics that are rates or probabilities, so must lie in [0, 1].
@@ -71,7 +74,9 @@ class AttackEntry:
 @dataclass(frozen=True)
 class Report:
     """Everything a report says. Models and datasets are those the succeeded attacks measured,
-    one entry per distinct summary, in order of first appearance."""
+    one entry per distinct summary, in order of first appearance. `comparison` is set when the
+    report is compared with a baseline; `partial_reason` says why a report of an audit that did not
+    finish covers only some attacks (empty for a whole report)."""
 
     task_id: str
     policy: Policy
@@ -80,6 +85,9 @@ class Report:
     datasets: tuple[results_pb2.DatasetSummary, ...]
     overall_risk: Risk | None
     advice: Advice
+    provenance: Provenance
+    comparison: Comparison | None = None
+    partial_reason: str = ""
 
     @property
     def risky(self) -> tuple[AttackEntry, ...]:
@@ -103,14 +111,18 @@ class Report:
         )
 
 
-def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], policy: Policy) -> Report:
-    """Checks, rates and advises; raises ReportRequestError on results it cannot report."""
+def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], policy: Policy,
+                 provenance: report_pb2.ReportProvenance | None = None) -> Report:
+    """Checks, rates and advises; raises ReportRequestError on results it cannot report.
+    `provenance` is what the orchestrator knows of the audit (none: the date is now, the seed and
+    task digest unknown)."""
     _check(results)
     ordered = sorted(results, key=lambda r: r.attack_index)
     attacks = tuple(AttackEntry(r, assess(r, policy), *_epsilon_estimate(r, policy.epsilon_estimate.delta))
                     for r in ordered)
     measured = [e.result for e in attacks if e.succeeded]
     models = _distinct(r.target_model for r in measured)
+    datasets = _distinct(d for r in measured for d in r.datasets)
     overall = overall_risk(e.assessment for e in attacks)
     strongest = strongest_estimate(attacks)
     return Report(
@@ -118,11 +130,43 @@ def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], poli
         policy=policy,
         attacks=attacks,
         models=models,
-        datasets=_distinct(d for r in measured for d in r.datasets),
+        datasets=datasets,
         overall_risk=overall,
         advice=advise([e.assessment for e in attacks], models, overall, policy.advice,
                       (strongest.assessment, strongest.epsilon) if strongest and strongest.epsilon else None),
+        provenance=_provenance(provenance or report_pb2.ReportProvenance(), ordered, models, datasets),
     )
+
+
+def privaudit_version() -> str:
+    """The installed privaudit's version; "unknown" when it runs from a folder not installed."""
+    try:
+        return metadata.version("privaudit")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _provenance(known: report_pb2.ReportProvenance, results: Sequence[results_pb2.AttackResult],
+                models: Sequence[results_pb2.ModelSummary],
+                datasets: Sequence[results_pb2.DatasetSummary]) -> Provenance:
+    """The report's provenance: the orchestrator's `known`, this reporter's version, and the digests
+    and devices the results give (each folder and device once, in order of first appearance)."""
+    generated = known.generated_at.ToDatetime(UTC) if known.HasField("generated_at") else datetime.now(UTC)
+    return Provenance(
+        privaudit_version=privaudit_version(),
+        generated_at=generated.replace(microsecond=0),
+        seed=known.seed if known.HasField("seed") else None,
+        task_digest=known.task_digest,
+        models=_digests(models),
+        datasets=_digests(datasets),
+        worker_devices=list(dict.fromkeys(r.device for r in results if r.device)),
+    )
+
+
+def _digests(summaries: Iterable[results_pb2.ModelSummary | results_pb2.DatasetSummary]) -> list[ArtifactDigest]:
+    """One entry per folder and content, in order of first appearance (a dataset read in two roles once)."""
+    distinct = {(s.name, s.path, s.digest): None for s in summaries}
+    return [ArtifactDigest(name=name, path=path, digest=digest) for name, path, digest in distinct]
 
 
 def strongest_estimate(attacks: Iterable[AttackEntry]) -> AttackEntry | None:

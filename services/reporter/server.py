@@ -1,4 +1,5 @@
-"""The ReporterService: rate the results, render the report, stream summary then chunks.
+"""The ReporterService: rate the results, compare them with a baseline report when the request
+carries one, render the report in each format asked for, stream summary then chunks.
 
 A request it cannot render raises InvalidArgument; the server's interceptor makes it the status.
 """
@@ -7,15 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import grpc
+import pydantic
 
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc
 from services.common.errors import InvalidArgument
 from services.common.task_spec import check_task_id
 from services.reporter import render_json, render_text
+from services.reporter.compare import compare
 from services.reporter.policy import Policy
 from services.reporter.report import Report, ReportRequestError, build_report
+from services.reporter.report_model import SCHEMA_VERSION, AuditReport
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +65,47 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         self, request: reporter_pb2.BuildReportRequest, context: grpc.ServicerContext
     ) -> Iterator[reporter_pb2.BuildReportResponse]:
         check_task_id(request.task_id)  # it is in the report and the log
-        report_format = request.format or report_pb2.REPORT_FORMAT_TEXT
-        renderer = RENDERERS.get(report_format)
-        if renderer is None:
-            supported = ", ".join(report_pb2.ReportFormat.Name(f) for f in RENDERERS)
-            raise InvalidArgument.at("format", f"{request.format} is not a format this reporter renders; use one "
-                                               f"of {supported}")
+        formats = _formats(request)
+        baseline = parse_baseline(request.baseline_report_json) if request.baseline_report_json else None
         try:
-            report = build_report(request.task_id, request.results, self.policy)
+            report = build_report(request.task_id, request.results, self.policy,
+                                  request.provenance if request.HasField("provenance") else None)
         except ReportRequestError as exc:
             raise ReportRefused.at(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
-        data = renderer(report)
-        log.info("report built: task %s, format %s, %d attacks, overall risk %s, %d bytes",
-                 request.task_id or "(no id)", report_pb2.ReportFormat.Name(report_format), len(report.attacks),
-                 report.overall_risk.name if report.overall_risk else "not rated", len(data))
+        if baseline is not None:
+            report = replace(report, comparison=compare(baseline, render_json.audit_report(report)))
+        renderings = [(report_format, RENDERERS[report_format](report)) for report_format in formats]
+        log.info("report built: task %s, %s, %d attacks, overall risk %s%s", request.task_id or "(no id)",
+                 ", ".join(f"{report_pb2.ReportFormat.Name(f)} {len(data)} bytes" for f, data in renderings),
+                 len(report.attacks), report.overall_risk.name if report.overall_risk else "not rated",
+                 f", regressed since {baseline.task_id}: {report.comparison.regressed}" if report.comparison else "")
         yield reporter_pb2.BuildReportResponse(summary=report.summary_proto())
-        for chunk in chunks(data, report_format):
-            yield reporter_pb2.BuildReportResponse(chunk=chunk)
+        for report_format, data in renderings:
+            for chunk in chunks(data, report_format):
+                yield reporter_pb2.BuildReportResponse(chunk=chunk)
+
+
+def parse_baseline(text: str) -> AuditReport:
+    """The baseline report of a request; InvalidArgument naming the field when it is not a JSON
+    report of this schema's major version."""
+    try:
+        return AuditReport.model_validate_json(text)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise InvalidArgument.at("baseline_report_json", (
+            f"not a JSON report of schema {SCHEMA_VERSION} ({exc.error_count()} problem(s), the first at {where}: "
+            f"{first['msg']}); give a report that `--format json` wrote with this privaudit or a newer one "
+            f"of schema {SCHEMA_VERSION.split('.')[0]}.x")) from None
+
+
+def _formats(request: reporter_pb2.BuildReportRequest) -> list[int]:
+    """The renderings asked for, in order, each once; InvalidArgument naming a format this reporter lacks."""
+    asked = [request.format or report_pb2.REPORT_FORMAT_TEXT, *request.also_formats]
+    for field, report_format in [("format", asked[0]), *(
+            (f"also_formats[{i}]", f) for i, f in enumerate(request.also_formats))]:
+        if report_format not in RENDERERS:
+            supported = ", ".join(report_pb2.ReportFormat.Name(f) for f in RENDERERS)
+            raise InvalidArgument.at(field, f"{report_format} is not a format this reporter renders; use one of "
+                                            f"{supported}")
+    return list(dict.fromkeys(asked))
