@@ -1,14 +1,21 @@
 #!/usr/bin/env node
 // Submits a typed BASELINE audit to a privaudit orchestrator, prints a line per
 // progress event and attack result, then the text report, and exits 0 when the
-// audit finished (2 when the task was refused as invalid, 1 on any other error).
+// audit finished (2 when the task or the command line was refused as invalid, 1 on
+// any other error).
 //
 //   node audit.js [HOST:PORT] [--target-model DIR] [--members DIR] [--non-members DIR]
+//                 [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]
+//                 [--token-file FILE]
 //
 // HOST:PORT defaults to $PRIVAUDIT_ORCHESTRATOR. Folders are relative to the
 // attack workers' storage root; the defaults are the repository's digits example.
+// The TLS and token options are those of `privaudit`, with the same environment
+// fallbacks (PRIVAUDIT_CLIENT_TLS_CA, ..._CERT, ..._KEY, ..._SERVER_NAME,
+// PRIVAUDIT_CLIENT_TOKEN_FILE).
 'use strict';
 
+const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const grpc = require('@grpc/grpc-js');
@@ -29,7 +36,77 @@ const EXIT_INVALID = 2; // as `privaudit run`: the task or the command line is i
 const EXIT_FAILED = 1;
 
 const USAGE = 'usage: node audit.js [HOST:PORT] [--target-model DIR] [--members DIR] [--non-members DIR]\n'
+  + '                     [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]\n'
+  + '                     [--token-file FILE]\n'
   + '       (HOST:PORT defaults to $PRIVAUDIT_ORCHESTRATOR)';
+
+// Each connection option, its environment fallback and what it holds (for error messages).
+const CONNECTION_OPTIONS = {
+  'tls-ca': { env: 'PRIVAUDIT_CLIENT_TLS_CA', what: 'the CA bundle' },
+  'tls-cert': { env: 'PRIVAUDIT_CLIENT_TLS_CERT', what: 'the client certificate' },
+  'tls-key': { env: 'PRIVAUDIT_CLIENT_TLS_KEY', what: "the client certificate's private key" },
+  'tls-server-name': { env: 'PRIVAUDIT_CLIENT_TLS_SERVER_NAME', what: "the name in the server's certificate" },
+  'token-file': { env: 'PRIVAUDIT_CLIENT_TOKEN_FILE', what: 'the token file' },
+};
+
+/** A connection option whose file or value cannot be used: exits 2, as an invalid task does. */
+class SettingError extends Error {}
+
+/** The bytes of the file an option names; a SettingError naming the option and the file when unreadable. */
+function readOptionFile(option, file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    throw new SettingError(`--${option}: cannot read ${CONNECTION_OPTIONS[option].what} '${file}': ${error.message}`);
+  }
+}
+
+/**
+ * The first token of a token file, read as privaudit's services read it: one token a
+ * line, blank lines and lines starting with # skipped, a token printable ASCII
+ * without spaces. Error messages never show a token.
+ */
+function firstToken(file) {
+  const lines = readOptionFile('token-file', file).toString('utf8').split(/\r?\n/);
+  for (const [index, line] of lines.entries()) {
+    const token = line.trim();
+    if (!token || token.startsWith('#')) continue;
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      throw new SettingError(`--token-file: ${file}, line ${index + 1}: a token must be printable ASCII without `
+        + "spaces (write the token alone, without 'Bearer ')");
+    }
+    return token;
+  }
+  throw new SettingError(`--token-file: the token file '${file}' holds no token (one per line; # starts a comment)`);
+}
+
+/**
+ * The channel credentials and options for `connection` (the parsed TLS options):
+ * plaintext unless a CA or a client certificate is given, as with `privaudit`.
+ */
+function channelSecurity(connection) {
+  const { 'tls-ca': ca, 'tls-cert': cert, 'tls-key': key, 'tls-server-name': serverName } = connection;
+  if (Boolean(cert) !== Boolean(key)) {
+    throw new SettingError('--tls-cert and --tls-key: the client certificate needs its private key: give both or neither');
+  }
+  if (!ca && !cert) {
+    if (serverName) throw new SettingError('--tls-server-name needs TLS: give --tls-ca');
+    return { credentials: grpc.credentials.createInsecure(), options: {} };
+  }
+  const credentials = grpc.credentials.createSsl(
+    ca ? readOptionFile('tls-ca', ca) : null, // null: the system's CAs
+    key ? readOptionFile('tls-key', key) : null,
+    cert ? readOptionFile('tls-cert', cert) : null,
+  );
+  return { credentials, options: serverName ? { 'grpc.ssl_target_name_override': serverName } : {} };
+}
+
+/** The call metadata: `authorization: Bearer <token>` when a token file is given. */
+function callMetadata(tokenFile) {
+  const metadata = new grpc.Metadata();
+  if (tokenFile) metadata.set('authorization', `Bearer ${firstToken(tokenFile)}`);
+  return metadata;
+}
 
 /** The OrchestratorService client constructor, from the repo's .proto files. */
 function loadOrchestratorService() {
@@ -129,9 +206,9 @@ class AuditPrinter {
 }
 
 /** Streams SubmitAudit into the printer; resolves with the call's error, or null when it ended OK. */
-function followAudit(client, request, printer) {
+function followAudit(client, request, metadata, printer) {
   return new Promise((resolve) => {
-    const call = client.SubmitAudit(request);
+    const call = client.SubmitAudit(request, metadata);
     call.on('data', (response) => printer.onEvent(response.event));
     call.on('error', resolve);
     call.on('end', () => resolve(null));
@@ -146,12 +223,16 @@ function parseCommandLine(argv) {
       'target-model': { type: 'string', default: EXAMPLE['target-model'] },
       members: { type: 'string', default: EXAMPLE.members },
       'non-members': { type: 'string', default: EXAMPLE['non-members'] },
+      ...Object.fromEntries(Object.keys(CONNECTION_OPTIONS).map((name) => [name, { type: 'string' }])),
     },
   });
   const address = positionals[0] ?? process.env.PRIVAUDIT_ORCHESTRATOR;
   if (!address || positionals.length > 1) throw new Error('give the orchestrator address once');
+  const connection = Object.fromEntries(Object.entries(CONNECTION_OPTIONS).map(
+    ([name, { env }]) => [name, values[name] ?? (process.env[env] || undefined)]));
   return {
     address,
+    connection,
     task: baselineTask({
       targetModel: values['target-model'], members: values.members, nonMembers: values['non-members'],
     }),
@@ -160,18 +241,23 @@ function parseCommandLine(argv) {
 
 async function main() {
   let options;
+  let security;
+  let metadata;
   try {
     options = parseCommandLine(process.argv.slice(2));
+    security = channelSecurity(options.connection);
+    metadata = callMetadata(options.connection['token-file']);
   } catch (error) {
-    process.stderr.write(`audit.js: ${error.message}\n${USAGE}\n`);
+    const usage = error instanceof SettingError ? '' : `\n${USAGE}`; // the command line's own errors
+    process.stderr.write(`audit.js: ${error.message}${usage}\n`);
     return EXIT_INVALID;
   }
   const OrchestratorService = loadOrchestratorService();
-  const client = new OrchestratorService(options.address, grpc.credentials.createInsecure());
+  const client = new OrchestratorService(options.address, security.credentials, security.options);
   const printer = new AuditPrinter(process.stdout);
   try {
     const error = await followAudit(
-      client, { task: options.task, reportFormat: 'REPORT_FORMAT_TEXT' }, printer);
+      client, { task: options.task, reportFormat: 'REPORT_FORMAT_TEXT' }, metadata, printer);
     if (error) {
       process.stderr.write(`audit.js: SubmitAudit failed: ${statusName(error.code)}: ${error.details}\n`);
       return error.code === grpc.status.INVALID_ARGUMENT ? EXIT_INVALID : EXIT_FAILED;
