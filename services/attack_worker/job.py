@@ -20,6 +20,7 @@ from privaudit.v1 import attack_worker_pb2, results_pb2
 from services.attack_worker import attacks, metrics, shadow_jobs
 from services.attack_worker.attack_cache import ShadowAttackStore
 from services.attack_worker.attacks import AttackUnavailable, baseline
+from services.attack_worker.device import job_device
 from services.attack_worker.job_basics import JobCancelled, attack_name
 from services.attack_worker.paddle_runtime import LoadedDataset, PaddleRuntime
 from services.attack_worker.settings import WorkerSettings
@@ -76,6 +77,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
         return _failed(result, _classified(exc, request, settings), runtime.timings)
 
     result.status = results_pb2.ATTACK_STATUS_SUCCEEDED
+    result.device = settings.device or job_device(None)  # a serving worker's is resolved already
     result.target_model.CopyFrom(target)
     result.datasets.extend(_dataset_summaries(args, runtime.datasets_read))
     result.MergeFrom(metrics.to_proto(evaluation))
@@ -110,7 +112,7 @@ def _target_summary(args: task_spec.AttackArgs, runtime: PaddleRuntime) -> resul
         dataset = runtime.load_dataset(f"{args.target_pair}.{side}", path)
         return float(baseline.correctness(runtime.predict(model, dataset, batch_size)).mean())
 
-    return results_pb2.ModelSummary(name=model.name, path=args.target_model,
+    return results_pb2.ModelSummary(name=model.name, path=args.target_model, digest=model.digest or "",
                                     train_acc=accuracy("members", pair.members),
                                     test_acc=accuracy("non_members", pair.non_members))
 
@@ -128,7 +130,7 @@ def _dataset_summaries(args: task_spec.AttackArgs,
     return [
         results_pb2.DatasetSummary(
             name=datasets_read[field].name, path=datasets_read[field].path, length=datasets_read[field].length,
-            is_member_dataset=target.get(field, False), role=role(field),
+            is_member_dataset=target.get(field, False), role=role(field), digest=datasets_read[field].digest or "",
         )
         for field in fields
     ]

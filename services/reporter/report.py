@@ -134,7 +134,7 @@ def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], poli
         overall_risk=overall,
         advice=advise([e.assessment for e in attacks], models, overall, policy.advice,
                       (strongest.assessment, strongest.epsilon) if strongest and strongest.epsilon else None),
-        provenance=_provenance(provenance or report_pb2.ReportProvenance(), ordered, models, datasets),
+        provenance=_provenance(provenance or report_pb2.ReportProvenance(), measured, models, datasets),
     )
 
 
@@ -150,7 +150,7 @@ def _provenance(known: report_pb2.ReportProvenance, results: Sequence[results_pb
                 models: Sequence[results_pb2.ModelSummary],
                 datasets: Sequence[results_pb2.DatasetSummary]) -> Provenance:
     """The report's provenance: the orchestrator's `known`, this reporter's version, and the digests
-    and devices the results give (each folder and device once, in order of first appearance)."""
+    and devices the succeeded `results` give (each folder and device once, in order of first appearance)."""
     generated = known.generated_at.ToDatetime(UTC) if known.HasField("generated_at") else datetime.now(UTC)
     return Provenance(
         privaudit_version=privaudit_version(),
