@@ -66,7 +66,7 @@ def test_attack_entry_shows_description_results_intervals_evidence_and_the_estim
         "\t    label  members  non-members  AUC [95% interval]       TPR@1%FPR",
         "\t    3           48           52  0.7100 [0.6700, 0.7500]  n/a",
         "\t    12         400          410  0.5512 [0.5112, 0.5912]  0.0200",
-        "\t  most exposed members (record #, score): #0 (1.0000), #7 (0.9844), #14 (0.9688), #21 (0.9531), "
+        "\t  most exposed members (record #, score): #0 (1), #7 (0.9844), #14 (0.9688), #21 (0.9531), "
         "#28 (0.9375); 20 in the JSON and HTML reports",
     ]
     assert lines.index(epsilon_line) == lines.index("\t  per class:") - 1
@@ -85,7 +85,7 @@ def test_a_guessing_attack_estimates_nothing_and_a_short_list_is_shown_whole() -
     assert lines[-2:] == [
         "\t  empirical epsilon estimate: epsilon >= 0 at delta = 1e-05, 95% confidence (no operating point on the "
         "500 + 500 records that choose it rules out any epsilon)",
-        "\t  most exposed members (record #, score): #0 (1.0000), #7 (0.9844)",
+        "\t  most exposed members (record #, score): #0 (1), #7 (0.9844)",
     ]
 
 

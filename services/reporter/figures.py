@@ -3,6 +3,7 @@ p-values and the epsilon estimate are written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from privaudit.v1 import results_pb2
@@ -20,8 +21,20 @@ def decimal(value: float) -> str:
 
 def score(value: float) -> str:
     """A membership score or threshold as reports print it: four significant digits (scores have
-    any scale, a loss of 1e-7 included); the JSON report keeps the exact value."""
-    return f"{value:.4g}"
+    any scale: a negated loss of 9e-09 prints as `-9.073e-09`, never `-0.0000`); the JSON report keeps the
+    exact value. A zero prints as `0` whatever its sign."""
+    return f"{value + 0.0:.4g}"
+
+
+def scores_apart(values: Sequence[float]) -> list[str]:
+    """Scores as `score` prints them, with more significant digits where that is needed to tell
+    two different scores apart (0.99691934 and 0.99691933, not 0.9969 twice); equal ones print alike."""
+    distinct = len(set(values))
+    for digits in range(4, 18):
+        printed = [f"{value + 0.0:.{digits}g}" for value in values]
+        if len(set(printed)) == distinct:
+            return printed
+    return [repr(value + 0.0) for value in values]
 
 
 def probability(value: float) -> str:

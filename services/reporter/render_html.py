@@ -7,6 +7,7 @@ from functools import cache
 
 import jinja2
 
+from privaudit.v1 import results_pb2
 from services.reporter.epsilon import ASSUMPTION, CONFIDENCE
 from services.reporter.figures import (
     AUC,
@@ -18,12 +19,20 @@ from services.reporter.figures import (
     p_equals,
     probability,
     score,
+    scores_apart,
     threshold_source,
 )
 from services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
 from services.reporter.render_text import TITLE
 from services.reporter.report import AttackEntry, Report
 from services.reporter.risk import Risk
+from services.reporter.views import (
+    ExposedGroup,
+    dataset_roles,
+    exposed_groups,
+    operating_points,
+    score_histogram,
+)
 
 TEMPLATE = "report.html.j2"
 
@@ -40,9 +49,10 @@ def render(report: Report) -> bytes:
         interval_of=interval_of,
         colours={e.result.attack_index: ATTACK_COLOURS[i % len(ATTACK_COLOURS)] for i, e in enumerate(succeeded)},
         roc_image=roc_png([_curve(e) for e in succeeded]) if succeeded else None,
-        histogram_images={e.result.attack_index: histogram_png(e.result.score_histogram,
-                                                               e.result.metrics.decision_threshold)
-                          for e in succeeded if e.result.score_histogram.edges},
+        histograms={e.result.attack_index: (histogram_png(view, e.result.metrics.decision_threshold), view)
+                    for e in succeeded if (view := score_histogram(e.result)) is not None},
+        exposed=_exposed,
+        datasets=dataset_roles(report.datasets),
     )
     return page.encode()
 
@@ -63,9 +73,15 @@ def _template() -> jinja2.Template:
 
 
 def _curve(entry: AttackEntry) -> RocCurve:
-    roc, metrics = entry.result.roc, entry.result.metrics
-    return RocCurve(entry.assessment.label, [p.fpr for p in roc], [p.tpr for p in roc], metrics.num_members,
-                    metrics.num_non_members)
+    metrics = entry.result.metrics
+    return RocCurve(f"{entry.assessment.label}, AUC {AUC.shown(metrics)}", operating_points(entry.result),
+                    metrics.num_members, metrics.num_non_members)
+
+
+def _exposed(result: results_pb2.AttackResult) -> list[tuple[ExposedGroup, str]]:
+    """The most exposed members, tied ones grouped, each group with its score as printed."""
+    groups = exposed_groups(result)
+    return list(zip(groups, scores_apart([g.score for g in groups]), strict=True))
 
 
 def _risk_name(risk: Risk | None) -> str:

@@ -19,10 +19,12 @@ from services.reporter.figures import (
     p_equals,
     probability,
     score,
+    scores_apart,
     threshold_source,
     with_interval,
 )
 from services.reporter.report import AttackEntry, Report
+from services.reporter.views import DatasetRoles, dataset_roles, exposed_groups
 
 TITLE = "Membership Inference Audit Report"
 # How many of an attack's most exposed members the text names (JSON and HTML name them all).
@@ -32,7 +34,7 @@ EXPOSED_SHOWN = 5
 def render(report: Report) -> bytes:
     lines = [TITLE, f"Task: {report.task_id or '(no id)'}"]
     lines += ["Models:", *(_or_none(_model(m) for m in report.models))]
-    lines += ["Datasets:", *(_or_none(_dataset(d) for d in report.datasets))]
+    lines += ["Datasets:", *(_or_none(_dataset(d) for d in dataset_roles(report.datasets)))]
     lines += ["Attacks:", *(line for entry in report.attacks for line in _attack(entry))]
     lines += ["Summary:", *_summary(report)]
     return ("\n".join(lines) + "\n").encode()
@@ -46,9 +48,10 @@ def _model(model: results_pb2.ModelSummary) -> str:
     return f"\t- name: {model.name}, train_acc: {decimal(model.train_acc)}, test_acc: {decimal(model.test_acc)}"
 
 
-def _dataset(dataset: results_pb2.DatasetSummary) -> str:
-    return (f"\t- name: {dataset.name}, is_member_dataset: {str(dataset.is_member_dataset).lower()}, "
-            f"length: {dataset.length}, role: {dataset.role or 'unspecified'}")
+def _dataset(dataset: DatasetRoles) -> str:
+    roles = f"role: {dataset.roles[0]}" if len(dataset.roles) == 1 else f"roles: {', '.join(dataset.roles)}"
+    return (f"\t- name: {dataset.summary.name}, is_member_dataset: {str(dataset.is_member_dataset).lower()}, "
+            f"length: {dataset.summary.length}, {roles}")
 
 
 def _attack(entry: AttackEntry) -> list[str]:
@@ -69,7 +72,7 @@ def _attack(entry: AttackEntry) -> list[str]:
         f"\t  risk: {entry.assessment.risk.name}, {entry.assessment.reason}",
         f"\t  empirical epsilon estimate: {_epsilon(entry)}",
         *_per_class(entry.result.per_class),
-        *_exposed(entry.result.most_exposed),
+        *_exposed(entry.result),
     ]
 
 
@@ -105,12 +108,27 @@ def _per_class(classes: Sequence[results_pb2.ClassMetrics]) -> list[str]:
     return ["\t  per class:", *(f"\t    {line}" for line in table)]
 
 
-def _exposed(records: Sequence[results_pb2.ExposedRecord]) -> list[str]:
-    if not records:
+def _exposed(result: results_pb2.AttackResult) -> list[str]:
+    """The first EXPOSED_SHOWN of the most exposed members, tied ones said to be tied, e.g.
+    `#361 (0.9721), 3 members share the score 0.9384: #66, #116, #389`."""
+    if not result.most_exposed:
         return []
-    shown = ", ".join(f"#{r.index} ({decimal(r.score)})" for r in records[:EXPOSED_SHOWN])
-    rest = f"; {len(records)} in the JSON and HTML reports" if len(records) > EXPOSED_SHOWN else ""
-    return [f"\t  most exposed members (record #, score): {shown}{rest}"]
+    groups = exposed_groups(result)
+    parts, room = [], EXPOSED_SHOWN
+    for group, value in zip(groups, scores_apart([g.score for g in groups]), strict=True):
+        if room == 0:
+            break
+        shown = group.indices[:room]
+        room -= len(shown)
+        if not group.tied:
+            parts.append(f"#{shown[0]} ({value})")
+            continue
+        more = ", ..." if group.sharing > len(shown) else ""
+        parts.append(f"{group.sharing}{'' if group.counted else ' or more'} members share the score {value}: "
+                     f"{', '.join(f'#{i}' for i in shown)}{more}")
+    rest = (f"; {len(result.most_exposed)} in the JSON and HTML reports"
+            if len(result.most_exposed) > EXPOSED_SHOWN else "")
+    return [f"\t  most exposed members (record #, score): {', '.join(parts)}{rest}"]
 
 
 def _summary(report: Report) -> list[str]:
