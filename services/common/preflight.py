@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import os
 import pickle
 import posixpath
@@ -260,10 +261,13 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 @dataclass(frozen=True)
 class _CifarArchive:
-    """A CIFAR python archive a dataset's code reads, and the members and label key it reads."""
+    """A CIFAR python archive a dataset's code reads: the members it reads, every member its
+    helper declares for the archive (all checked in one pass, whichever dataset asks first), and
+    the label key."""
 
     path: Path
     members: tuple[str, ...]
+    declared: tuple[str, ...]
     label_key: bytes
 
     def problems(self, root: Path, code: Path) -> Iterator[str]:
@@ -272,39 +276,50 @@ class _CifarArchive:
             yield (f"{shown} is not there, and {reader} reads it: put the CIFAR python archive "
                    f"{self.path.name} there (from {CIFAR_SOURCE}; nothing is downloaded)")
             return
+        stat = self.path.stat()
         try:
-            with tarfile.open(self.path, "r:gz") as archive:
-                faults = [_batch_problem(archive, member, self.label_key) for member in self.members]
+            faults = _member_faults(self.path, stat.st_size, stat.st_mtime_ns, self.declared, self.label_key)
         except (OSError, tarfile.TarError, EOFError, zlib.error) as error:
             yield f"{shown} (read by {reader}) is not a readable .tar.gz archive ({error}); download it again"
             return
-        if any(faults):
-            yield (f"{shown} (read by {reader}): {'; '.join(filter(None, faults))}; is it the python version of the "
-                   f"archive, as published at {CIFAR_SOURCE}?")
+        wrong = [faults[member] for member in self.members if faults[member]]
+        if wrong:
+            yield (f"{shown} (read by {reader}): {'; '.join(wrong)}; is it the python version of the archive, as "
+                   f"published at {CIFAR_SOURCE}?")
 
 
-def _batch_problem(archive: tarfile.TarFile, member: str, label_key: bytes) -> str | None:
-    """What keeps `member` from being a CIFAR batch: a pickled dict with `data`, uint8
+@functools.lru_cache(maxsize=8)
+def _member_faults(path: Path, size: int, mtime_ns: int, members: tuple[str, ...],
+                   label_key: bytes) -> dict[str, str | None]:
+    """What is wrong with each of `members` of the archive (None: a CIFAR batch), read in one
+    pass in file order (a .tar.gz cannot seek back, so each jump back would read it again).
+    `size` and `mtime_ns` key the cache to the file's current contents."""
+    faults: dict[str, str | None] = {member: f"it has no member {member}" for member in members}
+    with tarfile.open(path, "r|gz") as archive:
+        for info in archive:
+            if info.name in faults:
+                faults[info.name] = _batch_problem(archive, info, label_key)
+    return faults
+
+
+def _batch_problem(archive: tarfile.TarFile, info: tarfile.TarInfo, label_key: bytes) -> str | None:
+    """What keeps member `info` from being a CIFAR batch: a pickled dict with `data`, uint8
     (N, 3072), and N labels under `label_key`; None when it is one."""
-    try:
-        info = archive.getmember(member)
-    except KeyError:
-        return f"it has no member {member}"
     file = archive.extractfile(info)
     if file is None:
-        return f"its member {member} is not a file"
+        return f"its member {info.name} is not a file"
     try:
         batch = _BatchUnpickler(file).load()
     except Exception as error:  # a malformed or hostile pickle can raise almost anything
-        return f"its member {member} is not a CIFAR batch ({error})"
+        return f"its member {info.name} is not a CIFAR batch ({error})"
     data = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(label_key) if isinstance(batch, dict) else None
     if not isinstance(data, _ArrayOutline) or not isinstance(labels, list | _ArrayOutline):
         keys = ", ".join(map(repr, batch)) if isinstance(batch, dict) else type(batch).__name__
-        return f"its member {member} does not hold data and {label_key.decode()} arrays (it holds {keys})"
+        return f"its member {info.name} does not hold data and {label_key.decode()} arrays (it holds {keys})"
     count = len(labels) if isinstance(labels, list) else (labels.shape or (0,))[0]
     if data.dtype != np.uint8 or data.shape != (count, _CIFAR_ROW):
-        return f"its member {member} holds data {data.dtype} {list(data.shape)}, expected uint8 " \
+        return f"its member {info.name} holds data {data.dtype} {list(data.shape)}, expected uint8 " \
                f"[{count}, {_CIFAR_ROW}] (one row per label)"
     return None
 
@@ -387,9 +402,12 @@ def _archives_read(code: Path, tree: ast.Module) -> list[_CifarArchive]:
         name, split = (_literal(arg) for arg in [*call.args, None, None][:2])
         if name in archives and isinstance(split, str):
             data, archive = archives[name]
-            members = archive.get("members", {}).get(split)
+            splits = archive.get("members")
+            members = splits.get(split) if isinstance(splits, dict) else None
             if isinstance(members, tuple) and isinstance(archive.get("file"), str):
-                found.append(_CifarArchive(data / archive["file"], members, archive.get("label_key", b"labels")))
+                declared = tuple(sorted({m for ms in splits.values() if isinstance(ms, tuple) for m in ms}))
+                found.append(_CifarArchive(data / archive["file"], members, declared,
+                                           archive.get("label_key", b"labels")))
     return found
 
 
