@@ -7,6 +7,7 @@ dies mid-stream, refuses) so the retry and event rules can be checked precisely.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import socket
 import threading
@@ -31,6 +32,7 @@ from privaudit.v1 import (
     reporter_pb2_grpc,
     results_pb2,
 )
+from services.common import task_spec
 from services.common.channels import ChannelSecurity
 from services.common.entry_transfer import CHUNK_BYTES
 from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unimplemented
@@ -950,3 +952,70 @@ def test_an_orchestrator_on_a_schema_0_state_folder_finishes_what_it_left(cluste
     listed = stub.ListAudits(orchestrator_pb2.ListAuditsRequest()).audits
     assert [a.task_id for a in listed] == list(SCHEMA_0_STATUS)
     assert {a.task_id: a.state for a in listed}["76f0e775182d"] == orchestrator_pb2.AUDIT_STATE_SUCCEEDED
+
+
+class RecordingReporter(ScriptedReporter):
+    """The scripted reporter, keeping every request it gets."""
+
+    def __init__(self):
+        self.requests: list[reporter_pb2.BuildReportRequest] = []
+
+    def BuildReport(self, request, context):
+        self.requests.append(request)
+        yield from super().BuildReport(request, context)
+
+
+def test_the_reporter_renders_json_too_with_the_audits_provenance_and_its_baseline(cluster):
+    reporter = RecordingReporter()
+    cluster(succeed, reporter_servicer=reporter)
+    baseline = json.dumps({"schema_version": "3.0", "task_id": "before"})
+    before = int(time.time())
+    responses = cluster.clusters[0].stub().SubmitAudit(orchestrator_pb2.SubmitAuditRequest(
+        task_yaml=ONE, seed=11, report_format=report_pb2.REPORT_FORMAT_HTML, baseline_report_json=baseline),
+        timeout=30)
+    assert [r.event.WhichOneof("kind") for r in responses][-1] == "done"
+    (request,) = reporter.requests
+    assert (request.format, list(request.also_formats)) == (report_pb2.REPORT_FORMAT_HTML,
+                                                            [report_pb2.REPORT_FORMAT_JSON])
+    assert request.baseline_report_json == baseline
+    task = task_spec.to_proto(task_spec.parse_yaml(ONE, 11))
+    assert request.provenance.seed == 11 == task.seed
+    assert request.provenance.task_digest == hashlib.sha256(task.SerializeToString(deterministic=True)).hexdigest()
+    assert before <= request.provenance.generated_at.seconds <= time.time()
+
+
+@pytest.mark.parametrize(("baseline", "message"), [
+    ("{not json", "baseline_report_json: not JSON"),
+    (json.dumps({"schema_version": "2.0"}), "baseline_report_json: a JSON report of schema 3.x is needed, this one "
+                                            "has schema_version '2.0'"),
+    ("[]", "has schema_version None"),
+])
+def test_a_baseline_that_is_no_report_is_refused_before_anything_runs(cluster, baseline, message):
+    _, (worker,) = cluster(succeed)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(cluster.clusters[0].stub().SubmitAudit(
+            orchestrator_pb2.SubmitAuditRequest(task_yaml=ONE, baseline_report_json=baseline), timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+    assert not worker.calls
+
+
+def test_an_audit_resumed_after_a_restart_keeps_its_baseline(cluster, tmp_path):
+    reporter = RecordingReporter()
+    hold = threading.Event()
+
+    def held(request, context):
+        hold.wait(10)
+        yield from succeed(request, context)
+
+    cluster(held, reporter_servicer=reporter, state_dir=tmp_path)
+    first = cluster.clusters[0]
+    baseline = json.dumps({"schema_version": "3.1"})
+    responses = first.stub().SubmitAudit(orchestrator_pb2.SubmitAuditRequest(
+        task_yaml=ONE, baseline_report_json=baseline), timeout=30)
+    task_id = next(responses).event.task_id
+    first.orchestrator.stop(0)
+    hold.set()
+    first.start_orchestrator(state_dir=tmp_path)
+    list(first.stub().WatchAudit(orchestrator_pb2.WatchAuditRequest(task_id=task_id), timeout=30))
+    assert [r.baseline_report_json for r in reporter.requests] == [baseline]

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, report_pb2, results_pb2, task_pb2
+from services.orchestrator import store as store_module
 from services.orchestrator.event_log import EventLog, EventsNotStored
-from services.orchestrator.store import SCHEMA_VERSION, NewerSchema, TaskStore
+from services.orchestrator.store import SCHEMA_VERSION, NewerSchema, StoredTask, TaskStore
 
 REPO = Path(__file__).resolve().parents[1]
 # A state folder's database made by the orchestrator of commit e9d0521 (schema 0, before status
@@ -420,3 +421,22 @@ def test_shadow_rows_hold_references_of_a_hundred_bytes_and_old_inline_rows_stil
     sizes = dict(sqlite3.connect(path).execute(
         "SELECT shadow_index, length(output) FROM shadow_outputs WHERE task_id = '76f0e775182d'"))
     assert sizes[2] < 200, "a reference: key, size and digest"
+
+
+def test_a_schema_1_folder_gains_the_baseline_column_and_keeps_its_tasks(tmp_path):
+    path = tmp_path / "orchestrator.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(store_module.SCHEMA_0 + store_module.SCHEMA_1 + "PRAGMA user_version = 1;")
+    db.execute("INSERT INTO tasks (task_id, created, task, report_format) VALUES ('old', 1, ?, 1)",
+               (task_pb2.Task(seed=3).SerializeToString(),))
+    db.commit()
+    db.close()
+    store = TaskStore(path)
+    try:
+        assert store.unfinished() == [StoredTask("old", task_pb2.Task(seed=3), 1, "")]
+        store.create_task("new", task_pb2.Task(seed=4), 2, baseline_report_json='{"schema_version": "3.0"}').wait()
+        assert [(t.task_id, t.baseline_report_json) for t in store.unfinished()] == [
+            ("old", ""), ("new", '{"schema_version": "3.0"}')]
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2

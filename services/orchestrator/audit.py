@@ -23,10 +23,13 @@ When the reporter cannot be reached, the report is asked for again with growing
 pauses (up to REPORT_RETRY_MAX_PAUSE) for `report_wait` seconds: the stream says
 so in a notice at once, and the report follows as soon as the reporter is back.
 Only after `report_wait` does the audit end with an error naming the reporter.
+The reporter renders the report in the format asked for and in JSON (the client's typed report),
+with the audit's provenance, compared with the baseline report the audit was submitted with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -35,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from privaudit.v1 import (
     attack_worker_pb2,
@@ -80,6 +84,7 @@ class LiveAudit:
     events: EventLog
     outstanding: set[int]  # attacks without a result
     shadows: dict[int, set[int]]  # shadow-model attack -> its shadow models stored or being stored
+    baseline_report_json: str = ""  # the report to compare the audit's with; empty: none
     missing_rounds: dict[int, int] = field(default_factory=dict)  # attack -> shadow models retrained for a score
     cancelled: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,22 +110,23 @@ class AuditRunner:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self, spec: task_spec.TaskSpec, report_format: int) -> LiveAudit:
-        """Accepts a validated task: stores it, streams `accepted`, queues its jobs.
-        Raises QueueFull when the queue has no room for its attacks."""
+    def start(self, spec: task_spec.TaskSpec, report_format: int, baseline_report_json: str = "") -> LiveAudit:
+        """Accepts a validated task (and the report to compare its report with): stores it, streams
+        `accepted`, queues its jobs. Raises QueueFull when the queue has no room for its attacks."""
         task = task_spec.to_proto(spec)
         task_id = uuid.uuid4().hex[:12]
         attacks = set(range(len(task.attacks)))
         jobs = self._jobs(task_id, task, attacks, shadows={})
         names = [attack.name for attack in spec.attacks]
-        audit = LiveAudit(task_id, task, report_format, EventLog(self.store, task_id), attacks, shadows={})
+        audit = LiveAudit(task_id, task, report_format, EventLog(self.store, task_id), attacks, shadows={},
+                          baseline_report_json=baseline_report_json)
         with self._admission:
             self.scheduler.check_room(len(jobs))
             stored = audit.events.queue_task(
                 task, report_format,
                 [{"accepted": orchestrator_pb2.AuditAccepted(attack_names=names, seed=task.seed)}]
                 + [{"progress": results_pb2.JobProgress(attack_index=i, stage=results_pb2.STAGE_QUEUED)}
-                   for i in range(len(names))])
+                   for i in range(len(names))], baseline_report_json)
             self._live[task_id] = audit
             self.scheduler.submit(jobs)
         try:
@@ -198,7 +204,7 @@ class AuditRunner:
         outstanding = set(range(len(stored.task.attacks))) - finished
         shadows = self.store.shadow_indices(stored.task_id)
         audit = LiveAudit(stored.task_id, stored.task, stored.report_format, EventLog(self.store, stored.task_id),
-                          outstanding, shadows)
+                          outstanding, shadows, stored.baseline_report_json)
         self._live[audit.task_id] = audit
         log.info("audit resumed task=%s: %d attack(s) finished, %d queued again", stored.task_id,
                  len(finished), len(outstanding))
@@ -327,7 +333,11 @@ class AuditRunner:
         """Has the reporter rate and render the results, then ends the stream: summary, every
         chunk and `done` in one transaction, so a restart never sees half a report."""
         results = sorted(self.store.results(audit.task_id), key=lambda r: r.attack_index)
-        request = reporter_pb2.BuildReportRequest(task_id=audit.task_id, results=results, format=audit.report_format)
+        request = reporter_pb2.BuildReportRequest(
+            task_id=audit.task_id, results=results, format=audit.report_format,
+            also_formats=[report_pb2.REPORT_FORMAT_JSON], baseline_report_json=audit.baseline_report_json,
+            provenance=report_pb2.ReportProvenance(seed=audit.task.seed, task_digest=task_digest(audit.task),
+                                                   generated_at=_now()))
         done = _done(results)
         try:
             parts = self._report_parts(audit, request)
@@ -385,6 +395,17 @@ class AuditRunner:
                 return
             stored = audit.events.queue([{"notice": orchestrator_pb2.AuditNotice(message=message)}])
         stored.wait()
+
+
+def task_digest(task: task_pb2.Task) -> str:
+    """SHA-256 (hex) of the task as run (defaults filled in, seed included), serialised deterministically."""
+    return hashlib.sha256(task.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _now() -> Timestamp:
+    now = Timestamp()
+    now.GetCurrentTime()
+    return now
 
 
 def _done(results: Sequence[results_pb2.AttackResult] = (), cancelled: bool = False) -> orchestrator_pb2.AuditDone:

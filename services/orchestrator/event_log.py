@@ -46,10 +46,11 @@ class EventLog:
         self._finished = stored is not None and stored.state in ENDED  # `done` is numbered
         self._failure: EventsNotStored | None = None
 
-    def queue_task(self, task: task_pb2.Task, report_format: int, kinds: list[Mapping[str, Any]]) -> Pending:
+    def queue_task(self, task: task_pb2.Task, report_format: int, kinds: list[Mapping[str, Any]],
+                   baseline_report_json: str = "") -> Pending:
         """Queues the write of a new task with its first events (see `queue`)."""
         return self._queue(kinds, lambda first, events, on_settled: self.store.create_task(
-            self.task_id, task, report_format, events, on_settled))[1]
+            self.task_id, task, report_format, events, on_settled, baseline_report_json))[1]
 
     def append(self, **kind: Any) -> orchestrator_pb2.AuditEvent:
         """Appends one event with one `kind` field set, e.g. `append(accepted=...)`, once stored."""

@@ -6,6 +6,8 @@ QueueFull, NotFound, OutOfRange); the server's interceptor turns them into statu
 
 from __future__ import annotations
 
+import json
+
 import grpc
 
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -16,6 +18,8 @@ from services.orchestrator.limits import TaskLimits
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 DEFAULT_PAGE_SIZE = 100
+# The major version of the JSON report schema a baseline report must follow (the reporter checks the rest).
+BASELINE_SCHEMA_MAJOR = "3"
 
 
 def parse_task(request: orchestrator_pb2.SubmitAuditRequest, limits: TaskLimits) -> task_spec.TaskSpec:
@@ -33,13 +37,32 @@ def parse_task(request: orchestrator_pb2.SubmitAuditRequest, limits: TaskLimits)
     return spec
 
 
+def check_baseline(text: str) -> None:
+    """Refuses, before anything runs, a baseline that is not a JSON report of the schema the reporter
+    compares with (its fields are the reporter's to check: this service does not load its model)."""
+    if not text:
+        return
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise TaskError.at("baseline_report_json", f"not JSON ({exc}); give a report that `privaudit run "
+                                                   "--format json` wrote") from None
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if not isinstance(version, str) or version.partition(".")[0] != BASELINE_SCHEMA_MAJOR:
+        raise TaskError.at("baseline_report_json", f"a JSON report of schema {BASELINE_SCHEMA_MAJOR}.x is needed, "
+                                                   f"this one has schema_version {version!r}; run the baseline "
+                                                   "audit again with this privaudit")
+
+
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(self, runner: AuditRunner, limits: TaskLimits):
         self.runner = runner
         self.limits = limits
 
     def SubmitAudit(self, request, context: grpc.ServicerContext):
-        audit = self.runner.start(parse_task(request, self.limits), request.report_format)
+        spec = parse_task(request, self.limits)
+        check_baseline(request.baseline_report_json)
+        audit = self.runner.start(spec, request.report_format, request.baseline_report_json)
         for event in audit.events.follow(0, keep_going=context.is_active):
             yield orchestrator_pb2.SubmitAuditResponse(event=event)
 

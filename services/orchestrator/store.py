@@ -86,7 +86,11 @@ ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT '';  -- the AuditEvent'
 CREATE INDEX attack_results ON events (task_id, sequence) WHERE kind = 'attack_result';
 CREATE INDEX tasks_by_created ON tasks (created);
 """
-SCHEMA_VERSION = 1
+# Schema 2: the report a task's report is compared with.
+SCHEMA_2 = """
+ALTER TABLE tasks ADD COLUMN baseline_report_json TEXT NOT NULL DEFAULT '';  -- empty: none
+"""
+SCHEMA_VERSION = 2
 ENDED = frozenset({orchestrator_pb2.AUDIT_STATE_SUCCEEDED, orchestrator_pb2.AUDIT_STATE_FAILED,
                    orchestrator_pb2.AUDIT_STATE_CANCELLED})
 _STATUS = ("SELECT task_id, created, state, attack_names, summary, error, event_count "
@@ -113,6 +117,7 @@ class StoredTask:
     task_id: str
     task: task_pb2.Task
     report_format: int
+    baseline_report_json: str = ""
 
 
 @dataclass(frozen=True)
@@ -225,12 +230,13 @@ class TaskStore:
 
     def create_task(self, task_id: str, task: task_pb2.Task, report_format: int,
                     events: Sequence[orchestrator_pb2.AuditEvent] = (),
-                    on_settled: Settled | None = None) -> Pending:
+                    on_settled: Settled | None = None, baseline_report_json: str = "") -> Pending:
         """Queues a new task with its first events (numbered from 0), in one transaction."""
-        row = (task_id, time.time(), task.SerializeToString(), report_format)
+        row = (task_id, time.time(), task.SerializeToString(), report_format, baseline_report_json)
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO tasks (task_id, created, task, report_format) VALUES (?, ?, ?, ?)", row)
+            db.execute("INSERT INTO tasks (task_id, created, task, report_format, baseline_report_json) "
+                       "VALUES (?, ?, ?, ?, ?)", row)
             db.execute("INSERT INTO audit_status (task_id) VALUES (?)", (task_id,))
             _append(db, task_id, 0, events)
         return self._queue(write, on_settled)
@@ -287,10 +293,10 @@ class TaskStore:
     def unfinished(self) -> list[StoredTask]:
         """The tasks without a `done` event, oldest first."""
         with self._reading() as db:
-            rows = db.execute("SELECT task_id, task, report_format FROM tasks WHERE finished = 0 "
-                              "ORDER BY created, rowid").fetchall()
-        return [StoredTask(task_id, task_pb2.Task.FromString(task), report_format)
-                for task_id, task, report_format in rows]
+            rows = db.execute("SELECT task_id, task, report_format, baseline_report_json FROM tasks "
+                              "WHERE finished = 0 ORDER BY created, rowid").fetchall()
+        return [StoredTask(task_id, task_pb2.Task.FromString(task), report_format, baseline)
+                for task_id, task, report_format, baseline in rows]
 
     def shadow_indices(self, task_id: str) -> dict[int, set[int]]:
         """Attack index -> the indices of its stored shadow models."""
@@ -415,17 +421,19 @@ def _status(row: tuple) -> orchestrator_pb2.AuditStatus:
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Brings the database to SCHEMA_VERSION in one transaction: a new one gets every schema in
-    turn; one of schema 0 gets the status rows, derived from its events."""
+    """Brings the database to SCHEMA_VERSION in one transaction: each schema after its version in
+    turn (a new one gets them all); one of schema 0 gets the status rows, derived from its events."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise NewerSchema(f"the state database is of schema {version}, written by a newer orchestrator; this one "
                           f"reads schemas up to {SCHEMA_VERSION}")
     if version == SCHEMA_VERSION:
         return
-    db.executescript("BEGIN IMMEDIATE;" + SCHEMA_0 + SCHEMA_1)  # the script leaves the transaction open
+    scripts = (SCHEMA_0 + SCHEMA_1, SCHEMA_2)  # scripts[v] brings schema v to v + 1 (0: also a new database)
+    db.executescript("BEGIN IMMEDIATE;" + "".join(scripts[version:]))  # the script leaves the transaction open
     try:
-        _derive_status(db)
+        if version == 0:
+            _derive_status(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
