@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from privaudit.v1 import attack_worker_pb2
 from services.attack_worker.npz_store import EntryProblem, WorkerCache
 from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.storage import one_line
 from services.common.entry_transfer import (
     EntryAssembly,
     Fingerprint,
@@ -25,7 +24,7 @@ from services.common.entry_transfer import (
     check_key,
     read_chunks,
 )
-from services.common.errors import InvalidArgument, Overloaded, Unavailable
+from services.common.errors import InvalidArgument, Overloaded, Unavailable, one_line
 
 
 class ShadowEntries(WorkerCache):

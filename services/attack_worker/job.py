@@ -24,9 +24,9 @@ from services.attack_worker.device import job_device
 from services.attack_worker.job_basics import JobCancelled, attack_name
 from services.attack_worker.paddle_runtime import LoadedDataset, PaddleRuntime
 from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.storage import one_line, resolve_folder
+from services.attack_worker.storage import resolve_folder
 from services.common import task_spec
-from services.common.errors import Failure, ServiceBug, TaskError, Unimplemented
+from services.common.errors import Failure, ServiceBug, TaskError, Unimplemented, one_line
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from services.common.errors import Unavailable
 log = logging.getLogger(__name__)
 
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["services.attack_worker.job", "services.attack_worker.job_process"])
+CONTEXT.set_forkserver_preload(["services.attack_worker.launcher_preload"])
 # How long a new launcher may take to fork a process that runs (it imports Paddle first).
 READY_TIMEOUT_S = 120.0
 # The first and the longest wait between restarts that failed.

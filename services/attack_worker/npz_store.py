@@ -21,13 +21,14 @@ import time
 import zipfile
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Self
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, Self
 
 from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.storage import one_line
 from services.common.entry_transfer import EntryAssembly, Fingerprint
+from services.common.errors import one_line
+
+if TYPE_CHECKING:  # numpy is imported where arrays are read or written: the worker's serving process
+    import numpy as np  # only moves entries' bytes and never imports it (8 MB less a process)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class NpzStore:
                         f"entry {path} holds {fingerprint.size} bytes of SHA-256 {fingerprint.sha256[:12]}..., not "
                         f"the {expected.size} bytes of SHA-256 {expected.sha256[:12]}... its writer stored")
                 file.seek(0)
+                import numpy as np
+
                 with np.load(file) as entry:
                     arrays = {name: entry[name] for name in entry.files}
         except FileNotFoundError:
@@ -153,6 +156,8 @@ def _fingerprint(file: BinaryIO) -> Fingerprint:
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """The arrays as `np.savez` lays them out (one uncompressed `<name>.npy` member each), with
     fixed time stamps."""
+    import numpy as np
+
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in arrays.items():

@@ -35,7 +35,7 @@ from services.attack_worker.attacks.base import Augment, Outputs, batches
 from services.attack_worker.job_basics import JobCancelled
 from services.attack_worker.output_cache import OutputCache, output_key
 from services.attack_worker.settings import WorkerSettings
-from services.common.errors import TaskError
+from services.common.errors import TaskError, one_line
 
 # Within a stage, progress is reported at most this often (and always at 0 and 1).
 PROGRESS_INTERVAL_S = 0.5
@@ -349,7 +349,7 @@ class PaddleRuntime:
             logits = model.layer(samples)
         except Exception as exc:
             raise TaskError.at(model.field, f"model {model.name} failed on samples of shape "
-                                            f"{list(samples.shape[1:])} from {dataset.path}: {storage.one_line(exc)}; "
+                                            f"{list(samples.shape[1:])} from {dataset.path}: {one_line(exc)}; "
                                             "does the model expect this dataset's samples?") from exc
         if not isinstance(logits, paddle.Tensor) or logits.ndim != 2 or logits.shape[0] != len(samples):
             got = list(logits.shape) if isinstance(logits, paddle.Tensor) else type(logits).__name__

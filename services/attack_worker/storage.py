@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from services.attack_worker.weights import NotWeights, read_state_dict
-from services.common.errors import TaskError
+from services.common.errors import TaskError, one_line
 
 if TYPE_CHECKING:
     import paddle
@@ -136,12 +136,6 @@ def read_records(dataset: Any, indices: Sequence[int], field: str) -> tuple[np.n
     stacked = np.stack(samples)
     _refuse_non_finite(stacked, indices, field)
     return stacked, np.array(labels, dtype=np.int64)
-
-
-def one_line(exc: BaseException) -> str:
-    """`Type: first line of the message`: an exception in a message that fits on a line."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 # ---------------------------------------------------------------- internals

@@ -144,6 +144,12 @@ class Failure(Exception):
                f"{'worth retrying' if self.retryable else 'not worth retrying'}"
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`: an exception in a message that fits on a line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def shorten(text: str, limit: int) -> str:
     """`text` cut to at most `limit` characters, saying how much was left out."""
     if len(text) <= limit:
