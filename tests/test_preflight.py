@@ -113,6 +113,11 @@ def test_every_problem_is_listed_at_once_at_its_field(root, tmp_path):
     write(models / "a_file", "a file, not a folder\n")
     write_model(tmp_path / "outside", code=MODEL_CODE)
     (models / "escape").symlink_to(tmp_path / "outside")
+    (models / "linked_code").mkdir()
+    (models / "linked_code" / "model.py").symlink_to(tmp_path / "outside" / "model.py")
+    (datasets / "linked_npz").mkdir()
+    np.savez(tmp_path / "data.npz", x=np.zeros((2, 2)), y=np.arange(2))
+    (datasets / "linked_npz" / "data.npz").symlink_to(tmp_path / "data.npz")
     write(datasets / "no_get_dataset" / "dataset.py", "DATA = []\n")
     (datasets / "empty").mkdir()
     spec = task(
@@ -125,6 +130,7 @@ def test_every_problem_is_listed_at_once_at_its_field(root, tmp_path):
         shadow_attack("LABEL-ONLY", target_model="models/two_py", shadow_model="models/no_get_model"),
         baseline("models/escape"),
         baseline("models/a_file"),
+        baseline("models/linked_code", ["datasets/members", "datasets/linked_npz"]),
     )
     started = time.perf_counter()
     problems = by_field(preflight(spec, root))
@@ -148,6 +154,8 @@ def test_every_problem_is_listed_at_once_at_its_field(root, tmp_path):
         "attacks[4].args.shadow_model": ["models/no_get_model/model.py", "must define get_model()"],
         "attacks[5].args.target_model": ["outside the storage root"],
         "attacks[6].args.target_model": ["'models/a_file' is a file, not a folder"],
+        "attacks[7].args.target_model": ["'models/linked_code/model.py' leads outside the storage root"],
+        "attacks[7].args.test_datasets.non_members": ["'datasets/linked_npz/data.npz' leads outside the storage"],
     }
     assert sorted(problems) == sorted(expected), problems
     for field, words in expected.items():

@@ -31,7 +31,7 @@ import posixpath
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -76,7 +76,11 @@ def preflight(spec: TaskSpec, storage_root: str | os.PathLike[str]) -> list[Prob
     for uses, check in ((models, _model_problems), (datasets, _dataset_problems)):
         for path, use in uses.items():
             also = f" (also named at {', '.join(use.fields[1:])})" if len(use.fields) > 1 else ""
-            problems += [Problem(use.fields[0], message + also) for message in check(root, path, use)]
+            try:
+                messages = list(check(root, path, use))
+            except OSError as error:  # a folder or file the client may not read (the worker may)
+                messages = [f"cannot read {path!r} or a file in it: {error.strerror or error} ({error.filename})"]
+            problems += [Problem(use.fields[0], message + also) for message in messages]
     return problems + _same_pair_problems(spec, root)
 
 
@@ -115,7 +119,11 @@ def _dataset_problems(root: Path, path: str, use: _Use) -> Iterator[str]:
                 yield from archive.problems(root, code)
 
 
-def _folder(root: Path, path: str) -> Iterator[str]:
+# A check that yields problems and returns what it found (None after a problem that ends the folder's checks).
+_Found = Generator[str, None, Path | None]
+
+
+def _folder(root: Path, path: str) -> _Found:
     """The folder's real path (the generator's return value), or None after its problem."""
     try:
         return resolve_folder(root, path, "")
@@ -137,21 +145,28 @@ def _close_match(root: Path, path: str) -> str:
     return f" (did you mean {posixpath.join(posixpath.dirname(path), close[0])!r}?)" if close else ""
 
 
-def _only_code(root: Path, folder: Path, role: str) -> Iterator[str]:
+def _only_code(root: Path, folder: Path, role: str) -> _Found:
     """The folder's one `.py` (the generator's return value), or None after its problem."""
     found = sorted(p for p in folder.iterdir() if p.name.endswith(".py") and p.is_file())
     if len(found) != 1:
         got = f"found {len(found)}: {', '.join(p.name for p in found)}" if found else "found none"
         yield f"folder {_shown(root, folder)!r} must hold exactly one .py file, {role}; {got}"
         return None
-    real = Path(os.path.realpath(found[0]))
-    if not real.is_relative_to(root):
-        yield f"{_shown(root, found[0])!r} leads outside the storage root (to {real}); keep it inside"
+    outside = _outside(root, found[0])
+    if outside:
+        yield outside
         return None
     return found[0]
 
 
-def _defines(root: Path, code: Path, name: str) -> Iterator[str]:
+def _outside(root: Path, file: Path) -> str | None:
+    """The problem with a file whose symlinks lead out of the storage root, if they do."""
+    real = Path(os.path.realpath(file))
+    return None if real.is_relative_to(root) else \
+        f"{_shown(root, file)!r} leads outside the storage root (to {real}); keep it, and what it links to, inside"
+
+
+def _defines(root: Path, code: Path, name: str) -> Generator[str, None, ast.Module | None]:
     """The module's syntax tree (the generator's return value) after a problem if it does not
     define `name` at its top level; None after its problem if it is not Python."""
     try:
@@ -193,9 +208,9 @@ def _may_define(body: list[ast.stmt], name: str) -> bool:
 
 def _weights(root: Path, weights: Path) -> Iterator[str]:
     shown = _shown(root, weights)
-    real = Path(os.path.realpath(weights))
-    if not real.is_relative_to(root):
-        yield f"{shown!r} leads outside the storage root (to {real}); keep it inside"
+    outside = _outside(root, weights)
+    if outside:
+        yield outside
         return
     try:
         read_state_dict(weights)
@@ -213,6 +228,10 @@ def _npz(root: Path, path: Path) -> Iterator[str]:
     """Problems with a data.npz's arrays, from their headers: x numeric with a sample array per
     record, y an integer label per record, ids (optional) an id per record."""
     shown = _shown(root, path)
+    outside = _outside(root, path)
+    if outside:
+        yield outside
+        return
     try:
         headers = _npz_headers(path)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
