@@ -48,7 +48,7 @@ _BAR_POINTS, _COUNTED_VALUES = 5.0, 6
 
 # The ROC figure: two square panels (linear, log-log) side by side, the legend under them; sizes in
 # inches. Laid out by hand: matplotlib's constrained layout took half the HTML report's time.
-_PANEL, _GAP, _LEFT, _RIGHT, _BOTTOM, _TOP, _LEGEND_ROW = 3.5, 0.85, 0.65, 0.2, 0.55, 0.35, 0.2
+_PANEL, _GAP, _LEFT, _RIGHT, _BOTTOM, _TOP, _LEGEND_ROW = 3.5, 0.85, 0.65, 0.2, 0.55, 0.35, 0.21
 # FPRs the ROC marks with a guide line, and the points the table reads there (TPR at FPR <= guide).
 GUIDE_FPRS = (0.01, 0.001)
 # Curves with at most this many operating points get a marker on each; denser ones are steps alone.
@@ -82,8 +82,7 @@ def roc_png(curves: Sequence[RocCurve]) -> str:
     the chance diagonal, guide lines at 1% and 0.1% FPR and, on each, the point the table reads.
     On log axes rates of 0 are drawn on the lower edges."""
     floor = log_floor(curves)
-    columns = 1 if len(curves) <= 3 else 2
-    legend_rows = -(-(len(curves) + 3) // columns)
+    legend_rows = len(curves) + 3  # chance, the curves, the guides and the readings: one column
     width = _LEFT + 2 * _PANEL + _GAP + _RIGHT
     height = _BOTTOM + _PANEL + _TOP + legend_rows * _LEGEND_ROW + 0.1
     with rc_context(_STYLE):
@@ -99,7 +98,7 @@ def roc_png(curves: Sequence[RocCurve]) -> str:
         panels[1].set_ylim(floor, 1)
         handles, labels = panels[1].get_legend_handles_labels()
         figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(_LEFT / width, bottom - _BOTTOM / height),
-                      ncols=columns, borderaxespad=0, handlelength=2.6)
+                      borderaxespad=0, handlelength=2.6)
         return _data_uri(figure)
 
 
