@@ -3,7 +3,8 @@
     from client import AuditClient
     with AuditClient("localhost:50051") as auditor:
         outcome = auditor.run(Path("example/tasks/mem_inf.yaml"))
-    print(outcome.report)
+    print(outcome.risk, outcome.report.attacks[0].metrics.auc)  # typed: an AuditReport
+    print(outcome.rendered)  # the report in the format asked for (text by default)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,6 +26,9 @@ from services.common.channels import ChannelSecurity, open_channel
 from services.common.errors import TaskError, problems_from_status
 from services.common.tls import ClientTLS, served_protocol
 from services.orchestrator.limits import check_task_size
+
+if TYPE_CHECKING:
+    from services.reporter.report_model import AuditReport
 
 FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
            "html": report_pb2.REPORT_FORMAT_HTML}
@@ -47,14 +52,41 @@ class AuditError(RuntimeError):
 
 @dataclass
 class AuditOutcome:
-    """Everything an audit's stream carried, gathered."""
+    """Everything an audit's stream carried, gathered: `report` is the typed report (None when
+    the stream carried no JSON report: an audit that did not finish, or one stored by an
+    orchestrator older than reports 3.0), `rendered` the report in the format the audit was run
+    with (`rendered_format`), `renderings` every format the stream carried, and `risk` the
+    overall risk ("LOW", "MIDDLE", "HIGH" or "UNRATED")."""
 
     task_id: str = ""
     attack_names: list[str] = field(default_factory=list)
+    seed: int | None = None
     results: list[results_pb2.AttackResult] = field(default_factory=list)
     summary: report_pb2.ReportSummary | None = None
-    report: str = ""
+    report: AuditReport | None = None
+    renderings: dict[int, str] = field(default_factory=dict)  # ReportFormat -> text, the requested one first
     done: orchestrator_pb2.AuditDone | None = None
+
+    @property
+    def rendered_format(self) -> int:
+        return next(iter(self.renderings), report_pb2.REPORT_FORMAT_UNSPECIFIED)
+
+    @property
+    def rendered(self) -> str:
+        return next(iter(self.renderings.values()), "")
+
+    @property
+    def risk(self) -> str:
+        if self.report is not None:
+            return self.report.risk
+        from services.reporter.report_model import risk_name
+
+        return risk_name(self.summary.overall_risk if self.summary else report_pb2.RISK_LEVEL_UNSPECIFIED)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the audit ran to its end with a report (not cancelled, not failed)."""
+        return self.done is not None and not self.done.cancelled and not self.done.error
 
 
 class AuditClient:
@@ -95,11 +127,14 @@ class AuditClient:
         self._channel.close()
 
     def submit(self, task: str | Path | task_pb2.Task, report_format: str = "text",
-               seed: int | None = None) -> Iterator[orchestrator_pb2.AuditEvent]:
+               seed: int | None = None, baseline: str | None = None) -> Iterator[orchestrator_pb2.AuditEvent]:
         """Submits the task (YAML text, a YAML file's path, or a typed Task) and yields its events.
-        A task larger than any orchestrator takes (`task_spec.MAX_TASK_BYTES`) is refused here,
-        unsent, with a TaskError."""
+        `baseline`: an earlier JSON report's text, which the report is compared with (its
+        `comparison`). A task larger than any orchestrator takes (`task_spec.MAX_TASK_BYTES`) is
+        refused here, unsent, with a TaskError."""
         request = orchestrator_pb2.SubmitAuditRequest(report_format=FORMATS[report_format], seed=seed)
+        if baseline is not None:
+            request.baseline_report_json = baseline
         if isinstance(task, task_pb2.Task):
             request.task.CopyFrom(task)
         else:
@@ -119,9 +154,10 @@ class AuditClient:
         yield from self._stream(self._stub.WatchAudit, request)
 
     def run(self, task: str | Path | task_pb2.Task, report_format: str = "text", seed: int | None = None,
-            on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None) -> AuditOutcome:
-        """Runs the audit to the end and returns what it produced."""
-        return self.collect(self.submit(task, report_format, seed), on_event)
+            on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None,
+            baseline: str | None = None, outcome: AuditOutcome | None = None) -> AuditOutcome:
+        """Runs the audit to the end and returns what it produced (see `collect` for `outcome`)."""
+        return self.collect(self.submit(task, report_format, seed, baseline), on_event, outcome)
 
     def status(self, task_id: str) -> orchestrator_pb2.AuditStatus:
         return self._call(self._stub.GetAudit, orchestrator_pb2.GetAuditRequest(task_id=task_id)).audit
@@ -137,29 +173,34 @@ class AuditClient:
         return list(self._call(self._stub.ListAttacks, orchestrator_pb2.ListAttacksRequest()).attacks)
 
     def collect(self, events: Iterator[orchestrator_pb2.AuditEvent],
-                on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None) -> AuditOutcome:
-        """Gathers an audit's stream (from `submit` or `watch`) into an AuditOutcome."""
-        outcome = AuditOutcome()
-        report = bytearray()
+                on_event: Callable[[orchestrator_pb2.AuditEvent], None] | None = None,
+                outcome: AuditOutcome | None = None) -> AuditOutcome:
+        """Gathers an audit's stream (from `submit` or `watch`) into an AuditOutcome. Given an
+        `outcome`, it is filled as the events arrive, so that a caller interrupted meanwhile (an
+        AuditError, Ctrl-C) still holds what had arrived."""
+        outcome = AuditOutcome() if outcome is None else outcome
+        reports: dict[int, bytearray] = {}  # the report's chunks by format, the requested format first
         for event in events:
             if on_event:
                 on_event(event)
             outcome.task_id = event.task_id
             kind = event.WhichOneof("kind")
             if kind == "accepted":
-                outcome.attack_names = list(event.accepted.attack_names)
+                outcome.attack_names, outcome.seed = list(event.accepted.attack_names), event.accepted.seed
             elif kind == "attack_result":
                 outcome.results.append(event.attack_result)
+                outcome.results.sort(key=lambda result: result.attack_index)
             elif kind == "report_summary":
                 outcome.summary = event.report_summary
             elif kind == "report_chunk":
-                report += event.report_chunk.data
+                reports.setdefault(event.report_chunk.format, bytearray()).extend(event.report_chunk.data)
             elif kind == "done":
                 outcome.done = event.done
         if outcome.done is None:
             raise AuditError(f"the orchestrator at {self.address} ended the audit's stream before it was done")
-        outcome.results.sort(key=lambda result: result.attack_index)
-        outcome.report = report.decode()
+        outcome.renderings = {report_format: data.decode() for report_format, data in reports.items()}
+        if report_pb2.REPORT_FORMAT_JSON in reports:
+            outcome.report = _typed_report(reports[report_pb2.REPORT_FORMAT_JSON])
         return outcome
 
     def _connect(self) -> None:
@@ -226,6 +267,19 @@ class AuditClient:
         if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
             return TaskError(problems_from_status(error))
         return AuditError(f"orchestrator {self.address}: {error.code().name}: {error.details()}")
+
+
+def _typed_report(data: bytes) -> AuditReport | None:
+    """The JSON report as the typed model; None for a report of an older schema (an audit an
+    older orchestrator stored), which only its text renders."""
+    from pydantic import ValidationError
+
+    from services.reporter.report_model import AuditReport  # pydantic models: imported when needed
+
+    try:
+        return AuditReport.model_validate_json(data)
+    except ValidationError:
+        return None
 
 
 class _IdleDeadline:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,8 @@ class LocalCluster:
     worker_flags: list[str] = field(default_factory=list)  # further flags for every worker
     # False: `start` returns once the orchestrator serves, the workers join as they serve (not detached)
     wait_for_workers: bool = True
+    # Told what the cluster is doing while it starts (`finished`: every service serves, or one failed).
+    on_step: Callable[[str, bool], None] | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
     address: str = ""
     _temporary: bool = False
@@ -136,6 +139,11 @@ class LocalCluster:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops the cluster, then raises the ClusterError of a service that failed to start
+        while the cluster was in use (wait_for_workers=False)."""
         self.stop()
         if self._failure is not None:
             raise self._failure
@@ -148,7 +156,9 @@ class LocalCluster:
         self._failure = None
         for folder in ("run", "logs", "orchestrator", "cache"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         try:
+            self._step(f"starting the reporter and {self.workers} worker(s); each worker imports Paddle")
             reporter = self._spawn("reporter", "services.reporter")
             # The jobs split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // (self.workers * self.slots)))
@@ -157,20 +167,25 @@ class LocalCluster:
                                    "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([reporter, *workers])  # files only: this process forks the orchestrator next
+            self._step("starting the orchestrator")
             orchestrator = self._spawn(
                 "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
                 "--reporter", reporter.address, "--state-dir", str(self.state_dir / "orchestrator"))
             self._wait_bound([orchestrator])
             self._wait_serving([orchestrator])
             self.address = orchestrator.address
+            self._step(f"orchestrator serving; waiting for the reporter and {self.workers} worker(s) to serve")
             if self.wait_for_workers or self.detached:
                 self._wait_serving([reporter, *workers])
+                self._step(f"ready in {time.monotonic() - started:.1f} s", finished=True)
             else:
-                self._watcher = threading.Thread(target=self._watch_start, args=([reporter, *workers],),
+                self._watcher = threading.Thread(target=self._watch_start, args=([reporter, *workers], started),
                                                  name="cluster-start", daemon=True)
                 self._watcher.start()
             self._write_record()
-        except BaseException:
+        except BaseException as error:
+            self._step(f"failed to start: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+                       finished=True)
             self.stop()
             raise
 
@@ -216,7 +231,13 @@ class LocalCluster:
 
     @classmethod
     def stop_recorded(cls, state_dir: Path, grace: float = 10.0) -> int:
-        """Stops the processes a `cluster up` recorded in state_dir; returns how many were running."""
+        """Stops the processes a `cluster up` recorded in state_dir; returns how many were running:
+        0 when the folder records no cluster (it was stopped already). ClusterError when there is
+        no such folder (a mistyped one must not pass for a stopped cluster)."""
+        if not state_dir.is_dir():
+            raise ClusterError(f"no cluster is recorded in {state_dir}: there is no such folder")
+        if not (state_dir / CLUSTER_FILE).exists():
+            return 0
         record = cls.read_record(state_dir)
         entries = [record["orchestrator"], *record["workers"], record["reporter"]]
         pids = [e["pid"] for e in entries if e.get("pid") and _is_service_of(e["pid"], state_dir)]
@@ -292,6 +313,8 @@ class LocalCluster:
                 if self._serving(service):
                     service.serving_at = time.monotonic()
                     waiting.remove(service)
+                    if waiting:
+                        self._step(f"{service.name} serving; waiting for {', '.join(w.name for w in waiting)}")
                 elif service.process is not None and service.process.poll() is not None:
                     raise ClusterError(f"{service.name} exited with status {service.process.returncode} "
                                        f"while starting:\n{service.log_tail()}")
@@ -311,17 +334,24 @@ class LocalCluster:
                 return False
         return response.status == health_pb2.HealthCheckResponse.SERVING
 
-    def _watch_start(self, starting: list[ServiceProcess]) -> None:
+    def _watch_start(self, starting: list[ServiceProcess], started: float) -> None:
         """`_wait_serving` in the background: a service that fails to start ends the orchestrator,
         so that the audit's stream ends at once (a graceful stop would let it run for the stop's
         grace), and its error is raised on leaving the `with` block."""
         try:
             self._wait_serving(starting)
+            if not self._stopping.is_set():
+                self._step(f"every service serving, {time.monotonic() - started:.1f} s after the start", finished=True)
         except ClusterError as error:
             self._failure = error
+            self._step(f"{str(error).splitlines()[0]}", finished=True)
             orchestrator = self.service("orchestrator").process
             if orchestrator is not None and orchestrator.poll() is None:
                 orchestrator.kill()
+
+    def _step(self, what: str, finished: bool = False) -> None:
+        if self.on_step is not None:
+            self.on_step(what, finished)
 
     def _write_record(self) -> None:
         assert self.state_dir is not None

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +56,33 @@ def test_cluster_up_run_inspect_down(tmp_path):
         assert scores["evaluated"].sum() == 3 * 800
 
         listed = privaudit("list", "--orchestrator", address)
-        assert listed.returncode == 0 and task_id in listed.stdout and "SUCCEEDED" in listed.stdout
+        line = next(line for line in listed.stdout.splitlines() if task_id in line)
+        assert listed.returncode == 0 and "SUCCEEDED" in line and "risk HIGH" in line
+        assert json.loads(privaudit("list", "--orchestrator", address, "--json").stdout)[0]["summary"][
+            "overall_risk"] == "HIGH"
 
-        status = json.loads(privaudit("status", task_id, "--orchestrator", address).stdout)
-        assert status["state"] == "AUDIT_STATE_SUCCEEDED" and len(status["results"]) == 3
+        status = privaudit("status", task_id, "--orchestrator", address)
+        assert status.returncode == 0 and "overall risk: HIGH" in status.stdout and "3/3 LABEL-ONLY" in status.stdout
+        data = json.loads(privaudit("status", task_id, "--orchestrator", address, "--json").stdout)
+        assert data["state"] == "SUCCEEDED" and len(data["results"]) == 3
+        assert data["results"][0]["metrics"]["num_members"] == 400 and isinstance(data["event_count"], int)
+        assert data["results"][0]["roc"][0] == {"fpr": 0.0, "tpr": 0.0}
 
         watched = privaudit("watch", task_id, "--orchestrator", address, "--quiet")
         assert watched.returncode == 0 and "Summary:" not in watched.stdout  # the report was JSON
         assert json.loads(watched.stdout)["task_id"] == task_id
+        as_text = privaudit("watch", task_id, "--orchestrator", address, "--quiet", "--format", "text")
+        assert as_text.returncode == 0 and "Summary:" in as_text.stdout and task_id in as_text.stdout
+
+        same = privaudit("compare", str(tmp_path / "report.json"), task_id, "--orchestrator", address,
+                         "--fail-on-regression")
+        assert same.returncode == 0, same.stderr
+        assert "no regression beyond noise" in same.stdout and "within noise" in same.stdout
+
+        rerun = privaudit("run", "example/tasks/mem_inf.yaml", "--orchestrator", address, "--quiet", "--format",
+                          "json", "--baseline", str(tmp_path / "report.json"), "--fail-on-regression")
+        assert rerun.returncode == 0, rerun.stderr
+        assert json.loads(rerun.stdout)["comparison"]["regressed"] is False
 
         cancel = privaudit("cancel", task_id, "--orchestrator", address)
         assert cancel.returncode == 0 and "SUCCEEDED" in cancel.stdout  # finished audits stay as they were
@@ -93,6 +113,8 @@ def test_cluster_up_run_inspect_down(tmp_path):
     assert "4 process(es) stopped" in down.stdout
     assert not processes_of(state)
     assert not (state / "cluster.json").exists()
+    again = privaudit("cluster", "down", "--state-dir", str(state))
+    assert again.returncode == 0 and "nothing was running" in again.stdout
 
 
 @pytest.mark.parametrize(
@@ -100,7 +122,7 @@ def test_cluster_up_run_inspect_down(tmp_path):
     [
         (["status", "abc"], "--orchestrator: give the orchestrator's HOST:PORT"),
         (["run", "no/such/task.yaml"], "cannot read the task file"),
-        (["cluster", "down", "--state-dir", "/nonexistent/state"], "no cluster is recorded"),
+        (["cluster", "down", "--state-dir", "/nonexistent/state"], "no cluster is recorded in /nonexistent/state"),
     ],
 )
 def test_usage_errors_name_what_is_missing(args, message, monkeypatch):
@@ -110,13 +132,21 @@ def test_usage_errors_name_what_is_missing(args, message, monkeypatch):
     assert message in completed.stderr
 
 
-def test_validate_checks_the_schema_and_the_folders(tmp_path):
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_validate_and_run_list_every_problem_of_the_folders_before_anything_starts(tmp_path, command):
+    """Issue 18: `run` checks what `validate` checks, before a service starts (a missing folder
+    cost 77 s, then was reported as another error), and both list every problem at once."""
     assert privaudit("validate", "example/tasks/mem_inf.yaml").returncode == 0
     broken = tmp_path / "task.yaml"
-    broken.write_text((REPO / "example/tasks/mem_inf.yaml").read_text().replace("digits_cnn", "digits_cnx"))
-    completed = privaudit("validate", str(broken))
-    assert completed.returncode == 2
-    assert "attacks[1].args.shadow_model: no folder './example/models/digits_cnx'" in completed.stderr
+    broken.write_text((REPO / "example/tasks/mem_inf.yaml").read_text()
+                      .replace("digits_cnn", "digits_cnx").replace("digits_shadow_members", "digits_shadow_memberz"))
+    started = time.monotonic()
+    completed = privaudit(command, str(broken), "--storage-root", str(REPO), timeout=60)
+    assert completed.returncode == 2, completed.stderr
+    assert "attacks[1].args.shadow_model: 'example/models/digits_cnx' does not exist" in completed.stderr
+    assert "shadow_dataset" in completed.stderr and "digits_shadow_memberz" in completed.stderr
+    assert "Traceback" not in completed.stderr and "local cluster" not in completed.stderr
+    assert time.monotonic() - started < 20  # an interpreter's start and the checks; no service started
 
 
 def test_live_progress_on_a_terminal(tmp_path):

@@ -177,3 +177,21 @@ def test_the_attacks_of_a_task_query_the_target_once_through_the_workers_cache()
     baseline, loss_result = outcome.results
     assert (baseline.target_model.train_acc, baseline.target_model.test_acc) == \
         (loss_result.target_model.train_acc, loss_result.target_model.test_acc)
+
+
+def test_the_readmes_python_api_snippet_prints_high_on_the_example():
+    """README's Python API section, run as written: the typed report, not protobuf enums."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Python API"):]
+    snippet = section[section.index("```python\n") + len("```python\n"):section.index("```\n", 10)]
+    completed = subprocess.run([sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True,
+                               timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert lines[0] == "HIGH"
+    names = [line.split()[0] for line in lines[1:4]]
+    assert names == ["BASELINE", "ML-LEAK", "LABEL-ONLY"]
+    for line in lines[1:4]:
+        auc = float(line.split()[2])
+        assert 0.5 < auc <= 1.0
+    assert "Summary:" in completed.stdout  # the text report

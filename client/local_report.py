@@ -1,0 +1,70 @@
+"""Reports rendered on the client, with the reporter's own code, from the results an audit's
+stream carried: the partial report of an audit that was cancelled or failed (so that `--output`
+is never left empty), and `watch --format` in a format other than the one the audit was run with.
+
+The risk is rated with the default risk policy (services/reporter/risk_policy.yaml), which may
+differ from the one the orchestrator's reporter was started with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from collections.abc import Sequence
+
+from client.api import AuditOutcome
+from privaudit.v1 import report_pb2, results_pb2
+
+
+def render(outcome: AuditOutcome, report_format: int, partial_reason: str = "") -> str:
+    """The report of the outcome's results in `report_format` (a ReportFormat). With
+    `partial_reason` the report is marked partial (the JSON's `partial` and `partial_reason`; a
+    first line in text, a banner in HTML) and each attack without a result is listed as failed,
+    saying it did not finish."""
+    from services.reporter.policy import load_policy  # the reporter's code: imported when needed
+    from services.reporter.report import build_report
+    from services.reporter.server import RENDERERS
+
+    results = list(outcome.results)
+    if partial_reason:
+        results += unfinished(outcome.attack_names, results, partial_reason)
+    if not results:
+        return _empty(outcome.task_id, report_format, partial_reason or "no attack result arrived")
+    provenance = report_pb2.ReportProvenance(seed=outcome.seed) if outcome.seed is not None else None
+    report = build_report(outcome.task_id, results, load_policy(), provenance)
+    if partial_reason:
+        report = dataclasses.replace(report, partial_reason=partial_reason)
+    return mark(RENDERERS[report_format](report).decode(), report_format, partial_reason)
+
+
+def unfinished(attack_names: Sequence[str], results: Sequence[results_pb2.AttackResult],
+               reason: str) -> list[results_pb2.AttackResult]:
+    """A failed result for each attack of the task that has none, saying why it has none."""
+    finished = {result.attack_index for result in results}
+    return [results_pb2.AttackResult(
+        attack_index=index, attack_name=name, status=results_pb2.ATTACK_STATUS_FAILED,
+        error=results_pb2.AttackError(code="CANCELLED", message=f"did not finish: {reason}"))
+        for index, name in enumerate(attack_names) if index not in finished]
+
+
+def mark(rendered: str, report_format: int, partial_reason: str) -> str:
+    """Text and HTML say at the top that the report is partial, and why (JSON says it in its
+    `partial` fields)."""
+    if not partial_reason:
+        return rendered
+    if report_format == report_pb2.REPORT_FORMAT_TEXT:
+        return f"PARTIAL REPORT: {partial_reason}\n\n{rendered}"
+    if report_format == report_pb2.REPORT_FORMAT_HTML:
+        banner = f'<p class="partial"><strong>Partial report:</strong> {html.escape(partial_reason)}</p>'
+        head, body, rest = rendered.partition("<body>")
+        return f"{head}{body}\n{banner}{rest}" if body else banner + rendered
+    return rendered
+
+
+def _empty(task_id: str, report_format: int, reason: str) -> str:
+    """What a report says when there is nothing to report on at all."""
+    if report_format == report_pb2.REPORT_FORMAT_JSON:
+        return json.dumps({"task_id": task_id, "partial": True, "partial_reason": reason, "attacks": []},
+                          indent=2) + "\n"
+    return mark(f"Audit {task_id or '(no id)'}: no attack finished.\n", report_format, reason)
