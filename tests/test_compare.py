@@ -97,6 +97,8 @@ def test_zero_width_tprs_do_not_make_any_change_significant() -> None:
         metrics = attack.metrics.model_copy(update={"tpr_at_1pct_fpr_interval": Interval(lower=tpr, upper=tpr)})
         return report.model_copy(update={"attacks": [attack.model_copy(update={"metrics": metrics})]})
 
+    unchanged = compare(zero_width(0.0), zero_width(0.0)).attacks[0].tpr_at_1pct_fpr
+    assert (unchanged.z, unchanged.beyond_noise) == (0.0, False)
     tpr = compare(zero_width(0.0), zero_width(0.01)).attacks[0].tpr_at_1pct_fpr
     # pooled rate 0.005 over 200 + 200 members: se = sqrt(0.005 * 0.995 * 0.01) = 0.0070534
     assert tpr.z == pytest.approx(0.01 / 0.0070534, rel=1e-4)

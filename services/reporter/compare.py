@@ -89,8 +89,8 @@ def _change(old: tuple[_Measured, Metrics] | None, new: tuple[_Measured, Metrics
     se = math.hypot(before.se, after.se)
     if pooled_floor:
         se = max(se, _pooled_se(before.value, old_metrics.num_members, after.value, new_metrics.num_members))
-    if se == 0:  # both exact (zero-width intervals): any change is real
-        z, beyond = None, delta != 0
+    if se == 0:  # both exact (zero-width intervals): any change is real, and has no z
+        z, beyond = (0.0 if delta == 0 else None), delta != 0
     else:
         z = delta / se
         beyond = abs(z) > critical

@@ -347,7 +347,8 @@ class FigureChange(_Model):
     new: Rate | None = Field(description="In the new report; null when not measured there.")
     delta: float | None = Field(description="new - old; null unless both were measured.")
     z: float | None = Field(description="delta over its standard error (see comparison.method); null unless both "
-                                        "were measured.")
+                                        "were measured, or when a change has no standard error (two figures "
+                                        "with zero-width intervals: then any change is beyond noise).")
     beyond_noise: bool = Field(description="Whether |z| is beyond what measurement noise explains (see "
                                            "comparison.method).")
     direction: Literal["worse", "better", "unchanged"] = Field(
