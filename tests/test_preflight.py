@@ -143,7 +143,7 @@ def test_every_problem_is_listed_at_once_at_its_field(root, tmp_path):
         "attacks[1].args.target_model": ["models/hostile_weights/model.pdparams", "something other than weights",
                                          "posix.system", "nothing in it ran"],
         "attacks[1].args.shadow_model": ["models/syntax/model.py", "SyntaxError", "line 1"],
-        "attacks[1].args.shadow_datasets.members": ["datasets/empty", "exactly one .py", "data.npz", "found none"],
+        "attacks[1].args.shadow_datasets.members": ["datasets/empty", "exactly one .py", "found none"],
         "attacks[1].args.shadow_datasets.non_members": ["'datasets/membrs' does not exist",
                                                         "did you mean 'datasets/members'?"],
         "attacks[2].args.target_model": ["2 .pdparams files", "copy.pdparams, model.pdparams"],
@@ -157,7 +157,9 @@ def test_every_problem_is_listed_at_once_at_its_field(root, tmp_path):
         "attacks[7].args.target_model": ["'models/linked_code/model.py' leads outside the storage root"],
         "attacks[7].args.test_datasets.non_members": ["'datasets/linked_npz/data.npz' leads outside the storage"],
     }
-    assert sorted(problems) == sorted(expected), problems
+    in_the_task = [f"attacks[{i}].args.{name}" for i, attack in enumerate(spec.attacks)
+                   for name, _ in attack.storage_paths()]
+    assert list(problems) == sorted(expected, key=in_the_task.index), "every problem, in the task's order"
     for field, words in expected.items():
         for word in words:
             assert word in problems[field], (field, problems[field])
@@ -186,9 +188,9 @@ def test_the_problems_make_a_task_error_naming_every_field(root):
     problems = preflight(task(baseline("models/x", ["datasets/y", "datasets/z"])), root)
     error = refusal(problems)
     assert isinstance(error, TaskError)
-    assert [p.field for p in error.problems] == ["attacks[0].args.target_model",
-                                                  "attacks[0].args.test_datasets.members",
-                                                  "attacks[0].args.test_datasets.non_members"]
+    assert [p.field for p in error.problems] == ["attacks[0].args.test_datasets.members",
+                                                  "attacks[0].args.test_datasets.non_members",
+                                                  "attacks[0].args.target_model"]
 
 
 # ---------------------------------------------------------------- the bad-input corpus: as the worker judges

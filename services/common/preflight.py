@@ -66,12 +66,14 @@ def preflight(spec: TaskSpec, storage_root: str | os.PathLike[str]) -> list[Prob
     root = Path(os.path.realpath(storage_root))
     models: dict[str, _Use] = {}
     datasets: dict[str, _Use] = {}
+    order: dict[str, int] = {}  # field -> its place in the task
     for index, attack in enumerate(spec.attacks):
         for name, path in attack.storage_paths():
             uses = models if name.endswith("_model") else datasets
             use = uses.setdefault(posixpath.normpath(path), _Use())
             use.fields.append(f"attacks[{index}].args.{name}")
             use.weights |= name == _WEIGHTS_FIELD
+            order[use.fields[-1]] = len(order)
     problems = []
     for uses, check in ((models, _model_problems), (datasets, _dataset_problems)):
         for path, use in uses.items():
@@ -81,7 +83,7 @@ def preflight(spec: TaskSpec, storage_root: str | os.PathLike[str]) -> list[Prob
             except OSError as error:  # a folder or file the client may not read (the worker may)
                 messages = [f"cannot read {path!r} or a file in it: {error.strerror or error} ({error.filename})"]
             problems += [Problem(use.fields[0], message + also) for message in messages]
-    return problems + _same_pair_problems(spec, root)
+    return sorted(problems + _same_pair_problems(spec, root), key=lambda problem: order[problem.field])
 
 
 # ---------------------------------------------------------------- folders
@@ -110,8 +112,7 @@ def _dataset_problems(root: Path, path: str, use: _Use) -> Iterator[str]:
     if not any(p.name.endswith(".py") for p in folder.iterdir()) and (folder / _NPZ).is_file():
         yield from _npz(root, folder / _NPZ)
         return
-    code = yield from _only_code(root, folder, f"the dataset code defining get_dataset() (or, without one, a "
-                                               f"{_NPZ} holding x and y)")
+    code = yield from _only_code(root, folder, "the dataset code defining get_dataset()")
     if code is not None:
         tree = yield from _defines(root, code, "get_dataset")
         if tree is not None:
