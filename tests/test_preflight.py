@@ -519,3 +519,38 @@ def test_a_data_npz_that_is_not_a_zip_is_refused(root):
     write(root / "datasets" / "text" / "data.npz", "x,y\n1,2\n")
     [problem] = preflight(task(baseline(pair=["datasets/members", "datasets/text"])), root)
     assert "not a readable .npz archive" in problem.message and "numpy.savez" in problem.message
+
+
+CIFAR_LOADER = '''
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("example_cifar", {helper})
+_cifar = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cifar)
+
+
+def get_dataset():
+    return {call}
+'''
+
+
+@pytest.mark.parametrize(("helper", "call", "found"), [
+    ('Path(__file__).parents[2] / "cifar.py"', '_cifar.get_dataset("cifar10", "train")', True),
+    ('Path(__file__).resolve().parent.parent.parent / "cifar.py"', '_cifar.get_dataset("cifar100", "test")', True),
+    ('Path(__file__).parents[2] / "cifar.py"', '_cifar.get_dataset("cifar10", "train", folder=Path("/data"))', False),
+    ('Path(__file__).parents[2] / "cifar.py"', '_cifar.get_dataset(["cifar10"], "train")', False),
+    ('Path(__file__).parents[2] / "cifar.py"', '_cifar.get_dataset("imagenet", "train")', False),
+    ('Path(__file__).parents[2] / "cifar.py"', '_cifar.get_dataset(NAME, "train")', False),
+    ('Path(__file__).parents[9] / "cifar.py"', '_cifar.get_dataset("cifar10", "train")', False),
+    ('Path(os.environ["HELPER"])', '_cifar.get_dataset("cifar10", "train")', False),
+])
+def test_archives_are_found_where_the_code_names_them_plainly(example_root, helper, call, found):
+    """What the code names by literals from its own location is checked; anything computed at run
+    time is left to the worker, and never breaks the check."""
+    write(example_root / "example" / "datasets" / "mine" / "mine.py", CIFAR_LOADER.format(helper=helper, call=call))
+    spec = task(baseline("example/models/digits_mlp",
+                         ["example/datasets/mine", "example/datasets/digits_target_members"]))
+    problems = preflight(spec, example_root)
+    assert bool(problems) == found, problems
+    assert all("is not there, and example/datasets/mine/mine.py reads it" in p.message for p in problems)

@@ -410,7 +410,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def _archives_read(code: Path, tree: ast.Module) -> list[_CifarArchive]:
     """The CIFAR archives a dataset's `.py` reads: calls `<helper>.get_dataset("name", "split")`
-    where helper is a module it loads by path (`spec_from_file_location(_, <path from __file__>)`)
+    (no other arguments) where helper is a module it loads by path (`spec_from_file_location(_, <path from __file__>)`)
     whose source declares `ARCHIVES` and `DATA` as example/cifar.py does."""
     archives: dict[str, tuple[Path, dict[str, Any]]] = {}
     for call in _calls(tree, "spec_from_file_location"):
@@ -419,8 +419,10 @@ def _archives_read(code: Path, tree: ast.Module) -> list[_CifarArchive]:
             archives.update(_declared_archives(helper))
     found = []
     for call in _calls(tree, "get_dataset"):
-        name, split = (_literal(arg) for arg in [*call.args, None, None][:2])
-        if name in archives and isinstance(split, str):
+        if len(call.args) != 2 or call.keywords:  # another folder than the helper's DATA: not known here
+            continue
+        name, split = map(_literal, call.args)
+        if isinstance(name, str) and name in archives and isinstance(split, str):
             data, archive = archives[name]
             splits = archive.get("members")
             members = splits.get(split) if isinstance(splits, dict) else None
