@@ -20,7 +20,7 @@ dev-venv: $(DEV_STAMP)
 # Timings measured on a fresh clone with an empty pip cache (README, "Two commands").
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || { echo "make: creating $(VENV) ($(PYTHON) -m venv)"; $(PYTHON) -m venv $(VENV); }
-	@echo "make: installing runtime dependencies from requirements.txt into $(VENV) (first run: about 2 min here, 1.2 GB, most of it Paddle)"
+	@echo "make: installing runtime dependencies from requirements.txt into $(VENV) (first run: 2-3 min on 2 cores, 1.2 GB, most of it Paddle)"
 	@$(PIP) -r requirements.txt
 	@echo "make: installing privaudit itself (editable), which puts the privaudit command in $(VENV)/bin"
 	@$(PIP) --no-deps -e .
