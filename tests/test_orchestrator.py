@@ -198,7 +198,7 @@ def test_stream_order_and_report(cluster):
     assert kinds.index("report_summary") > max(i for i, k in enumerate(kinds) if k == "attack_result")
     assert [r.attack_index for r in outcome.results] == [0, 1]
     assert [round(r.metrics.auc, 2) for r in outcome.results] == [0.5, 0.6]
-    assert outcome.report == "0:ATTACK_STATUS_SUCCEEDED\n1:ATTACK_STATUS_SUCCEEDED\n"
+    assert outcome.rendered == "0:ATTACK_STATUS_SUCCEEDED\n1:ATTACK_STATUS_SUCCEEDED\n"
     assert (outcome.done.succeeded_attacks, outcome.done.failed_attacks) == (2, 0)
 
 
@@ -425,7 +425,7 @@ def test_a_reporter_stream_broken_by_the_network_is_retried_and_the_report_arriv
     client, _ = cluster(succeed, reporter_servicer=reporter)
     events = []
     outcome = client.run(ONE, on_event=events.append)
-    assert reporter.calls == 2 and outcome.report == "0:ATTACK_STATUS_SUCCEEDED\n" and not outcome.done.error
+    assert reporter.calls == 2 and outcome.rendered == "0:ATTACK_STATUS_SUCCEEDED\n" and not outcome.done.error
     (notice,) = [e.notice.message for e in events if e.HasField("notice")]
     assert "waiting for the reporter" in notice and "Received RST_STREAM" in notice
 
@@ -942,7 +942,7 @@ def test_an_orchestrator_on_a_schema_0_state_folder_finishes_what_it_left(cluste
     lira = client.collect(client.watch("76f0e775182d"))
     baselines = client.collect(client.watch("f6c1fd1e18d9"))
     assert round(lira.results[0].metrics.auc * 1000) == 2 ** 6 - 1, "the score job gets all six shadows"
-    assert [r.attack_index for r in baselines.results] == [0, 1] and baselines.report
+    assert [r.attack_index for r in baselines.results] == [0, 1] and baselines.rendered
     assert sorted(worker.calls) == [0] * 5 + [1], "shadows 2-5 and the score; the unfinished baseline alone"
     stub = cluster.clusters[0].stub()
     for task_id, known in SCHEMA_0_STATUS.items():
