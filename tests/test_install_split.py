@@ -137,3 +137,14 @@ def test_a_changed_requirements_file_reinstalls_what_depends_on_it(checkout):
     age(checkout / "requirements.txt", 0)
     assert installs(checkout, "venv") == ["requirements.txt", "."]
     assert installs(checkout, "dev-venv") == ["requirements.txt", ".", "requirements-dev.txt"]
+
+
+def test_demo_ends_saying_how_to_run_privaudit_next():
+    """`.venv` is not on PATH after `make demo`: its last lines say how to activate it or call privaudit."""
+    completed = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    audit = next(i for i, line in enumerate(lines) if line.startswith(".venv/bin/python main.py "))
+    after = "\n".join(lines[audit + 1:])
+    assert "source .venv/bin/activate" in after
+    assert ".venv/bin/privaudit run example/tasks/mem_inf.yaml" in after
