@@ -21,9 +21,17 @@ from client.progress_state import AuditState
 from client.status_view import risk_word
 from privaudit.v1 import orchestrator_pb2, results_pb2
 
-BAR_WIDTH = 30
-LABEL_WIDTH = 22
-STATUS_WIDTH = 56
+LABEL_WIDTH = 18
+TIME_WIDTH = 7  # h:mm:ss
+MIN_STATUS_WIDTH = 24
+
+
+def column_widths(terminal: int) -> tuple[int, int]:
+    """The bar's and the status text's widths for a terminal `terminal` columns wide: fixed for
+    the display's life, so that nothing moves as the text changes, and the whole row fits."""
+    bar = 30 if terminal >= 120 else 12
+    fixed = LABEL_WIDTH + bar + len("100%") + TIME_WIDTH + 4  # a space between the five columns
+    return bar, max(MIN_STATUS_WIDTH, terminal - fixed - 1)
 
 
 class Display(Protocol):
@@ -33,10 +41,13 @@ class Display(Protocol):
         """What the local cluster is doing (`finished`: it is ready, or gave up)."""
 
 
-def outcome_words(result: results_pb2.AttackResult) -> str:
-    if result.status == results_pb2.ATTACK_STATUS_SUCCEEDED:
-        return f"done: auc {result.metrics.auc:.4f}, advantage {result.metrics.advantage:.4f}"
-    return f"FAILED: {result.error.message}"
+def outcome_words(result: results_pb2.AttackResult, short: bool = False) -> str:
+    """How the attack ended; `short`: without the advantage, so that a bar's risk, which
+    follows, fits a narrow terminal."""
+    if result.status != results_pb2.ATTACK_STATUS_SUCCEEDED:
+        return f"FAILED: {result.error.message}"
+    words = f"done: auc {result.metrics.auc:.4f}"
+    return words if short else f"{words}, advantage {result.metrics.advantage:.4f}"
 
 
 def clock(seconds: float) -> str:
@@ -110,17 +121,21 @@ class LiveProgress:
 
     def __init__(self, out: TextIO):
         self.console = Console(file=out)
-        self.starting = Progress(SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"),
-                                 _Elapsed(), console=self.console)
+        self.starting = Progress(
+            SpinnerColumn(finished_text="[green]✓"),
+            TextColumn("{task.description}", table_column=Column(
+                width=max(MIN_STATUS_WIDTH, self.console.width - TIME_WIDTH - 5), no_wrap=True, overflow="ellipsis")),
+            _Elapsed(table_column=Column(width=TIME_WIDTH, no_wrap=True, justify="right")),
+            console=self.console, expand=False)
+        bar, status = column_widths(self.console.width)
         self.bars = Progress(
             TextColumn("{task.fields[label]}", style="bold",
                        table_column=Column(width=LABEL_WIDTH, no_wrap=True, overflow="ellipsis")),
-            BarColumn(bar_width=BAR_WIDTH),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[status]}",
-                       table_column=Column(width=STATUS_WIDTH, no_wrap=True, overflow="ellipsis")),
-            _Elapsed(),
-            console=self.console)
+            BarColumn(bar_width=bar, table_column=Column(width=bar, no_wrap=True)),
+            TextColumn("{task.percentage:>3.0f}%", table_column=Column(width=4, no_wrap=True)),
+            TextColumn("{task.fields[status]}", table_column=Column(width=status, no_wrap=True, overflow="ellipsis")),
+            _Elapsed(table_column=Column(width=TIME_WIDTH, no_wrap=True, justify="right")),
+            console=self.console, expand=False)
         self.live = Live(Group(self.starting, self.bars), console=self.console, refresh_per_second=4,
                          redirect_stdout=False, redirect_stderr=False)
         self.state = AuditState()
@@ -148,7 +163,7 @@ class LiveProgress:
 
     def __call__(self, event: orchestrator_pb2.AuditEvent) -> None:
         kind = event.WhichOneof("kind")
-        words = outcome_words(event.attack_result) if kind == "attack_result" else ""
+        words = outcome_words(event.attack_result, short=True) if kind == "attack_result" else ""
         with self._lock:
             attack = self.state.event(event, words)
             if kind == "accepted":

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from client.progress import BAR_WIDTH, LiveProgress, ProgressPrinter
+from client.progress import LABEL_WIDTH, LiveProgress, ProgressPrinter
 from client.progress_state import SHADOW_SHARE, AuditState
 from privaudit.v1 import orchestrator_pb2, results_pb2
 
@@ -83,7 +83,6 @@ def test_overall_share_and_time_left():
 
 
 def render(display: LiveProgress) -> list[str]:
-    display.console.width = 160
     with display.console.capture() as captured:
         display.console.print(display.bars)
     return [line for line in captured.get().splitlines() if line.strip()]
@@ -97,14 +96,16 @@ def test_live_bars_keep_their_width_whatever_the_text_and_show_overall_and_shado
         display(event)
     lines = render(display)
     assert lines[0].startswith("all attacks") and "0/2 attacks finished" in lines[0]
-    assert "shadow models 1/16 trained, 1 training" in lines[2]
+    assert "shadow models 1/16 trained" in lines[2]
     # The label and the bar have fixed widths, so every row's percentage starts in the same column,
     # also after a note of another length.
     percent = re.compile(r" *\d{1,3}%")
     first = [percent.search(line).end() for line in lines]
-    assert len(set(first)) == 1 and first[0] > BAR_WIDTH, lines
+    assert len(set(first)) == 1 and first[0] > LABEL_WIDTH, lines
     display(progress(0, LOAD, 0.3, "a much, much longer note than before " * 4))
     assert [percent.search(line).end() for line in render(display)] == first
+    # Every row fits the terminal (80 columns here) with its bar and its time run at the end.
+    assert all(len(line) <= 80 and re.search(r" (\d+:\d\d|-:--)$", line) for line in render(display)), render(display)
     assert len({len(line.rstrip()) for line in render(display)[1:]}) <= 2  # elapsed column: same width
 
 
