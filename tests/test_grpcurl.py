@@ -150,7 +150,7 @@ def test_submit_audit_streams_every_event_and_get_audit_agrees(grpcurl, address)
     assert report["attacks"][0]["metrics"]["auc"] == result["metrics"]["auc"]
     done = events[-1]["done"]
     assert done["succeeded_attacks"] == 1 and "error" not in done
-    assert done["overall_risk"] == f"RISK_LEVEL_{report['summary']['risk']}"
+    assert done["overall_risk"] == f"RISK_LEVEL_{report['risk']}"
 
     audit = run_grpcurl(grpcurl, address, f"{SERVICE}/GetAudit", data={"taskId": task_id})
     assert audit.returncode == 0, audit.stderr
@@ -158,6 +158,27 @@ def test_submit_audit_streams_every_event_and_get_audit_agrees(grpcurl, address)
     assert status["state"] == "AUDIT_STATE_SUCCEEDED"
     assert status["results"] == [result]
     assert int(status["event_count"]) == len(events)
+
+
+def test_another_format_streams_its_chunks_then_the_json_reports(grpcurl, address):
+    """docs/grpcurl.md: group report_chunk events by `format`; each group ends with its own `last`."""
+    request = {**baseline_request(), "reportFormat": "REPORT_FORMAT_TEXT"}
+    completed = run_grpcurl(grpcurl, address, f"{SERVICE}/SubmitAudit", data=request)
+    assert completed.returncode == 0, completed.stderr
+    chunks = [message["event"]["report_chunk"] for message in json_messages(completed.stdout)
+              if "report_chunk" in message["event"]]
+    formats = [chunk["format"] for chunk in chunks]
+    text_count = formats.count("REPORT_FORMAT_TEXT")
+    assert 0 < text_count < len(formats)
+    assert formats == ["REPORT_FORMAT_TEXT"] * text_count + ["REPORT_FORMAT_JSON"] * (len(formats) - text_count)
+    reports = {}
+    for fmt in ("REPORT_FORMAT_TEXT", "REPORT_FORMAT_JSON"):
+        group = [chunk for chunk in chunks if chunk["format"] == fmt]
+        assert [chunk.get("last", False) for chunk in group] == [False] * (len(group) - 1) + [True]
+        reports[fmt] = b"".join(base64.b64decode(chunk.get("data", "")) for chunk in group).decode()
+    typed = json.loads(reports["REPORT_FORMAT_JSON"])
+    assert f"Task: {typed['task_id']}" in reports["REPORT_FORMAT_TEXT"]
+    assert f"Overall risk: {typed['risk']}" in reports["REPORT_FORMAT_TEXT"]
 
 
 def test_invalid_task_fails_with_invalid_argument_naming_the_field(grpcurl, address):

@@ -116,9 +116,13 @@ def test_example_audit_prints_progress_results_and_the_report(node_client, clust
     metrics = status.results[0].metrics
     assert (f"result    [1/1 BASELINE] SUCCEEDED  auc {metrics.auc:.4f}  advantage {metrics.advantage:.4f}"
             f"  accuracy {metrics.accuracy:.4f}") in lines
-    # The report is every report_chunk, in order, and has the seed's layout.
-    report = b"".join(event.report_chunk.data for event in events if event.HasField("report_chunk")).decode()
+    # The report is every text report_chunk, in order, and has the seed's layout; the JSON report's chunks,
+    # which the stream carries as well, are not printed.
+    chunks = [event.report_chunk for event in events if event.HasField("report_chunk")]
+    report = b"".join(chunk.data for chunk in chunks if chunk.format == report_pb2.REPORT_FORMAT_TEXT).decode()
     assert report.strip() and report in completed.stdout
+    assert {chunk.format for chunk in chunks} == {report_pb2.REPORT_FORMAT_TEXT, report_pb2.REPORT_FORMAT_JSON}
+    assert '"schema_version"' not in completed.stdout
     positions = [report.index(heading) for heading in ("Models:", "Datasets:", "Attacks:", "Summary:")]
     assert positions == sorted(positions)
     assert f"Task: {task_id}" in report and "- name: BASELINE" in report

@@ -145,8 +145,10 @@ class AuditPrinter {
   // The AuditEvent `kind` cases, each handled by the method of that name.
   static EVENT_KINDS = new Set(['accepted', 'progress', 'attackResult', 'reportSummary', 'reportChunk', 'done']);
 
-  constructor(out) {
+  /** `format`: the report format asked for, e.g. 'REPORT_FORMAT_TEXT'. */
+  constructor(out, format) {
     this.out = out;
+    this.format = format;
     this.attackNames = [];
     this.reportChunks = [];
     this.outcome = null; // the done event, once it came
@@ -183,8 +185,9 @@ class AuditPrinter {
     this.line(`summary   overall risk ${shortName(summary.overallRisk, 'RISK_LEVEL_')}`);
   }
 
+  // The stream carries the format asked for and, after it, the JSON report (each with its own `last`).
   reportChunk(chunk) {
-    this.reportChunks.push(chunk.data);
+    if (chunk.format === this.format) this.reportChunks.push(chunk.data);
   }
 
   done(done) {
@@ -254,10 +257,11 @@ async function main() {
   }
   const OrchestratorService = loadOrchestratorService();
   const client = new OrchestratorService(options.address, security.credentials, security.options);
-  const printer = new AuditPrinter(process.stdout);
+  const reportFormat = 'REPORT_FORMAT_TEXT';
+  const printer = new AuditPrinter(process.stdout, reportFormat);
   try {
     const error = await followAudit(
-      client, { task: options.task, reportFormat: 'REPORT_FORMAT_TEXT' }, metadata, printer);
+      client, { task: options.task, reportFormat }, metadata, printer);
     if (error) {
       process.stderr.write(`audit.js: SubmitAudit failed: ${statusName(error.code)}: ${error.details}\n`);
       return error.code === grpc.status.INVALID_ARGUMENT ? EXIT_INVALID : EXIT_FAILED;
