@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from test_reporter_fixtures import class_metrics, failed, make_report, succeeded
 
-from services.reporter import render_html
+from privaudit.v1 import results_pb2
+from services.reporter import render_html, render_json
+from services.reporter.compare import compare
 from services.reporter.epsilon import ASSUMPTION
 from services.reporter.report import NO_RECORD_SCORES
 
@@ -158,3 +162,62 @@ def test_the_summary_card_takes_the_overall_level(risk: str) -> None:
     (summary,) = [attrs for tag, attrs in page.tags if attrs.get("aria-label") == "Summary"]
     assert summary["class"] == f"card summary level-{risk.lower()}"
     assert f"Overall risk {risk}" in page.visible
+
+
+def test_tied_most_exposed_members_are_one_item_saying_how_many_share_the_score() -> None:
+    attack = succeeded(0, exposed=0)
+    members = np.zeros(len(attack.record_scores.members))
+    members[[3, 5, 8]] = 1.0
+    members[9] = 0.75
+    attack.record_scores.members[:] = members
+    attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=members[i]) for i in (3, 5, 8, 9))
+    page = _Page(_html(attack))
+    assert "3 members share the score 1 #3 #5 #8 #9 0.75" in page.visible
+    assert [attrs.get("class") for tag, attrs in page.tags if tag == "li" and "tie" in (attrs.get("class") or "")] \
+        == ["tie"]
+
+
+def test_a_negated_loss_near_zero_prints_with_its_digits() -> None:
+    attack = succeeded(0, "LOSS", exposed=0)
+    attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=s) for i, s in enumerate([-9e-09, -1e-06]))
+    text = _Page(_html(attack)).visible
+    assert "#0 -9e-09 #1 -1e-06" in text and "-0.0000" not in text
+
+
+def test_a_dataset_in_two_roles_is_one_row_with_both() -> None:
+    shadow = succeeded(1, "LABEL-ONLY")
+    shadow.datasets.append(results_pb2.DatasetSummary(name="digits_train", path="datasets/digits_train",
+                                                      is_member_dataset=False, length=900, role="shadow",
+                                                      digest="train-digest"))
+    text = _Page(_html(succeeded(0), shadow)).visible
+    datasets = text[text.index("Datasets Name Folder"):text.index("How risk is rated")]
+    assert "digits_train datasets/digits_train yes 900 target, shadow" in datasets
+    assert datasets.count("datasets/digits_train") == 1
+
+
+def test_the_provenance_section_names_every_digest_or_says_it_is_not_known() -> None:
+    attack = succeeded(0)
+    attack.datasets[1].digest = ""
+    attack.device = "gpu:0"
+    text = _Page(_html(attack)).visible
+    provenance = text[text.index("Provenance privaudit version"):]
+    assert "Generated at 2026-11-30T00:53:20Z Seed 7" in provenance
+    assert f"Task digest {'5' * 64} Worker devices gpu:0" in provenance
+    assert "Model digits_mlp models/digits_mlp digits_mlp-digest" in provenance
+    assert "Dataset digits_train datasets/digits_train train-digest" in provenance
+    assert "Dataset digits_test datasets/digits_test digest not known" in provenance
+
+
+def test_a_comparison_section_only_with_a_baseline() -> None:
+    old = make_report(succeeded(0, auc=0.7), succeeded(1, "ML-LEAK", auc=0.6), task_id="old")
+    new = make_report(succeeded(0, auc=0.52), succeeded(1, "ML-LEAK", auc=0.75), task_id="new")
+    assert "Compared with the baseline" not in _Page(render_html.render(new).decode()).visible
+    compared = replace(new, comparison=compare(render_json.audit_report(old), render_json.audit_report(new)))
+    text = _Page(render_html.render(compared).decode()).visible
+    section = text[text.index("Compared with the baseline"):text.index("Attacks at a glance")]
+    assert section.startswith("Compared with the baseline REGRESSED Baseline task old ")  # a <code> ends at "old"
+    assert ", built 2026-11-30T00:53:20Z." in section
+    assert "BASELINE (attacks[0]) 0.7000 → 0.5200 -0.1800, better 0.0100 → 0.0100 +0.0000, unchanged HIGH → LOW " \
+           "no regression" in section
+    assert "ML-LEAK (attacks[1]) 0.6000 → 0.7500 +0.1500, worse" in section and "MIDDLE → HIGH regressed" in section
+    assert "Beyond noise: z = " in section

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+import numpy as np
 from test_reporter_fixtures import class_metrics, failed, make_report, succeeded
 
+from privaudit.v1 import results_pb2
 from services.common.task_spec import ATTACKS as TASK_ATTACKS
-from services.reporter import catalog, render_text
+from services.reporter import catalog, render_json, render_text
+from services.reporter.compare import compare
 
 
 def _text(*results) -> str:
@@ -22,10 +26,11 @@ def _section(text: str, name: str) -> list[str]:
     return lines[start:end]
 
 
-def test_sections_in_the_seed_order() -> None:
+def test_sections_in_the_seed_order_then_provenance() -> None:
     text = _text(succeeded(0, auc=0.6), failed(1))
     top_level = [line for line in text.splitlines() if line and not line.startswith("\t")]
-    assert top_level == [render_text.TITLE, "Task: task-1", "Models:", "Datasets:", "Attacks:", "Summary:"]
+    assert top_level == [render_text.TITLE, "Task: task-1", "Models:", "Datasets:", "Attacks:", "Summary:",
+                         "Provenance:"]
 
 
 def test_models_and_datasets_once_per_distinct_entry() -> None:
@@ -153,3 +158,90 @@ def test_only_failed_attacks() -> None:
 def test_every_task_attack_has_its_description() -> None:
     assert set(TASK_ATTACKS) <= set(catalog.ATTACKS)
     assert catalog.attack_info("NEW").description == "No description on file for this attack."
+
+
+def _exposed_line(text: str) -> str:
+    return next(line for line in _section(text, "Attacks") if line.startswith("\t  most exposed members"))
+
+
+def test_a_negated_loss_near_zero_never_prints_as_minus_zero() -> None:
+    """LOSS's scores are -loss: its most exposed members score -9e-09, -1e-06, ..., and a loss of 0 is -0.0."""
+    attack = succeeded(0, "LOSS", exposed=0)
+    attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=s)
+                               for i, s in enumerate([-0.0, -9.072707e-09, -1.0645e-06, -3.5e-05]))
+    line = _exposed_line(_text(attack))
+    assert "-0.0000" not in line and "(-0)" not in line
+    assert line.endswith("#0 (0), #1 (-9.073e-09), #2 (-1.064e-06), #3 (-3.5e-05)")
+
+
+def test_scores_that_differ_print_differently_and_equal_ones_alike() -> None:
+    attack = succeeded(0, "RMIA", exposed=0)
+    attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=s)
+                               for i, s in enumerate([0.9969193415886549, 0.9969193314127615, 0.99691907]))
+    assert _exposed_line(_text(attack)).endswith("#0 (0.99691934), #1 (0.99691933), #2 (0.99691907)")
+
+
+def test_tied_most_exposed_members_are_said_to_be_tied_with_how_many_share_the_score() -> None:
+    """BASELINE: every member labelled correctly scores 1, so its list is the first 20 by index."""
+    attack = succeeded(0, exposed=0)
+    members = np.asarray(attack.record_scores.members)
+    members[:] = 0.0
+    members[[3, 5, 8, 9, 12, 30, 31]] = 1.0
+    members[40] = 0.5
+    attack.record_scores.members[:] = members
+    attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=members[i]) for i in (3, 5, 8, 9, 12, 30))
+    assert _exposed_line(_text(attack)) == ("\t  most exposed members (record #, score): 7 members share the score 1: "
+                                            "#3, #5, #8, #9, #12, ...; 6 in the JSON and HTML reports")
+
+
+def test_a_tie_the_result_cannot_count_says_at_least() -> None:
+    attack = succeeded(0, separation=None, exposed=0)
+    attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=0.25 if i < 2 else 0.1) for i in range(3))
+    assert _exposed_line(_text(attack)).endswith("2 or more members share the score 0.25: #0, #1, #2 (0.1)")
+
+
+def test_a_dataset_in_two_roles_is_listed_once_with_both() -> None:
+    """CIFAR's task: the target's members are also LABEL-ONLY's shadow data."""
+    shadow = succeeded(1, "LABEL-ONLY")
+    shadow.datasets.append(results_pb2.DatasetSummary(name="digits_train", path="datasets/digits_train",
+                                                      is_member_dataset=False, length=900, role="shadow",
+                                                      digest="train-digest"))
+    assert _section(_text(succeeded(0), shadow), "Datasets") == [
+        "\t- name: digits_train, is_member_dataset: true, length: 900, roles: target, shadow",
+        "\t- name: digits_test, is_member_dataset: false, length: 897, role: target",
+    ]
+
+
+def test_provenance_names_version_date_seed_digests_and_devices() -> None:
+    attack = succeeded(0)
+    attack.target_model.digest = "a" * 64
+    attack.datasets[0].digest = "b" * 64
+    attack.datasets[1].digest = ""
+    attack.device = "cpu"
+    lines = _section(_text(attack), "Provenance")
+    assert lines[1:] == [
+        "\tgenerated at: 2026-11-30T00:53:20Z",
+        "\tseed: 7",
+        f"\ttask digest: {'5' * 64}",
+        "\tworker devices: cpu",
+        f"\t- model digits_mlp (models/digits_mlp): {'a' * 64}",
+        f"\t- dataset digits_train (datasets/digits_train): {'b' * 64}",
+        "\t- dataset digits_test (datasets/digits_test): not known",
+    ]
+    assert lines[0].startswith("\tprivaudit version: ")
+
+
+def test_a_comparison_gives_each_attacks_change_its_risk_and_the_verdict() -> None:
+    old = make_report(succeeded(0, auc=0.7), succeeded(1, "ML-LEAK", auc=0.6, tpr_1=0.02), task_id="old")
+    new = make_report(succeeded(0, auc=0.52), succeeded(1, "ML-LEAK", auc=0.75, tpr_1=None), task_id="new")
+    compared = replace(new, comparison=compare(render_json.audit_report(old), render_json.audit_report(new)))
+    lines = _section(render_text.render(compared).decode(), "Comparison")
+    assert lines[:4] == [
+        "\tbaseline: task old, built 2026-11-30T00:53:20Z",
+        "\t- BASELINE (attacks[0]): AUC 0.7000 -> 0.5200 (-0.1800, better), TPR@1%FPR 0.0100 -> 0.0100 "
+        "(+0.0000, unchanged), risk HIGH -> LOW",
+        "\t- ML-LEAK (attacks[1]): AUC 0.6000 -> 0.7500 (+0.1500, worse), TPR@1%FPR 0.0200 -> n/a (unchanged), "
+        "risk MIDDLE -> HIGH; REGRESSED",
+        "\tverdict: REGRESSED",
+    ]
+    assert lines[4].startswith("\tbeyond noise: z = ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from privaudit.v1 import results_pb2
 from services.reporter.epsilon import CONFIDENCE, EpsilonEstimate
@@ -35,6 +36,16 @@ def scores_apart(values: Sequence[float]) -> list[str]:
         if len(set(printed)) == distinct:
             return printed
     return [repr(value + 0.0) for value in values]
+
+
+def timestamp(moment: datetime) -> str:
+    """A UTC date and time as reports print it: `2026-12-03T16:40:00Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def signed(value: float) -> str:
+    """A change as reports print it: four decimals with its sign, `+0.0125` or `-0.0550`."""
+    return f"{value + 0.0:+.4f}"
 
 
 def probability(value: float) -> str:

@@ -20,10 +20,12 @@ from services.reporter.figures import (
     probability,
     score,
     scores_apart,
+    signed,
     threshold_source,
+    timestamp,
 )
 from services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
-from services.reporter.render_text import TITLE
+from services.reporter.render_text import COMPARED_FIGURES, NOT_KNOWN, TITLE
 from services.reporter.report import AttackEntry, Report
 from services.reporter.risk import Risk
 from services.reporter.views import (
@@ -53,6 +55,8 @@ def render(report: Report) -> bytes:
                     for e in succeeded if (view := score_histogram(e.result)) is not None},
         exposed=_exposed,
         datasets=dataset_roles(report.datasets),
+        compared_figures=COMPARED_FIGURES,
+        not_known=NOT_KNOWN,
     )
     return page.encode()
 
@@ -68,7 +72,7 @@ def _template() -> jinja2.Template:
     )
     environment.filters.update(decimal=decimal, epsilon=epsilon_value, epsilon_basis=epsilon_basis, risk=_risk_name,
                                probability=probability, p_equals=p_equals, score=score,
-                               threshold_source=threshold_source)
+                               threshold_source=threshold_source, timestamp=timestamp, signed=signed)
     return environment.get_template(TEMPLATE)
 
 

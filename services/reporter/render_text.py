@@ -12,6 +12,7 @@ from services.reporter.figures import (
     AUC,
     LOW_FPR_FIGURES,
     RISK_FIGURES,
+    TPR_AT_1PCT_FPR,
     decimal,
     epsilon_basis,
     epsilon_claim,
@@ -20,13 +21,20 @@ from services.reporter.figures import (
     probability,
     score,
     scores_apart,
+    signed,
     threshold_source,
+    timestamp,
     with_interval,
 )
 from services.reporter.report import AttackEntry, Report
+from services.reporter.report_model import Comparison, FigureChange, Provenance
 from services.reporter.views import DatasetRoles, dataset_roles, exposed_groups
 
 TITLE = "Membership Inference Audit Report"
+# What a provenance field that the report does not know reads as.
+NOT_KNOWN = "not known"
+# The figures a comparison gives for each attack: (AttackComparison field, label).
+COMPARED_FIGURES = (("auc", AUC.label), ("tpr_at_1pct_fpr", TPR_AT_1PCT_FPR.label))
 # How many of an attack's most exposed members the text names (JSON and HTML name them all).
 EXPOSED_SHOWN = 5
 
@@ -37,6 +45,9 @@ def render(report: Report) -> bytes:
     lines += ["Datasets:", *(_or_none(_dataset(d) for d in dataset_roles(report.datasets)))]
     lines += ["Attacks:", *(line for entry in report.attacks for line in _attack(entry))]
     lines += ["Summary:", *_summary(report)]
+    if report.comparison is not None:
+        lines += ["Comparison:", *_comparison(report.comparison)]
+    lines += ["Provenance:", *_provenance(report.provenance)]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -150,6 +161,40 @@ def _summary(report: Report) -> list[str]:
             lines += [f"\t{n}, {rec.title}. {rec.description}", f"\t   Why here: {rec.why}"]
     lines += ["", *(f"\tNote: {note}" for note in advice.notes)] if advice.notes else []
     return lines
+
+
+def _comparison(comparison: Comparison) -> list[str]:
+    """Each attack's figures before and after and its risk, then the verdict and how noise is judged."""
+    when = f", built {timestamp(comparison.baseline_generated_at)}" if comparison.baseline_generated_at else ""
+    lines = [f"\tbaseline: task {comparison.baseline_task_id or '(no id)'}{when}"]
+    for attack in comparison.attacks:
+        changes = ", ".join(f"{label} {_change(getattr(attack, field))}" for field, label in COMPARED_FIGURES)
+        verdict = "; REGRESSED" if attack.regressed else ""
+        lines.append(f"\t- {attack.name} (attacks[{attack.index}]): {changes}, risk {attack.risk_before} -> "
+                     f"{attack.risk_after}{verdict}")
+    lines += [f"\t- not compared: {unmatched}" for unmatched in comparison.unmatched]
+    lines.append(f"\tverdict: {'REGRESSED' if comparison.regressed else 'no attack regressed'}")
+    lines.append(f"\tbeyond noise: {comparison.method}")
+    return lines
+
+
+def _change(change: FigureChange) -> str:
+    """`0.7050 -> 0.6500 (-0.0550, better)`, `n/a` for a side that was not measured."""
+    old, new = (decimal(v) if v is not None else "n/a" for v in (change.old, change.new))
+    delta = f"{signed(change.delta)}, " if change.delta is not None else ""
+    return f"{old} -> {new} ({delta}{change.direction})"
+
+
+def _provenance(provenance: Provenance) -> list[str]:
+    return [
+        f"\tprivaudit version: {provenance.privaudit_version}",
+        f"\tgenerated at: {timestamp(provenance.generated_at)}",
+        f"\tseed: {provenance.seed if provenance.seed is not None else NOT_KNOWN}",
+        f"\ttask digest: {provenance.task_digest or NOT_KNOWN}",
+        f"\tworker devices: {', '.join(provenance.worker_devices) or NOT_KNOWN}",
+        *(f"\t- model {m.name} ({m.path}): {m.digest or NOT_KNOWN}" for m in provenance.models),
+        *(f"\t- dataset {d.name} ({d.path}): {d.digest or NOT_KNOWN}" for d in provenance.datasets),
+    ]
 
 
 def _error(error: results_pb2.AttackError) -> str:
