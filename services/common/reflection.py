@@ -1,10 +1,10 @@
 """gRPC server reflection, both versions: grpc.reflection.v1 and the older v1alpha.
 
-grpcio-reflection (1.85) implements only v1alpha, while newer clients (grpcurl 1.8.7 and later,
-Postman, grpc-java's tools) ask for v1 first. The two protocols differ only in their package name:
-same messages, same field numbers, same single method. So one v1alpha servicer answers both, and
-v1's descriptor (v1alpha's file under v1's package) is added to the pool so that clients can also
-describe the v1 service itself.
+grpcio-reflection (1.85) implements only v1alpha, while newer clients (grpcurl from 1.8.8, grpcui,
+Postman) ask for v1 first. The two protocols differ only in their package name: same messages, same
+field numbers, same single method. So one v1alpha servicer answers both, and v1's descriptor
+(v1alpha's file under v1's package) is added to the pool so that clients can also describe the v1
+service itself.
 """
 
 from __future__ import annotations
