@@ -359,11 +359,12 @@ def compare_command(args: argparse.Namespace) -> int:
     from client.compare_view import comparison_lines
     from services.reporter.compare import compare
 
-    comparison = compare(_report(args, args.old, "OLD"), _report(args, args.new, "NEW"))
+    new = _report(args, args.new, "NEW")
+    comparison = compare(_report(args, args.old, "OLD"), new)
     if args.json:
         print(comparison.model_dump_json(indent=2))
     else:
-        print("\n".join(comparison_lines(comparison)))
+        print("\n".join(comparison_lines(comparison, new)))
     return EXIT_REGRESSED if args.fail_on_regression and comparison.regressed else EXIT_OK
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.reporter.report_model import Comparison, FigureChange
+    from services.reporter.report_model import AuditReport, Comparison, FigureChange
 
 
-def comparison_lines(comparison: Comparison) -> list[str]:
+def comparison_lines(comparison: Comparison, new: AuditReport) -> list[str]:
+    """The comparison of `new` with its baseline, a line per attack compared."""
     lines = [f"baseline: audit {comparison.baseline_task_id or '(no id)'}"
              + (f" of {comparison.baseline_generated_at:%Y-%m-%d %H:%M:%S} UTC"
                 if comparison.baseline_generated_at else ""),
+             f"new:      audit {new.task_id or '(no id)'} of {new.provenance.generated_at:%Y-%m-%d %H:%M:%S} UTC",
              f"{'attack':<18} {'AUC old -> new (change)':<44} {'TPR@1%FPR old -> new (change)':<44} risk"]
     for attack in comparison.attacks:
         risk = (attack.risk_before if attack.risk_before == attack.risk_after

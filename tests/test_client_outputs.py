@@ -135,6 +135,20 @@ def test_a_stream_that_breaks_off_still_leaves_the_partial_report(tmp_path):
     assert text.startswith("PARTIAL REPORT: the stream of the audit broke off") and "BASELINE" in text
 
 
+def test_ctrl_c_leaves_the_partial_report_and_exits_130(tmp_path, capsys):
+    args = run_args(tmp_path, "json", orchestrator="127.0.0.1:1")
+
+    def audit(outcome: AuditOutcome, display) -> None:
+        outcome.task_id, outcome.attack_names, outcome.results = "t" * 32, ["BASELINE", "LIRA"], [succeeded(0)]
+        raise KeyboardInterrupt
+
+    args.handler = lambda parsed: cli._follow(parsed, audit)
+    assert cli._dispatch(args) == 130
+    report = AuditReport.model_validate_json(args.output.read_text())
+    assert report.partial and report.partial_reason.startswith("interrupted (Ctrl-C)")
+    assert f"privaudit watch {'t' * 32}" in capsys.readouterr().err  # a remote audit goes on
+
+
 def test_watch_renders_another_format_from_the_results(tmp_path):
     outcome = outcome_of()
     outcome.results.append(succeeded(1, "LIRA", auc=0.9))
@@ -180,3 +194,50 @@ def test_fail_on_regression_needs_a_baseline_and_a_baseline_must_be_a_report(tmp
     wrong = subprocess.run([*PRIVAUDIT, "run", task, "--baseline", str(tmp_path / "old.json")], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "is not a JSON report of this privaudit" in wrong.stderr
+
+
+# ---------------------------------------------------------------- compare and --fail-on-regression
+
+
+def typed(*results: results_pb2.AttackResult, task_id: str) -> AuditReport:
+    from test_reporter_fixtures import make_report
+
+    from services.reporter import render_json
+
+    return AuditReport.model_validate_json(render_json.render(make_report(*results, task_id=task_id)))
+
+
+def test_compare_prints_each_attacks_change_and_whether_it_is_beyond_noise():
+    from client.compare_view import comparison_lines
+    from services.reporter.compare import compare
+
+    old = typed(succeeded(0, auc=0.6), succeeded(1, "LIRA", auc=0.7), task_id="o" * 32)
+    new = typed(succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7), task_id="n" * 32)
+    lines = comparison_lines(compare(old, new), new)
+    assert lines[0].startswith(f"baseline: audit {'o' * 32} of ") and lines[1].startswith(f"new:      audit {'n' * 32}")
+    baseline = next(line for line in lines if line.startswith("1 BASELINE"))
+    assert "0.6000 -> 0.9000 (+0.3000, worse)" in baseline and baseline.endswith("REGRESSED")
+    lira = next(line for line in lines if line.startswith("2 LIRA"))
+    assert "0.7000 -> 0.7000 (+0.0000, within noise)" in lira and "REGRESSED" not in lira
+    assert "REGRESSED: some attack does measurably better, or a risk rose" in lines
+
+
+@pytest.mark.parametrize(("fail_on", "expected"), [(None, cli.EXIT_REGRESSED), ("LOW", cli.EXIT_RISKY)])
+def test_fail_on_regression_exits_5_unless_the_risk_gate_took_precedence(tmp_path, fail_on, expected):
+    from services.reporter.compare import compare
+
+    old = typed(succeeded(0, auc=0.6), succeeded(1, "LIRA", auc=0.7), task_id="o" * 32)
+    new = typed(succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7), task_id="n" * 32)
+    outcome = outcome_of()
+    outcome.results.append(succeeded(1, "LIRA", auc=0.7))
+    outcome.summary = report_pb2.ReportSummary(overall_risk=report_pb2.RISK_LEVEL_HIGH)
+    outcome.renderings = {report_pb2.REPORT_FORMAT_TEXT: "report\n"}
+    outcome.report = new.model_copy(update={"comparison": compare(old, new)})
+    args = run_args(tmp_path, "text")
+    args.fail_on, args.fail_on_regression = fail_on, True
+    assert cli._deliver(outcome, args) == expected
+    outcome.report = new.model_copy(update={"comparison": compare(new, new)})
+    args.fail_on = None
+    assert cli._deliver(outcome, args) == cli.EXIT_OK
+    outcome.report = new  # an orchestrator that did not compare: the gate cannot pass
+    assert cli._deliver(outcome, args) == cli.EXIT_FAILED
