@@ -77,7 +77,8 @@ class AttackState:
         if self.outcome:
             return self.outcome
         words = STAGE_WORDS.get(self.stage, "working")
-        if self.num_shadow and len(self.shadows_trained) < self.num_shadow:
+        if self.num_shadow and (len(self.shadows_trained) < self.num_shadow
+                                or self.stage == results_pb2.STAGE_TRAIN_SHADOW):
             training = len(self.shadows_seen - self.shadows_trained)
             words = f"shadow models {len(self.shadows_trained)}/{self.num_shadow} trained"
             if note and training:

@@ -129,5 +129,6 @@ def test_plain_lines_report_each_shadow_model_once_not_each_batch():
     lines = out.getvalue().splitlines()
     assert lines[1] == "local cluster: starting the orchestrator"
     assert [line for line in lines if "shadow models" in line] == [
-        "[1/1 LIRA] shadow models 0/2 trained", "[1/1 LIRA] shadow models 1/2 trained"]
-    assert lines[-1] == "[1/1 LIRA] training the shadow model"
+        "[1/1 LIRA] shadow models 0/2 trained", "[1/1 LIRA] shadow models 1/2 trained",
+        "[1/1 LIRA] shadow models 2/2 trained"]
+    assert lines[-1] == "[1/1 LIRA] shadow models 2/2 trained"
