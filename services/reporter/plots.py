@@ -176,10 +176,10 @@ def _value_bars(figure: Figure, axes: Axes, values: np.ndarray, sides: Sequence[
         axes.vlines(values, 0, counts, colors=colour, linewidth=_BAR_POINTS, transform=shift, label=label, alpha=0.8)
         if len(values) <= _COUNTED_VALUES:
             for value, count in zip(values, counts, strict=True):
-                axes.annotate(str(count), (value, count), xytext=(side * _BAR_POINTS / 2, 2),
-                              textcoords="offset points", ha="center", va="bottom", fontsize=8, color=colour)
+                axes.annotate(str(count), (value, count), xytext=(side * _BAR_POINTS, 2), textcoords="offset points",
+                              ha="left" if side > 0 else "right", va="bottom", fontsize=8, color=colour)
     span = float(values[-1] - values[0]) or 1.0
-    axes.set_xlim(values[0] - 0.06 * span, values[-1] + 0.06 * span)
+    axes.set_xlim(values[0] - 0.12 * span, values[-1] + 0.12 * span)  # room for the counts
     axes.set_ylim(0, 1.15 * max(max(counts) for counts, *_ in sides))  # the shifted bars do not autoscale
 
 
