@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from client.proto_data import enum_word
-from privaudit.v1 import orchestrator_pb2, results_pb2
-from services.reporter.report_model import risk_name as risk_word
+from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
 
 
 def state_word(status: orchestrator_pb2.AuditStatus) -> str:
     return enum_word(orchestrator_pb2.AuditState.DESCRIPTOR, status.state)
 
 
+
+
+def risk_word(risk: int) -> str:
+    """A risk level as the typed report writes it: LOW, MIDDLE, HIGH, or UNRATED (the report
+    model's `risk_name`, without importing the model: the commands that print this stay light)."""
+    return enum_word(report_pb2.RiskLevel.DESCRIPTOR, risk)
 
 
 def overall_risk_word(status: orchestrator_pb2.AuditStatus) -> str:

@@ -241,3 +241,11 @@ def test_fail_on_regression_exits_5_unless_the_risk_gate_took_precedence(tmp_pat
     assert cli._deliver(outcome, args) == cli.EXIT_OK
     outcome.report = new  # an orchestrator that did not compare: the gate cannot pass
     assert cli._deliver(outcome, args) == cli.EXIT_FAILED
+
+
+def test_risk_words_are_the_typed_reports():
+    from client.status_view import risk_word
+    from services.reporter.report_model import risk_name
+
+    assert [risk_word(level) for level in report_pb2.RiskLevel.values()] == \
+        [risk_name(level) for level in report_pb2.RiskLevel.values()] == ["UNRATED", "LOW", "MIDDLE", "HIGH"]
