@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import pkgutil
 import re
 import threading
@@ -741,6 +742,11 @@ def build_report_request(data: st.DataObject, cluster: Cluster, method: MethodDe
         return request
     del request.results[:]
     request.task_id = "fuzz-report" if not sometimes(data, 4) else request.task_id  # the orchestrator's kind, mostly
+    if not sometimes(data, 4):  # and, mostly, the orchestrator's provenance, JSON beside, no baseline
+        request.provenance.CopyFrom(report_pb2.ReportProvenance(seed=7, task_digest="0" * 64))
+        del request.also_formats[:]
+        request.also_formats.append(report_pb2.REPORT_FORMAT_JSON)
+        request.baseline_report_json = ""
     chosen = data.draw(st.lists(st.sampled_from(cluster.results), min_size=1, max_size=4))
     for index, result in enumerate(chosen * data.draw(st.sampled_from([1, 1, 1, 1, 1, 17]))):
         copy = request.results.add()
@@ -752,11 +758,15 @@ def build_report_request(data: st.DataObject, cluster: Cluster, method: MethodDe
 
 
 def check_report(cluster: Cluster, request: Message, reply: Reply) -> None:
-    """A summary, then chunks, the last one marked."""
+    """A summary, then chunks: one rendering after another, each one's last chunk marked."""
     if reply.error is None:
         summary, *chunks = reply.messages
         assert summary.HasField("summary") and chunks and all(c.HasField("chunk") for c in chunks), reply
-        assert [c.chunk.last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+        formats = [c.chunk.format for c in chunks]
+        after = [*formats[1:], None]
+        assert [c.chunk.last for c in chunks] == [a != b for a, b in zip(formats, after, strict=True)], reply
+        runs = [f for f, _ in itertools.groupby(formats)]
+        assert len(set(runs)) == len(runs), reply  # a rendering's chunks are together
 
 
 REQUESTS: dict[str, Fuzz] = {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_reporter_fixtures import POLICY, PROVENANCE, class_metrics, failed, make_report, succeeded, validate_json
 
@@ -120,8 +121,8 @@ def _nan_auc() -> results_pb2.AttackResult:
          "results[0].score_histogram.member_counts: must have one count per bin (4), got 5"),
         ([_with(succeeded(0), lambda r: r.score_histogram.edges.__setitem__(1, 0.9))], report_pb2.REPORT_FORMAT_HTML,
          "results[0].score_histogram.edges: must be finite and strictly increasing"),
-        ([_with(succeeded(0), lambda r: r.most_exposed.add(index=3, score=float("inf")))],
-         report_pb2.REPORT_FORMAT_JSON, "results[0].most_exposed[20].score: must be a finite number, got inf"),
+        ([_with(succeeded(0), lambda r: setattr(r.most_exposed[19], "score", float("inf")))],
+         report_pb2.REPORT_FORMAT_JSON, "results[0].most_exposed[19].score: must be a finite number, got inf"),
         ([_with(succeeded(0), lambda r: setattr(r.metrics.auc_interval, "lower", 0.9))], report_pb2.REPORT_FORMAT_TEXT,
          "results[0].metrics.auc_interval: must have 0 <= lower <= upper <= 1, got [0.9, 0.54]"),
         ([_with(succeeded(0), lambda r: setattr(r.metrics, "tpr_at_1pct_fpr_p_value", 1.5))],
@@ -136,6 +137,17 @@ def _nan_auc() -> results_pb2.AttackResult:
          "results[0].record_scores.non_member_evaluated: flags 999 records, but metrics.num_non_members is 1000"),
         ([_with(succeeded(0), lambda r: r.record_scores.members.__setitem__(5, float("nan")))],
          report_pb2.REPORT_FORMAT_TEXT, "results[0].record_scores.members: must be finite numbers"),
+        # Found by fuzzing once every report was also rendered as JSON: each was INTERNAL.
+        ([_with(succeeded(0), lambda r: r.timings.add(stage=99))], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].timings[2].stage: 99 is not a Stage"),
+        ([_with(failed(0), lambda r: setattr(r.error, "fault", 7))], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].error.fault: 7 is not a Fault"),
+        ([_with(succeeded(0), lambda r: setattr(r, "status", 5))], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].status: must be ATTACK_STATUS_SUCCEEDED or ATTACK_STATUS_FAILED"),
+        ([_with(succeeded(0), lambda r: r.most_exposed.add(index=3, score=0.1))], report_pb2.REPORT_FORMAT_TEXT,
+         "results[0].most_exposed: 21 records; at most 20"),
+        ([_with(succeeded(0), lambda r: (r.score_histogram.Clear(), r.score_histogram.edges.append(0.5)))],
+         report_pb2.REPORT_FORMAT_TEXT, "results[0].score_histogram.edges: must hold at least 2 edges (one bin)"),
     ],
 )
 def test_requests_it_cannot_render_are_invalid_argument(stub, results, report_format, message) -> None:
@@ -258,3 +270,24 @@ def test_without_provenance_the_report_is_dated_now_and_seed_and_task_unknown(st
     provenance = validate_json(b"".join(p.data for p in pieces))["provenance"]
     assert before <= datetime.fromisoformat(provenance["generated_at"]) <= datetime.now(UTC)
     assert (provenance["seed"], provenance["task_digest"]) == (None, "")
+
+
+@pytest.mark.parametrize(("provenance", "message"), [
+    (report_pb2.ReportProvenance(task_digest="abc"), "provenance.task_digest: must be a SHA-256 in 64 lowercase hex"),
+    (report_pb2.ReportProvenance(generated_at=Timestamp(seconds=2**62)),
+     "provenance.generated_at: must be a time between the years 1 and 9999, got 4611686018427387904 s"),
+    (report_pb2.ReportProvenance(generated_at=Timestamp(nanos=-1)), "provenance.generated_at: must be a time"),
+])
+def test_provenance_it_cannot_state_is_refused_naming_the_field(stub, provenance, message) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        _build(stub, [succeeded(0)], provenance=provenance)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+
+
+def test_a_failed_results_leftover_figures_are_not_reported() -> None:
+    result = failed(0)
+    result.roc.add(fpr=0.5, tpr=0.5)
+    result.most_exposed.add(index=1, score=0.5)
+    attack = validate_json(render_json.render(make_report(result)))["attacks"][0]
+    assert (attack["roc"], attack["most_exposed"], attack["score_histogram"]) == ([], [], None)

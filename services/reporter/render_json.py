@@ -66,26 +66,28 @@ def _risk(risk: Risk | None) -> model.RiskName:
 
 
 def _attack(entry: AttackEntry) -> model.AttackReport:
+    """What the attack found; a failed one's result is read for its error alone."""
     result, assessment = entry.result, entry.assessment
+    found = entry.succeeded
     return model.AttackReport(
         index=result.attack_index,
         name=result.attack_name,
         type=YAML_ATTACK_TYPE,
         description=entry.info.description,
-        status="succeeded" if entry.succeeded else "failed",
-        target_model=result.target_model.path if entry.succeeded else None,
-        metrics=_metrics(result.metrics) if entry.succeeded else None,
-        roc=[(point.fpr, point.tpr) for point in result.roc],
+        status="succeeded" if found else "failed",
+        target_model=result.target_model.path if found else None,
+        metrics=_metrics(result.metrics) if found else None,
+        roc=[(point.fpr, point.tpr) for point in result.roc] if found else [],
         risk=_risk(assessment.risk),
         risk_reason=assessment.reason,
         beyond_chance_at=assessment.significance,
         warnings=list(result.warnings),
-        per_class=[_class(c) for c in result.per_class],
+        per_class=[_class(c) for c in result.per_class] if found else [],
         epsilon_estimate=_epsilon(entry.epsilon) if entry.epsilon else None,
         epsilon_estimate_missing=entry.epsilon_missing or None,
-        most_exposed=[model.ExposedRecord(index=r.index, score=r.score) for r in result.most_exposed],
-        score_histogram=_histogram(result.score_histogram) if result.HasField("score_histogram") else None,
-        error=None if entry.succeeded else _error(result.error),
+        most_exposed=[model.ExposedRecord(index=r.index, score=r.score) for r in result.most_exposed] if found else [],
+        score_histogram=_histogram(result.score_histogram) if found and result.HasField("score_histogram") else None,
+        error=None if found else _error(result.error),
         timings=entry.stage_seconds,
     )
 

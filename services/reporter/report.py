@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from services.reporter.advice import Advice, advise
 from services.reporter.catalog import AttackInfo, attack_info
 from services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
 from services.reporter.policy import Policy
-from services.reporter.report_model import ArtifactDigest, Comparison, Provenance
+from services.reporter.report_model import MAX_MOST_EXPOSED, ArtifactDigest, Comparison, Provenance
 from services.reporter.risk import Assessment, Risk, assess, overall_risk
 
 # Metrics that are rates or probabilities, so must lie in [0, 1].
@@ -32,6 +33,7 @@ NO_RECORD_SCORES = ("the result carries no record scores (it comes from a worker
                     "operating point cannot be chosen on records other than those that measure it")
 TOO_FEW_RECORDS = (f"the evaluation set needs at least {MIN_RECORDS} members and {MIN_RECORDS} non-members to be "
                    "split into a half that chooses the operating point and a half that measures it")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _Summary = TypeVar("_Summary", results_pb2.ModelSummary, results_pb2.DatasetSummary)
 
 
@@ -113,10 +115,12 @@ class Report:
 
 def build_report(task_id: str, results: Sequence[results_pb2.AttackResult], policy: Policy,
                  provenance: report_pb2.ReportProvenance | None = None) -> Report:
-    """Checks, rates and advises; raises ReportRequestError on results it cannot report.
+    """Checks, rates and advises; raises ReportRequestError on results or provenance it cannot report.
     `provenance` is what the orchestrator knows of the audit (none: the date is now, the seed and
     task digest unknown)."""
     _check(results)
+    if provenance is not None:
+        _check_provenance(provenance)
     ordered = sorted(results, key=lambda r: r.attack_index)
     attacks = tuple(AttackEntry(r, assess(r, policy), *_epsilon_estimate(r, policy.epsilon_estimate.delta))
                     for r in ordered)
@@ -208,14 +212,30 @@ def _check(results: Sequence[results_pb2.AttackResult]) -> None:
         if result.attack_index in seen:
             raise ReportRequestError(f"{field}.attack_index", f"attack {result.attack_index} has two results")
         seen.add(result.attack_index)
-        if result.status == results_pb2.ATTACK_STATUS_UNSPECIFIED:
+        if result.status not in (results_pb2.ATTACK_STATUS_SUCCEEDED, results_pb2.ATTACK_STATUS_FAILED):
             raise ReportRequestError(f"{field}.status", "must be ATTACK_STATUS_SUCCEEDED or ATTACK_STATUS_FAILED")
         if result.status == results_pb2.ATTACK_STATUS_SUCCEEDED:
             _check_metrics(result, field)
+        elif result.error.fault not in results_pb2.Fault.values():
+            raise ReportRequestError(f"{field}.error.fault", f"{result.error.fault} is not a Fault")
         for j, timing in enumerate(result.timings):
+            if timing.stage not in results_pb2.Stage.values():
+                raise ReportRequestError(f"{field}.timings[{j}].stage", f"{timing.stage} is not a Stage")
             if not 0 <= timing.seconds < math.inf:
                 raise ReportRequestError(f"{field}.timings[{j}].seconds",
                                          f"must be a finite number of seconds >= 0, got {timing.seconds}")
+
+
+def _check_provenance(provenance: report_pb2.ReportProvenance) -> None:
+    if provenance.task_digest and not _SHA256_HEX.fullmatch(provenance.task_digest):
+        raise ReportRequestError("provenance.task_digest", "must be a SHA-256 in 64 lowercase hex digits, or empty")
+    if provenance.HasField("generated_at"):
+        try:
+            provenance.generated_at.ToDatetime(UTC)
+        except (ValueError, OverflowError):
+            raise ReportRequestError("provenance.generated_at", f"must be a time between the years 1 and 9999, got "
+                                     f"{provenance.generated_at.seconds} s and {provenance.generated_at.nanos} ns "
+                                     "since the epoch") from None
 
 
 def _check_metrics(result: results_pb2.AttackResult, field: str) -> None:
@@ -235,6 +255,9 @@ def _check_metrics(result: results_pb2.AttackResult, field: str) -> None:
         if not (0 <= point.fpr <= 1 and 0 <= point.tpr <= 1):
             raise ReportRequestError(f"{field}.roc[{j}]", f"fpr and tpr must be between 0 and 1, got "
                                      f"({point.fpr}, {point.tpr})")
+    if len(result.most_exposed) > MAX_MOST_EXPOSED:
+        raise ReportRequestError(f"{field}.most_exposed", f"{len(result.most_exposed)} records; at most "
+                                                          f"{MAX_MOST_EXPOSED}")
     for j, record in enumerate(result.most_exposed):
         if not math.isfinite(record.score):
             raise ReportRequestError(f"{field}.most_exposed[{j}].score", f"must be a finite number, got {record.score}")
@@ -282,6 +305,8 @@ def _check_record_scores(scores: results_pb2.RecordScores, metrics: results_pb2.
 
 def _check_histogram(histogram: results_pb2.ScoreHistogram, field: str) -> None:
     edges = list(histogram.edges)
+    if len(edges) < 2:
+        raise ReportRequestError(f"{field}.edges", f"must hold at least 2 edges (one bin), got {len(edges)}")
     if not all(math.isfinite(edge) for edge in edges) or any(b <= a for a, b in pairwise(edges)):
         raise ReportRequestError(f"{field}.edges", "must be finite and strictly increasing")
     for name in ("member_counts", "non_member_counts"):

@@ -35,6 +35,7 @@ HISTORY = ("1.1 added epsilon_bound, most_exposed and score_histogram to each at
 
 RiskName = Literal["LOW", "MIDDLE", "HIGH", "UNRATED"]
 UNRATED: RiskName = "UNRATED"
+MAX_MOST_EXPOSED = 20  # records in an attack's most_exposed: the worker's metrics.MOST_EXPOSED
 Rate = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
 Index = Annotated[int, Field(ge=0, description="Position of the attack in the task's list, from 0.")]
@@ -228,9 +229,9 @@ class AttackReport(_Model):
         description="Why a succeeded attack has no epsilon estimate (no record scores in the result, or too few "
                     "records to split); null otherwise.")
     most_exposed: list[ExposedRecord] = Field(
-        max_length=20, description="The members the attack exposes most: the (up to) 20 highest membership scores "
-                                   "over the whole member dataset, highest first, ties by lower index; empty when "
-                                   "the attack failed.")
+        max_length=MAX_MOST_EXPOSED,
+        description="The members the attack exposes most: the (up to) 20 highest membership scores over the whole "
+                    "member dataset, highest first, ties by lower index; empty when the attack failed.")
     score_histogram: ScoreHistogram | None = Field(description="Null when the attack failed.")
     error: AttackError | None = Field(description="Why the attack failed; null when it succeeded.")
     timings: dict[str, Annotated[float, Field(ge=0)]] = Field(
