@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--from", dest="from_sequence", type=int, default=0, help="first event number (0)")
             sub.add_argument("--format", choices=sorted(FORMATS),
                              help="report format (default: the one the audit was run with; another is rendered "
-                                  "here from the audit's results, rated with the default risk policy)")
+                                  "here from the audit's results, with its report's risk policy and provenance)")
             sub.add_argument("--output", type=Path, help="write the report to this file")
             sub.add_argument("--quiet", action="store_true", help="print no progress")
             _add_outputs(sub)

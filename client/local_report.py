@@ -2,8 +2,10 @@
 stream carried: the partial report of an audit that was cancelled or failed (so that `--output`
 is never left empty), and `watch --format` in a format other than the one the audit was run with.
 
-The risk is rated with the default risk policy (services/reporter/risk_policy.yaml), which may
-differ from the one the orchestrator's reporter was started with.
+When the stream carried the typed report, the rendering keeps its risk policy, provenance and
+comparison, so it says what the reporter's did; else (a partial report, an audit stored by an
+older orchestrator) the risk is rated with the default risk policy
+(services/reporter/risk_policy.yaml) and the provenance holds the seed alone.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ def render(outcome: AuditOutcome, report_format: int, partial_reason: str = "") 
         results += unfinished(outcome.attack_names, results, partial_reason)
     if not results:
         return _empty(outcome.task_id, report_format, partial_reason or "no attack result arrived")
+    typed = outcome.report
     provenance = report_pb2.ReportProvenance(seed=outcome.seed) if outcome.seed is not None else None
-    report = build_report(outcome.task_id, results, load_policy(), provenance)
+    report = build_report(outcome.task_id, results, typed.risk_policy if typed else load_policy(), provenance)
+    if typed is not None:
+        report = dataclasses.replace(report, provenance=typed.provenance, comparison=typed.comparison)
     if partial_reason:
         report = dataclasses.replace(report, partial_reason=partial_reason)
     return mark(RENDERERS[report_format](report).decode(), report_format, partial_reason)

@@ -249,3 +249,19 @@ def test_risk_words_are_the_typed_reports():
 
     assert [risk_word(level) for level in report_pb2.RiskLevel.values()] == \
         [risk_name(level) for level in report_pb2.RiskLevel.values()] == ["UNRATED", "LOW", "MIDDLE", "HIGH"]
+
+
+def test_another_format_keeps_the_typed_reports_policy_provenance_and_comparison(tmp_path):
+    from services.reporter.compare import compare
+
+    old = typed(succeeded(0, auc=0.6), succeeded(1, "LIRA", auc=0.7), task_id="o" * 32)
+    new = typed(succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7), task_id="t" * 32)
+    outcome = outcome_of()
+    outcome.results = [succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7)]
+    outcome.report = new.model_copy(update={"comparison": compare(old, new)})
+    outcome.renderings = {report_pb2.REPORT_FORMAT_JSON: outcome.report.model_dump_json()}
+    args = run_args(tmp_path, "text")
+    cli._deliver(outcome, args)
+    text = args.output.read_text()
+    assert "Comparison:" in text and f"baseline: task {'o' * 32}" in text
+    assert outcome.report.provenance.task_digest in text  # the reporter's provenance, not one made up here
