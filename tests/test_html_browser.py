@@ -4,6 +4,8 @@ included. Skipped where no Chromium is installed (Debian: apt-get install -y chr
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,12 @@ from services.attack_worker import metrics
 from services.attack_worker.attacks.base import Scores
 from services.reporter import render_html
 from services.reporter.plots import ATTACK_COLOURS
-from services.reporter.screenshot import find_browser, screenshot
+from services.reporter.screenshot import FULL_PAGE_HEIGHT, find_browser, screenshot
 
 pytestmark = pytest.mark.skipif(find_browser() is None,
                                 reason="no Chromium on PATH to open the HTML report; apt-get install -y chromium")
 
+REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1200, 2400
 HIGH_RED = (0xB9, 0x1C, 0x1C)  # --high in the template: the summary card's top border and the level
 WARNING_BG = (0xFE, 0xF3, 0xC7)  # --middle-bg: the MIDDLE badges and the warnings box
@@ -74,3 +77,29 @@ def test_chromium_shows_an_attacks_warnings(tmp_path: Path) -> None:
         screenshot(page, shot, WIDTH, HEIGHT)
         counts.append(_pixels_near(shot, WARNING_BG, tolerance=4))
     assert counts[1] - counts[0] > 5000, f"no warnings box: {counts} pixels"
+
+
+@pytest.mark.e2e
+def test_the_examples_report_screenshotted_whole_as_readme_says(tmp_path: Path) -> None:
+    """`main.py --format html` on the example, then the screenshot command README gives for
+    docs/report.png: a long page, cut below its end, with the styles, the three attacks' curves
+    and histograms drawn (the same page without its images has far fewer of their pixels)."""
+    page, shot = tmp_path / "report.html", tmp_path / "report.png"
+    completed = subprocess.run([sys.executable, "main.py", "example/tasks/mem_inf.yaml", "--format", "html",
+                                "--output", str(page), "--quiet"], cwd=REPO, capture_output=True, text=True,
+                               timeout=900)
+    assert completed.returncode == 0, completed.stderr
+    shooting = subprocess.run([sys.executable, "-m", "services.reporter.screenshot", str(page), str(shot),
+                               "--full-page"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert shooting.returncode == 0, shooting.stderr
+    width, height = Image.open(shot).size
+    assert width == 1200 and 3000 < height < FULL_PAGE_HEIGHT, (width, height)
+    colours = np.unique(np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3), axis=0)
+    assert len(colours) > 2000, f"a near-blank page: {len(colours)} colours"
+    assert _pixels_near(shot, HIGH_RED) > 2000, "the stylesheet did not apply: no red HIGH summary card"
+    bare, bare_shot = tmp_path / "bare.html", tmp_path / "bare.png"
+    bare.write_text(re.sub(r'src="data:[^"]*"', 'src=""', page.read_text()))
+    screenshot(bare, bare_shot, WIDTH, height)
+    for colour in ATTACK_COLOURS[:3]:
+        drawn, swatches = _pixels_near(shot, colour), _pixels_near(bare_shot, colour)
+        assert drawn - swatches > 1000, f"{colour}: {drawn} pixels with the figures, {swatches} without"
