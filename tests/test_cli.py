@@ -213,3 +213,32 @@ def test_run_submits_before_the_workers_serve_and_a_worker_that_cannot_start_end
     assert "worker-0 exited with status 1 while starting" in str(failed.value)
     assert "--device / PRIVAUDIT_DEVICE: gpu:99 asked for, but" in str(failed.value)
     assert not processes_of(tmp_path / "state")
+
+
+def test_a_cancelled_run_leaves_a_partial_report_not_an_empty_file(tmp_path):
+    """Issue 18: a cancelled `run --output` left a 0-byte file; now the attacks that had finished,
+    the report marked partial."""
+    from client import LocalCluster
+
+    task = tmp_path / "slow.yaml"
+    task.write_text((REPO / "example/tasks/mem_inf_sota.yaml").read_text())  # LOSS at once, LIRA's 16 shadows later
+    output = tmp_path / "report.json"
+    with LocalCluster(workers=1, slots=2, storage_root=REPO) as cluster:
+        running = subprocess.Popen([*PRIVAUDIT, "run", str(task), "--orchestrator", cluster.address, "--format",
+                                    "json", "--output", str(output)], cwd=REPO, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = json.loads(privaudit("list", "--orchestrator", cluster.address, "--json").stdout)
+            if listed and listed[0]["state"] == "RUNNING":
+                break
+            time.sleep(0.5)
+        cancelled = privaudit("cancel", listed[0]["task_id"], "--orchestrator", cluster.address)
+        assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout
+        _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 1 and "was cancelled" in stderr, stderr
+    report = json.loads(output.read_text())
+    assert report["partial"] is True and "was cancelled" in report["partial_reason"]
+    assert [a["name"] for a in report["attacks"]] == ["LOSS", "LIRA", "RMIA"]
+    unfinished = [a for a in report["attacks"] if a["status"] == "failed"]
+    assert unfinished and all(a["error"]["message"].startswith("did not finish: ") for a in unfinished)
