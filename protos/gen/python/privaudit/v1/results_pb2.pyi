@@ -45,7 +45,7 @@ STAGE_FIT_ATTACK: Stage
 STAGE_SCORE: Stage
 
 class AttackResult(_message.Message):
-    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram", "warnings", "per_class", "record_scores", "device")
+    __slots__ = ("attack_index", "attack_name", "status", "error", "target_model", "datasets", "metrics", "roc", "timings", "most_exposed", "score_histogram", "warnings", "per_class", "record_scores", "device", "target_queries")
     ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
     ATTACK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class AttackResult(_message.Message):
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     RECORD_SCORES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_QUERIES_FIELD_NUMBER: _ClassVar[int]
     attack_index: int
     attack_name: str
     status: AttackStatus
@@ -76,7 +77,8 @@ class AttackResult(_message.Message):
     per_class: _containers.RepeatedCompositeFieldContainer[ClassMetrics]
     record_scores: RecordScores
     device: str
-    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., record_scores: _Optional[_Union[RecordScores, _Mapping]] = ..., device: _Optional[str] = ...) -> None: ...
+    target_queries: int
+    def __init__(self, attack_index: _Optional[int] = ..., attack_name: _Optional[str] = ..., status: _Optional[_Union[AttackStatus, str]] = ..., error: _Optional[_Union[AttackError, _Mapping]] = ..., target_model: _Optional[_Union[ModelSummary, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetSummary, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., roc: _Optional[_Iterable[_Union[RocPoint, _Mapping]]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., most_exposed: _Optional[_Iterable[_Union[ExposedRecord, _Mapping]]] = ..., score_histogram: _Optional[_Union[ScoreHistogram, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., record_scores: _Optional[_Union[RecordScores, _Mapping]] = ..., device: _Optional[str] = ..., target_queries: _Optional[int] = ...) -> None: ...
 
 class AttackError(_message.Message):
     __slots__ = ("code", "field", "message", "fault", "retryable")

@@ -58,15 +58,17 @@ class DatasetPair(_message.Message):
     def __init__(self, members: _Optional[str] = ..., non_members: _Optional[str] = ...) -> None: ...
 
 class BaselineArgs(_message.Message):
-    __slots__ = ("test_datasets", "target_model")
+    __slots__ = ("test_datasets", "target_model", "target_endpoint")
     TEST_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     test_datasets: DatasetPair
     target_model: str
-    def __init__(self, test_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ...) -> None: ...
+    target_endpoint: ModelEndpoint
+    def __init__(self, test_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
 
 class MlLeakArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "topk")
+    __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "topk", "target_endpoint")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     SHADOW_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +79,7 @@ class MlLeakArgs(_message.Message):
     CLASSIFIER_LR_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     TOPK_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     shadow_model: str
@@ -87,10 +90,11 @@ class MlLeakArgs(_message.Message):
     classifier_lr: float
     batch_size: int
     topk: int
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., topk: _Optional[int] = ...) -> None: ...
+    target_endpoint: ModelEndpoint
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., topk: _Optional[int] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
 
 class LabelOnlyArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "attack_type", "r", "d")
+    __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "attack_type", "r", "d", "target_endpoint")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     SHADOW_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +107,7 @@ class LabelOnlyArgs(_message.Message):
     ATTACK_TYPE_FIELD_NUMBER: _ClassVar[int]
     R_FIELD_NUMBER: _ClassVar[int]
     D_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     shadow_model: str
@@ -115,22 +120,25 @@ class LabelOnlyArgs(_message.Message):
     attack_type: Augmentation
     r: int
     d: int
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., attack_type: _Optional[_Union[Augmentation, str]] = ..., r: _Optional[int] = ..., d: _Optional[int] = ...) -> None: ...
+    target_endpoint: ModelEndpoint
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., shadow_model: _Optional[str] = ..., shadow_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., shadow_epoch: _Optional[int] = ..., shadow_lr: _Optional[float] = ..., classifier_epoch: _Optional[int] = ..., classifier_lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., attack_type: _Optional[_Union[Augmentation, str]] = ..., r: _Optional[int] = ..., d: _Optional[int] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
 
 class LossArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "batch_size", "population_datasets")
+    __slots__ = ("target_datasets", "target_model", "batch_size", "population_datasets", "target_endpoint")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     batch_size: int
     population_datasets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., batch_size: _Optional[int] = ..., population_datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+    target_endpoint: ModelEndpoint
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., batch_size: _Optional[int] = ..., population_datasets: _Optional[_Iterable[str]] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
 
 class LiraArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "fixed_variance", "augment", "shadow_train_size")
+    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "fixed_variance", "augment", "shadow_train_size", "target_endpoint")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +151,7 @@ class LiraArgs(_message.Message):
     FIXED_VARIANCE_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_TRAIN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     population_datasets: _containers.RepeatedScalarFieldContainer[str]
@@ -155,10 +164,11 @@ class LiraArgs(_message.Message):
     fixed_variance: bool
     augment: bool
     shadow_train_size: int
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., fixed_variance: _Optional[bool] = ..., augment: _Optional[bool] = ..., shadow_train_size: _Optional[int] = ...) -> None: ...
+    target_endpoint: ModelEndpoint
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., fixed_variance: _Optional[bool] = ..., augment: _Optional[bool] = ..., shadow_train_size: _Optional[int] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
 
 class RmiaArgs(_message.Message):
-    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "a", "gamma", "num_population", "shadow_train_size")
+    __slots__ = ("target_datasets", "target_model", "population_datasets", "num_shadow", "online", "epochs", "lr", "batch_size", "seed", "a", "gamma", "num_population", "shadow_train_size", "target_endpoint")
     TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
     POPULATION_DATASETS_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +182,7 @@ class RmiaArgs(_message.Message):
     GAMMA_FIELD_NUMBER: _ClassVar[int]
     NUM_POPULATION_FIELD_NUMBER: _ClassVar[int]
     SHADOW_TRAIN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     target_datasets: DatasetPair
     target_model: str
     population_datasets: _containers.RepeatedScalarFieldContainer[str]
@@ -185,4 +196,29 @@ class RmiaArgs(_message.Message):
     gamma: float
     num_population: int
     shadow_train_size: int
-    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., a: _Optional[float] = ..., gamma: _Optional[float] = ..., num_population: _Optional[int] = ..., shadow_train_size: _Optional[int] = ...) -> None: ...
+    target_endpoint: ModelEndpoint
+    def __init__(self, target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., population_datasets: _Optional[_Iterable[str]] = ..., num_shadow: _Optional[int] = ..., online: _Optional[bool] = ..., epochs: _Optional[int] = ..., lr: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., a: _Optional[float] = ..., gamma: _Optional[float] = ..., num_population: _Optional[int] = ..., shadow_train_size: _Optional[int] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
+
+class ModelEndpoint(_message.Message):
+    __slots__ = ("endpoint", "model", "version", "tls_ca", "token_file", "output", "output_name", "max_queries", "deadline_s", "architecture")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TLS_CA_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FILE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    model: str
+    version: str
+    tls_ca: str
+    token_file: str
+    output: str
+    output_name: str
+    max_queries: int
+    deadline_s: float
+    architecture: str
+    def __init__(self, endpoint: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., tls_ca: _Optional[str] = ..., token_file: _Optional[str] = ..., output: _Optional[str] = ..., output_name: _Optional[str] = ..., max_queries: _Optional[int] = ..., deadline_s: _Optional[float] = ..., architecture: _Optional[str] = ...) -> None: ...
