@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 NODE_DIR = REPO / "client" / "examples" / "node"
 # npm's codes for a registry it cannot reach (DNS, refused, reset, timed out, offline mode).
 UNREACHABLE = re.compile(r"\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|ENOTCACHED)\b")
+CLIENT_TOKEN = "node-client-token-5b1e"  # what the secured orchestrator accepts
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,6 @@ def node_client() -> Path:
 def cluster():
     with LocalCluster(workers=1, storage_root=REPO) as running:
         yield running
-
-
-CLIENT_TOKEN = "node-client-token-5b1e"
 
 
 @pytest.fixture(scope="module")
