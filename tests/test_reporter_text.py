@@ -190,14 +190,14 @@ def test_tied_most_exposed_members_are_said_to_be_tied_with_how_many_share_the_s
     members[40] = 0.5
     attack.record_scores.members[:] = members
     attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=members[i]) for i in (3, 5, 8, 9, 12, 30))
-    assert _exposed_line(_text(attack)) == ("\t  most exposed members (record #, score): 7 members share the score 1: "
-                                            "#3, #5, #8, #9, #12, ...; 6 in the JSON and HTML reports")
+    assert _exposed_line(_text(attack)) == ("\t  most exposed members (record #, score): 7 members share the score 1 "
+                                            "(#3, #5, #8, #9, #12, ...); 6 in the JSON and HTML reports")
 
 
 def test_a_tie_the_result_cannot_count_says_at_least() -> None:
     attack = succeeded(0, separation=None, exposed=0)
     attack.most_exposed.extend(results_pb2.ExposedRecord(index=i, score=0.25 if i < 2 else 0.1) for i in range(3))
-    assert _exposed_line(_text(attack)).endswith("2 or more members share the score 0.25: #0, #1, #2 (0.1)")
+    assert _exposed_line(_text(attack)).endswith("2 or more members share the score 0.25 (#0, #1), #2 (0.1)")
 
 
 def test_a_dataset_in_two_roles_is_listed_once_with_both() -> None:

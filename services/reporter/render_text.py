@@ -121,7 +121,7 @@ def _per_class(classes: Sequence[results_pb2.ClassMetrics]) -> list[str]:
 
 def _exposed(result: results_pb2.AttackResult) -> list[str]:
     """The first EXPOSED_SHOWN of the most exposed members, tied ones said to be tied, e.g.
-    `#361 (0.9721), 3 members share the score 0.9384: #66, #116, #389`."""
+    `#361 (0.9721), 3 members share the score 0.9384 (#66, #116, #389)`."""
     if not result.most_exposed:
         return []
     groups = exposed_groups(result)
@@ -135,8 +135,8 @@ def _exposed(result: results_pb2.AttackResult) -> list[str]:
             parts.append(f"#{shown[0]} ({value})")
             continue
         more = ", ..." if group.sharing > len(shown) else ""
-        parts.append(f"{group.sharing}{'' if group.counted else ' or more'} members share the score {value}: "
-                     f"{', '.join(f'#{i}' for i in shown)}{more}")
+        parts.append(f"{group.sharing}{'' if group.counted else ' or more'} members share the score {value} "
+                     f"({', '.join(f'#{i}' for i in shown)}{more})")
     rest = (f"; {len(result.most_exposed)} in the JSON and HTML reports"
             if len(result.most_exposed) > EXPOSED_SHOWN else "")
     return [f"\t  most exposed members (record #, score): {', '.join(parts)}{rest}"]
