@@ -199,8 +199,8 @@ class LiveProgress:
         now = time.monotonic()
         finished = sum(1 for attack in self.state.attacks if attack.ended is not None)
         left = self.state.seconds_left(now)
-        status = f"{finished}/{len(self.state.attacks)} attacks finished"
+        status = f"{finished}/{len(self.state.attacks)} finished"
         if finished < len(self.state.attacks):
-            status += f", about {clock(left)} left" if left is not None else ", time left: estimating"
+            status += f", about {clock(left)} left" if left is not None else ", estimating time left"
         ended = now if finished == len(self.state.attacks) else None
         self.bars.update(self.overall, completed=self.state.fraction(), status=status, ended=ended)

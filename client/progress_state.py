@@ -72,7 +72,7 @@ class AttackState:
         return (self.ended if self.ended is not None else now) - self.started
 
     def words(self, note: bool = True) -> str:
-        """Where it is, e.g. `shadow models 5/16 trained, 2 training`; with `note` (else without
+        """Where it is, e.g. `shadows 5/16 trained, 2 training`; with `note` (else without
         it), the latest message of its stage (e.g. `epoch 3/10`) and the shadow models in training."""
         if self.outcome:
             return self.outcome
@@ -80,7 +80,7 @@ class AttackState:
         if self.num_shadow and (len(self.shadows_trained) < self.num_shadow
                                 or self.stage == results_pb2.STAGE_TRAIN_SHADOW):
             training = len(self.shadows_seen - self.shadows_trained)
-            words = f"shadow models {len(self.shadows_trained)}/{self.num_shadow} trained"
+            words = f"shadows {len(self.shadows_trained)}/{self.num_shadow} trained"
             if note and training:
                 words += f", {training} training"
         elif note and self.message:

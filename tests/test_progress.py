@@ -44,10 +44,10 @@ def test_shadow_models_are_counted_when_their_stage_closes_or_the_cache_has_them
         state.event(event, now=1.0)
     attack = state.attacks[0]
     # A training note at 100% (epoch 10/10) is not the end: the model still answers on the population.
-    assert attack.shadows_trained == set() and attack.words() == "shadow models 0/4 trained, 2 training"
+    assert attack.shadows_trained == set() and attack.words() == "shadows 0/4 trained, 2 training"
     state.event(shadow_events(1, 4)[3], now=2.0)
     state.event(progress(0, TRAIN, 1.0, "shadow 3/4: found in the shadow cache, not trained again"), now=2.0)
-    assert attack.shadows_trained == {1, 3} and attack.words() == "shadow models 2/4 trained, 1 training"
+    assert attack.shadows_trained == {1, 3} and attack.words() == "shadows 2/4 trained, 1 training"
     assert attack.fraction == pytest.approx(SHADOW_SHARE * 2 / 4)
 
 
@@ -95,8 +95,8 @@ def test_live_bars_keep_their_width_whatever_the_text_and_show_overall_and_shado
     for event in shadow_events(1, 16, index=1) + shadow_events(2, 16, index=1)[:1]:
         display(event)
     lines = render(display)
-    assert lines[0].startswith("all attacks") and "0/2 attacks finished" in lines[0]
-    assert "shadow models 1/16 trained" in lines[2]
+    assert lines[0].startswith("all attacks") and "0/2 finished, estimating time left" in lines[0]
+    assert "shadows 1/16 trained" in lines[2]
     # The label and the bar have fixed widths, so every row's percentage starts in the same column,
     # also after a note of another length.
     percent = re.compile(r" *\d{1,3}%")
@@ -128,7 +128,7 @@ def test_plain_lines_report_each_shadow_model_once_not_each_batch():
             printer(event)
     lines = out.getvalue().splitlines()
     assert lines[1] == "local cluster: starting the orchestrator"
-    assert [line for line in lines if "shadow models" in line] == [
-        "[1/1 LIRA] shadow models 0/2 trained", "[1/1 LIRA] shadow models 1/2 trained",
-        "[1/1 LIRA] shadow models 2/2 trained"]
-    assert lines[-1] == "[1/1 LIRA] shadow models 2/2 trained"
+    assert [line for line in lines if "shadows" in line] == [
+        "[1/1 LIRA] shadows 0/2 trained", "[1/1 LIRA] shadows 1/2 trained",
+        "[1/1 LIRA] shadows 2/2 trained"]
+    assert lines[-1] == "[1/1 LIRA] shadows 2/2 trained"
