@@ -26,7 +26,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -124,6 +126,10 @@ def _storage_path(value: str) -> str:
 
 
 StoragePath = Annotated[str, AfterValidator(_storage_path)]
+# host:port, the host a DNS name, an IPv4 address or an IPv6 address in brackets.
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]):(?P<port>[0-9]{1,5})")
+# Model names and versions as the Open Inference Protocol servers name them (KServe, Triton).
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
 
 
 def _pair_from_list(value: Any) -> Any:
@@ -136,6 +142,55 @@ def _pair_from_list(value: Any) -> Any:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ModelEndpoint(_Strict):
+    """A deployed model that the worker queries over the Open Inference Protocol v2 (gRPC), as
+    KServe and Triton serve it. What `output` says the model returns decides which attacks can run:
+    logits or probabilities, every one; labels, BASELINE and LABEL-ONLY alone."""
+
+    endpoint: str
+    model: str
+    version: str = ""
+    tls_ca: StoragePath | None = None
+    token_file: StoragePath | None = None
+    output: Literal["logits", "probabilities", "labels"] = "logits"
+    output_name: str = ""
+    max_queries: int | None = Field(None, ge=1, lt=2**63)
+    deadline_s: float = Field(30.0, gt=0, le=3600)
+    architecture: StoragePath | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        match = _HOST_PORT.fullmatch(value)
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(f"must be host:port of the model server's gRPC listener (e.g. models.internal:8081), "
+                             f"got {quoted(value)}")
+        return value
+
+    @field_validator("model", "version", "output_name")
+    @classmethod
+    def _name(cls, value: str, info: ValidationInfo) -> str:
+        if (value or info.field_name == "model") and not _MODEL_NAME.fullmatch(value):
+            raise ValueError(f"must be a model server's name for it (letters, digits, '_', '.', '-'), "
+                             f"got {quoted(value)}")
+        return value
+
+    def __str__(self) -> str:
+        """How reports and messages name it: host:port/model, and /version when one is set."""
+        return f"{self.endpoint}/{self.model}" + (f"/{self.version}" if self.version else "")
+
+
+def _target_kind(value: Any) -> str:
+    return _ENDPOINT_TAG if isinstance(value, dict | ModelEndpoint) else _FOLDER_TAG
+
+
+# A target given as a mapping is an endpoint, anything else a folder: errors name one form's fields,
+# never both (the tags, which pydantic puts in an error's location, are dropped from field names).
+_FOLDER_TAG, _ENDPOINT_TAG = "<folder>", "<endpoint>"
+TargetModel = Annotated[Annotated[str, AfterValidator(_storage_path), Tag(_FOLDER_TAG)]
+                        | Annotated[ModelEndpoint, Tag(_ENDPOINT_TAG)], Discriminator(_target_kind)]
 
 
 class DatasetPair(_Strict):
@@ -170,9 +225,24 @@ class AttackArgs(_Strict):
                 paths += [(f"{field}.members", value.members), (f"{field}.non_members", value.non_members)]
             elif field == "population_datasets":
                 paths += [(f"{field}[{i}]", path) for i, path in enumerate(value)]
+            elif isinstance(value, ModelEndpoint):
+                if value.architecture is not None:
+                    paths.append((f"{field}.architecture", value.architecture))
             elif field.endswith("_model"):
                 paths.append((field, value))
         return paths
+
+    def target_architecture(self) -> tuple[str, str]:
+        """(field, folder) of the target model's architecture: its own folder, or a deployed target's
+        `architecture` (TaskError when it has none: training shadow models needs one)."""
+        target = self.target_model  # type: ignore[attr-defined]  # (every attack has one)
+        if not isinstance(target, ModelEndpoint):
+            return "target_model", target
+        if target.architecture is None:
+            raise TaskError.at("target_model.architecture",
+                               f"{self.name} trains its shadow models on the target's architecture, which a deployed "
+                               "target does not give: name a folder whose .py defines get_model() for it")
+        return "target_model.architecture", target.architecture
 
 
 class BaselineArgs(AttackArgs):
@@ -184,14 +254,14 @@ class BaselineArgs(AttackArgs):
     target_pair: ClassVar[str] = "test_datasets"
 
     test_datasets: DatasetPairField
-    target_model: StoragePath
+    target_model: TargetModel
 
 
 class ShadowAttackArgs(AttackArgs):
     """Arguments of the attacks that train a shadow model and an attack classifier."""
 
     target_datasets: DatasetPairField
-    target_model: StoragePath
+    target_model: TargetModel
     shadow_model: StoragePath
     shadow_datasets: DatasetPairField
     shadow_epoch: int = Field(10, ge=1, le=MAX_EPOCHS)
@@ -232,7 +302,7 @@ class LossArgs(AttackArgs):
     proto_type: ClassVar[type[Message]] = task_pb2.LossArgs
 
     target_datasets: DatasetPairField
-    target_model: StoragePath
+    target_model: TargetModel
     population_datasets: tuple[StoragePath, ...] = ()
     batch_size: int = Field(128, ge=1, le=MAX_BATCH_SIZE)
 
@@ -250,7 +320,7 @@ class ShadowModelArgs(AttackArgs):
     shadow_parts: ClassVar[bool] = True
 
     target_datasets: DatasetPairField
-    target_model: StoragePath
+    target_model: TargetModel
     online: bool = True
     population_datasets: tuple[StoragePath, ...] = Field((), validate_default=True)
     shadow_train_size: int | None = Field(None, ge=1, le=MAX_SHADOW_TRAIN_SIZE)
@@ -328,7 +398,10 @@ _AUGMENTATIONS = {"r": task_pb2.AUGMENTATION_ROTATION, "d": task_pb2.AUGMENTATIO
 ARGUMENT_HELP = {
     "test_datasets": "[members, non_members]: the target model's training data and data it never saw",
     "target_datasets": "[members, non_members]: the target model's training data and data it never saw",
-    "target_model": "folder with the audited model's .py (get_model()) and .pdparams",
+    "target_model": "folder with the audited model's .py (get_model()) and .pdparams, or the model where it is "
+                    "deployed, queried over the Open Inference Protocol v2 (gRPC): {endpoint: host:port, model: NAME, "
+                    "version, tls_ca: FILE, token_file: FILE, output: logits|probabilities|labels, output_name, "
+                    "max_queries: N, deadline_s: 30, architecture: FOLDER (for LIRA and RMIA's shadow models)}",
     "shadow_model": "folder whose .py gives the shadow model's architecture; trained from scratch",
     "shadow_datasets": "[members, non_members]: the shadow model's training set and a disjoint held-out set",
     "shadow_epoch": "training epochs of the shadow model (>= 1)",
@@ -440,8 +513,10 @@ def to_proto(spec: TaskSpec) -> task_pb2.Task:
 
 def attack_to_proto(args: AttackArgs) -> task_pb2.AttackSpec:
     fields: dict[str, Any] = {}
-    for key, value in args.model_dump().items():
-        if isinstance(value, dict):
+    for key, value in args.model_dump(exclude_none=True).items():
+        if isinstance(getattr(args, key), ModelEndpoint):
+            key, value = "target_endpoint", task_pb2.ModelEndpoint(**value)
+        elif isinstance(value, dict):
             value = task_pb2.DatasetPair(**value)
         elif key == "attack_type":
             value = _AUGMENTATIONS[value]
@@ -471,7 +546,8 @@ def describe_attacks() -> list[dict[str, Any]]:
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation)
-    for pattern, shown in (("DatasetPair", "[members, non_members]"), ("tuple", "[folder, ...]"),
+    for pattern, shown in (("ModelEndpoint", "folder or {endpoint: ...}"), ("DatasetPair", "[members, non_members]"),
+                           ("tuple", "[folder, ...]"),
                            ("Literal", "'r' or 'd'"), ("bool", "bool"), ("int", "int"), ("float", "float")):
         if pattern in text:
             return shown + (" or null" if "None" in text and shown in ("bool", "int") else "")
@@ -572,15 +648,15 @@ def _validate_args(model: type[AttackArgs], args: dict[str, Any], field: str) ->
 
 
 def _problem(model: type[AttackArgs], error: Any, field: str) -> Problem:
-    loc = [_field_part(part) for part in error["loc"]]
+    loc = [_field_part(part) for part in error["loc"] if part not in (_FOLDER_TAG, _ENDPOINT_TAG)]
     path = ".".join([field, *loc])
     kind, message = error["type"], error["msg"]
+    owner, takes = (("a deployed target", ModelEndpoint.model_fields) if _ENDPOINT_TAG in error["loc"]
+                    else (model.name, model.model_fields))
     if kind == "extra_forbidden":
-        message = f"unknown argument{_suggest(loc[-1], model.model_fields)}; {model.name} takes: " + ", ".join(
-            model.model_fields
-        )
+        message = f"unknown argument{_suggest(loc[-1], takes)}; {owner} takes: " + ", ".join(takes)
     elif kind == "missing":
-        message = f"required by {model.name} and missing"
+        message = f"required by {owner} and missing"
     elif kind.startswith("value_error"):
         message = message.removeprefix("Value error, ")
     elif "input" in error and kind != "missing":
@@ -618,11 +694,16 @@ def _message_to_dict(message: Message) -> dict[str, Any]:
     """The set fields of an args message, in the shapes the YAML file uses."""
     out: dict[str, Any] = {}
     for descriptor, value in message.ListFields():
+        name = descriptor.name
         if descriptor.is_repeated:
             value = list(value)
         elif isinstance(value, task_pb2.DatasetPair):
             value = [value.members, value.non_members]
-        elif descriptor.name == "attack_type":
+        elif isinstance(value, task_pb2.ModelEndpoint):  # the YAML's target_model: {endpoint: ...}
+            if "target_model" in out:
+                raise TaskError.at("target_endpoint", "target_model and target_endpoint are both set; give one")
+            name, value = "target_model", _message_to_dict(value)
+        elif name == "attack_type":
             value = {v: k for k, v in _AUGMENTATIONS.items()}.get(value) or _enum_name(task_pb2.Augmentation, value)
-        out[descriptor.name] = value
+        out[name] = value
     return out
