@@ -160,3 +160,27 @@ def test_no_legend_is_cut_off(drawn: list[Figure], threshold: float) -> None:
         for legend in figure.legends:
             extent = legend.get_window_extent(renderer)
             assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1
+
+
+@pytest.mark.parametrize("members, non_members", [
+    ([1e308, -1e308, 0.0] * 4, [-1e308, 1e308, 5.0] * 4),  # few values, an axis matplotlib cannot tick
+    (np.linspace(-1.7, 1.7, 50) * 1e308, np.linspace(-1.6, 1.6, 50) * 1e308),
+    ([5e-324, 0.0] * 20, [0.0] * 40),  # subnormal steps
+    ([-1e-320] * 3 + [-1e300] * 40, [-5e-324] * 43),  # a "loss" over 600 decades
+], ids=["huge-values", "huge-bins", "subnormal", "huge-loss"])
+def test_any_finite_scores_a_result_may_carry_render(members, non_members) -> None:
+    """The reporter accepts any finite scores: the page renders, without a histogram it cannot draw."""
+    result = succeeded(0, exposed=0, separation=None)
+    result.metrics.num_members, result.metrics.num_non_members = len(members), len(non_members)
+    scores = result.record_scores
+    scores.members[:], scores.non_members[:] = members, non_members
+    scores.member_evaluated[:], scores.non_member_evaluated[:] = [True] * len(members), [True] * len(non_members)
+    html = render_html.render(make_report(result)).decode()
+    assert html.count("data:image/png") in (1, 2)
+
+
+def test_a_result_without_roc_points_renders() -> None:
+    result = succeeded(0, separation=None)
+    del result.roc[:]
+    assert operating_points(result).tpr_at(0.01) == 0.0
+    assert render_html.render(make_report(result)).startswith(b"<!DOCTYPE html>")

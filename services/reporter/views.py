@@ -25,6 +25,9 @@ RANGE_QUANTILES = (0.01, 0.99)
 # All scores <= 0 (a negated loss) spanning more decades than this (5th to 95th percentile of the
 # losses) are drawn as losses on a log axis: on a linear one every member falls in the bin next to 0.
 LOG_DECADES = 3.0
+# Scores of larger magnitude get no histogram: matplotlib's ticks overflow on such axes (no attack
+# scores so; a corrupted result can).
+MAX_DRAWN = 1e100
 
 
 def evaluated_scores(result: results_pb2.AttackResult) -> tuple[np.ndarray, np.ndarray] | None:
@@ -50,7 +53,7 @@ class OperatingPoints:
 
     def tpr_at(self, fpr: float) -> float:
         """The highest TPR of a point at FPR <= `fpr`: what a threshold achieves there."""
-        return float(self.tpr[self.fpr <= fpr].max())
+        return float(self.tpr[self.fpr <= fpr].max(initial=0.0))  # (0, 0): no record called a member
 
     def steps(self) -> tuple[np.ndarray, np.ndarray]:
         """The staircase through the points: from each, right at its TPR to the next one's FPR,
@@ -99,7 +102,8 @@ class ScoreHistogram:
 
 def score_histogram(result: results_pb2.AttackResult) -> ScoreHistogram | None:
     """The evaluation set's scores on a scale that separates them; the worker's bins for an older
-    result without record scores; None when there is neither."""
+    result without record scores; None when there is neither, or the scores are beyond what an
+    axis can span (MAX_DRAWN)."""
     scores = evaluated_scores(result)
     if scores is None:
         proto = result.score_histogram
@@ -111,13 +115,18 @@ def score_histogram(result: results_pb2.AttackResult) -> ScoreHistogram | None:
     pooled = np.concatenate([members, non_members])
     values = np.unique(pooled)
     if len(values) <= MAX_DISTINCT_VALUES:
+        if np.abs(values).max() > MAX_DRAWN:
+            return None
         return ScoreHistogram(_count_values(members, values), _count_values(non_members, values), values=values)
     loss = _is_spread_loss(pooled)
     drawn = np.log10(np.maximum(-pooled, np.finfo(np.float64).tiny)) if loss else pooled
     low, high = np.quantile(drawn, RANGE_QUANTILES)
     if not high > low:  # most records tied on one score: span them all
         low, high = drawn.min(), drawn.max()
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    if max(abs(low), abs(high)) > MAX_DRAWN:
+        return None
+    steps = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    edges = low * (1 - steps) + high * steps  # finite where high - low would overflow
     clipped = np.clip(drawn, low, high)
     counts = [np.histogram(clipped[side], edges)[0] for side in (slice(0, len(members)), slice(len(members), None))]
     return ScoreHistogram(counts[0], counts[1], edges=10.0 ** edges if loss else edges, loss=loss,
