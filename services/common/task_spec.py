@@ -177,6 +177,14 @@ class ModelEndpoint(_Strict):
                              f"got {quoted(value)}")
         return value
 
+    def architecture_folder(self, field: str) -> str:
+        """`architecture`, which training shadow models needs (TaskError at `field`.architecture without it)."""
+        if self.architecture is None:
+            raise TaskError.at(f"{field}.architecture", "a deployed target gives no architecture to train shadow "
+                                                        "models from: name a folder whose .py defines get_model() "
+                                                        "for it")
+        return self.architecture
+
     def __str__(self) -> str:
         """How reports and messages name it: host:port/model, and /version when one is set."""
         return f"{self.endpoint}/{self.model}" + (f"/{self.version}" if self.version else "")
@@ -234,15 +242,11 @@ class AttackArgs(_Strict):
 
     def target_architecture(self) -> tuple[str, str]:
         """(field, folder) of the target model's architecture: its own folder, or a deployed target's
-        `architecture` (TaskError when it has none: training shadow models needs one)."""
+        `architecture` (TaskError when it has none)."""
         target = self.target_model  # type: ignore[attr-defined]  # (every attack has one)
-        if not isinstance(target, ModelEndpoint):
-            return "target_model", target
-        if target.architecture is None:
-            raise TaskError.at("target_model.architecture",
-                               f"{self.name} trains its shadow models on the target's architecture, which a deployed "
-                               "target does not give: name a folder whose .py defines get_model() for it")
-        return "target_model.architecture", target.architecture
+        if isinstance(target, ModelEndpoint):
+            return "target_model.architecture", target.architecture_folder("target_model")
+        return "target_model", target
 
 
 class BaselineArgs(AttackArgs):
@@ -251,10 +255,27 @@ class BaselineArgs(AttackArgs):
     name: ClassVar[str] = "BASELINE"
     proto_field: ClassVar[str] = "baseline"
     proto_type: ClassVar[type[Message]] = task_pb2.BaselineArgs
-    target_pair: ClassVar[str] = "test_datasets"
 
-    test_datasets: DatasetPairField
+    # The seed's name for the audited pair, or the one every other attack uses: exactly one of them.
+    test_datasets: DatasetPairField | None = None
+    target_datasets: DatasetPairField | None = Field(None, validate_default=True)
     target_model: TargetModel
+
+    @property
+    def target_pair(self) -> str:  # type: ignore[override]  # the name the task used
+        return "target_datasets" if self.test_datasets is None else "test_datasets"
+
+    @field_validator("target_datasets")
+    @classmethod
+    def _one_pair(cls, value: DatasetPair | None, info: ValidationInfo) -> DatasetPair | None:
+        if "test_datasets" not in info.data:  # given, and refused on its own
+            return value
+        if value is None and info.data["test_datasets"] is None:
+            raise ValueError("required by BASELINE and missing: [members, non_members] (test_datasets, the "
+                             "seed's name for it, is accepted too)")
+        if value is not None and info.data["test_datasets"] is not None:
+            raise ValueError("give the datasets as target_datasets or as test_datasets, not both")
+        return value
 
 
 class ShadowAttackArgs(AttackArgs):
@@ -396,7 +417,8 @@ _AUGMENTATIONS = {"r": task_pb2.AUGMENTATION_ROTATION, "d": task_pb2.AUGMENTATIO
 
 # What each argument means; one entry per YAML key, whichever attacks take it.
 ARGUMENT_HELP = {
-    "test_datasets": "[members, non_members]: the target model's training data and data it never saw",
+    "test_datasets": "[members, non_members]: the target model's training data and data it never saw (BASELINE "
+                     "only: the seed's name for target_datasets; give one of the two)",
     "target_datasets": "[members, non_members]: the target model's training data and data it never saw",
     "target_model": "folder with the audited model's .py (get_model()) and .pdparams, or the model where it is "
                     "deployed, queried over the Open Inference Protocol v2 (gRPC): {endpoint: host:port, model: NAME, "

@@ -22,8 +22,9 @@ def correctness(outputs: Outputs) -> np.ndarray:
 def run(args: BaselineArgs, rt: Runtime) -> Scores:
     with rt.stage(results_pb2.STAGE_LOAD):
         model = rt.load_model("target_model", args.target_model)
-        members = rt.load_dataset("test_datasets.members", args.test_datasets.members)
-        non_members = rt.load_dataset("test_datasets.non_members", args.test_datasets.non_members)
+        pair = args.datasets()
+        members = rt.load_dataset(f"{args.target_pair}.members", pair.members)
+        non_members = rt.load_dataset(f"{args.target_pair}.non_members", pair.non_members)
     with rt.stage(results_pb2.STAGE_PREDICT):
         member_outputs = rt.predict(model, members, BATCH_SIZE)
         non_member_outputs = rt.predict(model, non_members, BATCH_SIZE)

@@ -58,14 +58,16 @@ class DatasetPair(_message.Message):
     def __init__(self, members: _Optional[str] = ..., non_members: _Optional[str] = ...) -> None: ...
 
 class BaselineArgs(_message.Message):
-    __slots__ = ("test_datasets", "target_model", "target_endpoint")
+    __slots__ = ("test_datasets", "target_model", "target_datasets", "target_endpoint")
     TEST_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DATASETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     test_datasets: DatasetPair
     target_model: str
+    target_datasets: DatasetPair
     target_endpoint: ModelEndpoint
-    def __init__(self, test_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
+    def __init__(self, test_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_model: _Optional[str] = ..., target_datasets: _Optional[_Union[DatasetPair, _Mapping]] = ..., target_endpoint: _Optional[_Union[ModelEndpoint, _Mapping]] = ...) -> None: ...
 
 class MlLeakArgs(_message.Message):
     __slots__ = ("target_datasets", "target_model", "shadow_model", "shadow_datasets", "shadow_epoch", "shadow_lr", "classifier_epoch", "classifier_lr", "batch_size", "topk", "target_endpoint")
