@@ -143,12 +143,14 @@ def test_only_failed_attacks_give_a_page_without_figures() -> None:
 
 
 def test_an_attack_without_histogram_or_exposed_records_still_renders() -> None:
-    """An older worker's result: neither the worker's histogram nor record scores to bin."""
+    """An older worker's result: neither the worker's histogram nor record scores to bin; its ROC
+    is the worker's thinned curve, and the caption says so."""
     attack = succeeded(0, auc=0.6, exposed=0, separation=None)
     attack.ClearField("score_histogram")
-    page = _Page(_html(attack))
-    assert len(page.attribute("src")) == 1  # the ROC only
+    page = _Page(_html(attack, succeeded(1, "ML-LEAK", exposed=0)))
+    assert len(page.attribute("src")) == 2  # the ROC, ML-LEAK's histogram
     assert "Most exposed members" not in page.visible
+    assert "The results of BASELINE (attacks[0]) carry no record scores (an older worker)" in page.visible
 
 
 def test_reruns_are_byte_identical() -> None:

@@ -44,7 +44,6 @@ _DPI = 160
 _HIST_WIDTH, _HIST_HEIGHT = 5.0, 3.1
 # Bars of a histogram of distinct scores: their width in points, and up to how many values carry counts.
 _BAR_POINTS, _COUNTED_VALUES = 5.0, 6
-_LARGEST = float(np.finfo(np.float64).max)
 
 
 # The ROC figure: two square panels (linear, log-log) side by side, the legend under them; sizes in
@@ -180,8 +179,8 @@ def _value_bars(figure: Figure, axes: Axes, values: np.ndarray, sides: Sequence[
                 axes.annotate(str(count), (value, count), xytext=(side * _BAR_POINTS, 2), textcoords="offset points",
                               ha="left" if side > 0 else "right", va="bottom", fontsize=8, color=colour)
     low, high = float(values[0]), float(values[-1])
-    pad = (0.12 * high - 0.12 * low) or 0.5  # room for the counts; finite where high - low would overflow
-    axes.set_xlim(*np.clip([low - pad, high + pad], -_LARGEST / 2, _LARGEST / 2))
+    pad = 0.12 * (high - low) or 0.5  # room for the counts
+    axes.set_xlim(low - pad, high + pad)
     axes.set_ylim(0, 1.15 * max(max(counts) for counts, *_ in sides))  # the shifted bars do not autoscale
 
 

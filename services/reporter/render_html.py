@@ -41,6 +41,7 @@ TEMPLATE = "report.html.j2"
 
 def render(report: Report) -> bytes:
     succeeded = [entry for entry in report.attacks if entry.succeeded]
+    curves = [_curve(e) for e in succeeded]
     page = _template().render(
         title=TITLE,
         report=report,
@@ -50,7 +51,9 @@ def render(report: Report) -> bytes:
         assumption=ASSUMPTION,
         interval_of=interval_of,
         colours={e.result.attack_index: ATTACK_COLOURS[i % len(ATTACK_COLOURS)] for i, e in enumerate(succeeded)},
-        roc_image=roc_png([_curve(e) for e in succeeded]) if succeeded else None,
+        roc_image=roc_png(curves) if curves else None,
+        thinned_curves=[entry.assessment.label for entry, curve in zip(succeeded, curves, strict=True)
+                        if not curve.points.from_records],
         histograms={e.result.attack_index: (histogram_png(view, e.result.metrics.decision_threshold), view)
                     for e in succeeded if (view := score_histogram(e.result)) is not None},
         exposed=_exposed,
