@@ -99,7 +99,7 @@ def test_the_right_token_runs_an_audit_through_workers_and_reporter_that_require
     with AuditClient(secured, token_file=token_file(tmp_path, "# mine\nbob-77d1e0\n", "mine")) as auditor:
         outcome = auditor.run(TASK)
         assert [r.status for r in outcome.results] == [results_pb2.ATTACK_STATUS_SUCCEEDED] * 2
-        assert outcome.report == "0:ATTACK_STATUS_SUCCEEDED\n1:ATTACK_STATUS_SUCCEEDED\n"
+        assert outcome.rendered == "0:ATTACK_STATUS_SUCCEEDED\n1:ATTACK_STATUS_SUCCEEDED\n"
         assert [a.task_id for a in auditor.list()] == [outcome.task_id]
 
 

@@ -203,7 +203,7 @@ def test_run_submits_before_the_workers_serve_and_a_worker_that_cannot_start_end
         submitted = cluster.service("orchestrator").serving_at
         workers = [p for p in cluster.processes if p.name.startswith("worker-")]
         outcome = auditor.run(task)
-    assert [r.attack_name for r in outcome.results] == ["BASELINE"] and outcome.report
+    assert [r.attack_name for r in outcome.results] == ["BASELINE"] and outcome.rendered
     assert any(w.serving_at > submitted for w in workers), "the workers served after the audit was submitted"
 
     failing = LocalCluster(workers=1, storage_root=REPO, wait_for_workers=False, state_dir=tmp_path / "state",

@@ -36,7 +36,7 @@ def audit(cluster: LocalCluster, seed: int | None = None) -> dict[str, Any]:
     with AuditClient(cluster.address) as client:
         outcome = client.run(TASK, "json", seed)
     assert outcome.done is not None and not outcome.done.error, outcome.done
-    return without_run_details(outcome.report)
+    return without_run_details(outcome.rendered)
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def test_orchestrator_restart_mid_task_resumes_without_redoing_finished_attacks(
         assert [r.status for r in outcome.results] == [results_pb2.ATTACK_STATUS_SUCCEEDED] * 2
         assert outcome.results[0] == next(e.attack_result for e in events if e.HasField("attack_result"))
         assert job_starts(cluster, task_id).count(0) == 1, "BASELINE finished before the restart: not redone"
-        assert outcome.report
+        assert outcome.rendered
     print(f"\norchestrator killed and restarted: audit complete {recovered:.2f}s after the restart")
 
 

@@ -144,7 +144,7 @@ def test_the_report_arrives_when_the_reporter_comes_back(services):
     thread.join(60)
     (result,) = outcome
     assert isinstance(result, AuditOutcome), result
-    assert result.report == "the report" and not result.done.error
+    assert result.rendered == "the report" and not result.done.error
     assert result.summary.overall_risk == report_pb2.RISK_LEVEL_LOW
 
 
@@ -197,7 +197,7 @@ def test_heartbeats_keep_a_long_quiet_audit_alive(services, monkeypatch):
     threading.Timer(2.0, release.set).start()
     with AuditClient(address, idle_timeout=1.0) as client:
         outcome = client.run(TASK, on_event=events.append)
-    assert outcome.report == "the report"
+    assert outcome.rendered == "the report"
     assert sum(e.HasField("heartbeat") for e in events) >= 3
 
 
@@ -219,7 +219,7 @@ def test_a_killed_reporter_process_restarted_on_its_address_delivers_the_report(
         thread.join(120)
         (result,) = outcome
         assert isinstance(result, AuditOutcome), result
-        assert not result.done.error and "Membership Inference Audit Report" in result.report
-        assert "BASELINE" in result.report and result.summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
+        assert not result.done.error and "Membership Inference Audit Report" in result.rendered
+        assert "BASELINE" in result.rendered and result.summary.overall_risk == report_pb2.RISK_LEVEL_HIGH
     finally:
         processes.stop()

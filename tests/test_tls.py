@@ -281,7 +281,7 @@ def test_an_audit_runs_end_to_end_over_mtls_with_tokens(mtls_cluster, pki):
         outcome = auditor.run(BASELINE_ONLY)
     [result] = outcome.results
     assert result.status == results_pb2.ATTACK_STATUS_SUCCEEDED and 0.5 < result.metrics.auc <= 1
-    assert outcome.summary is not None and "BASELINE" in outcome.report
+    assert outcome.summary is not None and "BASELINE" in outcome.rendered
     logs = processes.log("orchestrator") + processes.log("attack_worker") + processes.log("reporter")
     assert "refused" not in logs and INTERNAL_TOKEN not in logs and CLIENT_TOKEN not in logs
 

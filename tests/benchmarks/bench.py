@@ -103,7 +103,7 @@ def timed_audit(cluster: LocalCluster, task: str) -> tuple[float, dict[str, dict
     if failed:
         raise SystemExit(f"bench: an attack failed: {failed}")
     stages = {attack["name"]: {stage: round(seconds, 4) for stage, seconds in attack["timings"].items()}
-              for attack in json.loads(outcome.report)["attacks"]}
+              for attack in json.loads(outcome.rendered)["attacks"]}
     return elapsed, stages
 
 

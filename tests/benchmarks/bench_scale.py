@@ -223,7 +223,7 @@ def main() -> None:
         if failed:
             raise SystemExit(f"bench-scale: LIRA failed: {failed}")
 
-    report = json.loads(outcome.report)["attacks"][0]
+    report = json.loads(outcome.rendered)["attacks"][0]
     timings = report["timings"]
     per_shadow = timings.get("train_shadow", 0.0) / args.shadows
     job_peaks = [peaks.by_pid[pid][1] for pid in peaks.jobs]
