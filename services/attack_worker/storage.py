@@ -4,7 +4,10 @@ A model folder holds one `.py` defining `get_model()` (a `paddle.nn.Layer`) and,
 for a trained model, one `.pdparams` with its weights, read as data (`weights.py`:
 nothing in the file runs). A dataset folder holds one `.py` defining `get_dataset()`:
 anything with `__len__` and `__getitem__` giving `(sample, label)` records, with
-finite samples. Paths are relative to the storage root and must stay
+finite samples; or, without a `.py`, a `data.npz` (data without code: `x` the samples,
+`y` the labels, optional `ids` one per record, which the audit does not use: records
+are named by position), read with pickling off and checked record by record as a
+`.py`'s records are, so the same records give the same audit. Paths are relative to the storage root and must stay
 inside it once symlinks are resolved; user code only ever runs from inside it.
 
 Every fault in a folder or its files is a `TaskError` at the task field that named
@@ -18,7 +21,9 @@ import hashlib
 import importlib.util
 import os
 import sys
+import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 
 # How many offending keys a weights error lists before summarising the rest.
 _KEYS_SHOWN = 5
+# The file of a dataset folder without code.
+NPZ_NAME = "data.npz"
 
 
 def resolve_folder(root: str | os.PathLike[str], path: str, field: str) -> Path:
@@ -77,11 +84,20 @@ def load_model(root: str | os.PathLike[str], path: str, field: str, trained: boo
 
 
 def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length: int | None = None) -> Any:
-    """What folder `path`'s `get_dataset()` returns, checked to be non-empty, no longer than
-    `max_length` records (when given) and with a readable first record."""
-    real_root, code = _code_file(root, path, "the dataset code defining get_dataset()", field)
-    shown = _shown(real_root, code)
-    dataset = _call(real_root, code, _import(real_root, code, field), "get_dataset", field)
+    """What folder `path`'s `get_dataset()` returns (in a folder without a `.py`, its data.npz's
+    records), checked to be non-empty, no longer than `max_length` records (when given) and
+    with a readable first record."""
+    real_root = _real(root)
+    folder = resolve_folder(root, path, field)
+    npz = folder / NPZ_NAME
+    if not any(p.name.endswith(".py") for p in folder.iterdir()) and npz.is_file():
+        shown = _shown(real_root, npz)
+        dataset: Any = _read_npz(real_root, npz, field)
+    else:
+        code = _only_file(real_root, folder, ".py", "the dataset code defining get_dataset() (or, without one, "
+                                                    f"a {NPZ_NAME} holding x and y)", field)
+        shown = _shown(real_root, code)
+        dataset = _call(real_root, code, _import(real_root, code, field), "get_dataset", field)
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
         raise TaskError.at(field, f"{shown}: get_dataset() must return a dataset with __len__ and __getitem__ "
                                   f"(e.g. a paddle.io.Dataset), got {_kind(dataset)}")
@@ -96,6 +112,36 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length
                                   f"{max_length:,} (its --max-dataset-length)")
     read_records(dataset, [0], field)
     return dataset
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayRecords:
+    """A data.npz's records: record i is (x[i], y[i]), read like any dataset's (`read_records`)."""
+
+    samples: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.samples[index], self.labels[index]
+
+
+def _read_npz(real_root: Path, npz: Path, field: str) -> ArrayRecords:
+    """The records of a data.npz whose array headers pass preflight's checks (x numeric, y
+    integer, ids if any, one entry per record), loaded with pickling off."""
+    from services.common.preflight import npz_problems  # here: preflight imports this module
+
+    problems = list(npz_problems(real_root, npz))
+    if problems:
+        raise TaskError.at(field, "; ".join(problems))
+    try:
+        with np.load(npz, allow_pickle=False) as arrays:
+            return ArrayRecords(arrays["x"], arrays["y"])
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise TaskError.at(field, f"cannot read {_shown(real_root, npz)}: {one_line(exc)}; write it with "
+                                  "numpy.savez(path, x=..., y=...)") from exc
 
 
 def model_digest(root: str | os.PathLike[str], path: str, field: str, layer: paddle.nn.Layer) -> str:
@@ -271,7 +317,7 @@ def _refuse_non_finite(samples: np.ndarray, indices: Sequence[int], field: str) 
     row = int(np.flatnonzero(~np.isfinite(samples.reshape(len(samples), -1)).all(axis=1))[0])
     raise TaskError.at(field, f"the sample of record {int(indices[row])} holds NaN or infinite values (or values "
                               "beyond float32's range, about 3.4e38), and an audit on such samples measures nothing; "
-                              "fix, impute or drop such records in get_dataset()")
+                              "fix, impute or drop such records in get_dataset() (or in the data.npz)")
 
 
 def _label_int(label: Any, index: int, field: str) -> int:

@@ -38,14 +38,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from services.attack_worker.storage import resolve_folder
+from services.attack_worker.storage import NPZ_NAME, resolve_folder
 from services.attack_worker.weights import NotWeights, read_state_dict
 from services.common.errors import Problem, TaskError
 from services.common.task_spec import TaskSpec
 
 # The one field name that reads a model's trained weights (shadow models train from scratch).
 _WEIGHTS_FIELD = "target_model"
-_NPZ = "data.npz"
 CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 _CIFAR_ROW = 3 * 32 * 32
 # The most items a statically read `range` may give (a helper's member list is short).
@@ -69,7 +68,7 @@ def preflight(spec: TaskSpec, storage_root: str | os.PathLike[str]) -> list[Prob
     order: dict[str, int] = {}  # field -> its place in the task
     for index, attack in enumerate(spec.attacks):
         for name, path in attack.storage_paths():
-            uses = models if name.endswith("_model") else datasets
+            uses = models if name.endswith(("_model", ".architecture")) else datasets
             use = uses.setdefault(posixpath.normpath(path), _Use())
             use.fields.append(f"attacks[{index}].args.{name}")
             use.weights |= name == _WEIGHTS_FIELD
@@ -109,10 +108,11 @@ def _dataset_problems(root: Path, path: str, use: _Use) -> Iterator[str]:
     folder = yield from _folder(root, path)
     if folder is None:
         return
-    if not any(p.name.endswith(".py") for p in folder.iterdir()) and (folder / _NPZ).is_file():
-        yield from _npz(root, folder / _NPZ)
+    if not any(p.name.endswith(".py") for p in folder.iterdir()) and (folder / NPZ_NAME).is_file():
+        yield from npz_problems(root, folder / NPZ_NAME)
         return
-    code = yield from _only_code(root, folder, "the dataset code defining get_dataset()")
+    code = yield from _only_code(root, folder, f"the dataset code defining get_dataset() (or, without one, a "
+                                               f"{NPZ_NAME} holding x and y)")
     if code is not None:
         tree = yield from _defines(root, code, "get_dataset")
         if tree is not None:
@@ -225,7 +225,7 @@ def _weights(root: Path, weights: Path) -> Iterator[str]:
 # ---------------------------------------------------------------- data without code (issue 19)
 
 
-def _npz(root: Path, path: Path) -> Iterator[str]:
+def npz_problems(root: Path, path: Path) -> Iterator[str]:
     """Problems with a data.npz's arrays, from their headers: x numeric with a sample array per
     record, y an integer label per record, ids (optional) an id per record."""
     shown = _shown(root, path)
