@@ -60,7 +60,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
     def report(stage: int, fraction: float, message: str) -> None:
         emit(results_pb2.JobProgress(attack_index=index, stage=stage, fraction=fraction, message=message))
 
-    runtime = PaddleRuntime(settings, request.seed, report, cancelled)
+    runtime = PaddleRuntime(settings, request.seed, report, cancelled, attack=args.name)
     try:
         scores = run(args, runtime)
         if isinstance(scores, attack_worker_pb2.ShadowOutput):
@@ -74,6 +74,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
     except JobCancelled:
         raise
     except Exception as exc:
+        result.target_queries = runtime.target_queries
         return _failed(result, _classified(exc, request, settings), runtime.timings)
 
     result.status = results_pb2.ATTACK_STATUS_SUCCEEDED
@@ -82,6 +83,7 @@ def run_job(request: attack_worker_pb2.RunAttackRequest, settings: WorkerSetting
     result.datasets.extend(_dataset_summaries(args, runtime.datasets_read))
     result.MergeFrom(metrics.to_proto(evaluation))
     result.timings.extend([*_shadow_timings(request), *runtime.timings])
+    result.target_queries = runtime.target_queries
     return result
 
 
@@ -112,7 +114,7 @@ def _target_summary(args: task_spec.AttackArgs, runtime: PaddleRuntime) -> resul
         dataset = runtime.load_dataset(f"{args.target_pair}.{side}", path)
         return float(baseline.correctness(runtime.predict(model, dataset, batch_size)).mean())
 
-    return results_pb2.ModelSummary(name=model.name, path=args.target_model, digest=model.digest or "",
+    return results_pb2.ModelSummary(name=model.name, path=str(args.target_model), digest=model.digest or "",
                                     train_acc=accuracy("members", pair.members),
                                     test_acc=accuracy("non_members", pair.non_members))
 

@@ -32,10 +32,12 @@ import paddle.nn.functional as F
 from privaudit.v1 import results_pb2
 from services.attack_worker import device_augment, storage
 from services.attack_worker.attacks.base import Augment, Outputs, batches
+from services.attack_worker.endpoint_target import RemoteModel, one_hot
 from services.attack_worker.job_basics import JobCancelled
 from services.attack_worker.output_cache import OutputCache, output_key
 from services.attack_worker.settings import WorkerSettings
 from services.common.errors import TaskError, one_line
+from services.common.task_spec import ModelEndpoint
 
 # Within a stage, progress is reported at most this often (and always at 0 and 1).
 PROGRESS_INTERVAL_S = 0.5
@@ -140,6 +142,8 @@ class SelectedRecords:
 
 # What the runtime's dataset handles are.
 Dataset = LoadedDataset | SelectedRecords
+# What its model handles are: a model loaded from a folder, or a deployed target queried over gRPC.
+Model = LoadedModel | RemoteModel
 
 
 class PaddleRuntime:
@@ -156,7 +160,7 @@ class PaddleRuntime:
     """
 
     def __init__(self, settings: WorkerSettings, seed: int, report: ProgressSink,
-                 cancelled: threading.Event | None = None):
+                 cancelled: threading.Event | None = None, attack: str = ""):
         if settings.device is not None:
             paddle.set_device(settings.device)
         self.seed = seed
@@ -170,6 +174,8 @@ class PaddleRuntime:
         self._cancelled = cancelled or threading.Event()
         self._rng = np.random.default_rng(seed)
         self._trained_models: dict[Path, LoadedModel] = {}
+        self._attack = attack  # the attack's name: what a deployed target's outputs must serve
+        self._remote_models: dict[ModelEndpoint, RemoteModel] = {}
         self._datasets: dict[Path, LoadedDataset] = {}
         self._outputs: dict[tuple[LoadedModel, Dataset], Outputs] = {}
         self._stage: int = results_pb2.STAGE_UNSPECIFIED
@@ -178,8 +184,21 @@ class PaddleRuntime:
 
     # ------------------------------------------------------------ loading
 
-    def load_model(self, field: str, path: str, trained: bool = True, seed: int | None = None) -> LoadedModel:
+    @property
+    def target_queries(self) -> int:
+        """Records sent to deployed targets so far."""
+        return sum(model.queries for model in self._remote_models.values())
+
+    def load_model(self, field: str, path: str | ModelEndpoint, trained: bool = True,
+                   seed: int | None = None) -> Model:
         self._check_cancelled()
+        if isinstance(path, ModelEndpoint):  # a deployed target; untrained, its architecture's folder
+            if not trained:
+                return self.load_model(f"{field}.architecture", path.architecture_folder(field), trained=False,
+                                       seed=seed)
+            if path not in self._remote_models:
+                self._remote_models[path] = RemoteModel.connect(path, self._root, field, self._attack)
+            return self._remote_models[path]
         folder = storage.resolve_folder(self._root, path, field)
         if not trained:
             layer = storage.load_model(self._root, path, field, trained=False,
@@ -207,25 +226,29 @@ class PaddleRuntime:
 
     # ------------------------------------------------------------ querying
 
-    def num_classes(self, model: LoadedModel, dataset: Dataset) -> int:
+    def num_classes(self, model: Model, dataset: Dataset) -> int:
         cached = self._outputs.get((model, dataset))
         if cached is not None:
             return int(cached.logits.shape[1])
         samples, labels = self._read(dataset, [0])
+        if isinstance(model, RemoteModel):
+            return model.declared_classes() or int(model.scores(samples.numpy()).shape[1])
         with self._inference(model):
             return int(self._forward(model, dataset, samples, labels).shape[1])
 
-    def predict(self, model: LoadedModel, dataset: Dataset, batch_size: int) -> Outputs:
+    def predict(self, model: Model, dataset: Dataset, batch_size: int) -> Outputs:
         key = (model, dataset)
         if key not in self._outputs:
             self._outputs[key] = self._cached_or_predicted(model, dataset, batch_size)
         return self._outputs[key]
 
-    def predict_augmented(self, model: LoadedModel, dataset: Dataset, augments: Sequence[Augment],
+    def predict_augmented(self, model: Model, dataset: Dataset, augments: Sequence[Augment],
                           batch_size: int) -> np.ndarray:
         correct = np.empty((dataset.length, len(augments)), dtype=bool)
         if not augments:
             return correct
+        if isinstance(model, RemoteModel):
+            model.reserve(dataset.length * len(augments), f"{len(augments)} augmented copies of {dataset.name}")
         note = f"querying {model.name} on {len(augments)} augmented copies of {dataset.name}"
         # A batch of records is read, moved to the device and augmented there at once; its
         # copies go through the model batch_size at a time.
@@ -236,15 +259,14 @@ class PaddleRuntime:
                 copy_labels = np.tile(labels, len(augments))
                 predicted = np.empty(len(copy_labels), dtype=np.int64)
                 for rows in batches(len(copy_labels), batch_size):
-                    logits = self._forward(model, dataset, copies[rows], copy_labels[rows])
-                    predicted[rows] = logits.argmax(axis=1).numpy()
+                    predicted[rows] = self._labels(model, dataset, copies[rows], copy_labels[rows])
                 correct[batch] = (predicted == copy_labels).reshape(len(augments), len(labels)).T
         return correct
 
     # ------------------------------------------------------------ training
 
-    def trainable(self, model: LoadedModel) -> bool:
-        return bool(model.layer.parameters())
+    def trainable(self, model: Model) -> bool:
+        return isinstance(model, LoadedModel) and bool(model.layer.parameters())
 
     def train(self, model: LoadedModel, dataset: Dataset, epochs: int, lr: float,
               batch_size: int, seed: int | None = None) -> None:
@@ -314,6 +336,8 @@ class PaddleRuntime:
         """The outputs from the worker's output cache when they are there, else computed (and
         stored there when both the model and the dataset have content digests)."""
         cacheable = isinstance(dataset, LoadedDataset) and dataset.digest is not None
+        if isinstance(model, RemoteModel):
+            return self._query_remote(model, dataset, batch_size)
         if self._output_cache is None or model.digest is None or not cacheable:
             return self._predict(model, dataset, batch_size)
         key = output_key(model.digest, dataset.digest, batch_size)
@@ -333,6 +357,32 @@ class PaddleRuntime:
                 logits.append(self._forward(model, dataset, samples, batch_labels).numpy().astype(np.float32))
                 labels.append(batch_labels)
         return Outputs(logits=np.concatenate(logits), labels=np.concatenate(labels))
+
+    def _query_remote(self, model: RemoteModel, dataset: Dataset, batch_size: int) -> Outputs:
+        """A deployed target's outputs, batch_size records per call; a labels-only target's as
+        one-hot scores (its predicted labels are all that attacks allowed on it read)."""
+        model.reserve(dataset.length, dataset.name)
+        outputs, labels = [], []
+        for batch in self._batches(dataset.length, batch_size, f"querying {model.path} on {dataset.name}"):
+            samples, batch_labels = self._read(dataset, range(batch.start, batch.stop))
+            outputs.append(model.labels(samples.numpy()) if model.labels_only else model.scores(samples.numpy()))
+            labels.append(batch_labels)
+        true_labels = np.concatenate(labels)
+        if model.labels_only:
+            predicted = np.concatenate(outputs)
+            return Outputs(logits=one_hot(predicted, int(max(predicted.max(), true_labels.max())) + 1),
+                           labels=true_labels)
+        logits = np.concatenate(outputs)
+        if true_labels.max() >= logits.shape[1]:
+            raise TaskError.at(dataset.field, f"{dataset.name} has label {true_labels.max()}, but {model.path} "
+                                              f"answers only {logits.shape[1]} classes")
+        return Outputs(logits=logits, labels=true_labels)
+
+    def _labels(self, model: Model, dataset: Dataset, samples: paddle.Tensor, labels: np.ndarray) -> np.ndarray:
+        """The label `model` gives each of `samples` (whose true labels are `labels`)."""
+        if isinstance(model, RemoteModel):
+            return model.labels(samples.numpy())
+        return self._forward(model, dataset, samples, labels).argmax(axis=1).numpy()
 
     def _read(self, dataset: Dataset, indices: Sequence[int]) -> tuple[paddle.Tensor, np.ndarray]:
         """Records `indices` of `dataset`: their samples on the job's device, passed through the
@@ -366,8 +416,9 @@ class PaddleRuntime:
         return logits
 
     @contextmanager
-    def _inference(self, model: LoadedModel) -> Iterator[None]:
-        model.layer.eval()
+    def _inference(self, model: Model) -> Iterator[None]:
+        if isinstance(model, LoadedModel):
+            model.layer.eval()
         with paddle.no_grad():
             yield
 

@@ -45,7 +45,7 @@ def shadow_key(storage_root: str | PathLike[str], setup: Setup, index: int) -> s
         digest.update(f"{label}:{len(data)}:".encode() + data)
 
     add("format", FORMAT.encode())
-    add("architecture", _folder_identity(storage_root, "target_model", args.target_model))
+    add("architecture", _folder_identity(storage_root, *args.target_architecture()))
     for (field, path), dataset in zip(population_folders(args), setup.datasets, strict=True):
         in_memory = getattr(dataset, "digest", None)
         add("dataset", in_memory.encode() if in_memory else
