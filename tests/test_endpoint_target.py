@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -217,10 +218,17 @@ def test_tls_works_with_the_right_ca_and_a_mismatch_fails_naming_tls_ca(tmp_path
     assert "set tls_ca if it speaks TLS" in failed_at(plaintext, "target_model.endpoint")
 
 
-def test_lira_trains_its_shadows_on_the_named_architecture_and_needs_one(tmp_path):
+def test_lira_trains_its_shadows_on_the_named_architecture_and_needs_one():
+    """The shadow models train locally from `architecture` (here the target's own folder), so the
+    result is the local one."""
+    lira = {"num_shadow": 2, "epochs": 2, "online": True}
     with serving(digits()) as address:
-        without = run(attack("LIRA", endpoint(address), num_shadow=2, epochs=1))
+        without = run(attack("LIRA", endpoint(address), **lira))
+        remote = succeeded(run(attack("LIRA", endpoint(address, architecture=MODEL), **lira)))
     assert "architecture" in failed_at(without, "target_model.architecture")
+    assert remote.metrics == succeeded(run(attack("LIRA", MODEL, **lira))).metrics
+    # the 800 audited records as LIRA's query records, then again for the model summary's accuracies
+    assert remote.target_queries == 1600
 
 
 def _root_with(tmp_path: Path, files: dict[str, bytes]) -> Path:
@@ -255,3 +263,31 @@ def _certificate(name: str, issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certi
 
 def _pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def test_through_the_local_cluster_each_bad_endpoint_fails_its_attack_alone():
+    """The worker's jobs run in forked child processes: the gRPC client must work there too."""
+    from client import AuditClient, LocalCluster
+
+    def entry(name: str, target: dict[str, object] | str) -> dict[str, object]:
+        pair = "test_datasets" if name == "BASELINE" else "target_datasets"
+        return {"type": task_spec.YAML_ATTACK_TYPE, "name": name,
+                "args": {pair: [MEMBERS, NON_MEMBERS], "target_model": target}}
+
+    with serving(digits()) as scores, serving(digits(output="labels")) as labels:
+        with serving(digits()) as down:
+            pass
+        task = [entry("BASELINE", MODEL), entry("BASELINE", endpoint(scores)), entry("LOSS", endpoint(scores)),
+                entry("LOSS", endpoint(labels, output="labels")), entry("BASELINE", endpoint(down, deadline_s=2)),
+                entry("BASELINE", endpoint(scores, model="digitz"))]
+        with LocalCluster(workers=1, storage_root=ROOT) as cluster, AuditClient(cluster.address) as auditor:
+            outcome = auditor.run(yaml.safe_dump(task))
+    local_baseline, remote_baseline, remote_loss, *bad = outcome.results
+    succeeded_ = results_pb2.ATTACK_STATUS_SUCCEEDED
+    assert [r.status for r in (local_baseline, remote_baseline, remote_loss)] == [succeeded_] * 3
+    assert remote_baseline.metrics == local_baseline.metrics
+    assert (local_baseline.target_queries, remote_baseline.target_queries, remote_loss.target_queries) == (0, 800, 800)
+    assert [r.error.field for r in bad] == ["attacks[3].args.target_model.output",
+                                            "attacks[4].args.target_model.endpoint",
+                                            "attacks[5].args.target_model.model"]
+    assert outcome.done.succeeded_attacks == 3
