@@ -71,26 +71,26 @@ def images_and_labels(pixels: list[list[float]]) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(images), np.concatenate(labels)
 
 
-def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Indices of each split's images (sorted), disjoint; SPLITS says how many of each digit."""
+def split_indices(labels: np.ndarray, splits: tuple[tuple[str, int], ...] = SPLITS) -> dict[str, np.ndarray]:
+    """Indices of each split's images (sorted), disjoint; `splits` says how many of each digit."""
     shuffle = np.random.default_rng(SPLIT_SEED)
     by_digit = [shuffle.permutation(np.flatnonzero(labels == digit)) for digit in range(NUM_CLASSES)]
-    needed = sum(count for _, count in SPLITS)
+    needed = sum(count for _, count in splits)
     short = [digit for digit, images in enumerate(by_digit) if len(images) < needed]
     if short:
         raise ValueError(f"digits {short} have fewer than the {needed} images the splits take")
-    splits, start = {}, 0
-    for name, count in SPLITS:
-        splits[name] = np.sort(np.concatenate([images[start:start + count] for images in by_digit]))
+    indices, start = {}, 0
+    for name, count in splits:
+        indices[name] = np.sort(np.concatenate([images[start:start + count] for images in by_digit]))
         start += count
-    return splits
+    return indices
 
 
-def write_datasets(tarball: Path, root: Path) -> dict[str, int]:
+def write_datasets(tarball: Path, root: Path, splits: tuple[tuple[str, int], ...] = SPLITS) -> dict[str, int]:
     """Writes root/mnist_<split>/data.npz for every split; returns each split's record count."""
     images, labels = images_and_labels(digits_json(tarball))
     written = {}
-    for name, rows in split_indices(labels).items():
+    for name, rows in split_indices(labels, splits).items():
         folder = root / f"mnist_{name}"
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "data.npz", x=images[rows], y=labels[rows], ids=rows.astype(np.int64))
