@@ -203,7 +203,8 @@ def test_the_problems_make_a_task_error_naming_every_field(root):
 FOUND_BEFORE_RUNNING: dict[str, list[str] | None] = {
     **dict.fromkeys(["symlink_out_of_root", "missing_folder", "members_equal_non_members", "model_without_py",
                      "model_with_two_py", "get_model_missing", "weights_that_run_code", "get_dataset_missing",
-                     "weights_not_a_pickle", "dataset_code_not_python"]),
+                     "weights_not_a_pickle", "dataset_code_not_python", "npz_pickled_objects", "npz_lengths_differ",
+                     "npz_flat_samples", "npz_missing_y", "npz_not_an_archive"]),
     **{name: [f"models/{folder}/model.py", "must define get_model()"]
        for name, folder in (("os_exit", "os_exit"), ("killpg_its_own_group", "killpg_its_own_group"))},
 }
