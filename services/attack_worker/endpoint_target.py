@@ -44,15 +44,14 @@ class RemoteModel:
     def connect(cls, endpoint: ModelEndpoint, root: str | os.PathLike[str], field: str, attack: str) -> RemoteModel:
         """Asks the server for the model's metadata (so that a wrong address, name or TLS setting
         fails at once, before any query), and refuses an attack that labels cannot serve."""
+        if endpoint.output == "labels":
+            _refuse_labels(endpoint, field, attack, "its output is declared as labels")
         client = OipClient(endpoint, root, field)
         try:
             model = cls(field, endpoint, client, client.model_info())
-            if model.labels_only and attack not in LABEL_ATTACKS:
-                why = ("its output is declared as labels" if endpoint.output == "labels"
-                       else f"its output {model.info.output.name} is of type {model.info.output.datatype}")
-                raise TaskError.at(f"{field}.output", f"{endpoint} returns labels only ({why}); {attack} needs the "
-                                                      f"model's scores (logits or probabilities): only "
-                                                      f"{' and '.join(LABEL_ATTACKS)} run on labels")
+            if model.labels_only:
+                _refuse_labels(endpoint, field, attack, f"its output {model.info.output.name} is of type "
+                                                        f"{model.info.output.datatype}")
         except TaskError:
             client.close()
             raise
@@ -131,6 +130,14 @@ class RemoteModel:
             raise TaskError.at(self.field, f"{self.endpoint} answered output {self.info.output.name} of shape "
                                            f"{list(outputs.shape)} for a batch of {len(samples)} records")
         return outputs
+
+
+def _refuse_labels(endpoint: ModelEndpoint, field: str, attack: str, why: str) -> None:
+    """TaskError unless `attack` runs on labels alone."""
+    if attack not in LABEL_ATTACKS:
+        raise TaskError.at(f"{field}.output", f"{endpoint} returns labels only ({why}); {attack} needs the model's "
+                                              f"scores (logits or probabilities): only {' and '.join(LABEL_ATTACKS)} "
+                                              "run on labels")
 
 
 def one_hot(labels: np.ndarray, width: int) -> np.ndarray:
