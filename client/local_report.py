@@ -15,14 +15,16 @@ import html
 import json
 from collections.abc import Sequence
 
+import grpc
+
 from client.api import AuditOutcome
 from privaudit.v1 import report_pb2, results_pb2
 
 
 def render(outcome: AuditOutcome, report_format: int, partial_reason: str = "") -> str:
     """The report of the outcome's results in `report_format` (a ReportFormat). With
-    `partial_reason` the report is marked partial (the JSON's `partial` and `partial_reason`; a
-    first line in text, a banner in HTML) and each attack without a result is listed as failed,
+    `partial_reason` the report is marked partial (by the renderers: the JSON's `partial` fields,
+    a first line in text, a banner in HTML) and each attack without a result is listed as failed,
     saying it did not finish."""
     from services.reporter.policy import load_policy  # the reporter's code: imported when needed
     from services.reporter.report import build_report
@@ -40,7 +42,7 @@ def render(outcome: AuditOutcome, report_format: int, partial_reason: str = "") 
         report = dataclasses.replace(report, provenance=typed.provenance, comparison=typed.comparison)
     if partial_reason:
         report = dataclasses.replace(report, partial_reason=partial_reason)
-    return mark(RENDERERS[report_format](report).decode(), report_format, partial_reason)
+    return RENDERERS[report_format](report).decode()
 
 
 def unfinished(attack_names: Sequence[str], results: Sequence[results_pb2.AttackResult],
@@ -49,22 +51,8 @@ def unfinished(attack_names: Sequence[str], results: Sequence[results_pb2.Attack
     finished = {result.attack_index for result in results}
     return [results_pb2.AttackResult(
         attack_index=index, attack_name=name, status=results_pb2.ATTACK_STATUS_FAILED,
-        error=results_pb2.AttackError(code="CANCELLED", message=f"did not finish: {reason}"))
+        error=results_pb2.AttackError(code=grpc.StatusCode.CANCELLED.name, message=f"did not finish: {reason}"))
         for index, name in enumerate(attack_names) if index not in finished]
-
-
-def mark(rendered: str, report_format: int, partial_reason: str) -> str:
-    """Text and HTML say at the top that the report is partial, and why (JSON says it in its
-    `partial` fields)."""
-    if not partial_reason:
-        return rendered
-    if report_format == report_pb2.REPORT_FORMAT_TEXT:
-        return f"PARTIAL REPORT: {partial_reason}\n\n{rendered}"
-    if report_format == report_pb2.REPORT_FORMAT_HTML:
-        banner = f'<p class="partial"><strong>Partial report:</strong> {html.escape(partial_reason)}</p>'
-        head, body, rest = rendered.partition("<body>")
-        return f"{head}{body}\n{banner}{rest}" if body else banner + rendered
-    return rendered
 
 
 def _empty(task_id: str, report_format: int, reason: str) -> str:
@@ -72,4 +60,7 @@ def _empty(task_id: str, report_format: int, reason: str) -> str:
     if report_format == report_pb2.REPORT_FORMAT_JSON:
         return json.dumps({"task_id": task_id, "partial": True, "partial_reason": reason, "attacks": []},
                           indent=2) + "\n"
-    return mark(f"Audit {task_id or '(no id)'}: no attack finished.\n", report_format, reason)
+    text = f"PARTIAL REPORT: {reason}\n\nAudit {task_id or '(no id)'}: no attack finished.\n"
+    if report_format == report_pb2.REPORT_FORMAT_HTML:
+        return f"<!DOCTYPE html>\n<pre>{html.escape(text)}</pre>\n"
+    return text

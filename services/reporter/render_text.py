@@ -40,7 +40,8 @@ EXPOSED_SHOWN = 5
 
 
 def render(report: Report) -> bytes:
-    lines = [TITLE, f"Task: {report.task_id or '(no id)'}"]
+    lines = [f"PARTIAL REPORT: {report.partial_reason}", ""] if report.partial_reason else []
+    lines += [TITLE, f"Task: {report.task_id or '(no id)'}"]
     lines += ["Models:", *(_or_none(_model(m) for m in report.models))]
     lines += ["Datasets:", *(_or_none(_dataset(d) for d in dataset_roles(report.datasets)))]
     lines += ["Attacks:", *(line for entry in report.attacks for line in _attack(entry))]
