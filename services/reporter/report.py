@@ -24,6 +24,7 @@ from services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
 from services.reporter.policy import Policy
 from services.reporter.report_model import MAX_MOST_EXPOSED, ArtifactDigest, Comparison, Provenance
 from services.reporter.risk import Assessment, Risk, assess, overall_risk
+from services.reporter.views import evaluated_scores
 
 # Metrics that are rates or probabilities, so must lie in [0, 1].
 _UNIT_METRICS = ("accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr",
@@ -185,10 +186,8 @@ def _epsilon_estimate(result: results_pb2.AttackResult, delta: float) -> tuple[E
         return None, ""
     if not result.HasField("record_scores"):
         return None, NO_RECORD_SCORES
-    scores = result.record_scores
-    members = np.asarray(scores.members, dtype=np.float64)[np.asarray(scores.member_evaluated, dtype=bool)]
-    non_members = np.asarray(scores.non_members, dtype=np.float64)[np.asarray(scores.non_member_evaluated, dtype=bool)]
-    found = estimate(members, non_members, delta)
+    evaluated = evaluated_scores(result)
+    found = estimate(*evaluated, delta) if evaluated is not None else None
     return found, "" if found else TOO_FEW_RECORDS
 
 
