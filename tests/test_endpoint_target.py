@@ -291,3 +291,35 @@ def test_through_the_local_cluster_each_bad_endpoint_fails_its_attack_alone():
                                             "attacks[4].args.target_model.endpoint",
                                             "attacks[5].args.target_model.model"]
     assert outcome.done.succeeded_attacks == 3
+
+
+MNIST_TASK = ROOT / "example" / "tasks" / "mem_inf_mnist.yaml"
+MNIST_MODEL = "./example/models/mnist_cnn"
+
+
+@pytest.mark.skipif(not (ROOT / "example" / "models" / "mnist_cnn" / "mnist_cnn.pdparams").exists(),
+                    reason="needs the MNIST example (make mnist)")
+def test_the_mnist_task_through_endpoints_gives_the_local_results_and_reports_its_queries():
+    """Issue 19's done-when: the example's MNIST task, its target served over the protocol (logits for
+    the score attacks, labels alone for LABEL-ONLY), gives the local folder's results exactly."""
+    from client import AuditClient, LocalCluster
+
+    entries = [e for e in yaml.safe_load(MNIST_TASK.read_text()) if e["name"] not in ("LIRA", "RMIA")]
+    assert [e["name"] for e in entries] == ["BASELINE", "LOSS", "ML-LEAK", "LABEL-ONLY", "LABEL-ONLY"]
+    sample = storage.read_records(storage.load_dataset(ROOT, entries[0]["args"]["target_datasets"][0], "x"), [0], "x")
+    layer = storage.load_model(ROOT, MNIST_MODEL, "target_model")
+    scores, labels = (Served("mnist", layer, tuple(sample[0].shape[1:]), num_classes=10, output=output)
+                      for output in ("logits", "labels"))
+    with serving(scores) as scores_at, serving(labels) as labels_at:
+        remote = [{**e, "args": {**e["args"], "target_model": endpoint(scores_at, model="mnist") if
+                                 e["name"] != "LABEL-ONLY" else endpoint(labels_at, model="mnist", output="labels")}}
+                  for e in entries]
+        with LocalCluster(workers=1, storage_root=ROOT) as cluster, AuditClient(cluster.address) as auditor:
+            local_results = auditor.run(yaml.safe_dump(entries)).results
+            remote_results = auditor.run(yaml.safe_dump(remote)).results
+    for here, there in zip(local_results, remote_results, strict=True):
+        assert here.status == there.status == results_pb2.ATTACK_STATUS_SUCCEEDED, (here.error, there.error)
+        assert there.metrics == here.metrics, here.attack_name
+        assert list(there.record_scores.members) == list(here.record_scores.members)
+        print(f"{there.attack_name}: AUC {there.metrics.auc:.4f}, {there.target_queries:,} queries")
+    assert sum(r.target_queries for r in remote_results) == scores.records + labels.records
