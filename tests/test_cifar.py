@@ -162,7 +162,7 @@ def test_the_task_file_is_the_seeds_with_the_examples_paths():
     ours = parse_yaml((EXAMPLE / "tasks" / "mem_inf_cifar.yaml").read_text())
     assert ours == parse_yaml((REPO / "tests" / "data" / "seed_mem_inf.yaml").read_text())
     for attack in ours.attacks:
-        for key, value in attack.model_dump().items():
+        for key, value in attack.model_dump(exclude_none=True).items():
             paths = value.values() if key.endswith("_datasets") else [value] if key.endswith("_model") else []
             assert all((REPO / path).is_dir() for path in paths), (attack.name, key)
 

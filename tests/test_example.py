@@ -149,7 +149,7 @@ def test_task_file_is_valid_and_names_existing_folders() -> None:
     task = parse_yaml((EXAMPLE / "tasks" / "mem_inf.yaml").read_text())
     assert [attack.name for attack in task.attacks] == ["BASELINE", "ML-LEAK", "LABEL-ONLY"]
     for attack in task.attacks:
-        args = attack.model_dump()
+        args = attack.model_dump(exclude_none=True)
         folders = [path for key, path in args.items() if key.endswith("_model")]
         folders += [path for key, pair in args.items() if key.endswith("_datasets") for path in pair.values()]
         assert len(folders) == (3 if attack.name == "BASELINE" else 6)
