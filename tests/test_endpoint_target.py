@@ -265,6 +265,7 @@ def _pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
+@pytest.mark.e2e
 def test_through_the_local_cluster_each_bad_endpoint_fails_its_attack_alone():
     """The worker's jobs run in forked child processes: the gRPC client must work there too."""
     from client import AuditClient, LocalCluster
@@ -297,6 +298,7 @@ MNIST_TASK = ROOT / "example" / "tasks" / "mem_inf_mnist.yaml"
 MNIST_MODEL = "./example/models/mnist_cnn"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not (ROOT / "example" / "models" / "mnist_cnn" / "mnist_cnn.pdparams").exists(),
                     reason="needs the MNIST example (make mnist)")
 def test_the_mnist_task_through_endpoints_gives_the_local_results_and_reports_its_queries():
