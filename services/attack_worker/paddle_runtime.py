@@ -142,6 +142,19 @@ class SelectedRecords:
 
 # What the runtime's dataset handles are.
 Dataset = LoadedDataset | SelectedRecords
+
+
+@dataclass
+class _Answers:
+    """A deployed target's answers on a dataset's records, those `known` so far."""
+
+    known: np.ndarray  # (records,) bool
+    values: np.ndarray | None = None  # (records, ...) as the target answered; allocated at the first answer
+
+    def keep(self, row: int, answer: np.ndarray) -> None:
+        if self.values is None:
+            self.values = np.empty((len(self.known), *answer.shape), dtype=answer.dtype)
+        self.values[row], self.known[row] = answer, True
 # What its model handles are: a model loaded from a folder, or a deployed target queried over gRPC.
 Model = LoadedModel | RemoteModel
 
@@ -176,6 +189,8 @@ class PaddleRuntime:
         self._trained_models: dict[Path, LoadedModel] = {}
         self._attack = attack  # the attack's name: what a deployed target's outputs must serve
         self._remote_models: dict[ModelEndpoint, RemoteModel] = {}
+        # A deployed target's answers on each dataset's records (and which are known), sent once a job.
+        self._answers: dict[tuple[RemoteModel, LoadedDataset], _Answers] = {}
         self._datasets: dict[Path, LoadedDataset] = {}
         self._outputs: dict[tuple[LoadedModel, Dataset], Outputs] = {}
         self._stage: int = results_pb2.STAGE_UNSPECIFIED
@@ -360,23 +375,45 @@ class PaddleRuntime:
 
     def _query_remote(self, model: RemoteModel, dataset: Dataset, batch_size: int) -> Outputs:
         """A deployed target's outputs, batch_size records per call; a labels-only target's as
-        one-hot scores (its predicted labels are all that attacks allowed on it read)."""
-        model.reserve(dataset.length, dataset.name)
-        outputs, labels = [], []
-        for batch in self._batches(dataset.length, batch_size, f"querying {model.path} on {dataset.name}"):
-            samples, batch_labels = self._read(dataset, range(batch.start, batch.stop))
-            outputs.append(model.labels(samples.numpy()) if model.labels_only else model.scores(samples.numpy()))
-            labels.append(batch_labels)
-        true_labels = np.concatenate(labels)
+        one-hot scores (its predicted labels are all that attacks allowed on it read). A record the
+        job already sent as it is (through another handle: LIRA's query records are the audited
+        datasets' records) is not sent again."""
+        slots = self._answer_slots(model, dataset)
+        missing = np.arange(dataset.length) if slots is None else \
+            np.flatnonzero([not kept.known[row] for kept, row in slots])
+        model.reserve(len(missing), dataset.name)
+        answers: list[np.ndarray] = []
+        for batch in self._batches(len(missing), batch_size, f"querying {model.path} on {dataset.name}"):
+            samples, _ = self._read(dataset, missing[batch])
+            answers.append(model.labels(samples.numpy()) if model.labels_only else model.scores(samples.numpy()))
+        if slots is None:
+            outputs = np.concatenate(answers)
+        else:
+            for position, answer in zip(missing, (a for batch in answers for a in batch), strict=True):
+                kept, row = slots[position]
+                kept.keep(row, answer)
+            outputs = np.stack([kept.values[row] for kept, row in slots])
+        _, true_labels = dataset.read(range(dataset.length))
         if model.labels_only:
-            predicted = np.concatenate(outputs)
-            return Outputs(logits=one_hot(predicted, int(max(predicted.max(), true_labels.max())) + 1),
+            return Outputs(logits=one_hot(outputs, int(max(outputs.max(), true_labels.max())) + 1),
                            labels=true_labels)
-        logits = np.concatenate(outputs)
-        if true_labels.max() >= logits.shape[1]:
+        if true_labels.max() >= outputs.shape[1]:
             raise TaskError.at(dataset.field, f"{dataset.name} has label {true_labels.max()}, but {model.path} "
-                                              f"answers only {logits.shape[1]} classes")
-        return Outputs(logits=logits, labels=true_labels)
+                                              f"answers only {outputs.shape[1]} classes")
+        return Outputs(logits=outputs, labels=true_labels)
+
+    def _answer_slots(self, model: RemoteModel, dataset: Dataset) -> list[tuple[_Answers, int]] | None:
+        """Where each record of `dataset` keeps `model`'s answer in this job: (its dataset's answers,
+        its row there); None for augmented records, whose answers are not kept."""
+        if isinstance(dataset, SelectedRecords) and dataset.augment is not None:
+            return None
+        parts, rows = ((dataset,), np.arange(dataset.length)) if isinstance(dataset, LoadedDataset) else \
+            (dataset.parts, dataset.indices)
+        starts = np.cumsum([0, *(part.length for part in parts)])
+        part_of = np.searchsorted(starts, rows, side="right") - 1
+        kept = [self._answers.setdefault((model, part), _Answers(np.zeros(part.length, dtype=bool)))
+                for part in parts]
+        return [(kept[number], int(row - starts[number])) for number, row in zip(part_of, rows, strict=True)]
 
     def _labels(self, model: Model, dataset: Dataset, samples: paddle.Tensor, labels: np.ndarray) -> np.ndarray:
         """The label `model` gives each of `samples` (whose true labels are `labels`)."""
