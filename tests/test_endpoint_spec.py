@@ -3,6 +3,8 @@ the Open Inference Protocol client's retries and tensor decoding, without a mode
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import numpy as np
 import pytest
@@ -156,3 +158,21 @@ def test_grpc_status_codes_name_the_field_to_change(tmp_path):
     assert client._refusal("ModelInfer", unknown, 4).problems[0].field == "target_model.model"
     handshake = Error(grpc.StatusCode.UNAVAILABLE, "failed to connect: Ssl handshake failed")
     assert client._refusal("ModelInfer", handshake, 4).problems[0].field == "target_model.tls_ca"
+
+
+def test_preflight_checks_a_deployed_targets_architecture_as_a_model_folder_and_nothing_else():
+    from services.common.preflight import preflight
+
+    repo = Path(__file__).resolve().parents[1]
+    datasets = ["example/datasets/digits_target_members", "example/datasets/digits_target_non_members"]
+
+    def problems(target: dict[str, object]) -> list[tuple[str, str]]:
+        spec = task_spec.parse_yaml(yaml.safe_dump([{"type": task_spec.YAML_ATTACK_TYPE, "name": "LIRA",
+                                                     "args": {"target_datasets": datasets, "target_model": target}}]))
+        return [(p.field, p.message) for p in preflight(spec, repo)]
+
+    endpoint = {"endpoint": "127.0.0.1:1", "model": "m", "token_file": "not/checked/here"}
+    assert problems(endpoint) == []
+    assert problems({**endpoint, "architecture": "example/models/digits_mlp"}) == []
+    (field, message), = problems({**endpoint, "architecture": "example/models/none"})
+    assert field == "attacks[0].args.target_model.architecture" and "does not exist" in message
