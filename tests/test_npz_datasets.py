@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,21 @@ def test_the_worker_length_limit_applies(same_records):
     root, _, _ = same_records
     with pytest.raises(TaskError, match=r"arrays/data\.npz: the dataset has 12 records; this worker reads at most 11"):
         storage.load_dataset(root, "arrays", "f", max_length=11)
+
+
+def test_the_length_limit_is_checked_before_the_samples_are_read(tmp_path):
+    """x's data is cut short after its header: reading it would fail, so the length message
+    shows that x was never read."""
+    write_npz(tmp_path / "whole", x=np.zeros((40, 1, 28, 28), dtype=np.float32), y=np.zeros(40, dtype=np.int64))
+    (tmp_path / "cut").mkdir()
+    with zipfile.ZipFile(tmp_path / "whole" / "data.npz") as whole, \
+            zipfile.ZipFile(tmp_path / "cut" / "data.npz", "w") as cut:
+        cut.writestr("y.npy", whole.read("y.npy"))
+        cut.writestr("x.npy", whole.read("x.npy")[:200])
+    with pytest.raises(TaskError, match="the dataset has 40 records; this worker reads at most 39"):
+        storage.load_dataset(tmp_path, "cut", "f", max_length=39)
+    with pytest.raises(TaskError, match=r"cannot read cut/data\.npz"):
+        storage.load_dataset(tmp_path, "cut", "f")
 
 
 def test_a_data_npz_leading_out_of_the_root_is_refused(tmp_path):

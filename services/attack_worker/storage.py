@@ -92,7 +92,7 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length
     npz = folder / NPZ_NAME
     if not any(p.name.endswith(".py") for p in folder.iterdir()) and npz.is_file():
         shown = _shown(real_root, npz)
-        dataset: Any = _read_npz(real_root, npz, field)
+        dataset: Any = _read_npz(real_root, npz, field, max_length)
     else:
         code = _only_file(real_root, folder, ".py", "the dataset code defining get_dataset() (or, without one, "
                                                     f"a {NPZ_NAME} holding x and y)", field)
@@ -107,11 +107,15 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length
         raise TaskError.at(field, f"{shown}: len() of the dataset raised {one_line(exc)}") from exc
     if length == 0:
         raise TaskError.at(field, f"{shown}: get_dataset() returned an empty dataset")
+    _refuse_longer(shown, length, max_length, field)
+    read_records(dataset, [0], field)
+    return dataset
+
+
+def _refuse_longer(shown: str, length: int, max_length: int | None, field: str) -> None:
     if max_length is not None and length > max_length:
         raise TaskError.at(field, f"{shown}: the dataset has {length:,} records; this worker reads at most "
                                   f"{max_length:,} (its --max-dataset-length)")
-    read_records(dataset, [0], field)
-    return dataset
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,17 +132,20 @@ class ArrayRecords:
         return self.samples[index], self.labels[index]
 
 
-def _read_npz(real_root: Path, npz: Path, field: str) -> ArrayRecords:
+def _read_npz(real_root: Path, npz: Path, field: str, max_length: int | None) -> ArrayRecords:
     """The records of a data.npz whose array headers pass preflight's checks (x numeric, y
-    integer, ids if any, one entry per record), loaded with pickling off."""
+    integer, ids if any, one entry per record), loaded with pickling off; x is not read when
+    y already says there are more than `max_length` records."""
     from services.common.preflight import npz_problems  # here: preflight imports this module
 
     problems = list(npz_problems(real_root, npz))
     if problems:
         raise TaskError.at(field, "; ".join(problems))
     try:
-        with np.load(npz, allow_pickle=False) as arrays:
-            return ArrayRecords(arrays["x"], arrays["y"])
+        with np.load(npz, allow_pickle=False) as arrays:  # reads each array when it is asked for
+            labels = arrays["y"]
+            _refuse_longer(_shown(real_root, npz), len(labels), max_length, field)
+            return ArrayRecords(arrays["x"], labels)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise TaskError.at(field, f"cannot read {_shown(real_root, npz)}: {one_line(exc)}; write it with "
                                   "numpy.savez(path, x=..., y=...)") from exc
