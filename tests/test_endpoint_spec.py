@@ -77,8 +77,11 @@ def test_a_folder_target_keeps_its_errors():
 def test_a_typed_task_with_both_a_folder_and_an_endpoint_is_refused():
     typed = task_pb2.LossArgs(target_datasets=task_pb2.DatasetPair(members="a", non_members="b"), target_model="m",
                               target_endpoint=task_pb2.ModelEndpoint(endpoint="h:1", model="m"))
-    with pytest.raises(TaskError, match="target_model and target_endpoint are both set"):
-        task_spec.attack_from_proto(task_pb2.AttackSpec(type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, loss=typed))
+    with pytest.raises(TaskError) as caught:
+        task_spec.from_proto(task_pb2.Task(attacks=[task_pb2.AttackSpec(
+            type=task_pb2.ATTACK_TYPE_MEMBERSHIP_INFERENCE, loss=typed)]))
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        ("attacks[0].args.target_endpoint", "target_model and target_endpoint are both set; give one")]
 
 
 def test_privaudit_attacks_shows_the_endpoint_form():

@@ -675,7 +675,9 @@ def _problem(model: type[AttackArgs], error: Any, field: str) -> Problem:
     kind, message = error["type"], error["msg"]
     owner, takes = (("a deployed target", ModelEndpoint.model_fields) if _ENDPOINT_TAG in error["loc"]
                     else (model.name, model.model_fields))
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc == ["target_endpoint"]:
+        message = "target_model and target_endpoint are both set; give one"
+    elif kind == "extra_forbidden":
         message = f"unknown argument{_suggest(loc[-1], takes)}; {owner} takes: " + ", ".join(takes)
     elif kind == "missing":
         message = f"required by {owner} and missing"
@@ -722,9 +724,8 @@ def _message_to_dict(message: Message) -> dict[str, Any]:
         elif isinstance(value, task_pb2.DatasetPair):
             value = [value.members, value.non_members]
         elif isinstance(value, task_pb2.ModelEndpoint):  # the YAML's target_model: {endpoint: ...}
-            if "target_model" in out:
-                raise TaskError.at("target_endpoint", "target_model and target_endpoint are both set; give one")
-            name, value = "target_model", _message_to_dict(value)
+            # (beside a target_model folder it keeps its name, which validation then refuses)
+            name, value = "target_endpoint" if "target_model" in out else "target_model", _message_to_dict(value)
         elif name == "attack_type":
             value = {v: k for k, v in _AUGMENTATIONS.items()}.get(value) or _enum_name(task_pb2.Augmentation, value)
         out[name] = value
