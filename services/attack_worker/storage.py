@@ -7,8 +7,9 @@ anything with `__len__` and `__getitem__` giving `(sample, label)` records, with
 finite samples; or, without a `.py`, a `data.npz` (data without code: `x` the samples,
 `y` the labels, optional `ids` one per record, which the audit does not use: records
 are named by position), read with pickling off and checked record by record as a
-`.py`'s records are, so the same records give the same audit. Paths are relative to the storage root and must stay
-inside it once symlinks are resolved; user code only ever runs from inside it.
+`.py`'s records are, so the same records give the same audit. Paths are relative to
+the storage root and must stay inside it once symlinks are resolved; user code only
+ever runs from inside it.
 
 Every fault in a folder or its files is a `TaskError` at the task field that named
 the folder (`target_model`, `test_datasets.members`, ...), saying which file and
@@ -89,8 +90,8 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length
     with a readable first record."""
     real_root = _real(root)
     folder = resolve_folder(root, path, field)
-    npz = folder / NPZ_NAME
-    if not any(p.name.endswith(".py") for p in folder.iterdir()) and npz.is_file():
+    npz = data_without_code(folder)
+    if npz is not None:
         shown = _shown(real_root, npz)
         dataset: Any = _read_npz(real_root, npz, field, max_length)
     else:
@@ -110,6 +111,12 @@ def load_dataset(root: str | os.PathLike[str], path: str, field: str, max_length
     _refuse_longer(shown, length, max_length, field)
     read_records(dataset, [0], field)
     return dataset
+
+
+def data_without_code(folder: Path) -> Path | None:
+    """The folder's data.npz when the folder holds no `.py` (a `.py` takes precedence)."""
+    npz = folder / NPZ_NAME
+    return npz if npz.is_file() and not any(p.name.endswith(".py") for p in folder.iterdir()) else None
 
 
 def _refuse_longer(shown: str, length: int, max_length: int | None, field: str) -> None:

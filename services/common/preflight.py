@@ -38,7 +38,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from services.attack_worker.storage import NPZ_NAME, resolve_folder
+from services.attack_worker.storage import NPZ_NAME, data_without_code, resolve_folder
 from services.attack_worker.weights import NotWeights, read_state_dict
 from services.common.errors import Problem, TaskError
 from services.common.task_spec import TaskSpec
@@ -108,8 +108,9 @@ def _dataset_problems(root: Path, path: str, use: _Use) -> Iterator[str]:
     folder = yield from _folder(root, path)
     if folder is None:
         return
-    if not any(p.name.endswith(".py") for p in folder.iterdir()) and (folder / NPZ_NAME).is_file():
-        yield from npz_problems(root, folder / NPZ_NAME)
+    npz = data_without_code(folder)
+    if npz is not None:
+        yield from npz_problems(root, npz)
         return
     code = yield from _only_code(root, folder, f"the dataset code defining get_dataset() (or, without one, a "
                                                f"{NPZ_NAME} holding x and y)")
