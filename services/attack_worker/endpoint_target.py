@@ -67,7 +67,8 @@ class RemoteModel:
 
     @property
     def labels_only(self) -> bool:
-        return self.endpoint.output == "labels" or DATATYPES[self.info.output.datatype].kind in _INTEGER_KINDS
+        datatype = self.info.output.datatype  # "" when the metadata does not say: the task's `output` decides
+        return self.endpoint.output == "labels" or (bool(datatype) and DATATYPES[datatype].kind in _INTEGER_KINDS)
 
     def declared_classes(self) -> int | None:
         """The number of classes the metadata gives (a fixed last dimension of a score output)."""
@@ -126,6 +127,10 @@ class RemoteModel:
         self.reserve(len(samples), "this batch")
         outputs = self.client.infer(self.info, samples)
         self.queries += len(samples)
+        if outputs.dtype.kind in _INTEGER_KINDS and not self.labels_only:
+            raise TaskError.at(f"{self.field}.output", f"{self.endpoint} answered integers ({outputs.dtype}), labels, "
+                                                       f"where output says {self.endpoint.output}: set output: labels "
+                                                       f"(then only {' and '.join(LABEL_ATTACKS)} run)")
         if outputs.ndim == 0 or outputs.shape[0] != len(samples):
             raise TaskError.at(self.field, f"{self.endpoint} answered output {self.info.output.name} of shape "
                                            f"{list(outputs.shape)} for a batch of {len(samples)} records")

@@ -44,13 +44,17 @@ _CONTENTS_FIELD = {"BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": 
                    "FP32": "fp32_contents", "FP64": "fp64_contents"}
 # The input data types the worker can send its float32 samples as.
 _FLOAT_INPUTS = ("FP32", "FP64")
+# What the worker calls the input of a model whose metadata lists none (KServe's custom Python
+# models list none unless they say), and sends it as.
+UNLISTED_INPUT = ("input-0", "FP32")
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Tensor:
-    """An input or output of the model as its metadata describes it (-1: a dimension of any size)."""
+    """An input or output of the model as its metadata describes it (-1: a dimension of any size);
+    an output the metadata does not list has no datatype and, unless the task names it, no name."""
 
     name: str
     datatype: str
@@ -101,30 +105,34 @@ class OipClient:
         inputs = [Tensor(t.name, t.datatype, tuple(t.shape)) for t in answer.inputs]
         outputs = [Tensor(t.name, t.datatype, tuple(t.shape)) for t in answer.outputs]
         model = self._model_words()
+        inputs = inputs or [Tensor(*UNLISTED_INPUT, ())]
         if len(inputs) != 1 or inputs[0].datatype not in _FLOAT_INPUTS:
-            got = ", ".join(f"{t.name} ({t.datatype})" for t in inputs) or "none"
+            got = ", ".join(f"{t.name} ({t.datatype})" for t in inputs)
             raise TaskError.at(f"{self.field}.model", f"{model} must take one FP32 or FP64 input tensor (a batch of "
                                                       f"samples); its metadata lists {got}")
+        if not outputs:
+            return ModelInfo(inputs[0], Tensor(self.endpoint.output_name, "", ()))
         named = [t for t in outputs if t.name == self.endpoint.output_name] if self.endpoint.output_name else outputs
         if len(named) != 1:
             listed = ", ".join(t.name for t in outputs) or "none"
-            field, problem = ((f"{self.field}.output_name", f"names no output of {model}") if self.endpoint.output_name
-                              else (f"{self.field}.output_name", f"is needed: {model} has {len(outputs)} outputs"))
-            raise TaskError.at(field, f"{problem} (its outputs: {listed})")
+            problem = (f"names no output of {model}" if self.endpoint.output_name
+                       else f"is needed: {model} has {len(outputs)} outputs")
+            raise TaskError.at(f"{self.field}.output_name", f"{problem} (its outputs: {listed})")
         if named[0].datatype not in DATATYPES:
             raise TaskError.at(f"{self.field}.output_name", f"output {named[0].name} of {model} is of type "
                                                             f"{named[0].datatype}, not numbers")
         return ModelInfo(inputs[0], named[0])
 
     def infer(self, info: ModelInfo, samples: np.ndarray) -> np.ndarray:
-        """The model's output `info.output` on a batch of float32 `samples`, as an array of its
-        data type and the shape the server gave."""
+        """The model's output `info.output` (its only output, unnamed) on a batch of float32
+        `samples`, as an array of its data type and the shape the server gave."""
         dtype = DATATYPES[info.input.datatype]
         request = oip.ModelInferRequest(
             model_name=self.endpoint.model, model_version=self.endpoint.version,
             inputs=[oip.ModelInferRequest.InferInputTensor(name=info.input.name, datatype=info.input.datatype,
                                                            shape=list(samples.shape))],
-            outputs=[oip.ModelInferRequest.InferRequestedOutputTensor(name=info.output.name)],
+            outputs=[oip.ModelInferRequest.InferRequestedOutputTensor(name=info.output.name)] if info.output.name
+            else [],
             raw_input_contents=[np.ascontiguousarray(samples, dtype=dtype).tobytes()])
         answer = self._call("ModelInfer", self._stub.ModelInfer, request)
         return self._output(answer, info.output.name)
@@ -132,10 +140,12 @@ class OipClient:
     # ------------------------------------------------------------ internals
 
     def _output(self, answer: oip.ModelInferResponse, name: str) -> np.ndarray:
-        positions = [i for i, t in enumerate(answer.outputs) if t.name == name]
+        positions = [i for i, t in enumerate(answer.outputs) if t.name == name or not name]
         if len(positions) != 1:
-            raise TaskError.at(self.field, f"{self._model_words()} answered without output {name} "
-                                           f"(outputs: {', '.join(t.name for t in answer.outputs) or 'none'})")
+            wanted = f"output {name}" if name else "one output"
+            listed = ", ".join(t.name for t in answer.outputs) or "none"
+            raise TaskError.at(f"{self.field}.output_name", f"{self._model_words()} answered without {wanted} "
+                                                            f"(outputs: {listed})")
         position = positions[0]
         tensor = answer.outputs[position]
         shape = tuple(tensor.shape)
