@@ -43,6 +43,7 @@ class Served:
     delay_s: float = 0.0
     token: str | None = None
     typed_contents: bool = False  # answer in InferTensorContents rather than raw bytes
+    listed: bool = True  # whether the metadata lists the input and output (KServe's custom models list none)
     records: int = 0  # records inferred so far
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +67,8 @@ class _Servicer(oip_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(self, request, context):
         self._check(context, request.name, request.version)
         served = self.served
+        if not served.listed:
+            return oip.ModelMetadataResponse(name=served.name, versions=[served.version], platform="paddle")
         output = (oip.ModelMetadataResponse.TensorMetadata(name=OUTPUT, datatype="INT64", shape=[-1])
                   if served.output == "labels" else
                   oip.ModelMetadataResponse.TensorMetadata(name=OUTPUT, datatype="FP32",
@@ -79,7 +82,8 @@ class _Servicer(oip_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request, context):
         served = self.served
         self._check(context, request.model_name, request.model_version)
-        if len(request.inputs) != 1 or request.inputs[0].name != INPUT or request.inputs[0].datatype != "FP32":
+        if len(request.inputs) != 1 or request.inputs[0].datatype != "FP32" or \
+                (served.listed and request.inputs[0].name != INPUT):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expected one FP32 input named {INPUT}")
         shape = tuple(request.inputs[0].shape)
         if shape[1:] != served.sample_shape or len(request.raw_input_contents) != 1:

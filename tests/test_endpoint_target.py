@@ -145,6 +145,17 @@ def test_a_score_attack_on_a_labels_only_endpoint_fails_naming_the_reason_before
     assert served.records == 0 and result.target_queries == 0
 
 
+def test_a_model_whose_metadata_lists_no_tensors_is_queried_and_what_it_answers_decides(local):
+    with serving(digits(listed=False)) as address:
+        remote = succeeded(run(attack("LOSS", endpoint(address))))
+    assert remote.metrics == local["LOSS"].metrics
+    served = digits(listed=False, output="labels")
+    with serving(served) as address:
+        result = run(attack("LOSS", endpoint(address)))  # declared logits: the first answer says otherwise
+    assert "set output: labels" in failed_at(result, "target_model.output")
+    assert result.target_queries == served.records == 128  # one batch, then it stopped
+
+
 def test_a_budget_is_never_overrun():
     """BASELINE queries the members (400), then the non-members (400): with 799 allowed, the
     second pass is refused before it sends anything."""
