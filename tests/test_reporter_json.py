@@ -13,7 +13,7 @@ from test_reporter_fixtures import SCHEMA, class_metrics, failed, make_report, s
 
 from privaudit.v1 import results_pb2
 from services.reporter import render_json
-from services.reporter.epsilon import ASSUMPTION
+from services.reporter.epsilon_terms import ASSUMPTION
 from services.reporter.report import NO_RECORD_SCORES
 
 WARNING = "the attack classifier stopped before it converged: raise classifier_epoch"

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from privaudit.v1 import results_pb2
 from services.reporter.catalog import attack_info
-from services.reporter.epsilon import ASSUMPTION, CONFIDENCE, EpsilonEstimate
+from services.reporter.epsilon import EpsilonEstimate
+from services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
 from services.reporter.figures import decimal, epsilon_value
 from services.reporter.policy import Advice as AdviceSettings
 from services.reporter.risk import Assessment, Risk

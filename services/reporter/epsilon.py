@@ -32,14 +32,12 @@ empirical epsilon estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from scipy.special import betaincinv  # the beta quantile, without scipy.stats' import time
 
-CONFIDENCE = 0.95
-ASSUMPTION = ("each evaluated record's membership was decided at random, independently of the record, "
-              "as in differential-privacy auditing experiments")
+from services.reporter.epsilon_terms import CONFIDENCE, Inequality
+
 # Any fixed value: the split must not change between runs.
 SPLIT_SEED = 14
 # Each half needs a member and a non-member.
@@ -50,13 +48,6 @@ MIN_RECORDS = 2
 MAX_CANDIDATES = 4000
 EXTREMES = 1000
 _TIE_DECIMALS = 12
-
-
-class Inequality(StrEnum):
-    """The DP inequality an estimate comes from; values are how reports write them."""
-
-    TPR = "TPR <= e^epsilon * FPR + delta"
-    TNR = "1 - FPR <= e^epsilon * (1 - TPR) + delta"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from functools import cache
 import jinja2
 
 from privaudit.v1 import results_pb2
-from services.reporter.epsilon import ASSUMPTION, CONFIDENCE
+from services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
 from services.reporter.figures import (
     AUC,
     LOW_FPR_FIGURES,

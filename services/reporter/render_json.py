@@ -12,7 +12,8 @@ from privaudit.v1 import results_pb2
 from services.common.errors import code_name
 from services.common.task_spec import YAML_ATTACK_TYPE
 from services.reporter import report_model as model
-from services.reporter.epsilon import ASSUMPTION, CONFIDENCE, EpsilonEstimate
+from services.reporter.epsilon import EpsilonEstimate
+from services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
 from services.reporter.figures import RISK_FIGURES, Interval, interval_of
 from services.reporter.report import AttackEntry, Report
 from services.reporter.risk import Risk

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from privaudit.v1 import results_pb2
 from services.common.errors import code_name
-from services.reporter.epsilon import ASSUMPTION
+from services.reporter.epsilon_terms import ASSUMPTION
 from services.reporter.figures import (
     AUC,
     LOW_FPR_FIGURES,

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from pydantic.json_schema import GenerateJsonSchema
 
 from privaudit.v1 import report_pb2
-from services.reporter.epsilon import Inequality
+from services.reporter.epsilon_terms import Inequality
 from services.reporter.policy import Policy
 
 SCHEMA_VERSION = "3.0"
