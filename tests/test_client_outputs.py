@@ -265,3 +265,14 @@ def test_another_format_keeps_the_typed_reports_policy_provenance_and_comparison
     text = args.output.read_text()
     assert "Comparison:" in text and f"baseline: task {'o' * 32}" in text
     assert outcome.report.provenance.task_digest in text  # the reporter's provenance, not one made up here
+
+
+def test_the_client_and_the_report_model_it_reads_reports_with_import_nothing_heavy():
+    """Issue 17: the client's process stays light, and reading the typed report at the end of an audit
+    costs no numpy or scipy import (it once cost 0.3 s of the report's delivery, through epsilon)."""
+    heavy = ("paddle", "sklearn", "numpy", "scipy", "matplotlib", "jinja2")
+    code = ("import sys, client.cli, client.api, services.reporter.report_model; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == "[]"
