@@ -120,9 +120,6 @@ class RemoteModel:
             raise TaskError.at(f"{self.field}.output", f"{self.endpoint} answered a negative label ({labels.min()})")
         return labels.astype(np.int64)
 
-    def close(self) -> None:
-        self.client.close()
-
     def _infer(self, samples: np.ndarray) -> np.ndarray:
         self.reserve(len(samples), "this batch")
         outputs = self.client.infer(self.info, samples)

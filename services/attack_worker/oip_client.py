@@ -1,7 +1,7 @@
 """A client of the Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`).
 
 The protocol KServe and Triton serve. One client talks to one model of one server:
-`metadata()` once (it also tells whether the server has the model), then `infer()`
+`model_info()` once (it also tells whether the server has the model), then `infer()`
 per batch, tensors sent and received as raw little-endian bytes. Every call has the
 endpoint's deadline; UNAVAILABLE is retried a few times with backoff, and anything
 that still fails becomes a TaskError naming the task field to change (the endpoint,
