@@ -280,7 +280,8 @@ def run_command(args: argparse.Namespace) -> int:
                 task_text, args.format, args.seed, display, baseline, outcome))
     _preflight(spec, args.storage_root)
     shape = pool_shape(args)
-    cluster = LocalCluster(storage_root=args.storage_root, wait_for_workers=False, **shape, **limits)
+    cluster = LocalCluster(storage_root=args.storage_root, wait_for_workers=False, host_reporter=True,
+                           **shape, **limits)
 
     def audit(outcome: AuditOutcome, display: Display | None) -> None:
         cluster.on_step = display.step if display else None

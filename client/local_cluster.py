@@ -2,7 +2,8 @@
 
 `privaudit run` without `--orchestrator` starts one for the length of one audit:
 the reporter, N attack workers and the orchestrator, each a
-`python -m services.<name>` process bound to an ephemeral port on 127.0.0.1,
+`python -m services.<name>` process bound to an ephemeral port on 127.0.0.1
+(with `host_reporter`, what `privaudit run` uses, the orchestrator serves the reporter from its own process),
 all ended when the client stops or dies. They start at once: a worker binds (and
 writes its address) at once and serves once its job launcher has imported Paddle,
 and the orchestrator starts as soon as the others are bound. With
@@ -120,6 +121,9 @@ class LocalCluster:
     worker_flags: list[str] = field(default_factory=list)  # further flags for every worker
     # False: `start` returns once the orchestrator serves, the workers join as they serve (not detached)
     wait_for_workers: bool = True
+    # True: the orchestrator serves the reporter from its own process (--host-reporter), one interpreter
+    # less (what `privaudit run` does: issue 17's memory); False: the reporter is a process of its own.
+    host_reporter: bool = False
     # Told what the cluster is doing while it starts (`finished`: every service serves, or one failed).
     on_step: Callable[[str, bool], None] | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
@@ -159,27 +163,28 @@ class LocalCluster:
         started = time.monotonic()
         try:
             self._step(f"starting the reporter and {self.workers} worker(s); each worker imports Paddle")
-            reporter = self._spawn("reporter", "services.reporter")
+            reporters = [] if self.host_reporter else [self._spawn("reporter", "services.reporter")]
             # The jobs split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // (self.workers * self.slots)))
             workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
                                    "--threads", threads, "--slots", str(self.slots),
                                    "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
-            self._wait_bound([reporter, *workers])  # files only: this process forks the orchestrator next
+            self._wait_bound([*reporters, *workers])  # files only: this process forks the orchestrator next
             self._step("starting the orchestrator")
+            reporter_flags = [f"--reporter={r.address}" for r in reporters] or ["--host-reporter"]
             orchestrator = self._spawn(
                 "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
-                "--reporter", reporter.address, "--state-dir", str(self.state_dir / "orchestrator"))
+                *reporter_flags, "--state-dir", str(self.state_dir / "orchestrator"))
             self._wait_bound([orchestrator])
             self._wait_serving([orchestrator])
             self.address = orchestrator.address
             self._step(f"orchestrator serving; waiting for the reporter and {self.workers} worker(s) to serve")
             if self.wait_for_workers or self.detached:
-                self._wait_serving([reporter, *workers])
+                self._wait_serving([*reporters, *workers])
                 self._step(f"ready in {time.monotonic() - started:.1f} s", finished=True)
             else:
-                self._watcher = threading.Thread(target=self._watch_start, args=([reporter, *workers], started),
+                self._watcher = threading.Thread(target=self._watch_start, args=([*reporters, *workers], started),
                                                  name="cluster-start", daemon=True)
                 self._watcher.start()
             self._write_record()
@@ -357,7 +362,7 @@ class LocalCluster:
         assert self.state_dir is not None
         record = {
             "orchestrator": self.service("orchestrator").record(),
-            "reporter": self.service("reporter").record(),
+            "reporter": {"hosted_by": "orchestrator"} if self.host_reporter else self.service("reporter").record(),
             "workers": [p.record() for p in self.processes if p.name.startswith("worker-")],
             "storage_root": str(self.storage_root),
             "logs": str(self.state_dir / "logs"),

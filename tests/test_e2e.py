@@ -195,3 +195,31 @@ def test_the_readmes_python_api_snippet_prints_high_on_the_example():
         auc = float(line.split()[2])
         assert 0.5 < auc <= 1.0
     assert "Summary:" in completed.stdout  # the text report
+
+
+def test_an_orchestrator_hosting_its_reporter_reports_with_one_process_less(tmp_path):
+    """Issue 17: `privaudit run`'s cluster has no reporter process; the orchestrator serves the reporter
+    from its own (on loopback) and the report is the same as a separate reporter's."""
+    reports = {}
+    for hosted in (True, False):
+        with LocalCluster(workers=1, storage_root=REPO, host_reporter=hosted, state_dir=tmp_path / str(hosted)) \
+                as cluster, AuditClient(cluster.address) as auditor:
+            names = sorted(p.name for p in cluster.processes)
+            record = json.loads((cluster.state_dir / "cluster.json").read_text())
+            outcome = auditor.run(BASELINE_ONLY, "json")
+        assert names == (["orchestrator", "worker-0"] if hosted else ["orchestrator", "reporter", "worker-0"])
+        assert (record["reporter"] == {"hosted_by": "orchestrator"}) == hosted
+        assert outcome.risk == "HIGH" and not outcome.done.error
+        reports[hosted] = outcome.report.model_dump(exclude={"task_id": True, "provenance": {"generated_at"},
+                                                             "attacks": {"__all__": {"timings"}}})
+    assert reports[True] == reports[False]
+
+
+def test_a_hosted_reporter_refuses_the_peer_security_it_could_not_answer(tmp_path, capsys):
+    from services.orchestrator.__main__ import parse_args
+
+    token = tmp_path / "token"
+    token.write_text("secret-internal-token\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--workers", "127.0.0.1:1", "--host-reporter", "--internal-token-file", str(token)])
+    assert "--host-reporter serves the reporter in plaintext" in capsys.readouterr().err

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from services.common import logs, task_spec
-from services.common.channels import ChannelSecurity
+from services.common.channels import PLAINTEXT, ChannelSecurity
 from services.common.config import (
     add_client_tls_flags,
     add_internal_token_flag,
@@ -18,7 +19,7 @@ from services.common.config import (
     server_options,
     split_addresses,
 )
-from services.common.server import ServerOptions, serve_until_signalled
+from services.common.server import ServerOptions, Service, serve_until_signalled
 from services.orchestrator.app import STATE_FILE, Orchestrator, OrchestratorConfig
 from services.orchestrator.limits import DEFAULT_MAX_TASK_BYTES, TaskLimits
 from services.orchestrator.scheduler import JobSettings
@@ -38,6 +39,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
     flag(parser, "--worker-dns", "PRIVAUDIT_WORKER_DNS", None,
          help="host:port whose host resolves to every worker's address (a headless Service), re-resolved")
     flag(parser, "--reporter", "PRIVAUDIT_REPORTER", "localhost:50053", help="the reporter's host:port")
+    parser.add_argument("--host-reporter", action="store_true",
+                        help="serve the reporter in this process (its own plaintext server on 127.0.0.1, an "
+                             "ephemeral port, the shipped risk policy: only this process calls it) instead of "
+                             "calling --reporter: one interpreter less, what `privaudit run`'s local cluster does; "
+                             "a deployment runs the reporter on its own")
     flag(parser, "--report-wait-s", "PRIVAUDIT_REPORT_WAIT_S", 600.0, type=float,
          help="how long an unreachable reporter is retried (the audit's stream says so) before the audit ends "
               "with an error")
@@ -91,6 +97,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
                      "refused by name rather than cut off by gRPC")
     peers = ChannelSecurity(client_tls(parser, args, "--peer-tls"),
                             first_token(parser, args, "--internal-token-file"))
+    if args.host_reporter and peers != PLAINTEXT:
+        parser.error("--host-reporter serves the reporter in plaintext on loopback, without a token: it cannot be "
+                     "combined with --peer-tls or --internal-token-file, which this orchestrator would present to it")
     config = OrchestratorConfig(
         reporter=args.reporter, workers=split_addresses(args.workers), worker_dns=args.worker_dns,
         state_dir=args.state_dir, jobs=JobSettings(args.max_attempts, args.job_timeout, args.queue_limit),
@@ -102,10 +111,23 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig,
 def main(argv: list[str] | None = None) -> None:
     args, config, serving = parse_args(sys.argv[1:] if argv is None else argv)
     logs.setup("orchestrator", args.log_level)
+    reporter = _hosted_reporter() if args.host_reporter else None
+    if reporter is not None:
+        config = dataclasses.replace(config, reporter=reporter.address)
     orchestrator = Orchestrator(config)
     service = orchestrator.start(args.listen, serving)
     serve_until_signalled(service, args.ready_file, on_stop=orchestrator.scheduler.stop)
     orchestrator.close()
+    if reporter is not None:
+        reporter.stop(1.0)
+
+
+def _hosted_reporter() -> Service:
+    """The reporter served from this process, on loopback (plaintext: only this process calls it)."""
+    from services.reporter import __main__ as reporter  # numpy, scipy: only when hosted
+    from services.reporter.policy import load_policy
+
+    return reporter.start(load_policy(None), "127.0.0.1:0")
 
 
 if __name__ == "__main__":

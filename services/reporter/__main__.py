@@ -8,8 +8,8 @@ from pathlib import Path
 from privaudit.v1 import reporter_pb2_grpc
 from services.common import logs
 from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
-from services.common.server import serve_until_signalled, start_server
-from services.reporter.policy import DEFAULT_POLICY, PolicyError, load_policy
+from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, serve_until_signalled, start_server
+from services.reporter.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from services.reporter.server import SERVICE_NAME, ReporterServicer
 
 
@@ -26,15 +26,14 @@ def main(argv: list[str] | None = None) -> None:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         parser.exit(2, f"--policy: {exc}\n")
-    servicer = ReporterServicer(policy)
-    service = start_server(
-        lambda server: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(servicer, server),
-        [SERVICE_NAME],
-        args.listen,
-        options=serving,
-    )
-    serve_until_signalled(service, args.ready_file)
+    serve_until_signalled(start(policy, args.listen, serving), args.ready_file)
 
+
+def start(policy: Policy, listen: str, options: ServerOptions = DEFAULT_OPTIONS) -> Service:
+    """Serves ReporterService on `listen` (also what an orchestrator hosting its reporter calls)."""
+    servicer = ReporterServicer(policy)
+    return start_server(lambda server: reporter_pb2_grpc.add_ReporterServiceServicer_to_server(servicer, server),
+                        [SERVICE_NAME], listen, options=options)
 
 if __name__ == "__main__":
     main()
