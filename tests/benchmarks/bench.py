@@ -351,7 +351,7 @@ def startup_timeline() -> list[str]:
             mark("report summary")
 
     shape = cli.pool_shape(cli.build_parser().parse_args(["run", str(EXAMPLE)]))  # privaudit run's defaults
-    cluster = LocalCluster(storage_root=REPO, wait_for_workers=False, **shape)
+    cluster = LocalCluster(storage_root=REPO, wait_for_workers=False, host_reporter=True, **shape)
     offset = time.monotonic() - time.perf_counter()  # the cluster's times are monotonic
     cluster.start()
     mark("orchestrator serving: audit submitted")
