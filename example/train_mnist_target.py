@@ -5,7 +5,7 @@
 reads example/datasets/mnist_target_members/data.npz (written by example/mnist_data.py),
 writes example/models/mnist_cnn/mnist_cnn.pdparams and prints the model's accuracy on its
 members and on the target non-members. Deterministic as example/train_target.py is (fixed
-seeds, one CPU thread, a fixed number of epochs), and trained the same way (its `fit`).
+seeds, one CPU thread, a fixed number of epochs), and trained the same way (its `train_and_save`).
 Nothing is regularised: trained to convergence on 1,000 real digits, the model labels its
 members all correctly and unseen digits somewhat less often, which is the gap the attacks
 measure, on clean labels.
@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import paddle
-from train_target import Accuracy, accuracy, fit, load_module
+from train_target import Accuracy, train_and_save
 
 EXAMPLE = Path(__file__).resolve().parent
 MODEL_SOURCE = EXAMPLE / "models" / "mnist_cnn" / "mnist_cnn.py"
@@ -39,16 +38,8 @@ def records(split: str) -> list[tuple[np.ndarray, int]]:
 def train_target(output: Path = WEIGHTS) -> Accuracy:
     """Trains mnist_cnn from its seeded initial weights, saves them to `output`, and returns
     its accuracy on the target members and non-members."""
-    members, non_members = records("target_members"), records("target_non_members")
-    paddle.set_device("cpu")
-    paddle.base.core.set_num_threads(1)  # a fixed summation order, hence identical bytes
-    paddle.seed(SEED)
-    with paddle.utils.unique_name.guard():
-        model = load_module(MODEL_SOURCE).get_model()
-    fit(model, members, EPOCHS, LEARNING_RATE, BATCH_SIZE, SEED)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    paddle.save(model.state_dict(), str(output))
-    return Accuracy(train=accuracy(model, members, BATCH_SIZE), test=accuracy(model, non_members, BATCH_SIZE))
+    return train_and_save(MODEL_SOURCE, records("target_members"), records("target_non_members"), output,
+                          EPOCHS, LEARNING_RATE, BATCH_SIZE, SEED)
 
 
 def main() -> int:

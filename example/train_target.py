@@ -56,19 +56,25 @@ def train_target(output: Path = WEIGHTS) -> Accuracy:
     """Trains digits_mlp from its seeded initial weights, saves them to `output`, and
     returns its accuracy on the target members and non-members."""
     digits = load_module(EXAMPLE / "digits.py")
-    members = digits.DigitsDataset("target_members")
-    non_members = digits.DigitsDataset("target_non_members")
+    return train_and_save(MODEL_SOURCE, digits.DigitsDataset("target_members"),
+                          digits.DigitsDataset("target_non_members"), output, EPOCHS, LEARNING_RATE, BATCH_SIZE, SEED)
 
+
+def train_and_save(model_source: Path, members: paddle.io.Dataset, non_members: paddle.io.Dataset, output: Path,
+                   epochs: int, lr: float, batch_size: int, seed: int) -> Accuracy:
+    """Trains the model `model_source` defines on `members` from its seeded initial weights, on one
+    CPU thread (a fixed summation order, hence identical bytes every time), saves its weights to
+    `output` and returns its accuracy on members and non-members."""
     paddle.set_device("cpu")
-    paddle.base.core.set_num_threads(1)  # a fixed summation order, hence identical bytes
-    paddle.seed(SEED)
+    paddle.base.core.set_num_threads(1)
+    paddle.seed(seed)
     # Fresh parameter names (saved in the file) whatever else this process has built.
     with paddle.utils.unique_name.guard():
-        model = load_module(MODEL_SOURCE).get_model()
-    fit(model, members, EPOCHS, LEARNING_RATE, BATCH_SIZE, SEED)
+        model = load_module(model_source).get_model()
+    fit(model, members, epochs, lr, batch_size, seed)
     output.parent.mkdir(parents=True, exist_ok=True)
     paddle.save(model.state_dict(), str(output))
-    return Accuracy(train=accuracy(model, members, BATCH_SIZE), test=accuracy(model, non_members, BATCH_SIZE))
+    return Accuracy(train=accuracy(model, members, batch_size), test=accuracy(model, non_members, batch_size))
 
 
 def fit(model: paddle.nn.Layer, dataset: paddle.io.Dataset, epochs: int, lr: float, batch_size: int,
