@@ -406,7 +406,7 @@ def main(cold_only: bool = False) -> None:
     out = Path(os.environ.get("BENCH_OUT", "bench-results.json"))
     figures: dict[str, object] = {"cores": os.cpu_count(), "repeats": REPEATS}
     print(f"privaudit benchmark ({os.cpu_count()} cores, median of {REPEATS} after a warm-up; load average "
-          f"{os.getloadavg()[0]:.1f}: a loaded machine slows the cluster's five processes more than one)", flush=True)
+          f"{os.getloadavg()[0]:.1f}: a loaded machine slows the cluster's several processes more than one)", flush=True)
     rows = Rows()
     cold_start(figures, rows)  # first: nothing of this process is warm that a cold run would not have
     if cold_only:
