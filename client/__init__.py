@@ -1,6 +1,6 @@
 """The privaudit client: `AuditClient` for Python code, `privaudit` on the command line."""
 
-from client.api import AuditClient, AuditError, AuditOutcome
-from client.local_cluster import LocalCluster
+from privaudit.client.api import AuditClient, AuditError, AuditOutcome
+from privaudit.client.local_cluster import LocalCluster
 
 __all__ = ["AuditClient", "AuditError", "AuditOutcome", "LocalCluster"]

@@ -1,6 +1,6 @@
 """The Python API: submit an audit to an orchestrator and read what comes back.
 
-    from client import AuditClient
+    from privaudit.client import AuditClient
     with AuditClient("localhost:50051") as auditor:
         outcome = auditor.run(Path("example/tasks/mem_inf.yaml"))
     print(outcome.risk, outcome.report.attacks[0].metrics.auc)  # typed: an AuditReport
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from privaudit.services.common import task_spec
+from privaudit.services.common.auth import read_tokens
+from privaudit.services.common.channels import ChannelSecurity, open_channel
+from privaudit.services.common.errors import TaskError, problems_from_status
+from privaudit.services.common.tls import ClientTLS, served_protocol
+from privaudit.services.orchestrator.limits import check_task_size
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc, report_pb2, results_pb2, task_pb2
-from services.common import task_spec
-from services.common.auth import read_tokens
-from services.common.channels import ChannelSecurity, open_channel
-from services.common.errors import TaskError, problems_from_status
-from services.common.tls import ClientTLS, served_protocol
-from services.orchestrator.limits import check_task_size
 
 if TYPE_CHECKING:
-    from services.reporter.report_model import AuditReport
+    from privaudit.services.reporter.report_model import AuditReport
 
 FORMATS = {"text": report_pb2.REPORT_FORMAT_TEXT, "json": report_pb2.REPORT_FORMAT_JSON,
            "html": report_pb2.REPORT_FORMAT_HTML}
@@ -79,7 +79,7 @@ class AuditOutcome:
     def risk(self) -> str:
         if self.report is not None:
             return self.report.risk
-        from services.reporter.report_model import risk_name
+        from privaudit.services.reporter.report_model import risk_name
 
         return risk_name(self.summary.overall_risk if self.summary else report_pb2.RISK_LEVEL_UNSPECIFIED)
 
@@ -274,7 +274,7 @@ def _typed_report(data: bytes) -> AuditReport | None:
     older orchestrator stored), which only its text renders."""
     from pydantic import ValidationError
 
-    from services.reporter.report_model import AuditReport  # pydantic models: imported when needed
+    from privaudit.services.reporter.report_model import AuditReport  # pydantic models: imported when needed
 
     try:
         return AuditReport.model_validate_json(data)

@@ -22,22 +22,22 @@ from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
-from client import local_report
-from client.api import FORMATS, AuditClient, AuditError, AuditOutcome
-from client.local_cluster import ClusterError, LocalCluster
-from client.progress import Display, LiveProgress, ProgressPrinter
-from client.proto_data import message_data
-from client.status_view import list_line, risk_word, state_word, status_lines
+from privaudit.client import local_report
+from privaudit.client.api import FORMATS, AuditClient, AuditError, AuditOutcome
+from privaudit.client.local_cluster import ClusterError, LocalCluster
+from privaudit.client.progress import Display, LiveProgress, ProgressPrinter
+from privaudit.client.proto_data import message_data
+from privaudit.client.status_view import list_line, risk_word, state_word, status_lines
+from privaudit.services.attack_worker.settings import JobLimits
+from privaudit.services.common import task_spec
+from privaudit.services.common.auth import TokenFileError
+from privaudit.services.common.config import add_client_tls_flags, flag
+from privaudit.services.common.errors import TaskError, from_attack_error
+from privaudit.services.common.tls import TLSConfigError
 from privaudit.v1 import report_pb2, results_pb2
-from services.attack_worker.settings import JobLimits
-from services.common import task_spec
-from services.common.auth import TokenFileError
-from services.common.config import add_client_tls_flags, flag
-from services.common.errors import TaskError, from_attack_error
-from services.common.tls import TLSConfigError
 
 if TYPE_CHECKING:
-    from services.reporter.report_model import AuditReport
+    from privaudit.services.reporter.report_model import AuditReport
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_RISKY, EXIT_INCOMPLETE, EXIT_REGRESSED = 0, 1, 2, 3, 4, 5
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -174,13 +174,13 @@ def _add_job_limits(parser: argparse.ArgumentParser) -> None:
 
 def _job_limits(args: argparse.Namespace) -> dict[str, float | int]:
     """The LocalCluster arguments for the job limits given; refuses them for a running orchestrator,
-    whose workers have their own (`python -m services.attack_worker --job-timeout-s ...`)."""
+    whose workers have their own (`python -m privaudit.services.attack_worker --job-timeout-s ...`)."""
     given = {name: value for name in ("job_timeout_s", "job_memory_mb")
              if (value := getattr(args, name, None)) is not None}
     flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
     if given and getattr(args, "orchestrator", None):
         raise UsageError(f"{flags}: set the local cluster's workers; the workers of --orchestrator have their own "
-                         "(python -m services.attack_worker --job-timeout-s / --job-memory-mb)")
+                         "(python -m privaudit.services.attack_worker --job-timeout-s / --job-memory-mb)")
     for name, value in given.items():  # the workers check their own minimums
         if value <= 0:
             raise UsageError(f"--{name.replace('_', '-')}: must be positive, got {value:g}")
@@ -201,7 +201,7 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
 
 
 def _scores_path(value: str) -> Path:
-    from client.scores_export import SUFFIXES  # numpy: imported only when scores are asked for
+    from privaudit.client.scores_export import SUFFIXES  # numpy: imported only when scores are asked for
 
     path = Path(value)
     if path.suffix not in SUFFIXES:
@@ -357,8 +357,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from client.compare_view import comparison_lines
-    from services.reporter.compare import compare
+    from privaudit.client.compare_view import comparison_lines
+    from privaudit.services.reporter.compare import compare
 
     new = _report(args, args.new, "NEW")
     comparison = compare(_report(args, args.old, "OLD"), new)
@@ -399,7 +399,7 @@ def _read_task(path: Path) -> str:
 def _preflight(spec: task_spec.TaskSpec, storage_root: Path) -> None:
     """Every problem of the task's folders, models and datasets under `storage_root`, at once, as
     a TaskError (before anything starts)."""
-    from services.common.preflight import preflight
+    from privaudit.services.common.preflight import preflight
 
     problems = preflight(spec, storage_root.resolve())
     if problems:
@@ -443,7 +443,7 @@ def _read_report_file(path: Path, role: str) -> str:
 def _parse_report(text: str, what: str) -> AuditReport:
     from pydantic import ValidationError
 
-    from services.reporter.report_model import AuditReport
+    from privaudit.services.reporter.report_model import AuditReport
 
     try:
         return AuditReport.model_validate_json(text)
@@ -492,7 +492,7 @@ def _deliver(outcome: AuditOutcome, args: argparse.Namespace) -> int:
         rendered = outcome.renderings[wanted]
     _write_report(rendered, args)
     if args.scores:
-        from client.scores_export import write_scores
+        from privaudit.client.scores_export import write_scores
 
         rows = write_scores(args.scores, outcome.results)
         _say(args, f"{rows} record scores written to {args.scores}")

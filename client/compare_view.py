@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.reporter.report_model import AuditReport, Comparison, FigureChange
+    from privaudit.services.reporter.report_model import AuditReport, Comparison, FigureChange
 
 
 def comparison_lines(comparison: Comparison, new: AuditReport) -> list[str]:

@@ -42,19 +42,17 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import privaudit
-import services
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.config import SERVER_SECURITY_ENV
 from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, reporter_pb2
-from services.common.channels import open_channel
-from services.common.config import SERVER_SECURITY_ENV
 
 _PR_SET_PDEATHSIG = 1
 CLUSTER_FILE = "cluster.json"
 # The gRPC service each kind of process serves, whose health says it takes calls.
 SERVICE_NAMES = {module: pb2.DESCRIPTOR.services_by_name[name].full_name for module, pb2, name in (
-    ("services.reporter", reporter_pb2, "ReporterService"),
-    ("services.attack_worker", attack_worker_pb2, "AttackWorkerService"),
-    ("services.orchestrator", orchestrator_pb2, "OrchestratorService"))}
+    ("privaudit.services.reporter", reporter_pb2, "ReporterService"),
+    ("privaudit.services.attack_worker", attack_worker_pb2, "AttackWorkerService"),
+    ("privaudit.services.orchestrator", orchestrator_pb2, "OrchestratorService"))}
 # How often a starting service's health is asked while waiting for it to serve.
 _SERVING_POLL_S = 0.05
 
@@ -96,13 +94,6 @@ def _exit_with_parent() -> None:
 def _service_environment() -> dict[str, str]:
     """This process's environment without the variables that would secure a service."""
     return {name: value for name, value in os.environ.items() if name not in SERVER_SECURITY_ENV}
-
-
-def _import_path() -> str:
-    """PYTHONPATH that finds this code base's packages even when it is not installed."""
-    roots = {str(Path(package.__path__[0]).parent) for package in (services, privaudit)}
-    existing = os.environ.get("PYTHONPATH")
-    return os.pathsep.join(sorted(roots) + ([existing] if existing else []))
 
 
 @dataclass
@@ -163,10 +154,11 @@ class LocalCluster:
         started = time.monotonic()
         try:
             self._step(f"starting the reporter and {self.workers} worker(s); each worker imports Paddle")
-            reporters = [] if self.host_reporter else [self._spawn("reporter", "services.reporter")]
+            reporters = [] if self.host_reporter else [self._spawn("reporter", "privaudit.services.reporter")]
             # The jobs split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // (self.workers * self.slots)))
-            workers = [self._spawn(f"worker-{i}", "services.attack_worker", "--storage-root", str(self.storage_root),
+            workers = [self._spawn(f"worker-{i}", "privaudit.services.attack_worker",
+                                   "--storage-root", str(self.storage_root),
                                    "--threads", threads, "--slots", str(self.slots),
                                    "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
@@ -174,7 +166,7 @@ class LocalCluster:
             self._step("starting the orchestrator")
             reporter_flags = [f"--reporter={r.address}" for r in reporters] or ["--host-reporter"]
             orchestrator = self._spawn(
-                "orchestrator", "services.orchestrator", "--workers", ",".join(w.address for w in workers),
+                "orchestrator", "privaudit.services.orchestrator", "--workers", ",".join(w.address for w in workers),
                 *reporter_flags, "--state-dir", str(self.state_dir / "orchestrator"))
             self._wait_bound([orchestrator])
             self._wait_serving([orchestrator])
@@ -285,7 +277,7 @@ class LocalCluster:
         with service.log_file.open("ab") as log:
             service.process = subprocess.Popen(
                 service.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**_service_environment(), "PYTHONPATH": _import_path()},
+                env=_service_environment(),
                 start_new_session=self.detached,
                 preexec_fn=None if self.detached else _exit_with_parent,
             )

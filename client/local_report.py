@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from client.api import AuditOutcome
+from privaudit.client.api import AuditOutcome
 from privaudit.v1 import report_pb2, results_pb2
 
 
@@ -26,9 +26,9 @@ def render(outcome: AuditOutcome, report_format: int, partial_reason: str = "") 
     `partial_reason` the report is marked partial (by the renderers: the JSON's `partial` fields,
     a first line in text, a banner in HTML) and each attack without a result is listed as failed,
     saying it did not finish."""
-    from services.reporter.policy import load_policy  # the reporter's code: imported when needed
-    from services.reporter.report import build_report
-    from services.reporter.server import RENDERERS
+    from privaudit.services.reporter.policy import load_policy  # the reporter's code: imported when needed
+    from privaudit.services.reporter.report import build_report
+    from privaudit.services.reporter.server import RENDERERS
 
     results = list(outcome.results)
     if partial_reason:

@@ -17,8 +17,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Ta
 from rich.table import Column
 from rich.text import Text
 
-from client.progress_state import AuditState
-from client.status_view import risk_word
+from privaudit.client.progress_state import AuditState
+from privaudit.client.status_view import risk_word
 from privaudit.v1 import orchestrator_pb2, results_pb2
 
 LABEL_WIDTH = 18

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from client.proto_data import enum_word
+from privaudit.client.proto_data import enum_word
 from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
 
 

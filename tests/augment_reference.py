@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from services.attack_worker.attacks.augment import Augment, Mirror, Rotation, Translation, spatial_axes
+from privaudit.services.attack_worker.attacks.augment import Augment, Mirror, Rotation, Translation, spatial_axes
 
 
 def augmented(augment: Augment | None, images: np.ndarray) -> np.ndarray:

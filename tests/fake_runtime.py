@@ -1,6 +1,6 @@
 """A numpy `Runtime` for attack tests: models are small numpy objects, datasets are arrays.
 
-It implements the `services.attack_worker.attacks.base.Runtime` protocol without Paddle, so an
+It implements the `privaudit.services.attack_worker.attacks.base.Runtime` protocol without Paddle, so an
 attack runs end to end in milliseconds, and it records what the attack asked of it (stages,
 progress, training calls).
 """
@@ -18,10 +18,10 @@ from augment_reference import augmented
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
+from privaudit.services.attack_worker.attacks.base import Augment, Outputs, Scores, batches
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import DEFAULT_SEED
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks.base import Augment, Outputs, Scores, batches
-from services.common.errors import TaskError
-from services.common.task_spec import DEFAULT_SEED
 
 
 @dataclass(frozen=True)

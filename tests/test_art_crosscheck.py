@@ -38,10 +38,10 @@ with warnings.catch_warnings():
 
 from fake_runtime import AUDIT_PATHS, FakeDataset, NearestNeighbourModel, audit_runtime, membership_auc
 
-from services.attack_worker import metrics
-from services.attack_worker.attacks import baseline, label_only, loss, ml_leak
-from services.attack_worker.attacks.base import Outputs, Runtime, Scores
-from services.common.task_spec import BaselineArgs, DatasetPair, MlLeakArgs, parse_yaml
+from privaudit.services.attack_worker import metrics
+from privaudit.services.attack_worker.attacks import baseline, label_only, loss, ml_leak
+from privaudit.services.attack_worker.attacks.base import Outputs, Runtime, Scores
+from privaudit.services.common.task_spec import BaselineArgs, DatasetPair, MlLeakArgs, parse_yaml
 
 AUC_TOLERANCE = 0.03
 ART_MODEL_TYPES = ("lr", "gb", "rf")  # sklearn-backed attack models ART builds itself
@@ -215,8 +215,8 @@ def tpr_at_1pct_fpr(scores: Scores, seed: int) -> float | None:
 
 def example_figures(root: Path, task_file: Path, seed: int) -> dict[str, Any]:
     """BASELINE vs ART rule-based, ML-LEAK vs ART black-box and LOSS, LABEL-ONLY, with Paddle."""
-    from services.attack_worker.paddle_runtime import PaddleRuntime
-    from services.attack_worker.settings import WorkerSettings
+    from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+    from privaudit.services.attack_worker.settings import WorkerSettings
 
     def runtime() -> Runtime:
         return PaddleRuntime(WorkerSettings(str(root)), seed, lambda *report: None)

@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from services.attack_worker.attacks.attack_classifier import (
+from privaudit.services.attack_worker.attacks.attack_classifier import (
     CONVERGENCE_PATIENCE,
     CONVERGENCE_TOLERANCE,
     HIDDEN_UNITS,

@@ -5,14 +5,14 @@ import pytest
 from fake_runtime import AUDIT_PATHS, ConstantModel, FakeDataset, FakeRuntime, audit_runtime, membership_auc
 from test_reporter_fixtures import make_report
 
+from privaudit.services.attack_worker import metrics
+from privaudit.services.attack_worker.attacks import label_only
+from privaudit.services.attack_worker.attacks.augment import Rotation, Translation
+from privaudit.services.attack_worker.attacks.base import Scores, balanced_indices
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import LabelOnlyArgs
+from privaudit.services.reporter.report import ReportRequestError
 from privaudit.v1 import results_pb2
-from services.attack_worker import metrics
-from services.attack_worker.attacks import label_only
-from services.attack_worker.attacks.augment import Rotation, Translation
-from services.attack_worker.attacks.base import Scores, balanced_indices
-from services.common.errors import TaskError
-from services.common.task_spec import LabelOnlyArgs
-from services.reporter.report import ReportRequestError
 
 CONTROL_PROBABILITIES = [0.3, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.03, 0.02]
 

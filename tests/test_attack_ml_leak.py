@@ -5,11 +5,11 @@ import pytest
 from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_auc
 from scipy.special import softmax
 
+from privaudit.services.attack_worker.attacks import ml_leak
+from privaudit.services.attack_worker.attacks.ml_leak import top_k_logit_posteriors
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import MlLeakArgs
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks import ml_leak
-from services.attack_worker.attacks.ml_leak import top_k_logit_posteriors
-from services.common.errors import TaskError
-from services.common.task_spec import MlLeakArgs
 
 CONTROL_PROBABILITIES = [0.3, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.03, 0.02]
 

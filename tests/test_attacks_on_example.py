@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker.job import run_job
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = task_spec.parse_yaml((ROOT / "example" / "tasks" / "mem_inf.yaml").read_text())

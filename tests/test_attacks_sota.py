@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from privaudit.services.attack_worker.attacks import shadow_models
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker.attacks import shadow_models
-from services.attack_worker.job import run_job
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = task_spec.parse_yaml((ROOT / "example" / "tasks" / "mem_inf_sota.yaml").read_text())

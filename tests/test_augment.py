@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 from sklearn.datasets import load_digits
 
-from services.attack_worker import device_augment
-from services.attack_worker.attacks.augment import (
+from privaudit.services.attack_worker import device_augment
+from privaudit.services.attack_worker.attacks.augment import (
     Augment,
     LayoutError,
     Mirror,

@@ -13,7 +13,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from service_processes import REPO, when_serving
 from test_orchestrator import TASK, ScriptedReporter, ScriptedWorker, succeed
 
-from client.api import AuditClient, AuditError
+from privaudit.client.api import AuditClient, AuditError
+from privaudit.services.common.auth import TokenAuth, TokenFileError, read_tokens
+from privaudit.services.common.channels import ChannelSecurity, open_channel
+from privaudit.services.common.server import ServerOptions, start_server
+from privaudit.services.orchestrator.app import Orchestrator, OrchestratorConfig
+from privaudit.services.orchestrator.scheduler import JobSettings
+from privaudit.services.orchestrator.worker_pool import WORKER_SERVICE
 from privaudit.v1 import (
     attack_worker_pb2,
     attack_worker_pb2_grpc,
@@ -23,12 +29,6 @@ from privaudit.v1 import (
     reporter_pb2_grpc,
     results_pb2,
 )
-from services.common.auth import TokenAuth, TokenFileError, read_tokens
-from services.common.channels import ChannelSecurity, open_channel
-from services.common.server import ServerOptions, start_server
-from services.orchestrator.app import Orchestrator, OrchestratorConfig
-from services.orchestrator.scheduler import JobSettings
-from services.orchestrator.worker_pool import WORKER_SERVICE
 
 CLIENT_TOKENS = "# who may submit audits\nalice-3f9c2a\n\n  bob-77d1e0  \n"
 INTERNAL_TOKEN = "internal-5a0b9e"
@@ -165,12 +165,13 @@ def test_health_and_reflection_need_no_token(secured):
 
 
 def test_a_refusal_is_logged_with_peer_and_method_but_never_the_token(secured, caplog):
-    with caplog.at_level(logging.WARNING, logger="services.common.auth"), grpc.insecure_channel(secured) as channel:
+    with caplog.at_level(logging.WARNING, logger="privaudit.services.common.auth"), \
+            grpc.insecure_channel(secured) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         with pytest.raises(grpc.RpcError):
             stub.ListAudits(orchestrator_pb2.ListAuditsRequest(), metadata=[("authorization", "Bearer bob-77d1e")],
                             timeout=10)
-    refusals = [r.getMessage() for r in caplog.records if r.name == "services.common.auth"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "privaudit.services.common.auth"]
     assert len(refusals) == 1
     assert "/privaudit.v1.OrchestratorService/ListAudits" in refusals[0] and "127.0.0.1" in refusals[0]
     assert "wrong bearer token" in refusals[0]
@@ -178,10 +179,10 @@ def test_a_refusal_is_logged_with_peer_and_method_but_never_the_token(secured, c
 
 
 def test_without_a_token_file_a_server_warns_once_that_authentication_is_off(caplog):
-    with caplog.at_level(logging.WARNING, logger="services.common.server"):
+    with caplog.at_level(logging.WARNING, logger="privaudit.services.common.server"):
         service = start_server(lambda server: None, [], "127.0.0.1:0")
     service.stop(0)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "services.common.server"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "privaudit.services.common.server"]
     assert len(warnings) == 1 and "authentication is off" in warnings[0]
 
 
@@ -240,7 +241,7 @@ def test_worker_and_reporter_processes_refuse_calls_without_the_internal_token(p
 
 
 def test_a_service_with_an_unreadable_token_file_does_not_start(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "services.reporter", "--internal-token-file",
+    completed = subprocess.run([sys.executable, "-m", "privaudit.services.reporter", "--internal-token-file",
                                 str(tmp_path / "missing")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "--internal-token-file: cannot read the token file" in completed.stderr

@@ -16,9 +16,9 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from worker_fixtures import identity_weights, write_audit_tree, write_model
 
-from client import AuditClient, LocalCluster
+from privaudit.client import AuditClient, LocalCluster
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import results_pb2
-from services.common.errors import TaskError
 
 pytestmark = pytest.mark.e2e
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from worker_fixtures import write_audit_tree
 
-from services.attack_worker.attacks import baseline
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
-from services.common.errors import TaskError
+from privaudit.services.attack_worker.attacks import baseline
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 

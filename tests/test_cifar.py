@@ -16,12 +16,12 @@ import numpy as np
 import paddle
 import pytest
 
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import parse_yaml
 from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
-from services.attack_worker import storage
-from services.attack_worker.job import run_job
-from services.attack_worker.settings import WorkerSettings
-from services.common.errors import TaskError
-from services.common.task_spec import parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "example"

@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-PRIVAUDIT = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main())"]
+PRIVAUDIT = [sys.executable, "-c", "import sys; from privaudit.client.cli import main; sys.exit(main())"]
 
 
 def privaudit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -192,8 +192,8 @@ def test_run_submits_before_the_workers_serve_and_a_worker_that_cannot_start_end
     """Issue 17: `privaudit run` starts every service at once and submits as soon as the orchestrator
     can queue; the workers join as they serve. One that exits before it serves (here: a GPU that no
     Paddle here can use) must not leave the audit waiting: the run fails naming it and its log."""
-    from client import AuditClient, LocalCluster
-    from client.local_cluster import ClusterError
+    from privaudit.client import AuditClient, LocalCluster
+    from privaudit.client.local_cluster import ClusterError
 
     task = ("- type: MEMBERSHIP_INFERENCE_ATTACK\n  name: BASELINE\n  args:\n    test_datasets: "
             "[./example/datasets/digits_target_members, ./example/datasets/digits_target_non_members]\n"
@@ -218,7 +218,7 @@ def test_run_submits_before_the_workers_serve_and_a_worker_that_cannot_start_end
 def test_a_cancelled_run_leaves_a_partial_report_not_an_empty_file(tmp_path):
     """Issue 18: a cancelled `run --output` left a 0-byte file; now the attacks that had finished,
     the report marked partial."""
-    from client import LocalCluster
+    from privaudit.client import LocalCluster
 
     task = tmp_path / "slow.yaml"
     task.write_text((REPO / "example/tasks/mem_inf_sota.yaml").read_text())  # LOSS at once, LIRA's 16 shadows later

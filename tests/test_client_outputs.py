@@ -16,15 +16,15 @@ import pytest
 from google.protobuf import json_format
 from test_reporter_fixtures import succeeded
 
-from client import cli, local_report
-from client.api import AuditOutcome
-from client.proto_data import message_data
-from client.status_view import list_line, status_lines
+from privaudit.client import cli, local_report
+from privaudit.client.api import AuditOutcome
+from privaudit.client.proto_data import message_data
+from privaudit.client.status_view import list_line, status_lines
+from privaudit.services.reporter.report_model import AuditReport
 from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2
-from services.reporter.report_model import AuditReport
 
 REPO = Path(__file__).resolve().parents[1]
-PRIVAUDIT = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main())"]
+PRIVAUDIT = [sys.executable, "-c", "import sys; from privaudit.client.cli import main; sys.exit(main())"]
 
 
 def audit_status(state: int, *, summary: int | None = None, results=()) -> orchestrator_pb2.AuditStatus:
@@ -121,7 +121,7 @@ def test_the_partial_text_and_html_reports_say_so_at_the_top(tmp_path):
 
 
 def test_a_stream_that_breaks_off_still_leaves_the_partial_report(tmp_path):
-    from client.api import AuditError
+    from privaudit.client.api import AuditError
 
     args = run_args(tmp_path, "text")
 
@@ -202,14 +202,14 @@ def test_fail_on_regression_needs_a_baseline_and_a_baseline_must_be_a_report(tmp
 def typed(*results: results_pb2.AttackResult, task_id: str) -> AuditReport:
     from test_reporter_fixtures import make_report
 
-    from services.reporter import render_json
+    from privaudit.services.reporter import render_json
 
     return AuditReport.model_validate_json(render_json.render(make_report(*results, task_id=task_id)))
 
 
 def test_compare_prints_each_attacks_change_and_whether_it_is_beyond_noise():
-    from client.compare_view import comparison_lines
-    from services.reporter.compare import compare
+    from privaudit.client.compare_view import comparison_lines
+    from privaudit.services.reporter.compare import compare
 
     old = typed(succeeded(0, auc=0.6), succeeded(1, "LIRA", auc=0.7), task_id="o" * 32)
     new = typed(succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7), task_id="n" * 32)
@@ -224,7 +224,7 @@ def test_compare_prints_each_attacks_change_and_whether_it_is_beyond_noise():
 
 @pytest.mark.parametrize(("fail_on", "expected"), [(None, cli.EXIT_REGRESSED), ("LOW", cli.EXIT_RISKY)])
 def test_fail_on_regression_exits_5_unless_the_risk_gate_took_precedence(tmp_path, fail_on, expected):
-    from services.reporter.compare import compare
+    from privaudit.services.reporter.compare import compare
 
     old = typed(succeeded(0, auc=0.6), succeeded(1, "LIRA", auc=0.7), task_id="o" * 32)
     new = typed(succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7), task_id="n" * 32)
@@ -244,15 +244,15 @@ def test_fail_on_regression_exits_5_unless_the_risk_gate_took_precedence(tmp_pat
 
 
 def test_risk_words_are_the_typed_reports():
-    from client.status_view import risk_word
-    from services.reporter.report_model import risk_name
+    from privaudit.client.status_view import risk_word
+    from privaudit.services.reporter.report_model import risk_name
 
     assert [risk_word(level) for level in report_pb2.RiskLevel.values()] == \
         [risk_name(level) for level in report_pb2.RiskLevel.values()] == ["UNRATED", "LOW", "MIDDLE", "HIGH"]
 
 
 def test_another_format_keeps_the_typed_reports_policy_provenance_and_comparison(tmp_path):
-    from services.reporter.compare import compare
+    from privaudit.services.reporter.compare import compare
 
     old = typed(succeeded(0, auc=0.6), succeeded(1, "LIRA", auc=0.7), task_id="o" * 32)
     new = typed(succeeded(0, auc=0.9), succeeded(1, "LIRA", auc=0.7), task_id="t" * 32)
@@ -271,7 +271,7 @@ def test_the_client_and_the_report_model_it_reads_reports_with_import_nothing_he
     """Issue 17: the client's process stays light, and reading the typed report at the end of an audit
     costs no numpy or scipy import (it once cost 0.3 s of the report's delivery, through epsilon)."""
     heavy = ("paddle", "sklearn", "numpy", "scipy", "matplotlib", "jinja2")
-    code = ("import sys, client.cli, client.api, services.reporter.report_model; "
+    code = ("import sys, privaudit.client.cli, privaudit.client.api, privaudit.services.reporter.report_model; "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[1])

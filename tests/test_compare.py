@@ -10,10 +10,10 @@ import pytest
 from scipy.stats import norm
 from test_reporter_fixtures import failed, make_report, succeeded
 
-from services.attack_worker.intervals import auc_with_interval
-from services.reporter.compare import ALPHA, compare
-from services.reporter.render_json import audit_report
-from services.reporter.report_model import AttackReport, AuditReport, Interval
+from privaudit.services.attack_worker.intervals import auc_with_interval
+from privaudit.services.reporter.compare import ALPHA, compare
+from privaudit.services.reporter.render_json import audit_report
+from privaudit.services.reporter.report_model import AttackReport, AuditReport, Interval
 
 
 def _report(*results, task_id: str = "task-1") -> AuditReport:

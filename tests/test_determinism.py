@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from client import AuditClient, LocalCluster
+from privaudit.client import AuditClient, LocalCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -15,12 +15,19 @@ from augment_reference import augmented
 from sklearn.datasets import load_digits
 from worker_fixtures import write_dataset, write_model
 
-from services.attack_worker import attacks, device_augment, paddle_runtime
-from services.attack_worker.attacks import label_only
-from services.attack_worker.attacks.augment import Augment, Mirror, Rotation, Translation, rotations, translations
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common.task_spec import LabelOnlyArgs, LiraArgs
+from privaudit.services.attack_worker import attacks, device_augment, paddle_runtime
+from privaudit.services.attack_worker.attacks import label_only
+from privaudit.services.attack_worker.attacks.augment import (
+    Augment,
+    Mirror,
+    Rotation,
+    Translation,
+    rotations,
+    translations,
+)
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.task_spec import LabelOnlyArgs, LiraArgs
 
 # Pixel values of the random images run from 0 to 1; float32 grid coordinates move a bilinear
 # sample by about 1e-6 of a pixel.

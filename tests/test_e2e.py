@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
-from client import AuditClient, LocalCluster
+from privaudit.client import AuditClient, LocalCluster
 from privaudit.v1 import results_pb2
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +55,7 @@ def baseline_expectation() -> dict[str, float]:
     import paddle
 
     sys.path.insert(0, str(REPO))
-    from services.attack_worker import storage
+    from privaudit.services.attack_worker import storage
 
     root = REPO
     model = storage.load_model(root, "example/models/digits_mlp", "target_model", trained=True)
@@ -216,7 +216,7 @@ def test_an_orchestrator_hosting_its_reporter_reports_with_one_process_less(tmp_
 
 
 def test_a_hosted_reporter_refuses_the_peer_security_it_could_not_answer(tmp_path, capsys):
-    from services.orchestrator.__main__ import parse_args
+    from privaudit.services.orchestrator.__main__ import parse_args
 
     token = tmp_path / "token"
     token.write_text("secret-internal-token\n")

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from privaudit.oip import grpc_predict_v2_pb2 as oip
+from privaudit.services.attack_worker.oip_client import ATTEMPTS, ModelInfo, OipClient, Tensor
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import task_pb2
-from services.attack_worker.oip_client import ATTEMPTS, ModelInfo, OipClient, Tensor
-from services.common import task_spec
-from services.common.errors import TaskError
 
 PAIR = ["data/in", "data/out"]
 
@@ -114,7 +114,7 @@ class _Answer:
 @pytest.mark.parametrize(("datatype", "values"), [("FP32", [[0.5, -1.0], [2.0, 3.0]]), ("INT64", [3, 7]),
                                                   ("FP64", [[1e-300, 2.0]]), ("INT32", [[1], [2]])])
 def test_raw_and_typed_contents_decode_alike(tmp_path, datatype, values):
-    from services.attack_worker.oip_client import _CONTENTS_FIELD, DATATYPES
+    from privaudit.services.attack_worker.oip_client import _CONTENTS_FIELD, DATATYPES
 
     array = np.asarray(values, dtype=DATATYPES[datatype])
     client = OipClient(task_spec.ModelEndpoint(endpoint="127.0.0.1:1", model="m"), tmp_path, "target_model")
@@ -164,7 +164,7 @@ def test_grpc_status_codes_name_the_field_to_change(tmp_path):
 
 
 def test_preflight_checks_a_deployed_targets_architecture_as_a_model_folder_and_nothing_else():
-    from services.common.preflight import preflight
+    from privaudit.services.common.preflight import preflight
 
     repo = Path(__file__).resolve().parents[1]
     datasets = ["example/datasets/digits_target_members", "example/datasets/digits_target_non_members"]

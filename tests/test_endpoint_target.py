@@ -25,11 +25,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker import storage
-from services.attack_worker.job import run_job
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
 from tests.oip_server import Served, serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def _pem(certificate: x509.Certificate) -> bytes:
 @pytest.mark.e2e
 def test_through_the_local_cluster_each_bad_endpoint_fails_its_attack_alone():
     """The worker's jobs run in forked child processes: the gRPC client must work there too."""
-    from client import AuditClient, LocalCluster
+    from privaudit.client import AuditClient, LocalCluster
 
     def entry(name: str, target: dict[str, object] | str) -> dict[str, object]:
         pair = "test_datasets" if name == "BASELINE" else "target_datasets"
@@ -315,7 +315,7 @@ MNIST_MODEL = "./example/models/mnist_cnn"
 def test_the_mnist_task_through_endpoints_gives_the_local_results_and_reports_its_queries():
     """Issue 19's done-when: the example's MNIST task, its target served over the protocol (logits for
     the score attacks, labels alone for LABEL-ONLY), gives the local folder's results exactly."""
-    from client import AuditClient, LocalCluster
+    from privaudit.client import AuditClient, LocalCluster
 
     entries = [e for e in yaml.safe_load(MNIST_TASK.read_text()) if e["name"] not in ("LIRA", "RMIA")]
     assert [e["name"] for e in entries] == ["BASELINE", "LOSS", "ML-LEAK", "LABEL-ONLY", "LABEL-ONLY"]

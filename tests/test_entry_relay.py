@@ -14,14 +14,14 @@ import grpc
 import numpy as np
 import pytest
 
+from privaudit.services.attack_worker import entry_exchange
+from privaudit.services.attack_worker.npz_store import NpzStore
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.attack_worker.shadow_cache import ShadowCache
+from privaudit.services.common.entry_transfer import CHUNK_BYTES, EntryAssembly, Fingerprint, TransferError, read_chunks
+from privaudit.services.common.errors import InvalidArgument, Unavailable
+from privaudit.services.orchestrator.entry_relay import EntryRelay
 from privaudit.v1 import attack_worker_pb2
-from services.attack_worker import entry_exchange
-from services.attack_worker.npz_store import NpzStore
-from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.shadow_cache import ShadowCache
-from services.common.entry_transfer import CHUNK_BYTES, EntryAssembly, Fingerprint, TransferError, read_chunks
-from services.common.errors import InvalidArgument, Unavailable
-from services.orchestrator.entry_relay import EntryRelay
 
 TASK = "0123456789ab"
 

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import beta, binom
 from test_reporter_fixtures import make_report, succeeded
 
-from services.reporter.epsilon import (
+from privaudit.services.reporter.epsilon import (
     CONFIDENCE,
     MAX_CANDIDATES,
     Half,

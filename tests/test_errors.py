@@ -13,16 +13,8 @@ import grpc
 import pytest
 from grpc_status import rpc_status
 
-from privaudit.v1 import (
-    attack_worker_pb2,
-    attack_worker_pb2_grpc,
-    report_pb2,
-    reporter_pb2,
-    reporter_pb2_grpc,
-    results_pb2,
-)
-from services.common.channels import open_channel
-from services.common.errors import (
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.errors import (
     DeadlineExceeded,
     InvalidArgument,
     NotFound,
@@ -38,7 +30,15 @@ from services.common.errors import (
     from_rpc_error,
     problems_from_status,
 )
-from services.common.server import start_server
+from privaudit.services.common.server import start_server
+from privaudit.v1 import (
+    attack_worker_pb2,
+    attack_worker_pb2_grpc,
+    report_pb2,
+    reporter_pb2,
+    reporter_pb2_grpc,
+    results_pb2,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TASK, INFRASTRUCTURE, SERVICE = results_pb2.FAULT_TASK, results_pb2.FAULT_INFRASTRUCTURE, results_pb2.FAULT_SERVICE

@@ -10,7 +10,7 @@ import paddle
 import pytest
 from sklearn.datasets import load_digits
 
-from services.common.task_spec import parse_yaml
+from privaudit.services.common.task_spec import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from worker_fixtures import MODEL_CODE, identity_weights, write_audit_tree, write_model
 
-from client import AuditClient, AuditError, LocalCluster, cli
+from privaudit.client import AuditClient, AuditError, LocalCluster, cli
 from privaudit.v1 import results_pb2
 
 pytestmark = pytest.mark.e2e

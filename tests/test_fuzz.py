@@ -43,10 +43,10 @@ from service_processes import ServiceProcesses
 from worker_fixtures import NUM_CLASSES, records, write_audit_tree, write_dataset
 
 import privaudit.v1
+from privaudit.services.common import task_spec
+from privaudit.services.common.channels import CHANNEL_OPTIONS
+from privaudit.services.common.errors import ERROR_DOMAIN
 from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, report_pb2, reporter_pb2, results_pb2, task_pb2
-from services.common import task_spec
-from services.common.channels import CHANNEL_OPTIONS
-from services.common.errors import ERROR_DOMAIN
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ from test_shadow_jobs import ShadowTree, lira_args, write_population
 from test_shadow_jobs import request as lira_request
 from worker_fixtures import MODEL_CODE, identity_weights, served_worker, write_audit_tree, write_model
 
+from privaudit.services.common import task_spec
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.common import task_spec
 
 if not paddle.device.is_compiled_with_cuda():
     pytest.skip("this Paddle is built without CUDA (paddle.device.is_compiled_with_cuda() is False): "

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from client import LocalCluster
+from privaudit.client import LocalCluster
 from privaudit.v1 import orchestrator_pb2
 
 pytestmark = pytest.mark.e2e

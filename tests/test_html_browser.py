@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 from test_reporter_fixtures import failed, make_report, succeeded
 
+from privaudit.services.attack_worker import metrics
+from privaudit.services.attack_worker.attacks.base import Scores
+from privaudit.services.reporter import render_html
+from privaudit.services.reporter.plots import ATTACK_COLOURS
+from privaudit.services.reporter.screenshot import FULL_PAGE_HEIGHT, find_browser, screenshot
 from privaudit.v1 import results_pb2
-from services.attack_worker import metrics
-from services.attack_worker.attacks.base import Scores
-from services.reporter import render_html
-from services.reporter.plots import ATTACK_COLOURS
-from services.reporter.screenshot import FULL_PAGE_HEIGHT, find_browser, screenshot
 
 pytestmark = pytest.mark.skipif(find_browser() is None,
                                 reason="no Chromium on PATH to open the HTML report; apt-get install -y chromium")
@@ -89,7 +89,7 @@ def test_the_examples_report_screenshotted_whole_as_readme_says(tmp_path: Path) 
                                 "--output", str(page), "--quiet"], cwd=REPO, capture_output=True, text=True,
                                timeout=900)
     assert completed.returncode == 0, completed.stderr
-    shooting = subprocess.run([sys.executable, "-m", "services.reporter.screenshot", str(page), str(shot),
+    shooting = subprocess.run([sys.executable, "-m", "privaudit.services.reporter.screenshot", str(page), str(shot),
                                "--full-page"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert shooting.returncode == 0, shooting.stderr
     width, height = Image.open(shot).size

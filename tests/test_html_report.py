@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from test_reporter_fixtures import class_metrics, failed, make_report, succeeded
 
+from privaudit.services.reporter import render_html, render_json
+from privaudit.services.reporter.compare import compare
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION
+from privaudit.services.reporter.report import NO_RECORD_SCORES
 from privaudit.v1 import results_pb2
-from services.reporter import render_html, render_json
-from services.reporter.compare import compare
-from services.reporter.epsilon_terms import ASSUMPTION
-from services.reporter.report import NO_RECORD_SCORES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = '<script>alert("x")</script>'

@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import binom, hypergeom, mannwhitneyu, norm
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from services.attack_worker import intervals
+from privaudit.services.attack_worker import intervals
 
 ALPHA = 0.05
 

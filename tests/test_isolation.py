@@ -31,12 +31,12 @@ from worker_fixtures import (
     write_model,
 )
 
+from privaudit.services.attack_worker import job_process, launcher
+from privaudit.services.attack_worker.server import SERVICE_NAME
+from privaudit.services.attack_worker.settings import AUTO, WATCHDOG, JobLimits
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.errors import from_rpc_error
 from privaudit.v1 import attack_worker_pb2_grpc, results_pb2
-from services.attack_worker import job_process, launcher
-from services.attack_worker.server import SERVICE_NAME
-from services.attack_worker.settings import AUTO, WATCHDOG, JobLimits
-from services.common.channels import open_channel
-from services.common.errors import from_rpc_error
 
 LIMITS = JobLimits(memory_mb=1536, timeout_s=6)
 TASK = results_pb2.FAULT_TASK

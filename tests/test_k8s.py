@@ -36,13 +36,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from service_processes import ServiceProcesses, when_serving
 
-from client import cli
+from privaudit.client import cli
+from privaudit.services.common import task_spec
+from privaudit.services.common.auth import read_tokens
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.config import SERVER_SECURITY_ENV
+from privaudit.services.orchestrator.__main__ import parse_args
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, reporter_pb2, reporter_pb2_grpc
-from services.common import task_spec
-from services.common.auth import read_tokens
-from services.common.channels import open_channel
-from services.common.config import SERVER_SECURITY_ENV
-from services.orchestrator.__main__ import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
@@ -150,7 +150,7 @@ def service_pods(objects: list[Obj], service: Obj) -> list[Obj]:
 
 def read_variables(module: str, capsys) -> set[str]:
     """The PRIVAUDIT_* variables `python -m <module>` reads, from the environment fallbacks its
-    --help lists (services.common.config.flag documents each as '(env NAME; ...)')."""
+    --help lists (privaudit.services.common.config.flag documents each as '(env NAME; ...)')."""
     with pytest.raises(SystemExit):
         importlib.import_module(f"{module}.__main__").main(["--help"])
     return set(re.findall(r"\(env\s+(PRIVAUDIT_\w+);", capsys.readouterr().out))
@@ -200,8 +200,8 @@ def exported_metrics() -> set[str]:
     """The names of the metrics the orchestrator serves (services/orchestrator/metrics.py)."""
     from prometheus_client import generate_latest
 
-    from services.orchestrator.metrics import OrchestratorMetrics
-    from services.orchestrator.store import TaskStore
+    from privaudit.services.orchestrator.metrics import OrchestratorMetrics
+    from privaudit.services.orchestrator.store import TaskStore
 
     store = TaskStore(None)
     try:
@@ -360,7 +360,7 @@ def test_orchestrator_reaches_the_reporter_service(objects):
 
 
 def test_every_privaudit_variable_is_one_its_service_reads(objects, capsys):
-    """Containers are named after their service: `attack-worker` runs `services.attack_worker`."""
+    """Containers are named after their service: `attack-worker` runs `privaudit.services.attack_worker`."""
     for deployment in of_kind(objects, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         assert pod.get("enableServiceLinks") is False, (
@@ -536,7 +536,7 @@ def served_deployments(objects: list[Obj]) -> Iterator[tuple[Obj, Obj, dict[str,
 
 
 def security_variables(box: Obj, capsys) -> set[str]:
-    """The security variables container `box`'s service reads (services.common.config lists them all)."""
+    """The security variables container `box`'s service reads (privaudit.services.common.config lists them all)."""
     return set(SERVER_SECURITY_ENV) & read_variables(f"services.{box['name'].replace('-', '_')}", capsys)
 
 
@@ -760,18 +760,18 @@ def test_with_cert_manager_only_the_token_secrets_are_made_by_hand(tmp_path):
 
 
 @pytest.mark.parametrize("module, variable", [
-    ("services.orchestrator", "PRIVAUDIT_TOKEN_FILE"),
-    ("services.orchestrator", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
-    ("services.attack_worker", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
-    ("services.reporter", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
+    ("privaudit.services.orchestrator", "PRIVAUDIT_TOKEN_FILE"),
+    ("privaudit.services.orchestrator", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
+    ("privaudit.services.attack_worker", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
+    ("privaudit.services.reporter", "PRIVAUDIT_INTERNAL_TOKEN_FILE"),
 ])
 def test_a_token_secret_without_a_token_stops_the_service(module, variable, tmp_path, monkeypatch, capsys):
     """A Secret created empty, or with only a comment, does not open the service: it refuses to start."""
     main = importlib.import_module(f"{module}.__main__")
     monkeypatch.setattr(main, "start_server", lambda *_, **__: pytest.fail("served without a token"), raising=False)
     monkeypatch.setattr(main, "serve_until_signalled", lambda *_, **__: pytest.fail("served"), raising=False)
-    arguments = {"services.orchestrator": ["--workers", "127.0.0.1:1"],
-                 "services.attack_worker": ["--storage-root", str(tmp_path)]}.get(module, [])
+    arguments = {"privaudit.services.orchestrator": ["--workers", "127.0.0.1:1"],
+                 "privaudit.services.attack_worker": ["--storage-root", str(tmp_path)]}.get(module, [])
     for content in ("", "# the token goes here\n\n"):
         (tmp_path / "token").write_text(content)
         monkeypatch.setenv(variable, str(tmp_path / "token"))

@@ -23,10 +23,10 @@ from worker_fixtures import AuditTree, write_audit_tree
 
 from privaudit.oip import grpc_predict_v2_pb2 as oip
 from privaudit.oip import grpc_predict_v2_pb2_grpc as oip_grpc
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker.job import run_job
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
 
 REPO = Path(__file__).resolve().parents[1]
 KSERVE_PYTHON = REPO / "build" / "kserve-venv" / "bin" / "python"

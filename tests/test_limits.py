@@ -8,21 +8,21 @@ import pytest
 from test_orchestrator import TASK, ScriptedReporter, ScriptedWorker, serve, succeed
 from worker_fixtures import baseline_request, write_audit_tree
 
-from client import cli
-from client.api import AuditClient, AuditError
-from client.local_cluster import ClusterError, LocalCluster
+from privaudit.client import cli
+from privaudit.client.api import AuditClient, AuditError
+from privaudit.client.local_cluster import ClusterError, LocalCluster
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.__main__ import DEFAULT_MAX_DATASET_LENGTH, parse_flags
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.server import DEFAULT_OPTIONS, ServerOptions
+from privaudit.services.orchestrator.__main__ import DEFAULT_MAX_MESSAGE_BYTES, parse_args
+from privaudit.services.orchestrator.app import Orchestrator, OrchestratorConfig
+from privaudit.services.orchestrator.limits import DEFAULT_MAX_TASK_BYTES, TaskLimits
+from privaudit.services.orchestrator.worker_pool import WORKER_SERVICE
 from privaudit.v1 import attack_worker_pb2_grpc, orchestrator_pb2, reporter_pb2_grpc, results_pb2, task_pb2
-from services.attack_worker import storage
-from services.attack_worker.__main__ import DEFAULT_MAX_DATASET_LENGTH, parse_flags
-from services.attack_worker.job import run_job
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
-from services.common.errors import TaskError
-from services.common.server import DEFAULT_OPTIONS, ServerOptions
-from services.orchestrator.__main__ import DEFAULT_MAX_MESSAGE_BYTES, parse_args
-from services.orchestrator.app import Orchestrator, OrchestratorConfig
-from services.orchestrator.limits import DEFAULT_MAX_TASK_BYTES, TaskLimits
-from services.orchestrator.worker_pool import WORKER_SERVICE
 
 SHADOW_TASK = """
 - type: MEMBERSHIP_INFERENCE_ATTACK

@@ -8,10 +8,10 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from services.attack_worker.attacks import lira
-from services.attack_worker.attacks.augment import Mirror
-from services.attack_worker.attacks.base import NOMINAL_FPR
-from services.attack_worker.attacks.shadow_population import Population, training_masks
+from privaudit.services.attack_worker.attacks import lira
+from privaudit.services.attack_worker.attacks.augment import Mirror
+from privaudit.services.attack_worker.attacks.base import NOMINAL_FPR
+from privaudit.services.attack_worker.attacks.shadow_population import Population, training_masks
 
 # Shadow models 0 and 1 trained on every record, 2 and 3 on none: hand-made, so fits are exact.
 IN_MASK = np.array([[True] * 3, [True] * 3, [False] * 3, [False] * 3])

@@ -11,12 +11,12 @@ import time
 import grpc
 import pytest
 
+from privaudit.services.common import logs
+from privaudit.services.common.auth import TokenAuth
+from privaudit.services.common.channels import ChannelSecurity, open_channel
+from privaudit.services.common.logs import Throttle
+from privaudit.services.common.server import ServerOptions, start_server
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, reporter_pb2, reporter_pb2_grpc
-from services.common import logs
-from services.common.auth import TokenAuth
-from services.common.channels import ChannelSecurity, open_channel
-from services.common.logs import Throttle
-from services.common.server import ServerOptions, start_server
 
 FLOOD = 60
 INTERVAL = 2.0
@@ -92,7 +92,7 @@ def flood(call, times: int = FLOOD) -> list[grpc.RpcError]:
 
 
 def test_a_bug_hit_over_and_over_logs_one_traceback_per_interval_and_every_incident_is_findable(served, caplog):
-    caplog.set_level(logging.INFO, logger="services.common.server")
+    caplog.set_level(logging.INFO, logger="privaudit.services.common.server")
     with open_channel(served()) as channel:
         capacity = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).GetCapacity
         report = reporter_pb2_grpc.ReporterServiceStub(channel).BuildReport
@@ -112,7 +112,7 @@ def test_a_bug_hit_over_and_over_logs_one_traceback_per_interval_and_every_incid
 
 
 def test_undecodable_requests_log_one_line_per_method_per_interval(served, caplog):
-    caplog.set_level(logging.INFO, logger="services.common.server")
+    caplog.set_level(logging.INFO, logger="privaudit.services.common.server")
     with open_channel(served()) as channel:
         raw = channel.unary_unary("/privaudit.v1.AttackWorkerService/GetCapacity")
         errors = flood(lambda: raw(b"\xff\xff\xff\xff", timeout=10))
@@ -126,12 +126,12 @@ def test_undecodable_requests_log_one_line_per_method_per_interval(served, caplo
 
 
 def test_refused_calls_log_one_line_per_method_and_reason_per_interval(served, caplog):
-    caplog.set_level(logging.INFO, logger="services.common.auth")
+    caplog.set_level(logging.INFO, logger="privaudit.services.common.auth")
     address = served(TokenAuth(["right-token-1"], "a token"))
     for token in ("wrong-token-1", None):
         with open_channel(address, security=ChannelSecurity(token=token)) as channel:
             capacity = attack_worker_pb2_grpc.AttackWorkerServiceStub(channel).GetCapacity
             errors = flood(lambda: capacity(attack_worker_pb2.GetCapacityRequest(), timeout=10))  # noqa: B023
         assert {e.code() for e in errors} == {grpc.StatusCode.UNAUTHENTICATED}
-    lines = [r.getMessage() for r in caplog.records if r.name == "services.common.auth"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "privaudit.services.common.auth"]
     assert len(lines) == 2 and "wrong bearer token" in lines[0] and "no bearer token" in lines[1], lines

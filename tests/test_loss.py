@@ -8,9 +8,9 @@ from fake_runtime import AUDIT_PATHS, ConstantModel, audit_runtime, membership_a
 from scipy.special import softmax
 from sklearn.metrics import log_loss
 
+from privaudit.services.attack_worker.attacks import loss
+from privaudit.services.common.task_spec import LossArgs
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks import loss
-from services.common.task_spec import LossArgs
 
 
 def loss_args() -> LossArgs:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score, roc_curve
 
-from services.attack_worker import intervals, metrics
-from services.attack_worker.attacks.base import Scores
+from privaudit.services.attack_worker import intervals, metrics
+from privaudit.services.attack_worker.attacks.base import Scores
 
 SEED = 11
 

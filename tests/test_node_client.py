@@ -20,7 +20,7 @@ import pytest
 from service_processes import ServiceProcesses
 from test_tls import PKI
 
-from client import AuditClient, LocalCluster
+from privaudit.client import AuditClient, LocalCluster
 from privaudit.v1 import report_pb2
 
 pytestmark = pytest.mark.e2e

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from worker_fixtures import NUM_CLASSES, records, write_audit_tree, write_dataset
 
-from client import AuditClient, LocalCluster
+from privaudit.client import AuditClient, LocalCluster
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import orchestrator_pb2, report_pb2
-from services.attack_worker import storage
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common.errors import TaskError
 
 
 def write_npz(folder: Path, **arrays: np.ndarray) -> Path:

@@ -21,7 +21,17 @@ from grpc_health.v1 import health_pb2
 from test_store import SCHEMA_0_STATUS, schema_0_folder, sketch
 from test_tls import INTERNAL_NAME, PKI
 
-from client.api import AuditClient, AuditError
+from privaudit.client.api import AuditClient, AuditError
+from privaudit.services.common import task_spec
+from privaudit.services.common.channels import ChannelSecurity
+from privaudit.services.common.entry_transfer import CHUNK_BYTES
+from privaudit.services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unimplemented
+from privaudit.services.common.server import ServerOptions, Service, start_server
+from privaudit.services.common.tls import ClientTLS, ServerTLS
+from privaudit.services.orchestrator import worker_pool
+from privaudit.services.orchestrator.app import Orchestrator, OrchestratorConfig
+from privaudit.services.orchestrator.scheduler import JobSettings
+from privaudit.services.orchestrator.worker_pool import WORKER_SERVICE
 from privaudit.v1 import (
     attack_worker_pb2,
     attack_worker_pb2_grpc,
@@ -32,16 +42,6 @@ from privaudit.v1 import (
     reporter_pb2_grpc,
     results_pb2,
 )
-from services.common import task_spec
-from services.common.channels import ChannelSecurity
-from services.common.entry_transfer import CHUNK_BYTES
-from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unimplemented
-from services.common.server import ServerOptions, Service, start_server
-from services.common.tls import ClientTLS, ServerTLS
-from services.orchestrator import worker_pool
-from services.orchestrator.app import Orchestrator, OrchestratorConfig
-from services.orchestrator.scheduler import JobSettings
-from services.orchestrator.worker_pool import WORKER_SERVICE
 
 TASK = """
 - type: MEMBERSHIP_INFERENCE_ATTACK

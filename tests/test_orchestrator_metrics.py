@@ -14,13 +14,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from worker_fixtures import MODEL_CODE, identity_weights, write_audit_tree, write_model
 
-from client import AuditClient
+from privaudit.client import AuditClient
+from privaudit.services.orchestrator import metrics
+from privaudit.services.orchestrator.__main__ import parse_args
+from privaudit.services.orchestrator.metrics import OrchestratorMetrics
+from privaudit.services.orchestrator.scheduler import Job
+from privaudit.services.orchestrator.store import TaskStore
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.orchestrator import metrics
-from services.orchestrator.__main__ import parse_args
-from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.scheduler import Job
-from services.orchestrator.store import TaskStore
 
 SLEEP_S = 3.0  # each job's model sleeps this long at import
 

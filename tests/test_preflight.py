@@ -26,10 +26,10 @@ import yaml
 from test_bad_inputs import CASES, storage_root, task_text  # noqa: F401 (storage_root: the corpus's tree)
 from worker_fixtures import MODEL_CODE, identity_weights, write_audit_tree, write_model
 
-from services.attack_worker import storage
-from services.common.errors import TaskError
-from services.common.preflight import preflight
-from services.common.task_spec import TaskSpec, parse_yaml
+from privaudit.services.attack_worker import storage
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.preflight import preflight
+from privaudit.services.common.task_spec import TaskSpec, parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD_PAIR = ["datasets/members", "datasets/non_members"]
@@ -183,7 +183,7 @@ def test_only_weights_an_attack_reads_are_checked(root):
 
 
 def test_the_problems_make_a_task_error_naming_every_field(root):
-    from services.common.task_spec import refusal
+    from privaudit.services.common.task_spec import refusal
 
     problems = preflight(task(baseline("models/x", ["datasets/y", "datasets/z"])), root)
     error = refusal(problems)
@@ -302,8 +302,8 @@ def test_no_paddle_is_imported_and_no_user_code_runs(root, tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         started = time.perf_counter()
-        from services.common.preflight import preflight
-        from services.common.task_spec import parse_yaml
+        from privaudit.services.common.preflight import preflight
+        from privaudit.services.common.task_spec import parse_yaml
         spec = parse_yaml(open({str(tmp_path / 'task.yaml')!r}).read())
         problems = preflight(spec, {str(root)!r})
         print(len(problems), "paddle" in sys.modules, round(time.perf_counter() - started, 3))

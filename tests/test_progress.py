@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from client.progress import LABEL_WIDTH, LiveProgress, ProgressPrinter
-from client.progress_state import SHADOW_SHARE, AuditState
+from privaudit.client.progress import LABEL_WIDTH, LiveProgress, ProgressPrinter
+from privaudit.client.progress_state import SHADOW_SHARE, AuditState
 from privaudit.v1 import orchestrator_pb2, results_pb2
 
 TRAIN, SCORE, LOAD = results_pb2.STAGE_TRAIN_SHADOW, results_pb2.STAGE_SCORE, results_pb2.STAGE_LOAD

@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 from worker_fixtures import baseline_request, identity_weights, write_audit_tree, write_dataset, write_model
 
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.settings import WorkerSettings
 from privaudit.v1 import results_pb2
-from services.attack_worker.job import run_job
-from services.attack_worker.settings import WorkerSettings
 
 
 def _run(root, request) -> results_pb2.AttackResult:

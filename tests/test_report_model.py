@@ -10,14 +10,14 @@ import pytest
 from pydantic import ValidationError
 from test_reporter_fixtures import SCHEMA, failed, make_report, succeeded
 
+from privaudit.services.reporter import report_model
+from privaudit.services.reporter.render_json import audit_report, render
+from privaudit.services.reporter.report_model import AuditReport, risk_name
 from privaudit.v1 import report_pb2
-from services.reporter import report_model
-from services.reporter.render_json import audit_report, render
-from services.reporter.report_model import AuditReport, risk_name
 
 
 def test_the_committed_schema_is_the_one_the_models_give() -> None:
-    """Run `python -m services.reporter.report_model --schema` after changing a model."""
+    """Run `python -m privaudit.services.reporter.report_model --schema` after changing a model."""
     assert report_model.schema_path().read_text() == report_model.schema_text()
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$id"] == "urn:privaudit:report:3.0"

@@ -11,11 +11,11 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 from test_reporter_fixtures import make_report, succeeded
 
+from privaudit.services.attack_worker import metrics
+from privaudit.services.attack_worker.attacks.base import Scores
+from privaudit.services.reporter import plots, render_html
+from privaudit.services.reporter.views import operating_points, score_histogram
 from privaudit.v1 import results_pb2
-from services.attack_worker import metrics
-from services.attack_worker.attacks.base import Scores
-from services.reporter import plots, render_html
-from services.reporter.views import operating_points, score_histogram
 
 
 def _result(members: np.ndarray, non_members: np.ndarray, name: str = "LOSS", index: int = 0,

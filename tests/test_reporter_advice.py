@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from test_reporter_fixtures import POLICY, failed, make_report, succeeded
 
-from services.reporter.advice import NO_LEAK_NOTE, NOTHING_RATED_NOTE
-from services.reporter.epsilon_terms import ASSUMPTION
-from services.reporter.report import Report
+from privaudit.services.reporter.advice import NO_LEAK_NOTE, NOTHING_RATED_NOTE
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION
+from privaudit.services.reporter.report import Report
 
 HIGH_AUC, MIDDLE_AUC = 0.7, 0.6
 GAP = POLICY.advice.large_accuracy_gap

@@ -14,14 +14,14 @@ import jsonschema
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from privaudit.services.reporter import render_json
+from privaudit.services.reporter.policy import Policy, load_policy
+from privaudit.services.reporter.report import Report, build_report
+from privaudit.services.reporter.report_model import AuditReport
 from privaudit.v1 import report_pb2, results_pb2
-from services.reporter import render_json
-from services.reporter.policy import Policy, load_policy
-from services.reporter.report import Report, build_report
-from services.reporter.report_model import AuditReport
 
 POLICY = load_policy()
-SCHEMA = json.loads(resources.files("services.reporter").joinpath(render_json.SCHEMA_FILE).read_text())
+SCHEMA = json.loads(resources.files("privaudit.services.reporter").joinpath(render_json.SCHEMA_FILE).read_text())
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 # The chance p-value every measured figure gets unless a test says otherwise: far beyond chance.
 TINY_P = 1e-6

@@ -11,10 +11,10 @@ import pytest
 from scipy.stats import beta
 from test_reporter_fixtures import SCHEMA, class_metrics, failed, make_report, succeeded, validate_json
 
+from privaudit.services.reporter import render_json
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION
+from privaudit.services.reporter.report import NO_RECORD_SCORES
 from privaudit.v1 import results_pb2
-from services.reporter import render_json
-from services.reporter.epsilon_terms import ASSUMPTION
-from services.reporter.report import NO_RECORD_SCORES
 
 WARNING = "the attack classifier stopped before it converged: raise classifier_epoch"
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from test_reporter_fixtures import POLICY
 
-from services.reporter.policy import PolicyError, load_policy, parse_policy
+from privaudit.services.reporter.policy import PolicyError, load_policy, parse_policy
 
 SHIPPED = Path(__file__).parents[1] / "services" / "reporter" / "risk_policy.yaml"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from test_reporter_fixtures import HALF_WIDTH, POLICY, failed, make_report, metrics, succeeded
 
+from privaudit.services.reporter.figures import RISK_FIGURES
+from privaudit.services.reporter.policy import parse_policy
+from privaudit.services.reporter.risk import Risk, assess, overall_risk, rate
 from privaudit.v1 import report_pb2
-from services.reporter.figures import RISK_FIGURES
-from services.reporter.policy import parse_policy
-from services.reporter.risk import Risk, assess, overall_risk, rate
 
 # Metric argument names of the helper, per policy figure.
 _ARG = {"auc": "auc", "tpr_at_1pct_fpr": "tpr_1", "tpr_at_0_1pct_fpr": "tpr_01"}

@@ -16,12 +16,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_reporter_fixtures import POLICY, PROVENANCE, class_metrics, failed, make_report, succeeded, validate_json
 
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.server import start_server
+from privaudit.services.reporter import render_html, render_json, render_text
+from privaudit.services.reporter.__main__ import main
+from privaudit.services.reporter.server import CHUNK_BYTES, SERVICE_NAME, ReporterServicer, chunks
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc, results_pb2
-from services.common.channels import open_channel
-from services.common.server import start_server
-from services.reporter import render_html, render_json, render_text
-from services.reporter.__main__ import main
-from services.reporter.server import CHUNK_BYTES, SERVICE_NAME, ReporterServicer, chunks
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_text_report_by_default(stub) -> None:
 def test_large_json_report_arrives_in_chunks_that_make_the_whole(stub, caplog) -> None:
     results = [succeeded(i, ("BASELINE", "ML-LEAK", "LABEL-ONLY")[i % 3], auc=0.5 + i / 200, roc_points=400)
                for i in range(64)]
-    with caplog.at_level(logging.INFO, logger="services.reporter.server"):
+    with caplog.at_level(logging.INFO, logger="privaudit.services.reporter.server"):
         summary, pieces = _build(stub, results, report_pb2.REPORT_FORMAT_JSON, task_id="big")
     data = b"".join(c.data for c in pieces)
     assert len(pieces) > 3
@@ -177,7 +177,7 @@ def test_reporter_does_not_import_paddle_nor_what_only_html_needs() -> None:
     """Paddle never; matplotlib and jinja2 only once an HTML report is asked for; scipy.stats never
     (its import alone took longer than building a report)."""
     heavy = ("paddle", "sklearn", "torch", "matplotlib", "jinja2", "scipy.stats")
-    code = ("import sys, services.reporter.__main__, services.reporter.server; "
+    code = ("import sys, privaudit.services.reporter.__main__, privaudit.services.reporter.server; "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[1])

@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 from test_reporter_fixtures import class_metrics, failed, make_report, succeeded
 
+from privaudit.services.common.task_spec import ATTACKS as TASK_ATTACKS
+from privaudit.services.reporter import catalog, render_json, render_text
+from privaudit.services.reporter.compare import compare
 from privaudit.v1 import results_pb2
-from services.common.task_spec import ATTACKS as TASK_ATTACKS
-from services.reporter import catalog, render_json, render_text
-from services.reporter.compare import compare
 
 
 def _text(*results) -> str:

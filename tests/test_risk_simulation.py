@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from test_reporter_fixtures import POLICY
 
-from services.attack_worker import metrics
-from services.attack_worker.attacks.base import Scores
-from services.reporter.figures import RISK_FIGURES
-from services.reporter.risk import Risk, rate
+from privaudit.services.attack_worker import metrics
+from privaudit.services.attack_worker.attacks.base import Scores
+from privaudit.services.reporter.figures import RISK_FIGURES
+from privaudit.services.reporter.risk import Risk, rate
 
 ALPHA = POLICY.beyond_chance.alpha
 Z = 2.33

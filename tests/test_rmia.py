@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from services.attack_worker.attacks import rmia
-from services.attack_worker.attacks.base import NOMINAL_FPR
-from services.attack_worker.attacks.loss import true_label_log_probability
+from privaudit.services.attack_worker.attacks import rmia
+from privaudit.services.attack_worker.attacks.base import NOMINAL_FPR
+from privaudit.services.attack_worker.attacks.loss import true_label_log_probability
 
 
 def two_class_logits(p: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from client.scores_export import COLUMNS, score_table, write_scores
+from privaudit.client.scores_export import COLUMNS, score_table, write_scores
 from privaudit.v1 import results_pb2
 
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from worker_fixtures import NUM_CLASSES, AuditTree, records, write_audit_tree, write_dataset, write_model
 
+from privaudit.services.attack_worker.attack_cache import ShadowAttackCache
+from privaudit.services.attack_worker.attacks import attack_classifier
+from privaudit.services.attack_worker.attacks.base import balanced_indices
+from privaudit.services.attack_worker.attacks.shadow_attack import FOUND
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.npz_store import NpzStore
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common import task_spec
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker.attack_cache import ShadowAttackCache
-from services.attack_worker.attacks import attack_classifier
-from services.attack_worker.attacks.base import balanced_indices
-from services.attack_worker.attacks.shadow_attack import FOUND
-from services.attack_worker.job import run_job
-from services.attack_worker.npz_store import NpzStore
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common import task_spec
 
 CLASSIFIER_FOUND = f"the attack classifier {FOUND}"
 FEATURES_FOUND = f"the shadow model's features {FOUND}"

@@ -23,11 +23,11 @@ import pytest
 from service_processes import ServiceProcesses
 from worker_fixtures import MODEL_CODE, identity_weights, records, write_audit_tree, write_dataset, write_model
 
-from client import AuditClient, LocalCluster
+from privaudit.client import AuditClient, LocalCluster
+from privaudit.services.common import task_spec
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.entry_transfer import CHUNK_BYTES
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, orchestrator_pb2, results_pb2
-from services.common import task_spec
-from services.common.channels import open_channel
-from services.common.entry_transfer import CHUNK_BYTES
 
 pytestmark = pytest.mark.e2e
 

@@ -30,21 +30,21 @@ from worker_fixtures import (
     write_model,
 )
 
+from privaudit.services.attack_worker import paddle_runtime, shadow_jobs
+from privaudit.services.attack_worker.__main__ import parse_flags
+from privaudit.services.attack_worker.attacks import lira, shadow_models
+from privaudit.services.attack_worker.attacks.base import Scores
+from privaudit.services.attack_worker.attacks.loss import true_label_log_probability
+from privaudit.services.attack_worker.attacks.shadow_population import Population, shadow_seed, training_masks
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.npz_store import Fingerprint, NpzStore
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.attack_worker.shadow_cache import ShadowCache, shadow_key
+from privaudit.services.attack_worker.shadow_jobs import ShadowStore
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker import paddle_runtime, shadow_jobs
-from services.attack_worker.__main__ import parse_flags
-from services.attack_worker.attacks import lira, shadow_models
-from services.attack_worker.attacks.base import Scores
-from services.attack_worker.attacks.loss import true_label_log_probability
-from services.attack_worker.attacks.shadow_population import Population, shadow_seed, training_masks
-from services.attack_worker.job import run_job
-from services.attack_worker.npz_store import Fingerprint, NpzStore
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.shadow_cache import ShadowCache, shadow_key
-from services.attack_worker.shadow_jobs import ShadowStore
-from services.common import task_spec
-from services.common.errors import TaskError
 
 SEED = 7
 FAST = {"num_shadow": 4, "epochs": 3, "lr": 0.05, "batch_size": 8}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.attack_worker.attacks.shadow_population import (
+from privaudit.services.attack_worker.attacks.shadow_population import (
     Population,
     query_indices,
     shadow_seed,

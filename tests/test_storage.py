@@ -17,8 +17,8 @@ from worker_fixtures import (
     write_model,
 )
 
-from services.attack_worker import storage
-from services.common.errors import TaskError
+from privaudit.services.attack_worker import storage
+from privaudit.services.common.errors import TaskError
 
 FIELD = "target_model"
 

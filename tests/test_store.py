@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from privaudit.services.orchestrator import store as store_module
+from privaudit.services.orchestrator.event_log import EventLog, EventsNotStored
+from privaudit.services.orchestrator.store import SCHEMA_VERSION, NewerSchema, StoredTask, TaskStore
 from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, report_pb2, results_pb2, task_pb2
-from services.orchestrator import store as store_module
-from services.orchestrator.event_log import EventLog, EventsNotStored
-from services.orchestrator.store import SCHEMA_VERSION, NewerSchema, StoredTask, TaskStore
 
 REPO = Path(__file__).resolve().parents[1]
 # A state folder's database made by the orchestrator of commit e9d0521 (schema 0, before status
@@ -268,8 +268,8 @@ import sys, threading
 sys.path[:0] = [{repo!r}, {protos!r}]
 from pathlib import Path
 from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, report_pb2, results_pb2, task_pb2
-from services.orchestrator.event_log import EventLog
-from services.orchestrator.store import TaskStore
+from privaudit.services.orchestrator.event_log import EventLog
+from privaudit.services.orchestrator.store import TaskStore
 store = TaskStore(Path({path!r}))
 logs = []
 for number in range(8):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from test_task_spec import one_attack, problems
 
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import task_pb2
-from services.common import task_spec
-from services.common.errors import TaskError
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = {"target_datasets": "[d/members, d/non_members]", "target_model": "m/target"}

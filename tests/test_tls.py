@@ -25,15 +25,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service_processes import REPO, ServiceProcesses
 from test_e2e import BASELINE_ONLY
 
-from client import cli
-from client.api import AuditClient, AuditError
-from client.local_cluster import LocalCluster
+from privaudit.client import cli
+from privaudit.client.api import AuditClient, AuditError
+from privaudit.client.local_cluster import LocalCluster
+from privaudit.services.common.channels import ChannelSecurity, open_channel
+from privaudit.services.common.config import SERVER_SECURITY_ENV
+from privaudit.services.common.server import ServerOptions, start_server
+from privaudit.services.common.tls import ClientTLS, ServerTLS, TLSConfigError, served_protocol
+from privaudit.services.orchestrator.app import Orchestrator, OrchestratorConfig
 from privaudit.v1 import results_pb2
-from services.common.channels import ChannelSecurity, open_channel
-from services.common.config import SERVER_SECURITY_ENV
-from services.common.server import ServerOptions, start_server
-from services.common.tls import ClientTLS, ServerTLS, TLSConfigError, served_protocol
-from services.orchestrator.app import Orchestrator, OrchestratorConfig
 
 INTERNAL_NAME = "privaudit-internal"
 CLIENT_TOKEN = "client-token-81c4"

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from worker_fixtures import MODEL_CODE, baseline_request, served_worker, write_audit_tree
 
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.server import SERVICE_NAME
+from privaudit.services.attack_worker.weights import NotWeights, read_state_dict
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import results_pb2
-from services.attack_worker import storage
-from services.attack_worker.server import SERVICE_NAME
-from services.attack_worker.weights import NotWeights, read_state_dict
-from services.common.errors import TaskError
 
 FIELD = "target_model"
 EXAMPLE_MODELS = Path(__file__).resolve().parents[1] / "example" / "models"

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from worker_fixtures import write_audit_tree
 
+from privaudit.services.attack_worker import attacks, metrics
+from privaudit.services.attack_worker.attacks import AttackUnavailable, baseline
+from privaudit.services.attack_worker.attacks.base import Outputs, Scores
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.task_spec import BaselineArgs
 from privaudit.v1 import results_pb2
-from services.attack_worker import attacks, metrics
-from services.attack_worker.attacks import AttackUnavailable, baseline
-from services.attack_worker.attacks.base import Outputs, Scores
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common.task_spec import BaselineArgs
 
 
 def test_correctness_is_one_where_the_argmax_is_the_label():

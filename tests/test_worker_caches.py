@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from worker_fixtures import AuditTree, baseline_request, identity_weights, write_audit_tree, write_model
 
+from privaudit.services.attack_worker.__main__ import parse_flags
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.npz_store import NpzStore
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
 from privaudit.v1 import results_pb2
-from services.attack_worker.__main__ import parse_flags
-from services.attack_worker.job import run_job
-from services.attack_worker.npz_store import NpzStore
-from services.attack_worker.paddle_runtime import PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
 
 FOUND = "found in the output cache"
 

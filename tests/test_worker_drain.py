@@ -11,7 +11,7 @@ import pytest
 from service_processes import ServiceProcesses
 from worker_fixtures import MODEL_CODE, identity_weights, write_audit_tree, write_model
 
-from client import AuditClient
+from privaudit.client import AuditClient
 from privaudit.v1 import results_pb2
 
 pytestmark = pytest.mark.e2e

@@ -9,13 +9,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from worker_fixtures import AuditTree, baseline_request, write_audit_tree
 
+from privaudit.services.attack_worker import attacks
+from privaudit.services.attack_worker.attacks import baseline
+from privaudit.services.attack_worker.job import run_job
+from privaudit.services.attack_worker.paddle_runtime import JobCancelled
+from privaudit.services.attack_worker.settings import JobLimits, WorkerSettings
+from privaudit.services.common.errors import TaskError, Unavailable
 from privaudit.v1 import results_pb2, task_pb2
-from services.attack_worker import attacks
-from services.attack_worker.attacks import baseline
-from services.attack_worker.job import run_job
-from services.attack_worker.paddle_runtime import JobCancelled
-from services.attack_worker.settings import JobLimits, WorkerSettings
-from services.common.errors import TaskError, Unavailable
 
 
 @pytest.fixture

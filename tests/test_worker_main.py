@@ -1,4 +1,4 @@
-"""`python -m services.attack_worker`: flags, environment fallbacks, lazy Paddle, a real process."""
+"""`python -m privaudit.services.attack_worker`: flags, environment fallbacks, lazy Paddle, a real process."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from test_isolation import (
 )
 from worker_fixtures import MODEL_CODE, baseline_request, identity_weights, write_audit_tree, write_model
 
+from privaudit.services.attack_worker.__main__ import parse_flags, settings_from
+from privaudit.services.common.errors import from_rpc_error
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
-from services.attack_worker.__main__ import parse_flags, settings_from
-from services.common.errors import from_rpc_error
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_SERVICE = "privaudit.v1.AttackWorkerService"
@@ -91,7 +91,7 @@ def test_a_gpu_this_paddle_cannot_use_stops_the_worker_at_start_saying_why(tmp_p
 
     if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         pytest.skip("this machine has a GPU Paddle can use")
-    completed = subprocess.run([sys.executable, "-m", "services.attack_worker", "--listen", "127.0.0.1:0",
+    completed = subprocess.run([sys.executable, "-m", "privaudit.services.attack_worker", "--listen", "127.0.0.1:0",
                                 "--storage-root", str(tmp_path), "--device", "gpu:0"],
                                cwd=REPO, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 1
@@ -99,7 +99,7 @@ def test_a_gpu_this_paddle_cannot_use_stops_the_worker_at_start_saying_why(tmp_p
 
 
 def test_the_entry_point_does_not_import_paddle_before_reading_flags():
-    code = "import sys, services.attack_worker.__main__; print('paddle' in sys.modules)"
+    code = "import sys, privaudit.services.attack_worker.__main__; print('paddle' in sys.modules)"
     completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert completed.stdout.strip() == "False", completed.stderr
 
@@ -107,13 +107,14 @@ def test_the_entry_point_does_not_import_paddle_before_reading_flags():
 @contextmanager
 def worker_process(tmp_path: Path, storage_root: Path, *flags: str, serving: bool = True,
                    ) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`python -m services.attack_worker` serving `storage_root` on loopback, and its address,
+    """`python -m privaudit.services.attack_worker` serving `storage_root` on loopback, and its address,
     once it is SERVING (or, with serving=False, once bound); killed at the end if still running
     (its stderr is a pipe the caller may read once it ended)."""
     ready = tmp_path / "ready"
     env = {**os.environ, "PRIVAUDIT_WORKER_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.attack_worker", "--listen", "127.0.0.1:0", "--ready-file", str(ready),
+        [sys.executable, "-m", "privaudit.services.attack_worker", "--listen", "127.0.0.1:0",
+         "--ready-file", str(ready),
          "--storage-root", str(storage_root), *flags],
         cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
     )

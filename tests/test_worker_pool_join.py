@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 from grpc_health.v1 import health_pb2
 
+from privaudit.services.common.server import Service, start_server
+from privaudit.services.orchestrator.worker_pool import WORKER_SERVICE, WorkerPool
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
-from services.common.server import Service, start_server
-from services.orchestrator.worker_pool import WORKER_SERVICE, WorkerPool
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 

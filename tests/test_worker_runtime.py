@@ -11,12 +11,12 @@ import pytest
 from augment_reference import augmented
 from worker_fixtures import NUM_CLASSES, AuditTree, records, write_audit_tree, write_dataset, write_model
 
+from privaudit.services.attack_worker import paddle_runtime
+from privaudit.services.attack_worker.attacks.augment import Augment, Mirror, Rotation, translations
+from privaudit.services.attack_worker.paddle_runtime import JobCancelled, PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.errors import TaskError
 from privaudit.v1 import results_pb2
-from services.attack_worker import paddle_runtime
-from services.attack_worker.attacks.augment import Augment, Mirror, Rotation, translations
-from services.attack_worker.paddle_runtime import JobCancelled, PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.common.errors import TaskError
 
 
 @pytest.fixture

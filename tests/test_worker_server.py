@@ -27,13 +27,13 @@ from worker_fixtures import (
     write_model,
 )
 
+from privaudit.services.attack_worker import server as worker_server
+from privaudit.services.attack_worker.device import UnusableDevice, job_device
+from privaudit.services.attack_worker.server import SERVICE_NAME
+from privaudit.services.attack_worker.settings import JobLimits, WorkerSettings
+from privaudit.services.common.channels import open_channel
+from privaudit.services.common.errors import from_rpc_error
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
-from services.attack_worker import server as worker_server
-from services.attack_worker.device import UnusableDevice, job_device
-from services.attack_worker.server import SERVICE_NAME
-from services.attack_worker.settings import JobLimits, WorkerSettings
-from services.common.channels import open_channel
-from services.common.errors import from_rpc_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_the_service_reports_serving(worker):
 
 
 def test_jobs_queue_one_at_a_time_and_a_cancelled_rpc_stops_its_job(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="services.attack_worker.server")
+    caplog.set_level(logging.INFO, logger="privaudit.services.attack_worker.server")
     slow = write_audit_tree(tmp_path / "slow", delay=0.05)  # 16 records: about a second per job
     with served_worker(slow.root) as (stub, _):
         first = stub.RunAttack(baseline_request(slow, task_id="first"), timeout=60)
@@ -146,9 +146,9 @@ def test_capacity_reports_the_device_jobs_run_on(tree):
 SERVES_WITHOUT_PADDLE = """
 import sys
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
-from services.attack_worker import launcher, server
-from services.attack_worker.settings import WorkerSettings
-from services.common.channels import open_channel
+from privaudit.services.attack_worker import launcher, server
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.channels import open_channel
 
 imported = "paddle" in sys.modules
 service = server.serve(WorkerSettings(sys.argv[1]), "127.0.0.1:0")
@@ -202,7 +202,7 @@ def test_a_job_that_breaks_without_a_result_is_our_fault_and_not_worth_retrying(
 def test_two_slots_run_two_jobs_at_once_with_the_results_of_one_at_a_time(tmp_path, caplog):
     """Jobs that train (seeded initial weights and data order) give the same numbers whether they
     run side by side in two slots or one after the other; the worker advertises its slots."""
-    caplog.set_level(logging.INFO, logger="services.attack_worker.server")
+    caplog.set_level(logging.INFO, logger="privaudit.services.attack_worker.server")
     audit = write_audit_tree(tmp_path / "root", member_correct=[True] * 10 + [False] * 2,
                              non_member_correct=[True] * 5 + [False] * 7)
     shadow_tree = ShadowTree(audit, (write_population(audit.root, "pop", 16, 1),))

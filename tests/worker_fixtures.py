@@ -18,9 +18,9 @@ import grpc
 import numpy as np
 import paddle
 
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.channels import open_channel
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, task_pb2
-from services.attack_worker.settings import WorkerSettings
-from services.common.channels import open_channel
 
 NUM_CLASSES = 4
 # Sample shapes of the same 4 values in each layout the contract allows.
@@ -157,7 +157,7 @@ def served_worker(root: Path, **settings: Any) -> Iterator[
         tuple[attack_worker_pb2_grpc.AttackWorkerServiceStub, grpc.Channel]]:
     """A real AttackWorkerService over `root` with further WorkerSettings `settings`, served
     in-process on loopback (its health following its job launcher), and a stub to it."""
-    from services.attack_worker.server import serve
+    from privaudit.services.attack_worker.server import serve
 
     service = serve(WorkerSettings(str(root), **settings), "127.0.0.1:0")
     channel = open_channel(service.address)

@@ -1,4 +1,4 @@
-"""`python -m services.attack_worker`: serve AttackWorkerService.
+"""`python -m privaudit.services.attack_worker`: serve AttackWorkerService.
 
 This process never imports Paddle: its job launcher does, in a process of its own started
 first thing after the flags are read (`--threads` must be in OMP_NUM_THREADS before Paddle
@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.attack_worker.settings import MEMORY_BOUNDS, JobLimits, WorkerSettings, parse_device
-from services.common import logs
-from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
-from services.common.server import serve_until_signalled, write_ready_file
+from privaudit.services.attack_worker.settings import MEMORY_BOUNDS, JobLimits, WorkerSettings, parse_device
+from privaudit.services.common import logs
+from privaudit.services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
+from privaudit.services.common.server import serve_until_signalled, write_ready_file
 
 DEFAULT_MAX_DATASET_LENGTH = 1_000_000
 # Matches the job time limit's default, so that a job within its limit finishes; the Kubernetes
@@ -28,7 +28,7 @@ DEFAULT_DRAIN_GRACE_S = 3600.0
 
 def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The flags, and in `serving` the ServerOptions they give; exits on a bad flag."""
-    parser = argparse.ArgumentParser(prog="python -m services.attack_worker",
+    parser = argparse.ArgumentParser(prog="python -m privaudit.services.attack_worker",
                                      description="Runs membership-inference attack jobs with Paddle.")
     add_server_flags(parser, "worker", 50052)
     flag(parser, "--storage-root", "PRIVAUDIT_STORAGE_ROOT", ".", type=Path,
@@ -124,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_flags(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     logs.setup("attack_worker", args.log_level)
-    from services.attack_worker import launcher
+    from privaudit.services.attack_worker import launcher
 
     launcher.start()  # first: its preload (Paddle, seconds) runs while this process starts serving
-    from services.attack_worker import server
-    from services.attack_worker.device import UnusableDevice
+    from privaudit.services.attack_worker import server
+    from privaudit.services.attack_worker.device import UnusableDevice
 
     with tempfile.TemporaryDirectory(prefix="privaudit-worker-cache-") as private:
         settings = settings_from(args, args.cache_dir or Path(private))

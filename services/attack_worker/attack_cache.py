@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from services.attack_worker import storage
-from services.attack_worker.attacks.attack_classifier import AttackClassifier, Convergence
-from services.attack_worker.attacks.shadow_attack import Queries, Setup
-from services.attack_worker.npz_store import WorkerCache
-from services.attack_worker.settings import WorkerSettings
-from services.common.task_spec import ShadowAttackArgs
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.attacks.attack_classifier import AttackClassifier, Convergence
+from privaudit.services.attack_worker.attacks.shadow_attack import Queries, Setup
+from privaudit.services.attack_worker.npz_store import WorkerCache
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.task_spec import ShadowAttackArgs
 
 # Part of every key: a change to how shadow models, features or classifiers are computed or stored must change it.
 FORMAT = "privaudit shadow attack v1: Adam, cross-entropy; float64 features; one-hidden-layer ReLU MLP, logistic out"

@@ -6,7 +6,7 @@ job launcher (`launcher.ready`), never in the worker's serving process.
 
 from __future__ import annotations
 
-from services.attack_worker.settings import ADDRESS_SPACE, AUTO, WATCHDOG, WorkerSettings
+from privaudit.services.attack_worker.settings import ADDRESS_SPACE, AUTO, WATCHDOG, WorkerSettings
 
 
 class UnusableDevice(ValueError):

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import paddle
 import paddle.nn.functional as F
 
-from services.attack_worker.attacks.augment import Augment, Mirror, Rotation, Translation, spatial_axes
+from privaudit.services.attack_worker.attacks.augment import Augment, Mirror, Rotation, Translation, spatial_axes
 
 
 def stacked(images: paddle.Tensor, augments: Sequence[Augment]) -> paddle.Tensor:

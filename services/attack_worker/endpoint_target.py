@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.attack_worker.oip_client import DATATYPES, ModelInfo, OipClient
-from services.common.errors import TaskError
-from services.common.task_spec import BaselineArgs, LabelOnlyArgs, ModelEndpoint
+from privaudit.services.attack_worker.oip_client import DATATYPES, ModelInfo, OipClient
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import BaselineArgs, LabelOnlyArgs, ModelEndpoint
 
 # The attacks that need nothing but the target's predicted labels.
 LABEL_ATTACKS = (BaselineArgs.name, LabelOnlyArgs.name)

@@ -5,7 +5,7 @@ the worker's server streams the stored entry from its cache in chunks before tha
 (`entry_chunks`); the orchestrator keeps them and, before a score job, uploads the entries its
 worker lacks (`put_entries`, the PutEntries RPC), so that the score job reads every entry by
 reference from its own cache, as on a shared folder. Chunking and its checks are
-`services.common.entry_transfer`'s. Free of the attacks' code (and so of Paddle, scikit-learn
+`privaudit.services.common.entry_transfer`'s. Free of the attacks' code (and so of Paddle, scikit-learn
 and scipy): the worker's serving process runs it.
 """
 
@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from privaudit.v1 import attack_worker_pb2
-from services.attack_worker.npz_store import EntryProblem, WorkerCache
-from services.attack_worker.settings import WorkerSettings
-from services.common.entry_transfer import (
+from privaudit.services.attack_worker.npz_store import EntryProblem, WorkerCache
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.entry_transfer import (
     EntryAssembly,
     Fingerprint,
     TransferError,
@@ -24,7 +23,8 @@ from services.common.entry_transfer import (
     check_key,
     read_chunks,
 )
-from services.common.errors import InvalidArgument, Overloaded, Unavailable, one_line
+from privaudit.services.common.errors import InvalidArgument, Overloaded, Unavailable, one_line
+from privaudit.v1 import attack_worker_pb2
 
 
 class ShadowEntries(WorkerCache):

@@ -2,7 +2,7 @@
 
 Validates the attack's arguments, runs the attack on a Paddle runtime, measures
 its scores, and summarises the target model and the datasets read. Faults end in
-a FAILED result rather than an exception, classified as `services.common.errors`
+a FAILED result rather than an exception, classified as `privaudit.services.common.errors`
 says: a TaskError is the task's fault (INVALID_ARGUMENT naming the task field), an
 attack this worker lacks is Unimplemented, any other `Failure` keeps its own
 classification, and anything else is a ServiceBug (INTERNAL, details in the log
@@ -16,17 +16,17 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from privaudit.services.attack_worker import attacks, metrics, shadow_jobs
+from privaudit.services.attack_worker.attack_cache import ShadowAttackStore
+from privaudit.services.attack_worker.attacks import AttackUnavailable, baseline
+from privaudit.services.attack_worker.device import job_device
+from privaudit.services.attack_worker.job_basics import JobCancelled, attack_name
+from privaudit.services.attack_worker.paddle_runtime import LoadedDataset, PaddleRuntime
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.attack_worker.storage import resolve_folder
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import Failure, ServiceBug, TaskError, Unimplemented, one_line
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker import attacks, metrics, shadow_jobs
-from services.attack_worker.attack_cache import ShadowAttackStore
-from services.attack_worker.attacks import AttackUnavailable, baseline
-from services.attack_worker.device import job_device
-from services.attack_worker.job_basics import JobCancelled, attack_name
-from services.attack_worker.paddle_runtime import LoadedDataset, PaddleRuntime
-from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.storage import resolve_folder
-from services.common import task_spec
-from services.common.errors import Failure, ServiceBug, TaskError, Unimplemented, one_line
 
 log = logging.getLogger(__name__)
 

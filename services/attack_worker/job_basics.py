@@ -4,8 +4,8 @@ and the exception that a cancelled job ends with."""
 
 from __future__ import annotations
 
+from privaudit.services.common import task_spec
 from privaudit.v1 import task_pb2
-from services.common import task_spec
 
 _NAMES_BY_PROTO_FIELD = {cls.proto_field: cls.name for cls in task_spec.ATTACKS.values()}
 

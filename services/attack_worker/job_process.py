@@ -18,7 +18,7 @@ limit, when the job is cancelled and when it ends. The child dies with its
 launcher (the parent-death signal), and lets go of the pipe end that keeps the
 launcher alive, so that a killed worker's launcher ends, and the job with it.
 
-How a child ended decides whose fault it is (`services.common.errors`):
+How a child ended decides whose fault it is (`privaudit.services.common.errors`):
 - past the worker's `--job-timeout-s`: the task's (the message names the flag and value);
 - MemoryError under the address-space limit: the task's, naming `--job-memory-mb` (in `job`);
 - past the limit under the watchdog: the task's, naming `--job-memory-mb` and what it measured;
@@ -52,13 +52,13 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from privaudit.services.attack_worker import launcher
+from privaudit.services.attack_worker.device import memory_bound
+from privaudit.services.attack_worker.job_basics import JobCancelled, attack_name
+from privaudit.services.attack_worker.settings import ADDRESS_SPACE, WATCHDOG, JobLimits, WorkerSettings
+from privaudit.services.common import logs
+from privaudit.services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unavailable
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker import launcher
-from services.attack_worker.device import memory_bound
-from services.attack_worker.job_basics import JobCancelled, attack_name
-from services.attack_worker.settings import ADDRESS_SPACE, WATCHDOG, JobLimits, WorkerSettings
-from services.common import logs
-from services.common.errors import Failure, Overloaded, ServiceBug, TaskError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,9 @@ def _child_main(request_bytes: bytes, settings: WorkerSettings, limit_address_sp
     root = Path(os.path.realpath(settings.storage_root))
     sys.addaudithook(_user_code_hook(root, sender))
     request = attack_worker_pb2.RunAttackRequest.FromString(request_bytes)
-    from services.attack_worker import job  # preloaded by the launcher; the worker's own process never imports it
+    from privaudit.services.attack_worker import (
+        job,  # preloaded by the launcher; the worker's own process never imports it
+    )
 
     try:
         outcome = job.run_job(request, settings,

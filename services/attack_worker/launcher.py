@@ -37,14 +37,14 @@ from collections.abc import Callable
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 
-from services.attack_worker.device import UnusableDevice, job_device
-from services.attack_worker.job_basics import JobCancelled
-from services.common.errors import Unavailable
+from privaudit.services.attack_worker.device import UnusableDevice, job_device
+from privaudit.services.attack_worker.job_basics import JobCancelled
+from privaudit.services.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["services.attack_worker.launcher_preload"])
+CONTEXT.set_forkserver_preload(["privaudit.services.attack_worker.launcher_preload"])
 # How long a new launcher may take to fork a process that runs (it imports Paddle first).
 READY_TIMEOUT_S = 120.0
 # The first and the longest wait between restarts that failed.

@@ -5,7 +5,7 @@ the launcher's pages stay shared with its jobs instead of being copied into each
 
 import gc
 
-import services.attack_worker.job
-import services.attack_worker.job_process  # noqa: F401
+import privaudit.services.attack_worker.job
+import privaudit.services.attack_worker.job_process  # noqa: F401
 
 gc.freeze()

@@ -34,9 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from privaudit.v1 import results_pb2
-from services.attack_worker.attacks.base import Scores, balanced_indices
-from services.attack_worker.intervals import (
+from privaudit.services.attack_worker.attacks.base import Scores, balanced_indices
+from privaudit.services.attack_worker.intervals import (
     Interval,
     auc_p_value,
     auc_with_interval,
@@ -44,6 +43,7 @@ from services.attack_worker.intervals import (
     tpr_p_value,
     true_positives_within,
 )
+from privaudit.v1 import results_pb2
 
 # The ROC curve sent with a result is thinned to at most this many points.
 MAX_ROC_POINTS = 300

@@ -23,9 +23,9 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, Self
 
-from services.attack_worker.settings import WorkerSettings
-from services.common.entry_transfer import EntryAssembly, Fingerprint
-from services.common.errors import one_line
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.entry_transfer import EntryAssembly, Fingerprint
+from privaudit.services.common.errors import one_line
 
 if TYPE_CHECKING:  # numpy is imported where arrays are read or written: the worker's serving process
     import numpy as np  # only moves entries' bytes and never imports it (8 MB less a process)

@@ -22,8 +22,8 @@ import numpy as np
 
 from privaudit.oip import grpc_predict_v2_pb2 as oip
 from privaudit.oip import grpc_predict_v2_pb2_grpc as oip_grpc
-from services.common.errors import TaskError
-from services.common.task_spec import ModelEndpoint
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import ModelEndpoint
 
 # Tries of a call the server answers UNAVAILABLE, and the wait before each retry (doubling).
 ATTEMPTS = 4

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 
-from services.attack_worker.attacks.base import Outputs
-from services.attack_worker.npz_store import WorkerCache
+from privaudit.services.attack_worker.attacks.base import Outputs
+from privaudit.services.attack_worker.npz_store import WorkerCache
 
 # Part of every key: a change to how outputs are computed or stored must change it.
 FORMAT = "privaudit model outputs v1: eval mode, no gradients, float32 logits (records, classes)"

@@ -29,15 +29,15 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from privaudit.services.attack_worker import device_augment, storage
+from privaudit.services.attack_worker.attacks.base import Augment, Outputs, batches
+from privaudit.services.attack_worker.endpoint_target import RemoteModel, one_hot
+from privaudit.services.attack_worker.job_basics import JobCancelled
+from privaudit.services.attack_worker.output_cache import OutputCache, output_key
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.errors import TaskError, one_line
+from privaudit.services.common.task_spec import ModelEndpoint
 from privaudit.v1 import results_pb2
-from services.attack_worker import device_augment, storage
-from services.attack_worker.attacks.base import Augment, Outputs, batches
-from services.attack_worker.endpoint_target import RemoteModel, one_hot
-from services.attack_worker.job_basics import JobCancelled
-from services.attack_worker.output_cache import OutputCache, output_key
-from services.attack_worker.settings import WorkerSettings
-from services.common.errors import TaskError, one_line
-from services.common.task_spec import ModelEndpoint
 
 # Within a stage, progress is reported at most this often (and always at 0 and 1).
 PROGRESS_INTERVAL_S = 0.5

@@ -38,16 +38,16 @@ from dataclasses import dataclass, replace
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from privaudit.services.attack_worker import launcher
+from privaudit.services.attack_worker.entry_exchange import entry_chunks, put_entries
+from privaudit.services.attack_worker.job_basics import JobCancelled, attack_name
+from privaudit.services.attack_worker.job_process import run_in_child
+from privaudit.services.attack_worker.launcher import LauncherKeeper
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.common.errors import Failure, ServiceBug, Unavailable
+from privaudit.services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
+from privaudit.services.common.task_spec import check_task_id
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc, results_pb2
-from services.attack_worker import launcher
-from services.attack_worker.entry_exchange import entry_chunks, put_entries
-from services.attack_worker.job_basics import JobCancelled, attack_name
-from services.attack_worker.job_process import run_in_child
-from services.attack_worker.launcher import LauncherKeeper
-from services.attack_worker.settings import WorkerSettings
-from services.common.errors import Failure, ServiceBug, Unavailable
-from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
-from services.common.task_spec import check_task_id
 
 log = logging.getLogger(__name__)
 

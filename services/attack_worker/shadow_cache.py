@@ -23,12 +23,12 @@ from os import PathLike
 
 import numpy as np
 
-from services.attack_worker import storage
-from services.attack_worker.attacks.shadow_models import Setup, population_folders
-from services.attack_worker.attacks.shadow_population import shadow_seed
-from services.attack_worker.entry_exchange import ShadowEntries
-from services.attack_worker.npz_store import EntryProblem
-from services.common.entry_transfer import Fingerprint
+from privaudit.services.attack_worker import storage
+from privaudit.services.attack_worker.attacks.shadow_models import Setup, population_folders
+from privaudit.services.attack_worker.attacks.shadow_population import shadow_seed
+from privaudit.services.attack_worker.entry_exchange import ShadowEntries
+from privaudit.services.attack_worker.npz_store import EntryProblem
+from privaudit.services.common.entry_transfer import Fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -29,15 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from privaudit.services.attack_worker.attacks import shadow_models
+from privaudit.services.attack_worker.attacks.base import Runtime, Scores
+from privaudit.services.attack_worker.attacks.shadow_models import Setup, ShadowArgs
+from privaudit.services.attack_worker.npz_store import EntryProblem, Fingerprint
+from privaudit.services.attack_worker.settings import WorkerSettings
+from privaudit.services.attack_worker.shadow_cache import ShadowCache, shadow_key
+from privaudit.services.common.errors import ServiceBug, TaskError
+from privaudit.services.common.task_spec import AttackArgs, LiraArgs, RmiaArgs
 from privaudit.v1 import attack_worker_pb2, results_pb2
-from services.attack_worker.attacks import shadow_models
-from services.attack_worker.attacks.base import Runtime, Scores
-from services.attack_worker.attacks.shadow_models import Setup, ShadowArgs
-from services.attack_worker.npz_store import EntryProblem, Fingerprint
-from services.attack_worker.settings import WorkerSettings
-from services.attack_worker.shadow_cache import ShadowCache, shadow_key
-from services.common.errors import ServiceBug, TaskError
-from services.common.task_spec import AttackArgs, LiraArgs, RmiaArgs
 
 # What a LIRA or RMIA job's runner gives back: scores, a shadow part's output, or a score part's
 # missing shadow outputs.

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.attack_worker.weights import NotWeights, read_state_dict
-from services.common.errors import TaskError, one_line
+from privaudit.services.attack_worker.weights import NotWeights, read_state_dict
+from privaudit.services.common.errors import TaskError, one_line
 
 if TYPE_CHECKING:
     import paddle
@@ -143,7 +143,7 @@ def _read_npz(real_root: Path, npz: Path, field: str, max_length: int | None) ->
     """The records of a data.npz whose array headers pass preflight's checks (x numeric, y
     integer, ids if any, one entry per record), loaded with pickling off; x is not read when
     y already says there are more than `max_length` records."""
-    from services.common.preflight import npz_problems  # here: preflight imports this module
+    from privaudit.services.common.preflight import npz_problems  # here: preflight imports this module
 
     problems = list(npz_problems(real_root, npz))
     if problems:

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health
 
-from services.common.logs import Throttle
+from privaudit.services.common.logs import Throttle
 
 log = logging.getLogger(__name__)
 

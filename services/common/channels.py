@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from services.common.auth import TokenSender
-from services.common.tls import ClientTLS
+from privaudit.services.common.auth import TokenSender
+from privaudit.services.common.tls import ClientTLS
 
 # Reports and results stay well below this; the limit just refuses runaway messages.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

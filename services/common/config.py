@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.common.auth import TokenAuth, TokenFileError, read_tokens
-from services.common.channels import MAX_MESSAGE_BYTES
-from services.common.server import ServerOptions
-from services.common.tls import ClientTLS, ServerTLS, TLSConfigError
+from privaudit.services.common.auth import TokenAuth, TokenFileError, read_tokens
+from privaudit.services.common.channels import MAX_MESSAGE_BYTES
+from privaudit.services.common.server import ServerOptions
+from privaudit.services.common.tls import ClientTLS, ServerTLS, TLSConfigError
 
 INTERNAL_TOKEN_ENV = "PRIVAUDIT_INTERNAL_TOKEN_FILE"
 # What a worker or the reporter tells a caller it refused.

@@ -21,7 +21,7 @@ How to use it, in every service and every change to come:
   retryability it shares (`QueueFull(Overloaded)`), or pass `fault=`/`retryable=` to one
   instance when what happened decides it.
 - In a servicer, let it propagate: never call `context.abort`. `start_server` installs the one
-  interceptor (`services.common.server.FailureInterceptor`) that turns a Failure into its status,
+  interceptor (`privaudit.services.common.server.FailureInterceptor`) that turns a Failure into its status,
   with an `ErrorInfo` detail (domain `ERROR_DOMAIN`, reason the fault's name, metadata
   `retryable`) and, for INVALID_ARGUMENT, a `BadRequest` detail per field; and any other
   exception into INTERNAL, FAULT_SERVICE, with an incident id for the caller and the traceback
@@ -37,7 +37,7 @@ Where the changes to come plug in: a retry loop (e.g. BuildReport while the repo
 asks `from_rpc_error(error).retryable`, not a list of codes; input checks raise TaskError /
 InvalidArgument naming the field, or NotFound; a job that kills the worker's fork server fails
 with a TaskError saying so, while the restarted server's own trouble is Unavailable; rate
-limiting of logged tracebacks belongs in `services.common.server.status_of`, the one place
+limiting of logged tracebacks belongs in `privaudit.services.common.server.status_of`, the one place
 that logs an unexpected exception.
 """
 

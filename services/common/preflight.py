@@ -38,10 +38,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from services.attack_worker.storage import NPZ_NAME, data_without_code, resolve_folder
-from services.attack_worker.weights import NotWeights, read_state_dict
-from services.common.errors import Problem, TaskError
-from services.common.task_spec import TaskSpec
+from privaudit.services.attack_worker.storage import NPZ_NAME, data_without_code, resolve_folder
+from privaudit.services.attack_worker.weights import NotWeights, read_state_dict
+from privaudit.services.common.errors import Problem, TaskError
+from privaudit.services.common.task_spec import TaskSpec
 
 # The one field name that reads a model's trained weights (shadow models train from scratch).
 _WEIGHTS_FIELD = "target_model"

@@ -3,7 +3,7 @@ the mapping of exceptions to statuses, readiness file and graceful shutdown.
 
 Every service's `__main__` calls `start_server` with a function that registers its
 servicers; everything else about serving is the same for all of them. Servicers raise the
-typed failures of `services.common.errors` and never call `context.abort`:
+typed failures of `privaudit.services.common.errors` and never call `context.abort`:
 `FailureInterceptor`, installed on every server, is the one place where an exception becomes
 a status.
 """
@@ -25,12 +25,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common.auth import TokenAuth
-from services.common.channels import MAX_MESSAGE_BYTES
-from services.common.errors import INFRASTRUCTURE, Failure, InvalidArgument, ServiceBug
-from services.common.logs import Throttle
-from services.common.reflection import enable_reflection
-from services.common.tls import ServerTLS
+from privaudit.services.common.auth import TokenAuth
+from privaudit.services.common.channels import MAX_MESSAGE_BYTES
+from privaudit.services.common.errors import INFRASTRUCTURE, Failure, InvalidArgument, ServiceBug
+from privaudit.services.common.logs import Throttle
+from privaudit.services.common.reflection import enable_reflection
+from privaudit.services.common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from privaudit.services.common.errors import InvalidArgument, Problem, TaskError
 from privaudit.v1 import task_pb2
-from services.common.errors import InvalidArgument, Problem, TaskError
 
 YAML_ATTACK_TYPE = "MEMBERSHIP_INFERENCE_ATTACK"
 DEFAULT_SEED = 20190224

@@ -1,4 +1,4 @@
-"""`python -m services.orchestrator`: serves OrchestratorService."""
+"""`python -m privaudit.services.orchestrator`: serves OrchestratorService."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from services.common import logs, task_spec
-from services.common.channels import PLAINTEXT, ChannelSecurity
-from services.common.config import (
+from privaudit.services.common import logs, task_spec
+from privaudit.services.common.channels import PLAINTEXT, ChannelSecurity
+from privaudit.services.common.config import (
     add_client_tls_flags,
     add_internal_token_flag,
     add_server_flags,
@@ -19,10 +19,10 @@ from services.common.config import (
     server_options,
     split_addresses,
 )
-from services.common.server import ServerOptions, Service, serve_until_signalled
-from services.orchestrator.app import STATE_FILE, Orchestrator, OrchestratorConfig
-from services.orchestrator.limits import DEFAULT_MAX_TASK_BYTES, TaskLimits
-from services.orchestrator.scheduler import JobSettings
+from privaudit.services.common.server import ServerOptions, Service, serve_until_signalled
+from privaudit.services.orchestrator.app import STATE_FILE, Orchestrator, OrchestratorConfig
+from privaudit.services.orchestrator.limits import DEFAULT_MAX_TASK_BYTES, TaskLimits
+from privaudit.services.orchestrator.scheduler import JobSettings
 
 CLIENT_TOKEN_HINT = "a client token: privaudit --token-file FILE (env PRIVAUDIT_CLIENT_TOKEN_FILE)"
 # Clients send the orchestrator tasks and small requests only: no need to take in more.
@@ -33,7 +33,7 @@ REQUEST_OVERHEAD_BYTES = 1024
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, OrchestratorConfig, ServerOptions]:
     """The flags, the orchestrator's configuration and how it serves; exits on a bad flag."""
-    parser = argparse.ArgumentParser(prog="python -m services.orchestrator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m privaudit.services.orchestrator", description=__doc__)
     add_server_flags(parser, "orchestrator", 50051, DEFAULT_MAX_MESSAGE_BYTES)
     flag(parser, "--workers", "PRIVAUDIT_WORKERS", "", help="attack workers, comma-separated host:port")
     flag(parser, "--worker-dns", "PRIVAUDIT_WORKER_DNS", None,
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _hosted_reporter() -> Service:
     """The reporter served from this process, on loopback (plaintext: only this process calls it)."""
-    from services.reporter import __main__ as reporter  # numpy, scipy: only when hosted
-    from services.reporter.policy import load_policy
+    from privaudit.services.reporter import __main__ as reporter  # numpy, scipy: only when hosted
+    from privaudit.services.reporter.policy import load_policy
 
     return reporter.start(load_policy(None), "127.0.0.1:0")
 

@@ -6,17 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
+from privaudit.services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
+from privaudit.services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
+from privaudit.services.orchestrator.audit import AuditRunner
+from privaudit.services.orchestrator.entry_relay import EntryRelay
+from privaudit.services.orchestrator.limits import TaskLimits
+from privaudit.services.orchestrator.metrics import OrchestratorMetrics
+from privaudit.services.orchestrator.scheduler import JobSettings, ProgressSink, ResultSink, Scheduler
+from privaudit.services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
+from privaudit.services.orchestrator.store import TaskStore
+from privaudit.services.orchestrator.worker_pool import WorkerPool
 from privaudit.v1 import orchestrator_pb2_grpc, reporter_pb2, reporter_pb2_grpc
-from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
-from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, start_server
-from services.orchestrator.audit import AuditRunner
-from services.orchestrator.entry_relay import EntryRelay
-from services.orchestrator.limits import TaskLimits
-from services.orchestrator.metrics import OrchestratorMetrics
-from services.orchestrator.scheduler import JobSettings, ProgressSink, ResultSink, Scheduler
-from services.orchestrator.server import SERVICE_NAME, OrchestratorServicer
-from services.orchestrator.store import TaskStore
-from services.orchestrator.worker_pool import WorkerPool
 
 REPORTER_SERVICE = reporter_pb2.DESCRIPTOR.services_by_name["ReporterService"].full_name
 STATE_FILE = "orchestrator.sqlite3"

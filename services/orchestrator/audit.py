@@ -40,6 +40,11 @@ from dataclasses import dataclass, field, replace
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import INFRASTRUCTURE, Failure, from_rpc_error
+from privaudit.services.orchestrator.event_log import EventLog
+from privaudit.services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink, Scheduler, failed_result
+from privaudit.services.orchestrator.store import StoredTask, TaskStore
 from privaudit.v1 import (
     attack_worker_pb2,
     orchestrator_pb2,
@@ -49,11 +54,6 @@ from privaudit.v1 import (
     results_pb2,
     task_pb2,
 )
-from services.common import task_spec
-from services.common.errors import INFRASTRUCTURE, Failure, from_rpc_error
-from services.orchestrator.event_log import EventLog
-from services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink, Scheduler, failed_result
-from services.orchestrator.store import StoredTask, TaskStore
 
 log = logging.getLogger(__name__)
 

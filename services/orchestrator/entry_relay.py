@@ -25,8 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from privaudit.v1 import attack_worker_pb2
-from services.common.entry_transfer import (
+from privaudit.services.common.entry_transfer import (
     EntryAssembly,
     Fingerprint,
     TransferError,
@@ -35,7 +34,8 @@ from services.common.entry_transfer import (
     is_key,
     read_chunks,
 )
-from services.common.errors import Overloaded, Unavailable
+from privaudit.services.common.errors import Overloaded, Unavailable
+from privaudit.v1 import attack_worker_pb2
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
+from privaudit.services.common.errors import INFRASTRUCTURE, Failure
+from privaudit.services.orchestrator.store import ENDED, Pending, Settled, TaskStore
 from privaudit.v1 import orchestrator_pb2, task_pb2
-from services.common.errors import INFRASTRUCTURE, Failure
-from services.orchestrator.store import ENDED, Pending, Settled, TaskStore
 
 HEARTBEAT_SECONDS = 10.0
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import Problem, TaskError
 from privaudit.v1 import orchestrator_pb2
-from services.common import task_spec
-from services.common.errors import Problem, TaskError
 
 DEFAULT_MAX_TASK_BYTES = 1024 * 1024
 

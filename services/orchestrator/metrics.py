@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from privaudit.services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink
+from privaudit.services.orchestrator.store import TaskStore
+from privaudit.services.orchestrator.worker_pool import WorkerPool
 from privaudit.v1 import attack_worker_pb2, orchestrator_pb2, results_pb2
-from services.orchestrator.scheduler import Job, Outcome, ProgressSink, ResultSink
-from services.orchestrator.store import TaskStore
-from services.orchestrator.worker_pool import WorkerPool
 
 # Audits counted by state: the newest this many (a scrape reads their status rows).
 AUDITS_COUNTED = 10_000

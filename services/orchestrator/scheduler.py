@@ -3,7 +3,7 @@ retrying it elsewhere when its failure says a retry can help.
 
 Jobs wait in one queue per task; the dispatcher takes tasks in turn (round
 robin), so a task with many jobs does not starve the others. Whether a job ends
-or runs again is the failure's classification (`services.common.errors`), never
+or runs again is the failure's classification (`privaudit.services.common.errors`), never
 a list of codes here: a result, even a failed one, is final unless its error is
 `retryable` (the kernel's out-of-memory killer, say); an RPC that ends without a
 result (the worker died, was lost, or passed its deadline) is classified by its
@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
-from services.common.errors import (
+from privaudit.services.common.errors import (
     INFRASTRUCTURE,
     DeadlineExceeded,
     Failure,
@@ -45,8 +44,9 @@ from services.common.errors import (
     from_attack_error,
     from_rpc_error,
 )
-from services.orchestrator.entry_relay import EntryRelay
-from services.orchestrator.worker_pool import Worker, WorkerPool
+from privaudit.services.orchestrator.entry_relay import EntryRelay
+from privaudit.services.orchestrator.worker_pool import Worker, WorkerPool
+from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The OrchestratorService servicer: validates tasks, streams audits, answers about them.
 
-Failures are raised as the typed exceptions of `services.common.errors` (a TaskError, a
+Failures are raised as the typed exceptions of `privaudit.services.common.errors` (a TaskError, a
 QueueFull, NotFound, OutOfRange); the server's interceptor turns them into statuses.
 """
 
@@ -10,11 +10,11 @@ import json
 
 import grpc
 
+from privaudit.services.common import task_spec
+from privaudit.services.common.errors import NotFound, OutOfRange, TaskError
+from privaudit.services.orchestrator.audit import AuditNotFound, AuditRunner
+from privaudit.services.orchestrator.limits import TaskLimits
 from privaudit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-from services.common import task_spec
-from services.common.errors import NotFound, OutOfRange, TaskError
-from services.orchestrator.audit import AuditNotFound, AuditRunner
-from services.orchestrator.limits import TaskLimits
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 DEFAULT_PAGE_SIZE = 100

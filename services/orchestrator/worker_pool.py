@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from privaudit.services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
+from privaudit.services.common.tls import protocol_mismatch
 from privaudit.v1 import attack_worker_pb2, attack_worker_pb2_grpc
-from services.common.channels import PLAINTEXT, ChannelSecurity, open_channel
-from services.common.tls import protocol_mismatch
 
 log = logging.getLogger(__name__)
 

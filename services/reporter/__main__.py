@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from privaudit.services.common import logs
+from privaudit.services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
+from privaudit.services.common.server import (
+    DEFAULT_OPTIONS,
+    ServerOptions,
+    Service,
+    serve_until_signalled,
+    start_server,
+)
+from privaudit.services.reporter.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from privaudit.services.reporter.server import SERVICE_NAME, ReporterServicer
 from privaudit.v1 import reporter_pb2_grpc
-from services.common import logs
-from services.common.config import add_internal_token_flag, add_server_flags, flag, server_options
-from services.common.server import DEFAULT_OPTIONS, ServerOptions, Service, serve_until_signalled, start_server
-from services.reporter.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
-from services.reporter.server import SERVICE_NAME, ReporterServicer
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.reporter", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m privaudit.services.reporter", description=__doc__)
     add_server_flags(parser, "reporter", 50053)
     flag(parser, "--policy", "PRIVAUDIT_REPORTER_POLICY", None, type=Path,
          help=f"risk policy YAML file; unset means the shipped {DEFAULT_POLICY}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from privaudit.services.reporter.catalog import attack_info
+from privaudit.services.reporter.epsilon import EpsilonEstimate
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
+from privaudit.services.reporter.figures import decimal, epsilon_value
+from privaudit.services.reporter.policy import Advice as AdviceSettings
+from privaudit.services.reporter.risk import Assessment, Risk
 from privaudit.v1 import results_pb2
-from services.reporter.catalog import attack_info
-from services.reporter.epsilon import EpsilonEstimate
-from services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
-from services.reporter.figures import decimal, epsilon_value
-from services.reporter.policy import Advice as AdviceSettings
-from services.reporter.risk import Assessment, Risk
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from scipy.special import ndtri
 
-from services.reporter.report_model import (
+from privaudit.services.reporter.report_model import (
     UNRATED,
     AttackComparison,
     AttackReport,

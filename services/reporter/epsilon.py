@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaincinv  # the beta quantile, without scipy.stats' import time
 
-from services.reporter.epsilon_terms import CONFIDENCE, Inequality
+from privaudit.services.reporter.epsilon_terms import CONFIDENCE, Inequality
 
 # Any fixed value: the split must not change between runs.
 SPLIT_SEED = 14

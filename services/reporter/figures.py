@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from privaudit.services.reporter.epsilon_terms import CONFIDENCE
 from privaudit.v1 import results_pb2
-from services.reporter.epsilon_terms import CONFIDENCE
 
 if TYPE_CHECKING:  # the estimator needs numpy and scipy; the report model reads this module without them
-    from services.reporter.epsilon import EpsilonEstimate
+    from privaudit.services.reporter.epsilon import EpsilonEstimate
 
 Interval = tuple[float, float]
 # Below this a p-value computed in double precision may have underflowed to 0.

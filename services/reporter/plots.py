@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.transforms import ScaledTranslation
 
-from services.reporter.figures import score
-from services.reporter.views import OperatingPoints, ScoreHistogram
+from privaudit.services.reporter.figures import score
+from privaudit.services.reporter.views import OperatingPoints, ScoreHistogram
 
 MEMBER_COLOUR = "#c2410c"
 NON_MEMBER_COLOUR = "#2563eb"

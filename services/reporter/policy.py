@@ -9,7 +9,7 @@ from typing import Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.reporter.figures import RISK_FIGURES
+from privaudit.services.reporter.figures import RISK_FIGURES
 
 DEFAULT_POLICY = "risk_policy.yaml"
 # Keys of older policy files and what they are called now.

@@ -7,9 +7,8 @@ from functools import cache
 
 import jinja2
 
-from privaudit.v1 import results_pb2
-from services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
-from services.reporter.figures import (
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
+from privaudit.services.reporter.figures import (
     AUC,
     LOW_FPR_FIGURES,
     decimal,
@@ -24,17 +23,18 @@ from services.reporter.figures import (
     threshold_source,
     timestamp,
 )
-from services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
-from services.reporter.render_text import COMPARED_FIGURES, NOT_KNOWN, TITLE
-from services.reporter.report import AttackEntry, Report
-from services.reporter.risk import Risk
-from services.reporter.views import (
+from privaudit.services.reporter.plots import ATTACK_COLOURS, RocCurve, histogram_png, roc_png
+from privaudit.services.reporter.render_text import COMPARED_FIGURES, NOT_KNOWN, TITLE
+from privaudit.services.reporter.report import AttackEntry, Report
+from privaudit.services.reporter.risk import Risk
+from privaudit.services.reporter.views import (
     ExposedGroup,
     dataset_roles,
     exposed_groups,
     operating_points,
     score_histogram,
 )
+from privaudit.v1 import results_pb2
 
 TEMPLATE = "report.html.j2"
 

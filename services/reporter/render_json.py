@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 
+from privaudit.services.common.errors import code_name
+from privaudit.services.common.task_spec import YAML_ATTACK_TYPE
+from privaudit.services.reporter import report_model as model
+from privaudit.services.reporter.epsilon import EpsilonEstimate
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
+from privaudit.services.reporter.figures import RISK_FIGURES, Interval, interval_of
+from privaudit.services.reporter.report import AttackEntry, Report
+from privaudit.services.reporter.risk import Risk
 from privaudit.v1 import results_pb2
-from services.common.errors import code_name
-from services.common.task_spec import YAML_ATTACK_TYPE
-from services.reporter import report_model as model
-from services.reporter.epsilon import EpsilonEstimate
-from services.reporter.epsilon_terms import ASSUMPTION, CONFIDENCE
-from services.reporter.figures import RISK_FIGURES, Interval, interval_of
-from services.reporter.report import AttackEntry, Report
-from services.reporter.risk import Risk
 
 SCHEMA_VERSION = model.SCHEMA_VERSION
 SCHEMA_FILE = model.SCHEMA_FILE

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from privaudit.v1 import results_pb2
-from services.common.errors import code_name
-from services.reporter.epsilon_terms import ASSUMPTION
-from services.reporter.figures import (
+from privaudit.services.common.errors import code_name
+from privaudit.services.reporter.epsilon_terms import ASSUMPTION
+from privaudit.services.reporter.figures import (
     AUC,
     LOW_FPR_FIGURES,
     RISK_FIGURES,
@@ -26,9 +25,10 @@ from services.reporter.figures import (
     timestamp,
     with_interval,
 )
-from services.reporter.report import AttackEntry, Report
-from services.reporter.report_model import Comparison, FigureChange, Provenance
-from services.reporter.views import DatasetRoles, dataset_roles, exposed_groups
+from privaudit.services.reporter.report import AttackEntry, Report
+from privaudit.services.reporter.report_model import Comparison, FigureChange, Provenance
+from privaudit.services.reporter.views import DatasetRoles, dataset_roles, exposed_groups
+from privaudit.v1 import results_pb2
 
 TITLE = "Membership Inference Audit Report"
 # What a provenance field that the report does not know reads as.

@@ -16,15 +16,15 @@ from typing import TypeVar
 
 import numpy as np
 
+from privaudit.services.common.task_spec import MAX_ATTACKS
+from privaudit.services.reporter.advice import Advice, advise
+from privaudit.services.reporter.catalog import AttackInfo, attack_info
+from privaudit.services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
+from privaudit.services.reporter.policy import Policy
+from privaudit.services.reporter.report_model import MAX_MOST_EXPOSED, ArtifactDigest, Comparison, Provenance
+from privaudit.services.reporter.risk import Assessment, Risk, assess, overall_risk
+from privaudit.services.reporter.views import evaluated_scores
 from privaudit.v1 import report_pb2, results_pb2
-from services.common.task_spec import MAX_ATTACKS
-from services.reporter.advice import Advice, advise
-from services.reporter.catalog import AttackInfo, attack_info
-from services.reporter.epsilon import MIN_RECORDS, EpsilonEstimate, estimate
-from services.reporter.policy import Policy
-from services.reporter.report_model import MAX_MOST_EXPOSED, ArtifactDigest, Comparison, Provenance
-from services.reporter.risk import Assessment, Risk, assess, overall_risk
-from services.reporter.views import evaluated_scores
 
 # Metrics that are rates or probabilities, so must lie in [0, 1].
 _UNIT_METRICS = ("accuracy", "precision", "recall", "auc", "advantage", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr",

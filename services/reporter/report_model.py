@@ -1,5 +1,5 @@
 """The JSON report as typed models: what render_json emits, the Python API returns and
-report.schema.json describes (generated from these models: `python -m services.reporter.report_model
+report.schema.json describes (generated from these models: `python -m privaudit.services.reporter.report_model
 --schema` rewrites it).
 
 Every field is always present in the JSON (a value not measured is null, never left out); risk
@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import GenerateJsonSchema
 
+from privaudit.services.reporter.epsilon_terms import Inequality
+from privaudit.services.reporter.policy import Policy
 from privaudit.v1 import report_pb2
-from services.reporter.epsilon_terms import Inequality
-from services.reporter.policy import Policy
 
 SCHEMA_VERSION = "3.0"
 SCHEMA_FILE = "report.schema.json"
@@ -429,7 +429,7 @@ def schema_text() -> str:
 
 
 def schema_path() -> Path:
-    return Path(str(resources.files("services.reporter").joinpath(SCHEMA_FILE)))
+    return Path(str(resources.files("privaudit.services.reporter").joinpath(SCHEMA_FILE)))
 
 
 def main(argv: list[str] | None = None) -> int:

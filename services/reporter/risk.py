@@ -6,10 +6,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from privaudit.services.common.errors import failure_summary
+from privaudit.services.reporter.figures import (
+    AUC,
+    LOW_FPR_FIGURES,
+    RISK_FIGURES,
+    TPR_AT_1PCT_FPR,
+    Figure,
+    p_equals,
+    probability,
+)
+from privaudit.services.reporter.policy import Policy
 from privaudit.v1 import report_pb2, results_pb2
-from services.common.errors import failure_summary
-from services.reporter.figures import AUC, LOW_FPR_FIGURES, RISK_FIGURES, TPR_AT_1PCT_FPR, Figure, p_equals, probability
-from services.reporter.policy import Policy
 
 # Figures are compared at this many decimals, so that an AUC of 0.55 computed as
 # 0.5499999999999999 counts as 0.55 and the reason never reads "0.5500 < 0.55".

@@ -1,7 +1,7 @@
 """Opens an HTML report in headless Chromium and saves what the browser shows as a PNG: how the
 HTML report is checked in a real browser (Debian: `apt-get install chromium`).
 
-    python -m services.reporter.screenshot report.html report.png [--width 1200] [--height 2400 | --full-page]
+    python -m privaudit.services.reporter.screenshot report.html report.png [--width 1200] [--height 2400 | --full-page]
                                            [--palette]
 
 `--full-page` renders in a window taller than any report and cuts the empty canvas below the page;
@@ -75,7 +75,7 @@ def rewrite(png: Path, trim: bool, palette: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.reporter.screenshot", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m privaudit.services.reporter.screenshot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("page", type=Path, help="the HTML report")
     parser.add_argument("png", type=Path, help="where to write the screenshot")

@@ -13,14 +13,14 @@ from dataclasses import replace
 import grpc
 import pydantic
 
+from privaudit.services.common.errors import InvalidArgument
+from privaudit.services.common.task_spec import check_task_id
+from privaudit.services.reporter import render_json, render_text
+from privaudit.services.reporter.compare import compare
+from privaudit.services.reporter.policy import Policy
+from privaudit.services.reporter.report import Report, ReportRequestError, build_report
+from privaudit.services.reporter.report_model import SCHEMA_VERSION, AuditReport
 from privaudit.v1 import report_pb2, reporter_pb2, reporter_pb2_grpc
-from services.common.errors import InvalidArgument
-from services.common.task_spec import check_task_id
-from services.reporter import render_json, render_text
-from services.reporter.compare import compare
-from services.reporter.policy import Policy
-from services.reporter.report import Report, ReportRequestError, build_report
-from services.reporter.report_model import SCHEMA_VERSION, AuditReport
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ CHUNK_BYTES = 64 * 1024
 def render_html(report: Report) -> bytes:
     """The HTML report; its module (matplotlib, jinja2) is imported with the first one, so a
     reporter that renders text and JSON alone never loads them."""
-    from services.reporter import render_html as html
+    from privaudit.services.reporter import render_html as html
 
     return html.render(report)
 

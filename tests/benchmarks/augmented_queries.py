@@ -36,12 +36,12 @@ import paddle  # noqa: E402
 from augment_reference import augmented  # noqa: E402
 from worker_fixtures import write_dataset  # noqa: E402
 
-from services.attack_worker import device_augment, storage  # noqa: E402
-from services.attack_worker.attacks import augment  # noqa: E402
-from services.attack_worker.attacks.base import balanced_indices  # noqa: E402
-from services.attack_worker.paddle_runtime import PaddleRuntime  # noqa: E402
-from services.attack_worker.settings import WorkerSettings  # noqa: E402
-from services.common import task_spec  # noqa: E402
+from privaudit.services.attack_worker import device_augment, storage  # noqa: E402
+from privaudit.services.attack_worker.attacks import augment  # noqa: E402
+from privaudit.services.attack_worker.attacks.base import balanced_indices  # noqa: E402
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime  # noqa: E402
+from privaudit.services.attack_worker.settings import WorkerSettings  # noqa: E402
+from privaudit.services.common import task_spec  # noqa: E402
 
 ROTATIONS = augment.rotations(6)  # the tasks' r: 6, 13 queries a record
 

@@ -52,10 +52,10 @@ sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
 from proc_memory import descendants, high_water_mb, pss_mb  # noqa: E402
 
-from client import AuditClient, LocalCluster, cli  # noqa: E402
+from privaudit.client import AuditClient, LocalCluster, cli  # noqa: E402
+from privaudit.services.attack_worker.settings import WorkerSettings  # noqa: E402
+from privaudit.services.common import task_spec  # noqa: E402
 from privaudit.v1 import attack_worker_pb2, results_pb2  # noqa: E402
-from services.attack_worker.settings import WorkerSettings  # noqa: E402
-from services.common import task_spec  # noqa: E402
 
 EXAMPLE = REPO / "example" / "tasks" / "mem_inf.yaml"
 REPEATS = 3
@@ -115,7 +115,7 @@ def best_of(run, repeats: int = REPEATS) -> float:
 
 def in_process_seconds(task: str, settings: WorkerSettings) -> float:
     """The task's jobs called one after another in this process: no gRPC, no scheduler."""
-    from services.attack_worker.job import run_job  # imports Paddle
+    from privaudit.services.attack_worker.job import run_job  # imports Paddle
 
     spec, seed = task_spec.parse_yaml(task), next(SEEDS)
     started = time.perf_counter()
@@ -299,7 +299,7 @@ def cold_start(figures: dict[str, object], rows: Rows) -> None:
              ("last attack result -> printed report (s, target <= 0.3)", _spread(to_report))]
 
     with tempfile.TemporaryDirectory(prefix="privaudit-bench-kept-") as state:
-        cli = [sys.executable, "-c", "import sys; from client.cli import main; sys.exit(main())"]
+        cli = [sys.executable, "-c", "import sys; from privaudit.client.cli import main; sys.exit(main())"]
         up = subprocess.run([*cli, "cluster", "up", "--state-dir", state, "--storage-root", str(REPO)], cwd=REPO,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
         if up.returncode != 0:
@@ -406,7 +406,8 @@ def main(cold_only: bool = False) -> None:
     out = Path(os.environ.get("BENCH_OUT", "bench-results.json"))
     figures: dict[str, object] = {"cores": os.cpu_count(), "repeats": REPEATS}
     print(f"privaudit benchmark ({os.cpu_count()} cores, median of {REPEATS} after a warm-up; load average "
-          f"{os.getloadavg()[0]:.1f}: a loaded machine slows the cluster's several processes more than one)", flush=True)
+          f"{os.getloadavg()[0]:.1f}: a loaded machine slows the cluster's several processes more than one)",
+          flush=True)
     rows = Rows()
     cold_start(figures, rows)  # first: nothing of this process is warm that a cold run would not have
     if cold_only:

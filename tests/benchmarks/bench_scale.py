@@ -42,9 +42,9 @@ sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 import numpy as np  # noqa: E402
 from proc_memory import high_water_mb, parents  # noqa: E402
 
-from client import AuditClient, LocalCluster  # noqa: E402
+from privaudit.client import AuditClient, LocalCluster  # noqa: E402
+from privaudit.services.orchestrator.app import STATE_FILE  # noqa: E402
 from privaudit.v1 import results_pb2  # noqa: E402
-from services.orchestrator.app import STATE_FILE  # noqa: E402
 
 MIB = 2**20
 MESSAGE_LIMIT = MIB  # every service's --max-message-bytes in this run

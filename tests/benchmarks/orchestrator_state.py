@@ -34,9 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
+from privaudit.services.orchestrator.event_log import EventLog  # noqa: E402
+from privaudit.services.orchestrator.store import TaskStore  # noqa: E402
 from privaudit.v1 import orchestrator_pb2, report_pb2, results_pb2, task_pb2  # noqa: E402
-from services.orchestrator.event_log import EventLog  # noqa: E402
-from services.orchestrator.store import TaskStore  # noqa: E402
 
 BEFORE = "a25ab26"  # the last commit before status columns and queued writes
 AUDITS, EVENTS, RECORDS = 200, 500, 1000  # finished audits, events each, records per dataset

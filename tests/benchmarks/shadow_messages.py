@@ -24,11 +24,11 @@ sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python"), str(REPO / "
 
 from worker_fixtures import write_dataset, write_model  # noqa: E402
 
+from privaudit.services.attack_worker.job import run_job  # noqa: E402
+from privaudit.services.attack_worker.settings import WorkerSettings  # noqa: E402
+from privaudit.services.common import task_spec  # noqa: E402
+from privaudit.services.orchestrator.store import TaskStore  # noqa: E402
 from privaudit.v1 import attack_worker_pb2, results_pb2, task_pb2  # noqa: E402
-from services.attack_worker.job import run_job  # noqa: E402
-from services.attack_worker.settings import WorkerSettings  # noqa: E402
-from services.common import task_spec  # noqa: E402
-from services.orchestrator.store import TaskStore  # noqa: E402
 
 CLASSES = 10
 MODEL = f'''

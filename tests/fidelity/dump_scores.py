@@ -31,10 +31,10 @@ def main() -> int:
     options = parser.parse_args()
     sys.path[:0] = [str(options.code), str(options.code / "protos" / "gen" / "python")]
 
-    from services.attack_worker import attacks
-    from services.attack_worker.paddle_runtime import PaddleRuntime
-    from services.attack_worker.settings import WorkerSettings
-    from services.common import task_spec
+    from privaudit.services.attack_worker import attacks
+    from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime
+    from privaudit.services.attack_worker.settings import WorkerSettings
+    from privaudit.services.common import task_spec
 
     spec = task_spec.parse_yaml(options.task.read_text())
     settings = WorkerSettings(storage_root=str(options.storage_root))

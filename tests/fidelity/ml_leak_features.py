@@ -18,9 +18,9 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO), str(REPO / "protos" / "gen" / "p
 
 from test_art_crosscheck import both, ml_leak_features, ml_leak_with_shadow  # noqa: E402
 
-from services.attack_worker.paddle_runtime import PaddleRuntime  # noqa: E402
-from services.attack_worker.settings import WorkerSettings  # noqa: E402
-from services.common.task_spec import parse_yaml  # noqa: E402
+from privaudit.services.attack_worker.paddle_runtime import PaddleRuntime  # noqa: E402
+from privaudit.services.attack_worker.settings import WorkerSettings  # noqa: E402
+from privaudit.services.common.task_spec import parse_yaml  # noqa: E402
 
 
 def main(task_file: str, prefix: str, *seeds: str) -> int:

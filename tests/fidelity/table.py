@@ -17,9 +17,9 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "protos" / "gen" / "python")]
 
-from services.attack_worker import metrics  # noqa: E402
-from services.attack_worker.attacks.base import Scores  # noqa: E402
-from services.common.task_spec import DEFAULT_SEED  # noqa: E402
+from privaudit.services.attack_worker import metrics  # noqa: E402
+from privaudit.services.attack_worker.attacks.base import Scores  # noqa: E402
+from privaudit.services.common.task_spec import DEFAULT_SEED  # noqa: E402
 
 
 def attacks_in(path: Path) -> dict[str, Scores]:

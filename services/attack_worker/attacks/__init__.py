@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.attack_worker.attacks import baseline, label_only, loss, ml_leak
-from services.attack_worker.attacks.base import Runtime, Scores
-from services.common.task_spec import BaselineArgs, LabelOnlyArgs, LiraArgs, LossArgs, MlLeakArgs, RmiaArgs
+from privaudit.services.attack_worker.attacks import baseline, label_only, loss, ml_leak
+from privaudit.services.attack_worker.attacks.base import Runtime, Scores
+from privaudit.services.common.task_spec import BaselineArgs, LabelOnlyArgs, LiraArgs, LossArgs, MlLeakArgs, RmiaArgs
 
 AttackRunner = Callable[[Any, Runtime], Scores]
 
@@ -19,7 +19,7 @@ AttackRunner = Callable[[Any, Runtime], Scores]
 def _shadow_model_attack(args: Any, rt: Runtime) -> Scores:
     """LIRA or RMIA, the whole attack in one job keeping no shadow model. Worker jobs run these
     through shadow_jobs themselves (parts, the shadow cache)."""
-    from services.attack_worker import shadow_jobs  # built on this package: imported when first run
+    from privaudit.services.attack_worker import shadow_jobs  # built on this package: imported when first run
 
     return shadow_jobs.whole_attack(args, rt, shadow_jobs.ShadowStore(".", None))
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.attack_worker.attacks.augment import Augment
+from privaudit.services.attack_worker.attacks.augment import Augment
 
 # The false-positive rate that attacks calibrating their threshold on known non-members
 # (population data, reference models) aim at: member when a record's score would beat

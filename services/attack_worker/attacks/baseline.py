@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from privaudit.services.attack_worker.attacks.base import Outputs, Runtime, Scores
+from privaudit.services.common.task_spec import BaselineArgs
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks.base import Outputs, Runtime, Scores
-from services.common.task_spec import BaselineArgs
 
 # BASELINE takes no batch size argument; it queries the target in batches of this size.
 BATCH_SIZE = 128

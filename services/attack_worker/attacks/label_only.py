@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.attack_worker.attacks import augment, shadow_attack
-from services.attack_worker.attacks.base import Augment, Runtime, Scores
-from services.common.errors import TaskError
-from services.common.task_spec import LabelOnlyArgs
+from privaudit.services.attack_worker.attacks import augment, shadow_attack
+from privaudit.services.attack_worker.attacks.base import Augment, Runtime, Scores
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import LabelOnlyArgs
 
 if TYPE_CHECKING:
-    from services.attack_worker.attack_cache import ShadowAttackStore
+    from privaudit.services.attack_worker.attack_cache import ShadowAttackStore
 
 
 def augments_for(args: LabelOnlyArgs) -> list[Augment]:

@@ -21,8 +21,8 @@ import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from services.attack_worker.attacks import augment
-from services.attack_worker.attacks.base import NOMINAL_FPR
+from privaudit.services.attack_worker.attacks import augment
+from privaudit.services.attack_worker.attacks.base import NOMINAL_FPR
 
 ONLINE_THRESHOLD = 0.0  # log-likelihood ratio: IN at least as likely as OUT
 # A Gaussian fitted to identical values (a model that ignores its input) gets this variance

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from privaudit.services.attack_worker.attacks.base import NOMINAL_FPR, Runtime, Scores
+from privaudit.services.common.task_spec import LossArgs
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks.base import NOMINAL_FPR, Runtime, Scores
-from services.common.task_spec import LossArgs
 
 
 def true_label_log_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

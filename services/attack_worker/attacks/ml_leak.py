@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.attack_worker.attacks import shadow_attack
-from services.attack_worker.attacks.base import Runtime, Scores
-from services.attack_worker.attacks.lira import logit_scaled_confidence
-from services.common.errors import TaskError
-from services.common.task_spec import MlLeakArgs
+from privaudit.services.attack_worker.attacks import shadow_attack
+from privaudit.services.attack_worker.attacks.base import Runtime, Scores
+from privaudit.services.attack_worker.attacks.lira import logit_scaled_confidence
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import MlLeakArgs
 
 if TYPE_CHECKING:
-    from services.attack_worker.attack_cache import ShadowAttackStore
+    from privaudit.services.attack_worker.attack_cache import ShadowAttackStore
 
 
 def top_k_logit_posteriors(logits: np.ndarray, k: int) -> np.ndarray:

@@ -38,7 +38,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
-from services.attack_worker.attacks.base import NOMINAL_FPR
+from privaudit.services.attack_worker.attacks.base import NOMINAL_FPR
 
 # Member when the tie-broken fraction reaches this: x beats 1 - NOMINAL_FPR of the population
 # samples. For a non-member, ratio(x) is distributed like ratio(z), so this rule's nominal FPR

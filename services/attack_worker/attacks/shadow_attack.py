@@ -20,14 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from privaudit.services.attack_worker.attacks import attack_classifier
+from privaudit.services.attack_worker.attacks.attack_classifier import (
+    CONVERGENCE_PATIENCE,
+    AttackClassifier,
+    Convergence,
+)
+from privaudit.services.attack_worker.attacks.base import Runtime, Scores, balanced_indices
+from privaudit.services.common.task_spec import ShadowAttackArgs
 from privaudit.v1 import results_pb2
-from services.attack_worker.attacks import attack_classifier
-from services.attack_worker.attacks.attack_classifier import CONVERGENCE_PATIENCE, AttackClassifier, Convergence
-from services.attack_worker.attacks.base import Runtime, Scores, balanced_indices
-from services.common.task_spec import ShadowAttackArgs
 
 if TYPE_CHECKING:
-    from services.attack_worker.attack_cache import ShadowAttackStore
+    from privaudit.services.attack_worker.attack_cache import ShadowAttackStore
 
 THRESHOLD = 0.5
 THRESHOLD_SOURCE = ("P(member) >= 0.5 from the attack classifier fitted on the shadow model's members and "

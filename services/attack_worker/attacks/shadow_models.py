@@ -23,19 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from privaudit.v1 import results_pb2
-from services.attack_worker.attacks import augment, lira, rmia
-from services.attack_worker.attacks.base import Runtime, Scores
-from services.attack_worker.attacks.loss import true_label_log_probability
-from services.attack_worker.attacks.shadow_population import (
+from privaudit.services.attack_worker.attacks import augment, lira, rmia
+from privaudit.services.attack_worker.attacks.base import Runtime, Scores
+from privaudit.services.attack_worker.attacks.loss import true_label_log_probability
+from privaudit.services.attack_worker.attacks.shadow_population import (
     Population,
     query_indices,
     shadow_seed,
     training_masks,
     z_samples,
 )
-from services.common.errors import TaskError
-from services.common.task_spec import LiraArgs, RmiaArgs
+from privaudit.services.common.errors import TaskError
+from privaudit.services.common.task_spec import LiraArgs, RmiaArgs
+from privaudit.v1 import results_pb2
 
 ShadowArgs = LiraArgs | RmiaArgs
 

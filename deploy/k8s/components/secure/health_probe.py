@@ -19,8 +19,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.channels import ChannelSecurity, open_channel
-from services.common.tls import ClientTLS, TLSConfigError
+from privaudit.services.common.channels import ChannelSecurity, open_channel
+from privaudit.services.common.tls import ClientTLS, TLSConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
