@@ -153,7 +153,8 @@ class LocalCluster:
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
-            self._step(f"starting the reporter and {self.workers} worker(s); each worker imports Paddle")
+            starting = ("" if self.host_reporter else "the reporter and ") + f"{self.workers} worker(s)"
+            self._step(f"starting {starting}; each worker imports Paddle")
             reporters = [] if self.host_reporter else [self._spawn("reporter", "privaudit.services.reporter")]
             # The jobs split the machine's cores so they do not fight over them.
             threads = str(max(1, (os.cpu_count() or 1) // (self.workers * self.slots)))
@@ -163,7 +164,7 @@ class LocalCluster:
                                    "--cache-dir", str(self.state_dir / "cache"), "--cache-shared",
                                    *self._job_limit_flags(), *self.worker_flags) for i in range(self.workers)]
             self._wait_bound([*reporters, *workers])  # files only: this process forks the orchestrator next
-            self._step("starting the orchestrator")
+            self._step("starting the orchestrator" + (" (it serves the reporter too)" if self.host_reporter else ""))
             reporter_flags = [f"--reporter={r.address}" for r in reporters] or ["--host-reporter"]
             orchestrator = self._spawn(
                 "orchestrator", "privaudit.services.orchestrator", "--workers", ",".join(w.address for w in workers),
@@ -171,7 +172,7 @@ class LocalCluster:
             self._wait_bound([orchestrator])
             self._wait_serving([orchestrator])
             self.address = orchestrator.address
-            self._step(f"orchestrator serving; waiting for the reporter and {self.workers} worker(s) to serve")
+            self._step(f"orchestrator serving; waiting for {starting} to serve")
             if self.wait_for_workers or self.detached:
                 self._wait_serving([*reporters, *workers])
                 self._step(f"ready in {time.monotonic() - started:.1f} s", finished=True)
