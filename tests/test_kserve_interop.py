@@ -1,8 +1,8 @@
 """The worker's Open Inference Protocol client against a real KServe model server.
 
 KServe 0.21 does not install beside privaudit (it needs protobuf < 7), so it runs from its own
-virtualenv, made once with `python3 -m venv build/kserve-venv && build/kserve-venv/bin/pip install
-kserve==0.21.0`; without it these tests skip. The server (tests/kserve_identity_server.py) serves
+virtualenv, build/kserve-venv, which `make test` makes (`make kserve-venv`); without it these tests
+skip. The server (tests/kserve_identity_server.py) serves
 worker_fixtures' identity model, so BASELINE through it must give what the folder gives, with and
 without the input and output listed in the model's metadata (KServe's custom models list none).
 KServe binds its gRPC port on every interface ([::]); the port is a free one picked on 127.0.0.1.
@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -46,24 +48,31 @@ def _kserve(output: str, metadata: bool) -> Iterator[str]:
     grpc_port, env = _free_port(), dict(os.environ)
     env.update(OIP_GRPC_PORT=str(grpc_port), OIP_HTTP_PORT=str(_free_port()), OIP_OUTPUT=output,
                OIP_METADATA="1" if metadata else "0")
-    server = subprocess.Popen([str(KSERVE_PYTHON), str(REPO / "tests" / "kserve_identity_server.py")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO / "build")
-    address = f"127.0.0.1:{grpc_port}"
-    try:
-        with grpc.insecure_channel(address) as channel:
-            stub, deadline = oip_grpc.GRPCInferenceServiceStub(channel), time.monotonic() + 60
-            while True:
-                try:
-                    if stub.ModelReady(oip.ModelReadyRequest(name="net"), timeout=2).ready:
-                        break
-                except grpc.RpcError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
-                time.sleep(0.2)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    # Its log goes to a file, not a pipe: a server logging every call never blocks on a full pipe.
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen([str(KSERVE_PYTHON), str(REPO / "tests" / "kserve_identity_server.py")],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO / "build")
+        address = f"127.0.0.1:{grpc_port}"
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub, deadline = oip_grpc.GRPCInferenceServiceStub(channel), time.monotonic() + 60
+                while True:
+                    try:
+                        if stub.ModelReady(oip.ModelReadyRequest(name="net"), timeout=2).ready:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    assert server.poll() is None and time.monotonic() < deadline, _tail(log)
+                    time.sleep(0.2)
+            yield address
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _tail(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-2000:]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["no metadata", "metadata"])
