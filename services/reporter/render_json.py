@@ -77,6 +77,7 @@ def _attack(entry: AttackEntry) -> model.AttackReport:
         description=entry.info.description,
         status="succeeded" if found else "failed",
         target_model=result.target_model.path if found else None,
+        target_queries=result.target_queries,
         metrics=_metrics(result.metrics) if found else None,
         roc=[(point.fpr, point.tpr) for point in result.roc] if found else [],
         risk=_risk(assessment.risk),

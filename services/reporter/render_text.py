@@ -68,6 +68,8 @@ def _dataset(dataset: DatasetRoles) -> str:
 
 def _attack(entry: AttackEntry) -> list[str]:
     lines = [f"\t- name: {entry.assessment.label}", f"\t  attack description: {entry.info.description}"]
+    if entry.result.target_queries:
+        lines.append(f"\t  queries to the deployed target: {entry.result.target_queries:,}")
     if not entry.succeeded:
         return [*lines, f"\t  FAILED: {_error(entry.result.error)}"]
     m = entry.result.metrics

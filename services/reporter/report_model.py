@@ -204,7 +204,11 @@ class AttackReport(_Model):
     description: str = Field(description="What the attack does.")
     status: Literal["succeeded", "failed"] = Field(description="Whether the attack ran to the end.")
     target_model: str | None = Field(
-        description="Folder of the attacked model, relative to the storage root; null when the attack failed.")
+        description="Folder of the attacked model, relative to the storage root, or host:port/model[/version] of a "
+                    "deployed one; null when the attack failed.")
+    target_queries: int = Field(
+        0, ge=0, description="Records the attack sent to a deployed target model over the Open Inference Protocol, "
+                             "each augmented copy counted (a failed attack's too); 0 for a model loaded from a folder.")
     metrics: Metrics | None = Field(description="What the attack achieved; null when it failed.")
     roc: list[tuple[Rate, Rate]] = Field(
         description="The ROC curve on the evaluation set as [fpr, tpr] points by increasing fpr; empty when the "
