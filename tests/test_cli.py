@@ -166,7 +166,7 @@ def test_live_progress_on_a_terminal(tmp_path):
     assert os.waitstatus_to_exitcode(code) == 0, text[-2000:]
     assert "3/3 LABEL-ONLY" in text and "risk HIGH" in text and "━" in text
     # Issue 18: what the local cluster does while it starts, and an overall bar.
-    assert "local cluster: starting the reporter" in text and "every service serving" in text
+    assert "local cluster: starting 1 worker(s)" in text and "every service serving" in text
     assert "all attacks" in text and "3/3 finished" in text
 
 
