@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from import_footprint import heavy_imports
 from test_reporter_fixtures import succeeded
 
 from privaudit.client import cli, local_report
@@ -270,9 +271,5 @@ def test_another_format_keeps_the_typed_reports_policy_provenance_and_comparison
 def test_the_client_and_the_report_model_it_reads_reports_with_import_nothing_heavy():
     """Issue 17: the client's process stays light, and reading the typed report at the end of an audit
     costs no numpy or scipy import (it once cost 0.3 s of the report's delivery, through epsilon)."""
-    heavy = ("paddle", "sklearn", "numpy", "scipy", "matplotlib", "jinja2")
-    code = ("import sys, privaudit.client.cli, privaudit.client.api, privaudit.services.reporter.report_model; "
-            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[1])
-    assert out.stdout.strip() == "[]"
+    modules = ("privaudit.client.cli", "privaudit.client.api", "privaudit.services.reporter.report_model")
+    assert heavy_imports(modules, ("paddle", "sklearn", "numpy", "scipy", "matplotlib", "jinja2")) == []

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from import_footprint import heavy_imports
 from test_reporter_fixtures import POLICY, PROVENANCE, class_metrics, failed, make_report, succeeded, validate_json
 
 from privaudit.services.common.channels import open_channel
@@ -176,12 +175,8 @@ def test_requests_no_orchestrator_sends_are_refused_before_any_work(stub, task_i
 def test_reporter_does_not_import_paddle_nor_what_only_html_needs() -> None:
     """Paddle never; matplotlib and jinja2 only once an HTML report is asked for; scipy.stats never
     (its import alone took longer than building a report)."""
-    heavy = ("paddle", "sklearn", "torch", "matplotlib", "jinja2", "scipy.stats")
-    code = ("import sys, privaudit.services.reporter.__main__, privaudit.services.reporter.server; "
-            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[1])
-    assert out.stdout.strip() == "[]"
+    modules = ("privaudit.services.reporter.__main__", "privaudit.services.reporter.server")
+    assert heavy_imports(modules, ("paddle", "sklearn", "torch", "matplotlib", "jinja2", "scipy.stats")) == []
 
 
 def test_bad_policy_stops_the_service_naming_the_flag(tmp_path: Path, capsys) -> None:
